@@ -1,0 +1,266 @@
+// Package cmd is deployctl's command line: flags become an options struct,
+// one call goes into the deploy engine, progress events are rendered to
+// stderr, the result goes to stdout, and errors become exit codes.
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/deployctl/deployctl/deploy"
+)
+
+// Set by the release build (goreleaser ldflags).
+var (
+	version = "dev"
+	commit  = "none"
+	date    = "unknown"
+)
+
+// Exit codes: one table, shown by `deployctl help exit-codes` and the README.
+const (
+	ExitOK          = 0
+	ExitFailed      = 1 // the rollout failed; the old version is still serving
+	ExitUsage       = 2 // bad flags or input; nothing was changed
+	ExitNeedsHuman  = 3 // deployctl could not restore a known good state by itself
+	ExitUnreachable = 4 // Docker or Traefik could not be reached; nothing was changed
+	ExitSIGINT      = 130
+	ExitSIGTERM     = 143
+)
+
+var exitCodeTable = []struct {
+	code int
+	text string
+}{
+	{ExitOK, "success: the new version is serving"},
+	{ExitFailed, "the rollout failed; the old version is untouched and still serving, the new container was removed"},
+	{ExitUsage, "usage error (bad flag, value or input); nothing was changed"},
+	{ExitNeedsHuman, "deployctl could not bring things back to a known good state by itself; the message says what is running"},
+	{ExitUnreachable, "Docker or Traefik could not be reached; nothing was changed"},
+	{ExitSIGINT, "interrupted by SIGINT (Ctrl-C); the old version keeps serving, the new container was removed"},
+	{ExitSIGTERM, "interrupted by SIGTERM; as for 130"},
+}
+
+// ExitCodesHelp is the exit code table as text.
+func ExitCodesHelp() string {
+	var b strings.Builder
+	b.WriteString("Exit codes:\n")
+	for _, e := range exitCodeTable {
+		fmt.Fprintf(&b, "  %3d  %s\n", e.code, e.text)
+	}
+	return b.String()
+}
+
+// interrupt records which signal cancelled the run.
+type interrupt struct{ sig os.Signal }
+
+func (i interrupt) Error() string { return "interrupted by " + i.sig.String() }
+func (i interrupt) Is(target error) bool {
+	return target == deploy.ErrInterrupted
+}
+
+// Main runs deployctl with os.Args and returns the exit code.
+func Main() int {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		first := <-sigs
+		fmt.Fprintf(os.Stderr, "deployctl: %s received: cleaning up so the old version keeps serving (signal again to exit at once)\n", first)
+		cancel(interrupt{first})
+		second := <-sigs
+		os.Exit(signalExitCode(second))
+	}()
+	return Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+}
+
+// Run runs deployctl with args and returns the exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	code := exitCode(err)
+	var reported *reportedError
+	var pe probeExit
+	if !errors.As(err, &reported) && !errors.As(err, &pe) {
+		fmt.Fprintf(stderr, "deployctl: %v\n", err)
+	}
+	if code == ExitUsage && isFlagError(err) {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", commandPath(root, args))
+	}
+	return code
+}
+
+// reportedError is an error the command has already printed.
+type reportedError struct{ error }
+
+func (r *reportedError) Unwrap() error { return r.error }
+
+func exitCode(err error) int {
+	var pe probeExit
+	if errors.As(err, &pe) {
+		return int(pe)
+	}
+	var sig interrupt
+	if errors.As(err, &sig) {
+		return signalExitCode(sig.sig)
+	}
+	var de *deploy.Error
+	if errors.As(err, &de) {
+		switch de.Kind {
+		case deploy.KindUsage:
+			return ExitUsage
+		case deploy.KindNeedsHuman:
+			return ExitNeedsHuman
+		case deploy.KindUnreachable:
+			return ExitUnreachable
+		case deploy.KindInterrupted:
+			return ExitSIGINT
+		}
+		return ExitFailed
+	}
+	if errors.Is(err, deploy.ErrUnreachable) {
+		return ExitUnreachable
+	}
+	var ue usageErr
+	if errors.As(err, &ue) || isFlagError(err) {
+		return ExitUsage
+	}
+	return ExitFailed
+}
+
+func signalExitCode(s os.Signal) int {
+	if s == syscall.SIGTERM {
+		return ExitSIGTERM
+	}
+	return ExitSIGINT
+}
+
+// usageErr is a bad flag value found after parsing.
+type usageErr struct{ error }
+
+func usagef(format string, args ...any) error { return usageErr{fmt.Errorf(format, args...)} }
+
+// flagError marks cobra's own parse errors.
+type flagError struct{ error }
+
+func isFlagError(err error) bool {
+	var fe flagError
+	return errors.As(err, &fe)
+}
+
+func commandPath(root *cobra.Command, args []string) string {
+	c, _, err := root.Find(args)
+	if err != nil || c == nil {
+		return root.Name()
+	}
+	return c.CommandPath()
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "deployctl",
+		Short: "Zero-downtime rollouts of containerised web apps behind Traefik",
+		Long: `deployctl rolls a new version of a containerised web app out behind Traefik
+on a plain Docker host, with zero failed requests:
+
+  1. it runs the new container, configured like the current one;
+  2. it waits until Docker reports it healthy and Traefik lists its server;
+  3. it takes the old container out of Traefik (via a drain-aware healthcheck)
+     and confirms Traefik dropped it, and only then stops it.
+
+If anything fails before the old container is touched, the new one is removed
+and the old one keeps serving.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetVersionTemplate("deployctl {{.Version}}\n")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return flagError{err} })
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return flagsFromEnv(c) }
+	root.AddCommand(newRolloutCmd(), newProbeCmd(), newVersionCmd(), newExitCodesHelp())
+	return root
+}
+
+// flagsFromEnv sets every flag not given on the command line from
+// DEPLOYCTL_<FLAG> (upper case, '-' as '_'): flag > env > default.
+func flagsFromEnv(c *cobra.Command) error {
+	var err error
+	c.Flags().VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed || f.Name == "help" {
+			return
+		}
+		name := envName(f.Name)
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			return
+		}
+		if sv, isSlice := f.Value.(pflag.SliceValue); isSlice {
+			err = sv.Replace(splitList(v))
+		} else {
+			err = f.Value.Set(v)
+		}
+		if err != nil {
+			err = usagef("%s=%q: %v", name, v, err)
+			return
+		}
+		f.Changed = true
+	})
+	return err
+}
+
+func envName(flag string) string {
+	return "DEPLOYCTL_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// splitList splits a list from an env var on newlines (or commas when there
+// are none).
+func splitList(v string) []string {
+	sep := ","
+	if strings.Contains(v, "\n") {
+		sep = "\n"
+	}
+	var out []string
+	for _, s := range strings.Split(v, sep) {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print deployctl's version, commit and build date",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			fmt.Fprintf(c.OutOrStdout(), "deployctl %s (commit %s, built %s)\n", version, commit, date)
+			return nil
+		},
+	}
+}
+
+func newExitCodesHelp() *cobra.Command {
+	return &cobra.Command{
+		Use:   "exit-codes",
+		Short: "The exit codes deployctl returns, for CI scripts",
+		Long:  ExitCodesHelp(),
+	}
+}

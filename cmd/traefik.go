@@ -1,0 +1,95 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/deployctl/deployctl/deploy"
+	"github.com/deployctl/deployctl/traefikapi"
+)
+
+// DefaultTraefikURL is where Traefik's API listens with api.insecure=true.
+const DefaultTraefikURL = "http://localhost:8080"
+
+type traefikOptions struct {
+	url      string
+	user     string
+	password string
+	headers  []string
+	ca       string
+	insecure bool
+}
+
+func (t *traefikOptions) register(c *cobra.Command) {
+	f := c.Flags()
+	f.StringVar(&t.url, "traefik-url", DefaultTraefikURL, "Traefik API URL, with the API base path if any (env DEPLOYCTL_TRAEFIK_URL)")
+	f.StringVar(&t.user, "traefik-user", "", "basic auth user for Traefik's API (env DEPLOYCTL_TRAEFIK_USER)")
+	f.StringVar(&t.password, "traefik-password", "", "basic auth password for Traefik's API; prefer env DEPLOYCTL_TRAEFIK_PASSWORD (never printed)")
+	f.StringArrayVar(&t.headers, "traefik-header", nil, "extra `Name: value` header on Traefik API requests, e.g. a token (never printed)")
+	f.StringVar(&t.ca, "traefik-ca", "", "PEM `file` of CA certificates to trust for an https Traefik API")
+	f.BoolVar(&t.insecure, "traefik-insecure", false, "do not verify the Traefik API's TLS certificate")
+}
+
+func (t *traefikOptions) router() (deploy.Router, error) {
+	h := http.Header{}
+	for _, line := range t.headers {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			return nil, usagef("--traefik-header must be 'Name: value' (got a value without a colon)")
+		}
+		h.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	cli, err := traefikapi.New(traefikapi.Config{
+		URL: t.url, Username: t.user, Password: t.password, Headers: h, CAFile: t.ca, Insecure: t.insecure,
+	})
+	if err != nil {
+		return nil, usagef("--traefik-url: %v", err)
+	}
+	return traefikRouter{cli}, nil
+}
+
+// traefikRouter adapts traefikapi.Client to deploy.Router.
+type traefikRouter struct{ c *traefikapi.Client }
+
+func (r traefikRouter) Services(ctx context.Context) ([]deploy.Service, error) {
+	svcs, err := r.c.Services(ctx)
+	if err != nil {
+		return nil, routerError(err)
+	}
+	out := make([]deploy.Service, len(svcs))
+	for i, s := range svcs {
+		out[i] = toDeployService(s)
+	}
+	return out, nil
+}
+
+func (r traefikRouter) Service(ctx context.Context, name string) (deploy.Service, error) {
+	s, err := r.c.Service(ctx, name)
+	if err != nil {
+		return deploy.Service{}, routerError(err)
+	}
+	return toDeployService(s), nil
+}
+
+func toDeployService(s traefikapi.Service) deploy.Service {
+	out := deploy.Service{Name: s.Name, Servers: make([]deploy.Server, len(s.Servers))}
+	for i, srv := range s.Servers {
+		out.Servers[i] = deploy.Server{URL: srv.URL, Status: strings.ToUpper(srv.Status)}
+	}
+	return out
+}
+
+func routerError(err error) error {
+	switch {
+	case errors.Is(err, traefikapi.ErrServiceNotFound):
+		return fmt.Errorf("%w: %v", deploy.ErrServiceNotFound, err)
+	case errors.Is(err, traefikapi.ErrUnreachable):
+		return fmt.Errorf("%w: %v", deploy.ErrUnreachable, err)
+	}
+	return err
+}

@@ -1,0 +1,360 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// world is a fake Docker host plus a fake Traefik docker provider: a
+// running container is a server of the service its labels name while its
+// Docker health is healthy (or it has no healthcheck), as Traefik does it.
+// Everything the engine does is recorded in ops, in order.
+type world struct {
+	mu         sync.Mutex
+	containers map[string]*fakeContainer
+	images     map[string]Image
+	ops        []string
+	seq        int
+	clock      time.Time
+
+	// knobs
+	pullErr      error
+	traefikErr   error                // every Router call fails with it
+	behave       func(*fakeContainer) // called for each new container at start
+	healthyAfter int                  // inspects before a starting container turns healthy
+	drainIgnored bool                 // Traefik never drops drained containers
+	onInspect    func(*fakeContainer)
+	traefikLag   int // Router calls before a change shows
+	routerCalls  int
+	copyErr      error
+	createHook   func(CreateSpec)
+	removeErr    error
+}
+
+type fakeContainer struct {
+	Container
+	marker   string
+	inspects int
+	crash    bool // exits once started
+	never    bool // never healthy
+	sick     bool // turns unhealthy
+	network  string
+	spec     CreateSpec
+}
+
+func newWorld() *world {
+	return &world{
+		containers: map[string]*fakeContainer{},
+		images:     map[string]Image{},
+		clock:      time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+}
+
+func (w *world) op(format string, args ...any) {
+	w.ops = append(w.ops, fmt.Sprintf(format, args...))
+}
+
+// addImage registers image ref with an exposed port 8080.
+func (w *world) addImage(ref string, hc *Healthcheck) {
+	w.images[ref] = Image{ID: "sha256:" + ref, OS: "linux", Arch: "amd64", Healthcheck: hc, ExposedPorts: []int{8080}}
+}
+
+// webLabels are the Traefik labels of the app "web".
+func webLabels() map[string]string {
+	return map[string]string{
+		"traefik.enable":                                     "true",
+		"traefik.http.routers.web.rule":                      "PathPrefix(`/`)",
+		"traefik.http.services.web.loadbalancer.server.port": "8080",
+	}
+}
+
+// addRunning adds a running, healthy container of app web at version v.
+func (w *world) addRunning(name, version string, byDeployctl bool) *fakeContainer {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seq++
+	labels := webLabels()
+	if byDeployctl {
+		labels[LabelApp] = "web"
+		labels[LabelVersion] = version
+		labels[LabelDrain] = "probe"
+		labels[LabelHealthcheck] = ""
+	} else {
+		labels["app"] = "web"
+	}
+	c := &fakeContainer{Container: Container{
+		ID: fmt.Sprintf("id-%s", name), Name: name, Image: "web:" + version, Labels: labels,
+		Created: w.clock.Add(time.Duration(w.seq) * time.Minute), State: "running", Health: "healthy",
+		Networks:    map[string]string{"proxy": fmt.Sprintf("10.0.0.%d", w.seq+1)},
+		Ports:       []int{8080},
+		Healthcheck: &Healthcheck{Test: []string{"CMD", "probe"}},
+	}, marker: MarkerServe, network: "proxy"}
+	w.containers[c.ID] = c
+	return c
+}
+
+func (w *world) runtime() *fakeRuntime { return &fakeRuntime{w} }
+func (w *world) router() *fakeRouter   { return &fakeRouter{w} }
+
+type fakeRuntime struct{ w *world }
+
+func (f *fakeRuntime) List(ctx context.Context, sel map[string]string) ([]Container, error) {
+	w := f.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []Container
+	for _, c := range w.containers {
+		match := true
+		for k, v := range sel {
+			if got, ok := c.Labels[k]; !ok || (v != "" && got != v) {
+				match = false
+			}
+		}
+		if match {
+			out = append(out, c.Container)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (f *fakeRuntime) Inspect(ctx context.Context, id string) (Container, error) {
+	w := f.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c, ok := w.containers[id]
+	if !ok {
+		return Container{}, fmt.Errorf("%w: %s", ErrContainerNotFound, id)
+	}
+	c.inspects++
+	if c.State == "running" && c.Health == "starting" {
+		switch {
+		case c.sick && c.inspects > w.healthyAfter:
+			c.Health = "unhealthy"
+			c.HealthLog = append(c.HealthLog, "deployctl: unhealthy: 503")
+		case !c.never && c.inspects > w.healthyAfter:
+			c.Health = "healthy"
+		}
+	}
+	if w.onInspect != nil {
+		w.onInspect(c)
+	}
+	return c.Container, nil
+}
+
+func (f *fakeRuntime) Image(ctx context.Context, ref string) (Image, error) {
+	img, ok := f.w.images[ref]
+	if !ok {
+		return Image{}, fmt.Errorf("%w: %s", ErrImageNotFound, ref)
+	}
+	return img, nil
+}
+
+func (f *fakeRuntime) Pull(ctx context.Context, ref string) error {
+	f.w.op("pull %s", ref)
+	return f.w.pullErr
+}
+
+func (f *fakeRuntime) Create(ctx context.Context, spec CreateSpec) (Container, []string, error) {
+	w := f.w
+	if w.createHook != nil {
+		w.createHook(spec)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seq++
+	labels := map[string]string{}
+	network := "proxy"
+	if spec.From != "" {
+		tmpl := w.containers[spec.From]
+		for k, v := range tmpl.Labels {
+			if !strings.HasPrefix(k, "deployctl.") {
+				labels[k] = v
+			}
+		}
+		network = tmpl.network
+	}
+	if len(spec.Networks) > 0 && spec.From == "" {
+		network = spec.Networks[0]
+	}
+	for k, v := range spec.Labels {
+		labels[k] = v
+	}
+	hc := spec.Healthcheck
+	if hc == nil {
+		hc = w.images[spec.Image].Healthcheck
+	}
+	c := &fakeContainer{Container: Container{
+		ID: fmt.Sprintf("id-%s", spec.Name), Name: spec.Name, Image: spec.Image, Labels: labels,
+		Created: w.clock.Add(time.Duration(w.seq) * time.Minute), State: "created",
+		Networks: map[string]string{network: ""}, Ports: []int{8080}, Healthcheck: hc,
+	}, network: network, spec: spec}
+	w.containers[c.ID] = c
+	w.op("create %s", spec.Name)
+	return c.Container, nil, nil
+}
+
+func (f *fakeRuntime) CopyFiles(ctx context.Context, id string, files []File) error {
+	w := f.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.copyErr != nil {
+		return w.copyErr
+	}
+	c := w.containers[id]
+	for _, file := range files {
+		if file.Path == MarkerPath {
+			c.marker = string(file.Data)
+			w.op("marker %s %s", c.Name, strings.TrimSpace(c.marker))
+			if c.State == "running" && c.Labels[LabelDrain] == "probe" {
+				if c.marker == MarkerDrain {
+					c.Health = "unhealthy"
+				} else {
+					c.Health = "healthy"
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (f *fakeRuntime) Start(ctx context.Context, id string) error {
+	w := f.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.containers[id]
+	if w.behave != nil {
+		w.behave(c)
+	}
+	c.State = "running"
+	c.Networks[c.network] = fmt.Sprintf("10.0.1.%d", w.seq)
+	if c.crash {
+		c.State, c.ExitCode = "exited", 3
+	}
+	if !c.Healthcheck.Disabled() {
+		c.Health = "starting"
+	}
+	w.op("start %s", c.Name)
+	return nil
+}
+
+func (f *fakeRuntime) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	w := f.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.containers[id]
+	c.State, c.Health = "exited", ""
+	w.op("stop %s", c.Name)
+	return nil
+}
+
+func (f *fakeRuntime) Remove(ctx context.Context, id string) error {
+	w := f.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.removeErr != nil {
+		return w.removeErr
+	}
+	if c, ok := w.containers[id]; ok {
+		w.op("remove %s", c.Name)
+		delete(w.containers, id)
+	}
+	return nil
+}
+
+func (f *fakeRuntime) Logs(ctx context.Context, id string, lines int) (string, error) {
+	return "listening on :8080\npanic: boom\n", nil
+}
+
+type fakeRouter struct{ w *world }
+
+// services computes what Traefik's docker provider would list now.
+func (f *fakeRouter) services() ([]Service, error) {
+	w := f.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.traefikErr != nil {
+		return nil, w.traefikErr
+	}
+	w.routerCalls++
+	byName := map[string]*Service{}
+	ids := sortedKeys(w.containers)
+	for _, id := range ids {
+		c := w.containers[id]
+		if c.State != "running" {
+			continue
+		}
+		if c.Health != "" && c.Health != "healthy" && !(w.drainIgnored && c.marker == MarkerDrain) {
+			continue
+		}
+		if c.network != "proxy" {
+			continue // Traefik watches network proxy only
+		}
+		name := serviceFromLabels(c.Labels)
+		if name == "" {
+			continue
+		}
+		svc := byName[name]
+		if svc == nil {
+			svc = &Service{Name: name}
+			byName[name] = svc
+		}
+		svc.Servers = append(svc.Servers, Server{URL: "http://" + c.Networks[c.network] + ":8080", Status: "UP"})
+	}
+	var out []Service
+	for _, n := range sortedKeys(byName) {
+		out = append(out, *byName[n])
+	}
+	return out, nil
+}
+
+func (f *fakeRouter) Services(ctx context.Context) ([]Service, error) {
+	svcs, err := f.services()
+	if err == nil {
+		f.w.mu.Lock()
+		f.w.op("traefik list")
+		f.w.mu.Unlock()
+	}
+	return svcs, err
+}
+
+func (f *fakeRouter) Service(ctx context.Context, name string) (Service, error) {
+	svcs, err := f.services()
+	if err != nil {
+		return Service{}, err
+	}
+	for _, s := range svcs {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	return Service{}, fmt.Errorf("%w: %s", ErrServiceNotFound, name)
+}
+
+// events collects the engine's events.
+type events struct {
+	mu  sync.Mutex
+	all []Event
+}
+
+func (e *events) Event(ev Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.all = append(e.all, ev)
+}
+
+func (e *events) warnings() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, ev := range e.all {
+		if ev.Status == StatusWarn {
+			out = append(out, ev.Message)
+		}
+	}
+	return out
+}

@@ -1,0 +1,217 @@
+package deploy
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// DrainMode says how old containers are taken out of rotation.
+type DrainMode string
+
+const (
+	// DrainAuto drains through the health probe where the container has
+	// one, and falls back to signal-then-poll (with a warning) where not.
+	DrainAuto DrainMode = "auto"
+	// DrainHealth requires the health probe; the rollout refuses to start
+	// when an old or the new container cannot have it.
+	DrainHealth DrainMode = "health"
+	// DrainSignal stops old containers first, then waits for Traefik to
+	// drop them: requests in that window may fail.
+	DrainSignal DrainMode = "signal"
+)
+
+// PullPolicy says when to pull the image.
+type PullPolicy string
+
+// Pull policies, as in docker run --pull.
+const (
+	PullMissing PullPolicy = "missing"
+	PullAlways  PullPolicy = "always"
+	PullNever   PullPolicy = "never"
+)
+
+// ProbeBinary is the static probe deployctl copies into the containers it
+// creates: usually the deployctl binary itself.
+type ProbeBinary struct {
+	OS, Arch string
+	Load     func() ([]byte, error)
+}
+
+// Options is one rollout request.
+type Options struct {
+	// Image is the repository, e.g. registry.example.com/team/app.
+	Image string
+	// Version is the tag to deploy.
+	Version string
+	// App names the app; default: the image name's last path element.
+	App string
+	// Select adopts running containers deployctl did not make, by label.
+	Select map[string]string
+	// Service is the Traefik service; default: found from the current
+	// container's URL.
+	Service string
+	// Network is the network Traefik reaches the app on; on a first deploy
+	// also the network the container is attached to.
+	Network string
+
+	Labels      map[string]string
+	Env         []string
+	Volumes     []string
+	Healthcheck *Healthcheck
+	// Restart is a restart policy as in docker run --restart; "" keeps the
+	// current container's (unless-stopped on a first deploy).
+	Restart string
+
+	Drain       DrainMode
+	Pull        PullPolicy
+	StopTimeout time.Duration // 0: the container's own, else 10s
+	Keep        int           // old versions kept stopped
+	Force       bool          // redeploy the version already serving
+
+	// DrainInterval is how often Docker runs the drain-aware probe; a drain
+	// shows in Traefik within about this long (plus Traefik's throttle).
+	DrainInterval time.Duration
+	// HealthTimeout bounds the wait for Docker health; 0: derived from the
+	// container's healthcheck.
+	HealthTimeout time.Duration
+	// RegisterTimeout bounds the wait for Traefik to list the new server.
+	RegisterTimeout time.Duration
+	// DeregisterTimeout bounds the wait for Traefik to drop an old server.
+	DeregisterTimeout time.Duration
+	// PollInterval is how often Docker and Traefik are polled while waiting.
+	PollInterval time.Duration
+
+	// Probe is the binary to install as the drain-aware probe; nil when
+	// deployctl cannot provide one (the rollout then drains by signal).
+	Probe *ProbeBinary
+}
+
+// Defaults for Options' zero values.
+const (
+	DefaultKeep              = 3
+	DefaultStopTimeout       = 10 * time.Second
+	DefaultDrainInterval     = time.Second
+	DefaultRegisterTimeout   = 30 * time.Second
+	DefaultDeregisterTimeout = 30 * time.Second
+	DefaultPollInterval      = 100 * time.Millisecond
+)
+
+// tagPattern is Docker's grammar for a tag.
+var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+
+// namePattern is Docker's grammar for a container name.
+var namePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+var restartPattern = regexp.MustCompile(`^(no|always|unless-stopped|on-failure(:[0-9]+)?)$`)
+
+// repoPattern is a loose check of an image repository: lowercase path
+// components, an optional registry host with port, no tag or digest.
+var repoPattern = regexp.MustCompile(`^([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
+
+// normalize validates o and fills in defaults. Errors are usage errors.
+func (o Options) normalize() (Options, error) {
+	if o.Image == "" {
+		return o, usageError("--image is required, e.g. --image registry.example.com/app")
+	}
+	if strings.ContainsAny(o.Image, "@") || (strings.Contains(o.Image, ":") && !repoPattern.MatchString(o.Image)) {
+		return o, usageError("--image %q must be a repository without tag or digest (the tag goes in --version), e.g. --image app --version 3f9ace5", o.Image)
+	}
+	if !repoPattern.MatchString(o.Image) {
+		return o, usageError("--image %q is not a valid image repository: use lowercase letters, digits and . _ - separators, e.g. registry.example.com/team/app", o.Image)
+	}
+	if o.Version == "" {
+		return o, usageError("--version is required: the image tag to deploy, e.g. --version 3f9ace5")
+	}
+	if !tagPattern.MatchString(o.Version) {
+		return o, usageError("--version %q is not a valid Docker tag: up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'", o.Version)
+	}
+	if o.App == "" {
+		o.App = o.Image[strings.LastIndex(o.Image, "/")+1:]
+	}
+	if !namePattern.MatchString(o.App) {
+		return o, usageError("--app %q is not a valid app name: letters, digits, '_', '.' and '-', starting with a letter or digit", o.App)
+	}
+	switch o.Drain {
+	case "":
+		o.Drain = DrainAuto
+	case DrainAuto, DrainHealth, DrainSignal:
+	default:
+		return o, usageError("--drain %q: must be auto, health or signal", o.Drain)
+	}
+	switch o.Pull {
+	case "":
+		o.Pull = PullMissing
+	case PullMissing, PullAlways, PullNever:
+	default:
+		return o, usageError("--pull %q: must be missing, always or never", o.Pull)
+	}
+	for name, d := range map[string]time.Duration{
+		"--stop-timeout": o.StopTimeout, "--drain-interval": o.DrainInterval,
+		"--health-timeout": o.HealthTimeout, "--register-timeout": o.RegisterTimeout,
+		"--deregister-timeout": o.DeregisterTimeout, "--poll-interval": o.PollInterval,
+	} {
+		if d < 0 {
+			return o, usageError("%s must not be negative (got %s)", name, d)
+		}
+	}
+	if o.Keep < 0 {
+		return o, usageError("--keep must not be negative (got %d)", o.Keep)
+	}
+	if o.DrainInterval == 0 {
+		o.DrainInterval = DefaultDrainInterval
+	}
+	if o.DrainInterval < time.Millisecond {
+		return o, usageError("--drain-interval must be at least 1ms (Docker's minimum health interval)")
+	}
+	if o.RegisterTimeout == 0 {
+		o.RegisterTimeout = DefaultRegisterTimeout
+	}
+	if o.DeregisterTimeout == 0 {
+		o.DeregisterTimeout = DefaultDeregisterTimeout
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	for _, e := range o.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return o, usageError("env %q must be KEY=VALUE", redactEnv(e))
+		}
+	}
+	for k := range o.Labels {
+		if k == "" {
+			return o, usageError("a label needs a key: KEY=VALUE")
+		}
+	}
+	if o.Restart != "" && !restartPattern.MatchString(o.Restart) {
+		return o, usageError("--restart %q: want no, always, unless-stopped or on-failure[:N]", o.Restart)
+	}
+	if o.Healthcheck != nil && len(o.Healthcheck.Test) == 0 {
+		return o, usageError("a healthcheck needs a command (--health-cmd)")
+	}
+	return o, nil
+}
+
+// ImageRef is the image reference to deploy.
+func (o Options) ImageRef() string { return o.Image + ":" + o.Version }
+
+// redactEnv shows an env entry's key only: values may be secrets.
+func redactEnv(e string) string {
+	if k, _, ok := strings.Cut(e, "="); ok {
+		return k + "=…"
+	}
+	if len(e) > 20 {
+		return e[:20] + "…"
+	}
+	return e
+}
+
+// containerName is <app>-<version>-<random>, a valid Docker name.
+func containerName(app, version, random string) string {
+	name := fmt.Sprintf("%s-%s-%s", app, version, random)
+	if len(name) > 128 {
+		name = name[:128]
+	}
+	return name
+}

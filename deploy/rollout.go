@@ -1,0 +1,1099 @@
+package deploy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Engine carries out rollouts against a container runtime and Traefik.
+type Engine struct {
+	Runtime  Runtime
+	Router   Router
+	Reporter Reporter
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// CleanupTimeout bounds the work done after a failure or a signal to
+	// leave the old version serving (removing the new container, restoring a
+	// drained one); it runs even when the rollout's context is done.
+	CleanupTimeout time.Duration
+}
+
+// Result describes a finished rollout.
+type Result struct {
+	App     string       `json:"app"`
+	Image   string       `json:"image"`
+	Version string       `json:"version"`
+	Service []string     `json:"services"`
+	New     ContainerRef `json:"new"`
+	Old     []OldRef     `json:"old"`
+	Phases  []PhaseTime  `json:"phases"`
+	Pruned  []string     `json:"pruned,omitempty"`
+	Total   Duration     `json:"total"`
+}
+
+// ContainerRef names a container and its server URL.
+type ContainerRef struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	URL     string `json:"url,omitempty"`
+}
+
+// OldRef is an old container and how it was drained.
+type OldRef struct {
+	ContainerRef
+	Drain DrainMode `json:"drain"`
+}
+
+// PhaseTime is how long one phase took.
+type PhaseTime struct {
+	Phase    Phase    `json:"phase"`
+	Duration Duration `json:"duration"`
+}
+
+// Duration marshals as seconds in JSON and prints rounded to milliseconds.
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).Round(time.Millisecond).String() }
+
+// MarshalJSON writes seconds as a number.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprintf("%.3f", time.Duration(d).Seconds())), nil
+}
+
+// oldContainer is a container being replaced, with what the plan found
+// about it.
+type oldContainer struct {
+	Container
+	url   string // its URL in Traefik, "" when Traefik does not list it
+	drain DrainMode
+	// drained: its marker says "drain" (so it must be restored on revert).
+	drained bool
+}
+
+// rollout is the state of one rollout in progress.
+type rollout struct {
+	e *Engine
+	o Options
+
+	start      time.Time
+	phaseStart time.Time
+	phases     []PhaseTime
+
+	image    Image
+	olds     []*oldContainer
+	template *Container
+	services []string // Traefik services the app's servers must be in
+	network  string   // the network Traefik reaches the app on, if known
+
+	probe   bool       // the new container gets the drain-aware probe
+	healthC *Container // the new container, once created
+	newURL  string
+	// cutover is set once an old container has been touched; after that a
+	// failure can no longer just remove the new container.
+	cutover bool
+}
+
+// Rollout deploys o.Image:o.Version as described in the package comment.
+func (e *Engine) Rollout(ctx context.Context, o Options) (*Result, error) {
+	o, err := o.normalize()
+	if err != nil {
+		return nil, err
+	}
+	r := &rollout{e: e, o: o}
+	r.start = e.now()
+	return r.run(ctx)
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+func (e *Engine) emit(ev Event) {
+	if e.Reporter == nil {
+		return
+	}
+	if ev.Time.IsZero() {
+		ev.Time = e.now()
+	}
+	e.Reporter.Event(ev)
+}
+
+func (r *rollout) begin(p Phase, msg string) {
+	r.phaseStart = r.e.now()
+	r.e.emit(Event{Phase: p, Status: StatusStart, Message: msg})
+}
+
+func (r *rollout) done(p Phase, ev Event) {
+	d := r.e.now().Sub(r.phaseStart)
+	r.phases = append(r.phases, PhaseTime{Phase: p, Duration: Duration(d)})
+	ev.Phase, ev.Status, ev.Elapsed = p, StatusDone, d
+	r.e.emit(ev)
+}
+
+func (r *rollout) warn(p Phase, format string, args ...any) {
+	r.e.emit(Event{Phase: p, Status: StatusWarn, Message: fmt.Sprintf(format, args...)})
+}
+
+func (r *rollout) info(p Phase, ev Event) {
+	ev.Phase, ev.Status = p, StatusInfo
+	r.e.emit(ev)
+}
+
+func (r *rollout) run(ctx context.Context) (*Result, error) {
+	if err := r.plan(ctx); err != nil {
+		return nil, r.fail(ctx, PhasePlan, err)
+	}
+	if err := r.create(ctx); err != nil {
+		return nil, r.fail(ctx, PhaseCreate, err)
+	}
+	if err := r.waitHealthy(ctx); err != nil {
+		return nil, r.fail(ctx, PhaseHealthy, err)
+	}
+	if err := r.waitRegistered(ctx); err != nil {
+		return nil, r.fail(ctx, PhaseRegister, err)
+	}
+	if err := r.drainOld(ctx); err != nil {
+		return nil, r.fail(ctx, PhaseDrain, err)
+	}
+	if err := r.stopOld(ctx); err != nil {
+		return nil, r.fail(ctx, PhaseStop, err)
+	}
+	pruned := r.prune(ctx)
+	return r.result(pruned), nil
+}
+
+// plan finds the current containers and their Traefik service, checks the
+// image, and decides how each old container will be drained. It changes
+// nothing.
+func (r *rollout) plan(ctx context.Context) error {
+	r.begin(PhasePlan, "")
+	o := r.o
+	current, err := r.findCurrent(ctx)
+	if err != nil {
+		return err
+	}
+	if len(current) > 0 {
+		newest := current[len(current)-1]
+		r.template = &newest
+		if !o.Force && allVersion(current, o.Version) {
+			return usageError("version %s is already serving (%s); use --force to redeploy it with the same zero-downtime procedure", o.Version, names(current))
+		}
+	}
+
+	img, err := r.ensureImage(ctx)
+	if err != nil {
+		return err
+	}
+	r.image = img
+
+	if err := r.findServices(ctx, current); err != nil {
+		return err
+	}
+
+	// The new container gets the probe unless it cannot run it.
+	r.probe, err = r.canProbe()
+	if err != nil {
+		return err
+	}
+	for _, old := range r.olds {
+		old.drain = DrainSignal
+		switch {
+		case o.Drain == DrainSignal:
+		case old.Labels[LabelDrain] == "probe" && !old.ReadOnlyRootfs:
+			old.drain = DrainHealth
+		case o.Drain == DrainHealth:
+			return usageError("--drain=health: container %s has no deployctl probe (it was not created by deployctl, or has a read-only root filesystem); use --drain=auto to stop it by signal once, after which containers made by deployctl drain cleanly", old.Short())
+		default:
+			r.warn(PhasePlan, "container %s was not created by deployctl, so it cannot be taken out of Traefik before it is stopped: it gets its stop signal first, and requests Traefik sends it until Traefik notices may fail. Later rollouts drain cleanly.", old.Short())
+		}
+	}
+	msg := fmt.Sprintf("app %s: %s -> %s", o.App, describeCurrent(r.olds), o.Version)
+	if len(r.services) > 0 {
+		msg += "; service " + strings.Join(r.services, ", ")
+	}
+	r.done(PhasePlan, Event{Message: msg})
+	return nil
+}
+
+// findCurrent lists the app's running containers, oldest first.
+func (r *rollout) findCurrent(ctx context.Context) ([]Container, error) {
+	byID := map[string]Container{}
+	selectors := []map[string]string{{LabelApp: r.o.App}}
+	if len(r.o.Select) > 0 {
+		selectors = append(selectors, r.o.Select)
+	}
+	for _, sel := range selectors {
+		cs, err := r.e.Runtime.List(ctx, sel)
+		if err != nil {
+			return nil, unreachable("Docker", err)
+		}
+		for _, c := range cs {
+			if c.Running() {
+				byID[c.ID] = c
+			}
+		}
+	}
+	current := make([]Container, 0, len(byID))
+	for _, c := range byID {
+		current = append(current, c)
+	}
+	sort.Slice(current, func(i, j int) bool { return current[i].Created.Before(current[j].Created) })
+	return current, nil
+}
+
+// ensureImage inspects the image, pulling it as the pull policy says.
+func (r *rollout) ensureImage(ctx context.Context) (Image, error) {
+	ref := r.o.ImageRef()
+	if r.o.Pull != PullAlways {
+		img, err := r.e.Runtime.Image(ctx, ref)
+		if err == nil || !errors.Is(err, ErrImageNotFound) {
+			return img, wrapDocker(err)
+		}
+		if r.o.Pull == PullNever {
+			return Image{}, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("image %s is not on the Docker host", ref),
+				State: "nothing was changed", Hint: "build or load the image on the Docker host first, or allow pulling with --pull=missing"}
+		}
+	}
+	r.info(PhasePlan, Event{Message: "pulling " + ref})
+	if err := r.e.Runtime.Pull(ctx, ref); err != nil {
+		return Image{}, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("image %s is not on the Docker host and could not be pulled: %w", ref, err),
+			State: "nothing was changed", Hint: "check that --image and --version name an image that was pushed (or built on the Docker host), and that the Docker host is logged in to its registry"}
+	}
+	img, err := r.e.Runtime.Image(ctx, ref)
+	return img, wrapDocker(err)
+}
+
+// findServices looks up the current containers in Traefik: the services
+// whose servers include their URLs are the ones the new container must join.
+func (r *rollout) findServices(ctx context.Context, current []Container) error {
+	if r.o.Service != "" {
+		r.services = []string{r.o.Service}
+	}
+	r.network = r.o.Network
+	if len(current) == 0 {
+		return r.checkTraefik(ctx)
+	}
+	all, err := r.e.Router.Services(ctx)
+	if err != nil {
+		return unreachable("Traefik", err)
+	}
+	found := map[string]bool{}
+	for i := range current {
+		old := &oldContainer{Container: current[i]}
+		r.olds = append(r.olds, old)
+		urls, err := candidateURLs(old.Container, r.o.Network)
+		if err != nil {
+			r.warn(PhasePlan, "%v", err)
+			continue
+		}
+		for _, svc := range all {
+			if r.o.Service != "" && !sameService(svc.Name, r.o.Service) {
+				continue
+			}
+			for netName, u := range urls {
+				if _, ok := svc.Server(u); ok {
+					old.url = u
+					found[svc.Name] = true
+					if r.network == "" {
+						r.network = netName
+					}
+				}
+			}
+		}
+		if old.url == "" {
+			r.warn(PhasePlan, "Traefik does not list container %s (looked for %s in %s): it is not being served through Traefik now", old.Short(), strings.Join(sortedValues(urls), ", "), serviceScope(r.o.Service))
+		}
+	}
+	if r.o.Service == "" {
+		r.services = sortedKeys(found)
+	}
+	return nil
+}
+
+// checkTraefik makes sure Traefik answers before anything is changed.
+func (r *rollout) checkTraefik(ctx context.Context) error {
+	if _, err := r.e.Router.Services(ctx); err != nil {
+		return unreachable("Traefik", err)
+	}
+	return nil
+}
+
+// canProbe decides whether the new container gets the drain-aware probe.
+func (r *rollout) canProbe() (bool, error) {
+	o := r.o
+	if o.Drain == DrainSignal {
+		return false, nil
+	}
+	why := ""
+	switch {
+	case o.Probe == nil:
+		why = "this deployctl binary cannot serve as the probe (it must be a static Linux binary: build with CGO_ENABLED=0)"
+	case r.image.OS != "" && (r.image.OS != o.Probe.OS || r.image.Arch != o.Probe.Arch):
+		why = fmt.Sprintf("the image is %s/%s but this deployctl binary is %s/%s", r.image.OS, r.image.Arch, o.Probe.OS, o.Probe.Arch)
+	case r.template != nil && r.template.ReadOnlyRootfs:
+		why = "the container has a read-only root filesystem"
+	}
+	if why == "" {
+		return true, nil
+	}
+	if o.Drain == DrainHealth {
+		return false, usageError("--drain=health: the new container cannot get deployctl's drain probe: %s", why)
+	}
+	r.warn(PhasePlan, "the new container cannot get deployctl's drain probe (%s): the next rollout will stop it by signal before Traefik drops it", why)
+	return false, nil
+}
+
+// create creates the new container from the current one's configuration
+// (or from flags on a first deploy), installs the probe and starts it.
+func (r *rollout) create(ctx context.Context) error {
+	r.begin(PhaseCreate, r.o.ImageRef())
+	o := r.o
+	labels := map[string]string{}
+	for k, v := range o.Labels {
+		labels[k] = v
+	}
+	labels[LabelApp] = o.App
+	labels[LabelVersion] = o.Version
+	spec := CreateSpec{
+		Name:        containerName(o.App, o.Version, randomSuffix()),
+		Image:       o.ImageRef(),
+		Labels:      labels,
+		Env:         o.Env,
+		Volumes:     o.Volumes,
+		Healthcheck: o.Healthcheck,
+		StopTimeout: o.StopTimeout,
+		Restart:     o.Restart,
+	}
+	if o.Network != "" {
+		spec.Networks = []string{o.Network}
+	}
+	if r.template != nil {
+		spec.From = r.template.ID
+	}
+	if r.probe {
+		own, err := r.ownHealthcheck()
+		if err != nil {
+			return err
+		}
+		effective := own
+		if effective == nil {
+			effective = r.image.Healthcheck
+		}
+		port, err := r.newPort(labels)
+		if err != nil {
+			return err
+		}
+		h := drainAwareHealthcheck(effective, port, o.DrainInterval)
+		spec.Healthcheck = &h
+		labels[LabelDrain] = "probe"
+		labels[LabelHealthcheck] = encodeHealthcheck(own)
+	} else {
+		// Keep the record of the user's healthcheck, whatever drains it.
+		delete(labels, LabelDrain)
+		delete(labels, LabelHealthcheck)
+	}
+
+	c, warnings, err := r.e.Runtime.Create(ctx, spec)
+	if err != nil {
+		return classifyDocker(fmt.Errorf("creating container from %s: %w", spec.Image, err))
+	}
+	r.healthC = &c
+	for _, w := range warnings {
+		r.warn(PhaseCreate, "%s", w)
+	}
+	if r.probe {
+		bin, err := o.Probe.Load()
+		if err != nil {
+			return fmt.Errorf("reading the probe binary: %w", err)
+		}
+		files := []File{
+			{Path: ProbeDir + "/", Mode: 0o1777},
+			{Path: ProbePath, Mode: 0o755, Data: bin},
+			{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)},
+		}
+		if err := r.e.Runtime.CopyFiles(ctx, c.ID, files); err != nil {
+			return classifyDocker(fmt.Errorf("copying the drain probe into %s: %w (use --drain=signal to deploy without it)", c.Short(), err))
+		}
+	}
+	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
+		return classifyDocker(fmt.Errorf("starting %s: %w", c.Short(), err))
+	}
+	r.done(PhaseCreate, Event{Container: c.Short(), Message: "started"})
+	return nil
+}
+
+// ownHealthcheck is the healthcheck the user asked for: flags, else the
+// current container's own (not its image's), else nil (the image's).
+func (r *rollout) ownHealthcheck() (*Healthcheck, error) {
+	if r.o.Healthcheck != nil {
+		return r.o.Healthcheck, nil
+	}
+	if r.template == nil {
+		return nil, nil
+	}
+	if r.template.Labels[LabelDrain] == "probe" {
+		return decodeHealthcheck(r.template.Labels[LabelHealthcheck])
+	}
+	return r.template.OwnHealthcheck, nil
+}
+
+// newPort is the port Traefik will use for the new container, known before
+// it exists: from labels, else the image's lowest exposed port, else the
+// current container's.
+func (r *rollout) newPort(labels map[string]string) (int, error) {
+	merged := map[string]string{}
+	var ports []int
+	if r.template != nil {
+		for k, v := range r.template.Labels {
+			merged[k] = v
+		}
+		ports = r.template.Ports
+	}
+	for k, v := range labels {
+		merged[k] = v
+	}
+	if len(r.image.ExposedPorts) > 0 {
+		ports = r.image.ExposedPorts
+	}
+	ep, err := traefikEndpoint(Container{Name: r.o.App, Labels: merged, Ports: ports})
+	if err != nil {
+		return 0, &Error{Phase: PhaseCreate, Kind: KindUsage, Err: err, State: "nothing was changed",
+			Hint: "EXPOSE the port in the image, or add the label traefik.http.services.<name>.loadbalancer.server.port=<port>"}
+	}
+	return ep.Port, nil
+}
+
+// waitHealthy waits for Docker to report the new container healthy (or just
+// running when it has no healthcheck), failing at once when it exits,
+// restarts or turns unhealthy.
+func (r *rollout) waitHealthy(ctx context.Context) error {
+	r.begin(PhaseHealthy, "")
+	c, err := r.e.Runtime.Inspect(ctx, r.healthC.ID)
+	if err != nil {
+		return classifyDocker(err)
+	}
+	deadline := r.o.HealthTimeout
+	if deadline == 0 {
+		deadline = healthDeadline(c.Healthcheck)
+		if r.probe {
+			// The wrapped check's start period already includes the app's
+			// interval x retries.
+			deadline = c.Healthcheck.StartPeriod + c.Healthcheck.Timeout/2 + 10*time.Second
+		}
+	}
+	restarts := c.RestartCount
+	err = r.poll(ctx, deadline, func() (bool, error) {
+		c, err := r.e.Runtime.Inspect(ctx, r.healthC.ID)
+		if err != nil {
+			return false, err
+		}
+		*r.healthC = c
+		if err := r.newContainerFailed(ctx, c, restarts); err != nil {
+			return false, err
+		}
+		return c.State == "running" && (c.Healthcheck.Disabled() || c.Health == "healthy"), nil
+	})
+	if err != nil {
+		if isTimeout(err) {
+			c := *r.healthC
+			return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s did not become healthy within %s", c.Short(), deadline),
+				Observed: fmt.Sprintf("Docker health %q; last probe output: %s; last log lines:\n%s", c.Health, lastProbe(c), r.logs(ctx, c.ID)),
+				Hint:     "the app's healthcheck (HEALTHCHECK in the image, or --health-cmd); raise --health-timeout if the app needs longer to start"}
+		}
+		return err
+	}
+	hs := "running (no healthcheck)"
+	if !r.healthC.Healthcheck.Disabled() {
+		hs = "healthy"
+	}
+	r.done(PhaseHealthy, Event{Container: r.healthC.Short(), Message: hs})
+	return nil
+}
+
+// newContainerFailed reports a new container that exited, restarted or
+// turned unhealthy, with its last log lines.
+func (r *rollout) newContainerFailed(ctx context.Context, c Container, restarts int) error {
+	switch {
+	case c.State == "exited" || c.State == "dead":
+		return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s exited with code %d", c.Short(), c.ExitCode),
+			Observed: "last log lines:\n" + r.logs(ctx, c.ID), Hint: "the app's logs above; run the image by hand to reproduce"}
+	case c.RestartCount > restarts || c.State == "restarting":
+		return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s is crash-looping (restarted %d times)", c.Short(), c.RestartCount),
+			Observed: "last log lines:\n" + r.logs(ctx, c.ID), Hint: "the app's logs above"}
+	case c.Health == "unhealthy":
+		return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s is unhealthy", c.Short()),
+			Observed: fmt.Sprintf("last probe output: %s; last log lines:\n%s", lastProbe(c), r.logs(ctx, c.ID)),
+			Hint:     "the app's healthcheck and logs; Traefik never routes to an unhealthy container"}
+	}
+	return nil
+}
+
+// waitRegistered polls Traefik until the new container's URL is a server
+// of the app's service(s) and not DOWN.
+func (r *rollout) waitRegistered(ctx context.Context) error {
+	r.begin(PhaseRegister, "")
+	urls, err := candidateURLs(*r.healthC, r.network)
+	if err != nil {
+		return &Error{Kind: KindFailed, Err: err, Hint: "attach the container to the network Traefik uses (--network, or the traefik.docker.network label)"}
+	}
+	if len(urls) > 1 {
+		r.warn(PhaseRegister, "container %s is on several networks (%s) and neither --network nor the traefik.docker.network label says which one Traefik uses: Traefik then picks one at random", r.healthC.Short(), strings.Join(sortedKeys(urls), ", "))
+	}
+	restarts := r.healthC.RestartCount
+	var lastErr error
+	var lastSeen map[string]Service
+	err = r.poll(ctx, r.o.RegisterTimeout, func() (bool, error) {
+		c, err := r.e.Runtime.Inspect(ctx, r.healthC.ID)
+		if err != nil {
+			return false, err
+		}
+		*r.healthC = c
+		if err := r.newContainerFailed(ctx, c, restarts); err != nil {
+			return false, err
+		}
+		ok, seen, err := r.registeredIn(ctx, urls)
+		lastErr, lastSeen = err, seen
+		return ok, nil
+	})
+	if err != nil {
+		if isTimeout(err) {
+			return r.notRoutable(urls, lastSeen, lastErr)
+		}
+		return err
+	}
+	r.done(PhaseRegister, Event{Container: r.healthC.Short(), URL: r.newURL, Message: "in Traefik service " + strings.Join(r.services, ", ")})
+	return nil
+}
+
+// registeredIn reports whether one of urls is registered in every service
+// the app must be in; when no service is known yet (a first deploy, or the
+// current containers were not in Traefik), any service will do.
+func (r *rollout) registeredIn(ctx context.Context, urls map[string]string) (bool, map[string]Service, error) {
+	seen := map[string]Service{}
+	if len(r.services) == 0 {
+		all, err := r.e.Router.Services(ctx)
+		if err != nil {
+			return false, seen, err
+		}
+		for _, svc := range all {
+			for netName, u := range urls {
+				if srv, ok := svc.Server(u); ok && srv.Registered() {
+					r.services = append(r.services, svc.Name)
+					r.newURL, r.network = u, netName
+				}
+			}
+		}
+		return len(r.services) > 0, seen, nil
+	}
+	for _, name := range r.services {
+		svc, err := r.e.Router.Service(ctx, name)
+		if err != nil {
+			if errors.Is(err, ErrServiceNotFound) {
+				return false, seen, nil
+			}
+			return false, seen, err
+		}
+		seen[name] = svc
+		found := false
+		for netName, u := range urls {
+			if srv, ok := svc.Server(u); ok && srv.Registered() {
+				r.newURL, found = u, true
+				if r.network == "" {
+					r.network = netName
+				}
+			}
+		}
+		if !found {
+			return false, seen, nil
+		}
+	}
+	return true, seen, nil
+}
+
+// notRoutable explains why Traefik never listed a healthy new container.
+func (r *rollout) notRoutable(urls map[string]string, seen map[string]Service, lastErr error) error {
+	c := *r.healthC
+	want := strings.Join(sortedValues(urls), " or ")
+	e := &Error{Kind: KindFailed}
+	if len(r.services) == 0 {
+		e.Err = fmt.Errorf("container %s is running but its URL %s never appeared in any Traefik service after %s", c.Short(), want, r.o.RegisterTimeout)
+	} else {
+		e.Err = fmt.Errorf("container %s is running but its URL %s never appeared in service %s after %s", c.Short(), want, strings.Join(r.services, ", "), r.o.RegisterTimeout)
+	}
+	var obs []string
+	for _, name := range sortedKeys(seen) {
+		var servers []string
+		for _, s := range seen[name].Servers {
+			servers = append(servers, s.URL+statusSuffix(s.Status))
+		}
+		obs = append(obs, fmt.Sprintf("service %s has servers [%s]", name, strings.Join(servers, ", ")))
+	}
+	if r.network != "" {
+		obs = append(obs, fmt.Sprintf("Traefik reaches the app on network %s; the container is on %s", r.network, strings.Join(sortedKeys(c.Networks), ", ")))
+	} else {
+		obs = append(obs, "the container is on network(s) "+strings.Join(sortedKeys(c.Networks), ", "))
+	}
+	if lastErr != nil {
+		obs = append(obs, "last Traefik error: "+lastErr.Error())
+	}
+	e.Observed = strings.Join(obs, "; ")
+	e.Hint = "that the container has traefik.enable=true (unless Traefik exposes containers by default), that it is on the network Traefik uses (--network or the traefik.docker.network label), and that its labels put it in the same Traefik service as the current version"
+	return e
+}
+
+// drainOld takes the old containers that have the probe out of Traefik by
+// writing their drain marker, and waits until Traefik has dropped them.
+// Old containers without the probe are left for stopOld.
+func (r *rollout) drainOld(ctx context.Context) error {
+	var draining []*oldContainer
+	for _, old := range r.olds {
+		if old.drain == DrainHealth {
+			draining = append(draining, old)
+		}
+	}
+	if len(draining) == 0 {
+		return nil
+	}
+	r.begin(PhaseDrain, "")
+	r.cutover = true
+	err := parallel(draining, func(old *oldContainer) error {
+		old.drained = true
+		err := r.e.Runtime.CopyFiles(ctx, old.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
+		if err != nil {
+			return classifyDocker(fmt.Errorf("writing the drain marker into %s: %w", old.Short(), err))
+		}
+		r.info(PhaseDrain, Event{Container: old.Short(), URL: old.url, Message: "drain marker written"})
+		return nil
+	})
+	if err == nil {
+		err = r.waitGone(ctx, draining, true)
+	}
+	if err != nil {
+		return r.revert(ctx, err)
+	}
+	r.done(PhaseDrain, Event{Message: "old server(s) out of Traefik: " + names(containersOf(draining))})
+	return nil
+}
+
+// waitGone polls Traefik until none of olds is a registered server of the
+// app's services. While the old servers are still up (health drain), it also
+// makes sure the new container stays registered: if it drops out, the drain
+// is undone rather than leaving nothing to serve.
+func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew bool) error {
+	err := r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) {
+		for _, name := range r.services {
+			svc, err := r.e.Router.Service(ctx, name)
+			if err != nil {
+				return false, nil // retried until the deadline
+			}
+			if srv, ok := svc.Server(r.newURL); guardNew && (!ok || !srv.Registered()) {
+				return false, &Error{Kind: KindFailed, Err: fmt.Errorf("the new container's URL %s left service %s while the old version was being drained", r.newURL, name),
+					Hint: "the new container's health and logs (docker inspect " + r.healthC.Short() + ")"}
+			}
+			for _, old := range olds {
+				if srv, ok := svc.Server(old.url); old.url != "" && ok && srv.Registered() {
+					return false, nil
+				}
+			}
+		}
+		return true, nil
+	})
+	if isTimeout(err) {
+		var urls []string
+		for _, old := range olds {
+			urls = append(urls, old.url)
+		}
+		return &Error{Kind: KindFailed, Err: fmt.Errorf("Traefik still lists %s after %s", strings.Join(urls, ", "), r.o.DeregisterTimeout),
+			Hint: "that Traefik's docker provider watches this Docker host's events; use --drain=signal to stop old containers without waiting for Traefik"}
+	}
+	return err
+}
+
+// stopOld stops the old containers: drained ones right away, the others by
+// signal first and then waiting for Traefik to drop them.
+func (r *rollout) stopOld(ctx context.Context) error {
+	if len(r.olds) == 0 {
+		return nil
+	}
+	r.begin(PhaseStop, "")
+	r.cutover = true
+	var bySignal []*oldContainer
+	err := parallel(r.olds, func(old *oldContainer) error {
+		timeout := r.o.StopTimeout
+		if timeout == 0 {
+			timeout = old.StopTimeout
+		}
+		if timeout == 0 {
+			timeout = DefaultStopTimeout
+		}
+		if err := r.e.Runtime.Stop(ctx, old.ID, timeout); err != nil && !errors.Is(err, ErrContainerNotFound) {
+			return fmt.Errorf("stopping %s: %w", old.Short(), err)
+		}
+		r.info(PhaseStop, Event{Container: old.Short(), Message: "stopped"})
+		return nil
+	})
+	if err != nil {
+		return &Error{Kind: KindNeedsHuman, Err: err,
+			State: fmt.Sprintf("the new version %s (%s) is serving; the old container(s) could not all be stopped", r.o.Version, r.healthC.Short()),
+			Hint:  "docker ps; stop the old container(s) by hand"}
+	}
+	for _, old := range r.olds {
+		if old.drain == DrainSignal && old.url != "" {
+			bySignal = append(bySignal, old)
+		}
+	}
+	if len(bySignal) > 0 {
+		if err := r.waitGone(ctx, bySignal, false); err != nil {
+			r.warn(PhaseStop, "%v", err)
+		}
+	}
+	r.done(PhaseStop, Event{Message: "old container(s) stopped: " + names(containersOf(r.olds))})
+	return nil
+}
+
+// prune removes stopped containers of the app beyond the newest o.Keep.
+// Failures are warnings: the rollout itself has succeeded.
+func (r *rollout) prune(ctx context.Context) []string {
+	cs, err := r.e.Runtime.List(ctx, map[string]string{LabelApp: r.o.App})
+	if err != nil {
+		r.warn(PhasePrune, "listing old containers to prune: %v", err)
+		return nil
+	}
+	var stopped []Container
+	for _, c := range cs {
+		if !c.Running() && c.ID != r.healthC.ID {
+			stopped = append(stopped, c)
+		}
+	}
+	sort.Slice(stopped, func(i, j int) bool { return stopped[i].Created.After(stopped[j].Created) })
+	var pruned []string
+	for i, c := range stopped {
+		if i < r.o.Keep {
+			continue
+		}
+		if err := r.e.Runtime.Remove(ctx, c.ID); err != nil {
+			r.warn(PhasePrune, "removing old container %s: %v", c.Short(), err)
+			continue
+		}
+		pruned = append(pruned, c.Short())
+	}
+	if len(pruned) > 0 {
+		r.info(PhasePrune, Event{Message: fmt.Sprintf("removed %d old container(s) beyond --keep %d: %s", len(pruned), r.o.Keep, strings.Join(pruned, ", "))})
+	}
+	return pruned
+}
+
+func (r *rollout) result(pruned []string) *Result {
+	res := &Result{
+		App: r.o.App, Image: r.o.Image, Version: r.o.Version, Service: r.services,
+		New:    ContainerRef{ID: r.healthC.ID, Name: r.healthC.Short(), Version: r.o.Version, URL: r.newURL},
+		Phases: r.phases, Pruned: pruned, Total: Duration(r.e.now().Sub(r.start)),
+	}
+	for _, old := range r.olds {
+		res.Old = append(res.Old, OldRef{ContainerRef: ContainerRef{ID: old.ID, Name: old.Short(), Version: old.Labels[LabelVersion], URL: old.url}, Drain: old.drain})
+	}
+	r.e.emit(Event{Phase: PhaseDone, Status: StatusDone, Container: r.healthC.Short(), URL: r.newURL,
+		Message: fmt.Sprintf("%s %s is serving", r.o.App, r.o.Version), Elapsed: time.Duration(res.Total)})
+	return res
+}
+
+// revert undoes a drain that could not be completed: the old containers'
+// markers are set back to serve, the engine waits until Traefik routes to
+// them again, and only then is the new container removed.
+func (r *rollout) revert(ctx context.Context, cause error) error {
+	ctx, cancel := r.cleanupContext(ctx)
+	defer cancel()
+	r.e.emit(Event{Phase: PhaseRevert, Status: StatusStart, Message: "putting the old version back in rotation"})
+	var restored []*oldContainer
+	for _, old := range r.olds {
+		if !old.drained {
+			continue
+		}
+		if err := r.e.Runtime.CopyFiles(ctx, old.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}}); err != nil {
+			return r.needsHuman(PhaseDrain, cause, fmt.Errorf("restoring %s: %w", old.Short(), err))
+		}
+		old.drained = false
+		restored = append(restored, old)
+	}
+	err := r.poll(ctx, r.o.DeregisterTimeout+r.o.RegisterTimeout, func() (bool, error) {
+		for _, name := range r.services {
+			svc, err := r.e.Router.Service(ctx, name)
+			if err != nil {
+				return false, nil
+			}
+			for _, old := range restored {
+				if srv, ok := svc.Server(old.url); old.url != "" && (!ok || !srv.Registered()) {
+					return false, nil
+				}
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return r.needsHuman(PhaseDrain, cause, fmt.Errorf("old container(s) did not come back into Traefik: %w", err))
+	}
+	r.cutover = false
+	return cause
+}
+
+func (r *rollout) needsHuman(p Phase, cause, err error) error {
+	return &Error{Phase: p, Kind: KindNeedsHuman, Err: cause,
+		Observed: err.Error(),
+		State:    fmt.Sprintf("both the new container %s and the old one(s) %s are running; the old ones may be out of Traefik", r.healthC.Short(), names(containersOf(r.olds))),
+		Hint:     "deployctl status, docker ps; remove the new container or rerun the rollout"}
+}
+
+// fail turns err into an *Error for phase p, removing the new container when
+// the cutover had not begun, so the old version keeps serving untouched.
+func (r *rollout) fail(ctx context.Context, p Phase, err error) error {
+	var de *Error
+	if !errors.As(err, &de) {
+		de = &Error{Kind: KindFailed, Err: err}
+	}
+	if de.Phase == "" || de.Phase == PhasePlan && p != PhasePlan {
+		de.Phase = p
+	}
+	if ctx.Err() != nil {
+		cause := context.Cause(ctx)
+		if errors.Is(cause, ErrInterrupted) {
+			de.Kind, de.Err = KindInterrupted, cause
+		} else if errors.Is(cause, context.DeadlineExceeded) {
+			de.Err = fmt.Errorf("the rollout did not finish within --timeout")
+		}
+	}
+	elapsed := r.e.now().Sub(r.phaseStart)
+	r.e.emit(Event{Phase: de.Phase, Status: StatusFail, Message: de.Err.Error(), Elapsed: elapsed})
+	if de.Kind == KindNeedsHuman {
+		return de
+	}
+	if r.healthC != nil && !r.cutover {
+		cctx, cancel := r.cleanupContext(ctx)
+		defer cancel()
+		if rmErr := r.e.Runtime.Remove(cctx, r.healthC.ID); rmErr != nil {
+			de.Kind = KindNeedsHuman
+			de.State = fmt.Sprintf("the old version is untouched, but the new container %s could not be removed: %v", r.healthC.Short(), rmErr)
+			de.Hint = "docker rm -f " + r.healthC.Short()
+			return de
+		}
+		r.e.emit(Event{Phase: PhaseRevert, Status: StatusDone, Container: r.healthC.Short(), Message: "new container removed"})
+	}
+	if de.State == "" {
+		switch {
+		case len(r.olds) == 0 && r.healthC != nil:
+			de.State = "first deploy: the new container was removed; nothing of the app is running"
+		case len(r.olds) == 0:
+			de.State = "nothing was changed"
+		case r.healthC != nil:
+			de.State = fmt.Sprintf("the old version (%s) is untouched and still serving; the new container was removed", names(containersOf(r.olds)))
+		default:
+			de.State = fmt.Sprintf("nothing was changed; the old version (%s) is still serving", names(containersOf(r.olds)))
+		}
+	}
+	return de
+}
+
+// cleanupContext is a context for undoing work that survives the rollout's
+// own cancellation, bounded by CleanupTimeout.
+func (r *rollout) cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := r.e.CleanupTimeout
+	if d == 0 {
+		d = 60 * time.Second
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
+}
+
+// logs returns the container's last log lines, or why they are missing.
+func (r *rollout) logs(ctx context.Context, id string) string {
+	ctx, cancel := r.cleanupContext(ctx)
+	defer cancel()
+	out, err := r.e.Runtime.Logs(ctx, id, 20)
+	if err != nil {
+		return "(logs unavailable: " + err.Error() + ")"
+	}
+	out = strings.TrimRight(out, "\n")
+	if out == "" {
+		return "(no output)"
+	}
+	return indent(out, "    ")
+}
+
+// errTimeout marks a poll that ran out of time.
+var errTimeout = errors.New("timed out")
+
+func isTimeout(err error) bool { return errors.Is(err, errTimeout) }
+
+// poll calls check every PollInterval until it returns true or an error,
+// the deadline passes (errTimeout) or ctx is done.
+func (r *rollout) poll(ctx context.Context, deadline time.Duration, check func() (bool, error)) error {
+	timer := time.NewTimer(deadline)
+	defer timer.Stop()
+	tick := time.NewTicker(r.o.PollInterval)
+	defer tick.Stop()
+	for {
+		ok, err := check()
+		if err != nil {
+			if errors.Is(err, ErrContainerNotFound) {
+				return &Error{Kind: KindFailed, Err: fmt.Errorf("a container deployctl was waiting for disappeared: %w", err), Hint: "whether something else removed it (docker events)"}
+			}
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-timer.C:
+			return errTimeout
+		case <-tick.C:
+		}
+	}
+}
+
+// parallel runs f for each item concurrently and joins the errors.
+func parallel[T any](items []T, f func(T) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(items))
+	for i, it := range items {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(it)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func unreachable(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var de *Error
+	if errors.As(err, &de) {
+		return de
+	}
+	hint := "that the Docker engine is running and DOCKER_HOST points at it"
+	if what == "Traefik" {
+		hint = "--traefik-url (or DEPLOYCTL_TRAEFIK_URL) and that Traefik's API is enabled (api.insecure, or a router to api@internal)"
+	}
+	return &Error{Kind: KindUnreachable, Err: fmt.Errorf("%s: %w", what, err), State: "nothing was changed", Hint: hint}
+}
+
+func wrapDocker(err error) error {
+	if err == nil {
+		return nil
+	}
+	return unreachable("Docker", err)
+}
+
+// classifyDocker marks Docker connection failures as such.
+func classifyDocker(err error) error {
+	if errors.Is(err, ErrUnreachable) {
+		return &Error{Kind: KindUnreachable, Err: err, Hint: "that the Docker engine is running and DOCKER_HOST points at it"}
+	}
+	return err
+}
+
+func allVersion(cs []Container, v string) bool {
+	for _, c := range cs {
+		if c.Labels[LabelVersion] != v {
+			return false
+		}
+	}
+	return len(cs) > 0
+}
+
+func names(cs []Container) string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Short())
+	}
+	return strings.Join(out, ", ")
+}
+
+func containersOf(olds []*oldContainer) []Container {
+	cs := make([]Container, len(olds))
+	for i, o := range olds {
+		cs[i] = o.Container
+	}
+	return cs
+}
+
+func describeCurrent(olds []*oldContainer) string {
+	if len(olds) == 0 {
+		return "(first deploy)"
+	}
+	var vs []string
+	for _, o := range olds {
+		v := o.Labels[LabelVersion]
+		if v == "" {
+			v = o.Image
+		}
+		if !slices.Contains(vs, v) {
+			vs = append(vs, v)
+		}
+	}
+	return strings.Join(vs, ", ")
+}
+
+func sameService(a, b string) bool {
+	if a == b {
+		return true
+	}
+	// A router's service may be written unqualified: web == web@docker.
+	an, _, _ := strings.Cut(a, "@")
+	bn, _, _ := strings.Cut(b, "@")
+	return an == bn && (!strings.Contains(a, "@") || !strings.Contains(b, "@"))
+}
+
+func serviceScope(s string) string {
+	if s == "" {
+		return "any Traefik service"
+	}
+	return "service " + s
+}
+
+func sortedValues(m map[string]string) []string {
+	var vs []string
+	for _, k := range sortedKeys(m) {
+		vs = append(vs, m[k])
+	}
+	return vs
+}
+
+func statusSuffix(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " " + s
+}
+
+func lastProbe(c Container) string {
+	if len(c.HealthLog) == 0 {
+		return "(none)"
+	}
+	return strings.TrimSpace(c.HealthLog[len(c.HealthLog)-1])
+}
+
+func indent(s, prefix string) string {
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
+}
+
+func randomSuffix() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

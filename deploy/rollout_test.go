@@ -1,0 +1,535 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testOptions(version string) Options {
+	return Options{
+		Image: "web", Version: version, Keep: DefaultKeep,
+		PollInterval: time.Millisecond, RegisterTimeout: 300 * time.Millisecond,
+		DeregisterTimeout: 300 * time.Millisecond, HealthTimeout: 300 * time.Millisecond,
+		Probe: &ProbeBinary{OS: "linux", Arch: "amd64", Load: func() ([]byte, error) { return []byte("ELF"), nil }},
+	}
+}
+
+func engine(w *world) (*Engine, *events) {
+	ev := &events{}
+	return &Engine{Runtime: w.runtime(), Router: w.router(), Reporter: ev, CleanupTimeout: time.Second}, ev
+}
+
+// indexOf finds the first op with the given prefix, failing when absent.
+func indexOf(t *testing.T, ops []string, prefix string) int {
+	t.Helper()
+	for i, op := range ops {
+		if strings.HasPrefix(op, prefix) {
+			return i
+		}
+	}
+	t.Fatalf("no op %q in %q", prefix, ops)
+	return -1
+}
+
+func hasOp(ops []string, prefix string) bool {
+	return slices.ContainsFunc(ops, func(op string) bool { return strings.HasPrefix(op, prefix) })
+}
+
+func TestRolloutDrainsOldBeforeStopping(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", &Healthcheck{Test: []string{"CMD", "/app", "probe"}, Interval: 2 * time.Second, Retries: 2})
+	old := w.addRunning("web-v1", "v1", true)
+	var spec CreateSpec
+	w.createHook = func(s CreateSpec) { spec = s }
+	// Assert, at the moment the old container is stopped, that Traefik
+	// no longer lists it and lists the new one.
+	var listedAtStop []Server
+	rt := w.runtime()
+	e, _ := engine(w)
+	e.Runtime = &stopSpy{fakeRuntime: rt, before: func() {
+		svc, err := w.router().Service(context.Background(), "web@docker")
+		if err != nil {
+			t.Errorf("service at stop: %v", err)
+		}
+		listedAtStop = svc.Servers
+	}}
+
+	res, err := e.Rollout(context.Background(), testOptions("v2"))
+	if err != nil {
+		t.Fatalf("rollout: %v", err)
+	}
+	ops := w.ops
+	if !(indexOf(t, ops, "start web-v2") < indexOf(t, ops, "marker web-v1 drain") &&
+		indexOf(t, ops, "marker web-v1 drain") < indexOf(t, ops, "stop web-v1")) {
+		t.Errorf("want start new < drain old < stop old, got %q", ops)
+	}
+	if len(listedAtStop) != 1 || listedAtStop[0].URL != res.New.URL {
+		t.Errorf("at stop, Traefik listed %v; want only the new server %s", listedAtStop, res.New.URL)
+	}
+	if old.State != "exited" {
+		t.Errorf("old container state %q, want exited (kept stopped)", old.State)
+	}
+	if _, ok := w.containers[old.ID]; !ok {
+		t.Errorf("old container removed; want it kept for rollback")
+	}
+	if got := res.Service; len(got) != 1 || got[0] != "web@docker" {
+		t.Errorf("services %v, want [web@docker]", got)
+	}
+	if len(res.Old) != 1 || res.Old[0].Drain != DrainHealth {
+		t.Errorf("old %+v, want one drained by health", res.Old)
+	}
+	// The new container is made from the old one, with the probe wrapping
+	// the image's healthcheck and the labels set.
+	if spec.From != old.ID || spec.Image != "web:v2" {
+		t.Errorf("spec from %q image %q", spec.From, spec.Image)
+	}
+	if spec.Labels[LabelApp] != "web" || spec.Labels[LabelVersion] != "v2" || spec.Labels[LabelDrain] != "probe" {
+		t.Errorf("labels %v", spec.Labels)
+	}
+	want := []string{"CMD", ProbePath, "probe", "--marker", MarkerPath, "--state", ProbeState, "--interval", "2s", "--timeout", "30s", "--retries", "2", "--", "CMD", "/app", "probe"}
+	if !slices.Equal(spec.Healthcheck.Test, want) {
+		t.Errorf("healthcheck\n got %q\nwant %q", spec.Healthcheck.Test, want)
+	}
+	if spec.Healthcheck.Interval != DefaultDrainInterval || spec.Healthcheck.Retries != 1 || spec.Healthcheck.StartPeriod != 4*time.Second {
+		t.Errorf("healthcheck timing %+v", spec.Healthcheck)
+	}
+	var phases []Phase
+	for _, p := range res.Phases {
+		phases = append(phases, p.Phase)
+	}
+	if !slices.Equal(phases, []Phase{PhasePlan, PhaseCreate, PhaseHealthy, PhaseRegister, PhaseDrain, PhaseStop}) {
+		t.Errorf("phases %v", phases)
+	}
+}
+
+// stopSpy calls before() just before each Stop.
+type stopSpy struct {
+	*fakeRuntime
+	before func()
+}
+
+func (s *stopSpy) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	s.before()
+	return s.fakeRuntime.Stop(ctx, id, timeout)
+}
+
+func TestFirstDeploy(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v1", nil)
+	var spec CreateSpec
+	w.createHook = func(s CreateSpec) { spec = s }
+	e, _ := engine(w)
+	o := testOptions("v1")
+	o.Network = "proxy"
+	o.Labels = webLabels()
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatalf("rollout: %v", err)
+	}
+	if spec.From != "" || !slices.Equal(spec.Networks, []string{"proxy"}) {
+		t.Errorf("spec from %q networks %v", spec.From, spec.Networks)
+	}
+	// No healthcheck anywhere: the probe checks the server port.
+	if !slices.Contains(spec.Healthcheck.Test, "--tcp") || !slices.Contains(spec.Healthcheck.Test, "127.0.0.1:8080") {
+		t.Errorf("healthcheck %q, want a TCP probe of port 8080", spec.Healthcheck.Test)
+	}
+	if len(res.Old) != 0 || res.Service[0] != "web@docker" || res.New.URL == "" {
+		t.Errorf("result %+v", res)
+	}
+	if hasOp(w.ops, "stop") || hasOp(w.ops, "remove") {
+		t.Errorf("first deploy stopped or removed something: %q", w.ops)
+	}
+}
+
+func TestOldNotMadeByDeployctlIsStoppedBySignal(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", nil)
+	old := w.addRunning("legacy", "v1", false)
+	e, ev := engine(w)
+	o := testOptions("v2")
+	o.Select = map[string]string{"app": "web"}
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatalf("rollout: %v", err)
+	}
+	if hasOp(w.ops, "marker legacy") {
+		t.Errorf("wrote a drain marker into a container without the probe: %q", w.ops)
+	}
+	if old.State != "exited" || res.Old[0].Drain != DrainSignal {
+		t.Errorf("old state %q drain %q", old.State, res.Old[0].Drain)
+	}
+	if ws := ev.warnings(); len(ws) == 0 || !strings.Contains(ws[0], "not created by deployctl") {
+		t.Errorf("want a warning about signal drain, got %q", ws)
+	}
+	// The adopted container's own labels carry over, so the next rollout
+	// finds both by either selector.
+	for _, c := range w.containers {
+		if c.ID != old.ID && (c.Labels["app"] != "web" || c.Labels[LabelApp] != "web") {
+			t.Errorf("new container labels %v", c.Labels)
+		}
+	}
+}
+
+func TestDrainHealthRefusesContainersWithoutProbe(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", nil)
+	w.addRunning("legacy", "v1", false)
+	e, _ := engine(w)
+	o := testOptions("v2")
+	o.Select = map[string]string{"app": "web"}
+	o.Drain = DrainHealth
+	_, err := e.Rollout(context.Background(), o)
+	assertKind(t, err, KindUsage)
+	if len(w.ops) > 1 { // a Traefik lookup at most
+		t.Errorf("changed things: %q", w.ops)
+	}
+}
+
+func assertKind(t *testing.T, err error, want Kind) *Error {
+	t.Helper()
+	var de *Error
+	if !errors.As(err, &de) {
+		t.Fatalf("want *Error of kind %d, got %v", want, err)
+	}
+	if de.Kind != want {
+		t.Fatalf("kind %d, want %d: %v", de.Kind, want, err)
+	}
+	return de
+}
+
+// Each of these fails before the old container is touched: the new
+// container must be gone, the old one untouched.
+func TestFailuresBeforeCutoverLeaveOldServing(t *testing.T) {
+	cases := []struct {
+		name    string
+		setup   func(w *world, o *Options)
+		phase   Phase
+		kind    Kind
+		message []string
+	}{
+		{"crashes on start", func(w *world, o *Options) {
+			w.behave = func(c *fakeContainer) { c.crash = true }
+		}, PhaseHealthy, KindFailed, []string{"exited with code 3", "panic: boom"}},
+		{"unhealthy", func(w *world, o *Options) {
+			w.behave = func(c *fakeContainer) { c.sick = true }
+		}, PhaseHealthy, KindFailed, []string{"unhealthy", "503"}},
+		{"never healthy", func(w *world, o *Options) {
+			w.behave = func(c *fakeContainer) { c.never = true }
+		}, PhaseHealthy, KindFailed, []string{"did not become healthy within 300ms", `"starting"`}},
+		{"not on Traefik's network", func(w *world, o *Options) {
+			w.behave = func(c *fakeContainer) {
+				c.network = "other"
+				c.Networks = map[string]string{"other": ""}
+			}
+		}, PhaseRegister, KindFailed, []string{"not on network \"proxy\""}},
+		{"healthy but Traefik never lists it", func(w *world, o *Options) {
+			w.behave = func(c *fakeContainer) {
+				c.Labels["traefik.http.services.web.loadbalancer.server.port"] = ""
+				delete(c.Labels, "traefik.http.services.web.loadbalancer.server.port")
+				c.Labels["traefik.backend"] = "elsewhere"
+			}
+		}, PhaseRegister, KindFailed, []string{"never appeared in service web@docker", "service web@docker has servers [http://10.0.0.2:8080 UP]"}},
+		{"image missing, pull fails", func(w *world, o *Options) {
+			delete(w.images, "web:v2")
+			w.pullErr = errors.New("pull access denied")
+		}, PhasePlan, KindFailed, []string{"could not be pulled", "pull access denied"}},
+		{"image missing, --pull=never", func(w *world, o *Options) {
+			delete(w.images, "web:v2")
+			o.Pull = PullNever
+		}, PhasePlan, KindFailed, []string{"not on the Docker host"}},
+		{"Traefik unreachable", func(w *world, o *Options) {
+			w.traefikErr = ErrUnreachable
+		}, PhasePlan, KindUnreachable, []string{"Traefik"}},
+		{"already serving", func(w *world, o *Options) {
+			o.Version = "v1"
+			w.addImage("web:v1", nil)
+		}, PhasePlan, KindUsage, []string{"already serving", "--force"}},
+		{"probe cannot be copied", func(w *world, o *Options) {
+			w.copyErr = errors.New("container rootfs is marked read-only")
+		}, PhaseCreate, KindFailed, []string{"read-only", "--drain=signal"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld()
+			w.addImage("web:v2", nil)
+			old := w.addRunning("web-v1", "v1", true)
+			o := testOptions("v2")
+			tc.setup(w, &o)
+			e, _ := engine(w)
+			_, err := e.Rollout(context.Background(), o)
+			de := assertKind(t, err, tc.kind)
+			if de.Phase != tc.phase {
+				t.Errorf("phase %s, want %s", de.Phase, tc.phase)
+			}
+			for _, m := range tc.message {
+				if !strings.Contains(err.Error(), m) {
+					t.Errorf("error does not mention %q:\n%v", m, err)
+				}
+			}
+			if len(w.containers) != 1 {
+				t.Errorf("containers left: %d, want only the old one (ops %q)", len(w.containers), w.ops)
+			}
+			if old.State != "running" || old.marker != MarkerServe || hasOp(w.ops, "marker web-v1") || hasOp(w.ops, "stop") {
+				t.Errorf("old container touched: state %s marker %q ops %q", old.State, old.marker, w.ops)
+			}
+			if !strings.Contains(de.State, "untouched") && !strings.Contains(de.State, "nothing was changed") {
+				t.Errorf("state %q does not say the old version is untouched", de.State)
+			}
+		})
+	}
+}
+
+func TestForceRedeploysServingVersion(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v1", nil)
+	old := w.addRunning("web-v1", "v1", true)
+	e, _ := engine(w)
+	o := testOptions("v1")
+	o.Force = true
+	if _, err := e.Rollout(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if old.State != "exited" {
+		t.Errorf("old state %s", old.State)
+	}
+}
+
+func TestDrainNotConfirmedIsReverted(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", nil)
+	old := w.addRunning("web-v1", "v1", true)
+	w.drainIgnored = true
+	e, _ := engine(w)
+	_, err := e.Rollout(context.Background(), testOptions("v2"))
+	de := assertKind(t, err, KindFailed)
+	if de.Phase != PhaseDrain || !strings.Contains(err.Error(), "still lists") {
+		t.Errorf("error %v", err)
+	}
+	if old.State != "running" || old.marker != MarkerServe {
+		t.Errorf("old state %s marker %q: want running and back to serve", old.State, old.marker)
+	}
+	if len(w.containers) != 1 {
+		t.Errorf("new container left behind: ops %q", w.ops)
+	}
+	if indexOf(t, w.ops, "marker web-v1 serve") > indexOf(t, w.ops, "remove web-v2") {
+		t.Errorf("new removed before old restored: %q", w.ops)
+	}
+}
+
+func TestInterruptBeforeCutoverRemovesNew(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", nil)
+	old := w.addRunning("web-v1", "v1", true)
+	w.behave = func(c *fakeContainer) { c.never = true }
+	ctx, cancel := context.WithCancelCause(context.Background())
+	w.onInspect = func(c *fakeContainer) {
+		if c.inspects == 3 {
+			cancel(ErrInterrupted)
+		}
+	}
+	e, _ := engine(w)
+	o := testOptions("v2")
+	o.HealthTimeout = time.Minute
+	_, err := e.Rollout(ctx, o)
+	assertKind(t, err, KindInterrupted)
+	if !errors.Is(err, ErrInterrupted) {
+		t.Errorf("error %v does not wrap ErrInterrupted", err)
+	}
+	if len(w.containers) != 1 || old.State != "running" {
+		t.Errorf("after interrupt: %d containers, old %s; ops %q", len(w.containers), old.State, w.ops)
+	}
+}
+
+func TestInterruptDuringDrainRestoresOld(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", nil)
+	old := w.addRunning("web-v1", "v1", true)
+	w.drainIgnored = true // the drain would take forever
+	ctx, cancel := context.WithCancelCause(context.Background())
+	e, ev := engine(w)
+	e.Reporter = ReporterFunc(func(e Event) {
+		ev.Event(e)
+		if e.Phase == PhaseDrain && e.Status == StatusInfo {
+			cancel(ErrInterrupted)
+		}
+	})
+	o := testOptions("v2")
+	o.DeregisterTimeout = time.Minute
+	_, err := e.Rollout(ctx, o)
+	assertKind(t, err, KindInterrupted)
+	if old.State != "running" || old.marker != MarkerServe || len(w.containers) != 1 {
+		t.Errorf("old %s marker %q, %d containers; ops %q", old.State, old.marker, len(w.containers), w.ops)
+	}
+}
+
+func TestTwoOldContainersAreAllDrainedAndStopped(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v3", nil)
+	a := w.addRunning("web-v1", "v1", true)
+	b := w.addRunning("web-v2", "v2", true)
+	e, _ := engine(w)
+	res, err := e.Rollout(context.Background(), testOptions("v3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.State != "exited" || b.State != "exited" || len(res.Old) != 2 {
+		t.Errorf("old states %s %s, result old %+v", a.State, b.State, res.Old)
+	}
+	for _, name := range []string{"web-v1", "web-v2"} {
+		if indexOf(t, w.ops, "marker "+name+" drain") > indexOf(t, w.ops, "stop "+name) {
+			t.Errorf("%s stopped before drained: %q", name, w.ops)
+		}
+	}
+}
+
+func TestPruneKeepsNewestOldVersions(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v9", nil)
+	for i := 1; i <= 4; i++ {
+		c := w.addRunning("web-old"+string(rune('0'+i)), "v"+string(rune('0'+i)), true)
+		c.State = "exited"
+	}
+	w.addRunning("web-v5", "v5", true)
+	e, _ := engine(w)
+	o := testOptions("v9")
+	o.Keep = 2
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stopped now: v5 and old1..old4; keep the two newest (v5, old4).
+	if !slices.Equal(res.Pruned, []string{"web-old3", "web-old2", "web-old1"}) {
+		t.Errorf("pruned %v", res.Pruned)
+	}
+	if _, ok := w.containers["id-web-v5"]; !ok {
+		t.Errorf("just-stopped version pruned")
+	}
+}
+
+func TestHealthcheckInheritedFromLabelNotImage(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", &Healthcheck{Test: []string{"CMD", "image-check"}})
+	old := w.addRunning("web-v1", "v1", true)
+	own := &Healthcheck{Test: []string{"CMD-SHELL", "curl -f localhost:8080/up"}, Interval: 5 * time.Second, Retries: 3}
+	old.Labels[LabelHealthcheck] = encodeHealthcheck(own)
+	var spec CreateSpec
+	w.createHook = func(s CreateSpec) { spec = s }
+	e, _ := engine(w)
+	if _, err := e.Rollout(context.Background(), testOptions("v2")); err != nil {
+		t.Fatal(err)
+	}
+	tail := spec.Healthcheck.Test[len(spec.Healthcheck.Test)-2:]
+	if !slices.Equal(tail, own.Test) {
+		t.Errorf("wrapped check %q, want the user's own %q", spec.Healthcheck.Test, own.Test)
+	}
+	if spec.Labels[LabelHealthcheck] != encodeHealthcheck(own) {
+		t.Errorf("label %q not carried", spec.Labels[LabelHealthcheck])
+	}
+}
+
+func TestNoProbeWithDrainSignal(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", &Healthcheck{Test: []string{"CMD", "image-check"}})
+	w.addRunning("web-v1", "v1", true)
+	var spec CreateSpec
+	w.createHook = func(s CreateSpec) { spec = s }
+	e, _ := engine(w)
+	o := testOptions("v2")
+	o.Drain = DrainSignal
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Healthcheck != nil || spec.Labels[LabelDrain] != "" {
+		t.Errorf("drain=signal still installed the probe: %+v", spec)
+	}
+	if res.Old[0].Drain != DrainSignal || hasOp(w.ops, "marker") {
+		t.Errorf("old drained by %s; ops %q", res.Old[0].Drain, w.ops)
+	}
+}
+
+func TestOptionsValidation(t *testing.T) {
+	cases := []struct {
+		mod  func(*Options)
+		want string
+	}{
+		{func(o *Options) { o.Image = "" }, "--image is required"},
+		{func(o *Options) { o.Image = "web:v1" }, "without tag"},
+		{func(o *Options) { o.Image = "Web" }, "not a valid image repository"},
+		{func(o *Options) { o.Version = "" }, "--version is required"},
+		{func(o *Options) { o.Version = "-bad" }, "not a valid Docker tag"},
+		{func(o *Options) { o.Version = "has/slash" }, "not a valid Docker tag"},
+		{func(o *Options) { o.Drain = "maybe" }, "--drain"},
+		{func(o *Options) { o.Pull = "sometimes" }, "--pull"},
+		{func(o *Options) { o.StopTimeout = -time.Second }, "--stop-timeout must not be negative"},
+		{func(o *Options) { o.Keep = -1 }, "--keep"},
+		{func(o *Options) { o.Env = []string{"NOVALUE"} }, "KEY=VALUE"},
+		{func(o *Options) { o.Restart = "sometimes" }, "--restart"},
+		{func(o *Options) { o.App = "-x" }, "--app"},
+	}
+	for _, tc := range cases {
+		o := testOptions("v1")
+		tc.mod(&o)
+		_, err := o.normalize()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want error with %q, got %v", tc.want, err)
+		}
+	}
+	o, err := Options{Image: "registry.example.com:5000/team/web-app", Version: "3f9ace5"}.normalize()
+	if err != nil || o.App != "web-app" || o.ImageRef() != "registry.example.com:5000/team/web-app:3f9ace5" {
+		t.Errorf("normalize: %+v, %v", o, err)
+	}
+}
+
+func TestCandidateURLs(t *testing.T) {
+	c := Container{Name: "x", Networks: map[string]string{"a": "10.0.0.2", "b": "10.1.0.2"}, Ports: []int{80, 8080},
+		Labels: map[string]string{}}
+	urls, err := candidateURLs(c, "")
+	if err != nil || len(urls) != 2 || urls["a"] != "http://10.0.0.2:80" {
+		t.Errorf("no hints: %v %v", urls, err)
+	}
+	urls, _ = candidateURLs(c, "b")
+	if len(urls) != 1 || urls["b"] != "http://10.1.0.2:80" {
+		t.Errorf("--network b: %v", urls)
+	}
+	c.Labels = map[string]string{labelTraefikNetwork: "a", "traefik.http.services.s.loadbalancer.server.port": "9000", "traefik.http.services.s.loadbalancer.server.scheme": "https"}
+	urls, _ = candidateURLs(c, "b")
+	if len(urls) != 1 || urls["a"] != "https://10.0.0.2:9000" {
+		t.Errorf("label network wins: %v", urls)
+	}
+	c.Labels = map[string]string{labelV1Port: "81", labelV1Protocol: "h2c"}
+	urls, _ = candidateURLs(c, "a")
+	if urls["a"] != "h2c://10.0.0.2:81" {
+		t.Errorf("v1 labels: %v", urls)
+	}
+	if _, err := candidateURLs(c, "zzz"); err == nil || !strings.Contains(err.Error(), `not on network "zzz"`) {
+		t.Errorf("missing network: %v", err)
+	}
+	c.Labels, c.Ports = map[string]string{}, nil
+	if _, err := candidateURLs(c, ""); err == nil || !strings.Contains(err.Error(), "exposes no port") {
+		t.Errorf("no port: %v", err)
+	}
+}
+
+func TestServiceFromLabels(t *testing.T) {
+	if got := serviceFromLabels(webLabels()); got != "web@docker" {
+		t.Errorf("v2: %q", got)
+	}
+	if got := serviceFromLabels(map[string]string{"traefik.backend": "my_app.v1"}); got != "backend-my-app-v1" {
+		t.Errorf("v1: %q", got)
+	}
+}
+
+func TestHealthDeadline(t *testing.T) {
+	if got := healthDeadline(&Healthcheck{Test: []string{"CMD", "x"}, Interval: time.Second, Retries: 3, StartPeriod: 5 * time.Second, Timeout: 2 * time.Second}); got != 19*time.Second {
+		t.Errorf("deadline %s, want 5s + 3x1s + 1s + 10s slack", got)
+	}
+	h := drainAwareHealthcheck(nil, 8080, 500*time.Millisecond)
+	if h.Interval != 500*time.Millisecond || h.Retries != 1 || h.StartPeriod != defaultTCPStartPeriod {
+		t.Errorf("tcp probe %+v", h)
+	}
+}

@@ -1,0 +1,276 @@
+// Package deploy is deployctl's rollout engine: it plans a rollout, runs the
+// new container, waits for Docker and Traefik, drains and stops the old
+// containers, and undoes its own work when something fails before the old
+// version was touched.
+//
+// The engine talks to the world only through the small interfaces declared
+// here (Runtime for Docker, Router for Traefik, Reporter for progress), so its
+// decisions are unit-tested with fakes and the same code runs against a real
+// Docker engine and a real Traefik in the end-to-end tests. It never prints.
+package deploy
+
+import (
+	"context"
+	"time"
+)
+
+// Labels deployctl reads and writes on containers.
+const (
+	// LabelApp names the app a container belongs to.
+	LabelApp = "deployctl.app"
+	// LabelVersion is the version (image tag) a container runs.
+	LabelVersion = "deployctl.version"
+	// LabelDrain is "probe" on containers that carry deployctl's drain-aware
+	// health probe, so they can be taken out of Traefik before any signal.
+	LabelDrain = "deployctl.drain"
+	// LabelHealthcheck records the healthcheck the user asked for, before
+	// deployctl wrapped it: "" means "the image's own", otherwise JSON.
+	LabelHealthcheck = "deployctl.healthcheck"
+)
+
+// Paths inside containers made by deployctl (see the probe package).
+const (
+	ProbeDir    = "/.deployctl"
+	ProbePath   = ProbeDir + "/deployctl"
+	MarkerPath  = ProbeDir + "/drain"
+	ProbeState  = ProbeDir + "/state"
+	MarkerDrain = "drain\n"
+	MarkerServe = "serve\n"
+)
+
+// Container is what the engine knows about a Docker container.
+type Container struct {
+	ID      string
+	Name    string
+	Image   string // the reference it was created from, e.g. app:3f9ace5
+	ImageID string
+	Labels  map[string]string
+	Created time.Time
+
+	State        string // running, exited, created, restarting, paused, dead
+	Health       string // "", starting, healthy, unhealthy
+	ExitCode     int
+	RestartCount int
+	// HealthLog is the output of the most recent health probes, newest last.
+	HealthLog []string
+
+	// Networks maps each network the container is attached to onto its IP
+	// address there ("" while the container is not running).
+	Networks map[string]string
+	// Ports are the exposed TCP ports, ascending (the image's included).
+	Ports []int
+
+	ReadOnlyRootfs bool
+	StopSignal     string
+	StopTimeout    time.Duration // 0: not set on the container
+	// Healthcheck is the container's effective healthcheck, nil if none.
+	Healthcheck *Healthcheck
+	// OwnHealthcheck is the healthcheck set on the container itself, nil when
+	// it has none or it is the same as its image's.
+	OwnHealthcheck *Healthcheck
+}
+
+// Running reports whether the container is up (running or restarting).
+func (c Container) Running() bool { return c.State == "running" || c.State == "restarting" }
+
+// Short is the container's name, or its short ID when it has none.
+func (c Container) Short() string {
+	if c.Name != "" {
+		return c.Name
+	}
+	if len(c.ID) > 12 {
+		return c.ID[:12]
+	}
+	return c.ID
+}
+
+// Image is what the engine needs to know about an image.
+type Image struct {
+	ID           string
+	OS           string
+	Arch         string
+	Healthcheck  *Healthcheck
+	ExposedPorts []int
+}
+
+// Healthcheck mirrors Docker's HEALTHCHECK: Test is ["CMD", args...],
+// ["CMD-SHELL", cmd] or ["NONE"]. Zero durations mean Docker's defaults.
+type Healthcheck struct {
+	Test        []string      `json:"test"`
+	Interval    time.Duration `json:"interval,omitempty"`
+	Timeout     time.Duration `json:"timeout,omitempty"`
+	StartPeriod time.Duration `json:"start_period,omitempty"`
+	Retries     int           `json:"retries,omitempty"`
+}
+
+// Docker's defaults for a healthcheck's zero values.
+const (
+	DefaultHealthInterval = 30 * time.Second
+	DefaultHealthTimeout  = 30 * time.Second
+	DefaultHealthRetries  = 3
+)
+
+// Disabled reports whether the healthcheck is absent or explicitly off.
+func (h *Healthcheck) Disabled() bool {
+	return h == nil || len(h.Test) == 0 || h.Test[0] == "NONE"
+}
+
+// WithDefaults returns h with Docker's defaults filled in.
+func (h Healthcheck) WithDefaults() Healthcheck {
+	if h.Interval <= 0 {
+		h.Interval = DefaultHealthInterval
+	}
+	if h.Timeout <= 0 {
+		h.Timeout = DefaultHealthTimeout
+	}
+	if h.Retries <= 0 {
+		h.Retries = DefaultHealthRetries
+	}
+	return h
+}
+
+// File is a file to place in a container.
+type File struct {
+	Path string
+	Mode int64
+	Data []byte
+}
+
+// CreateSpec says how to create the new container.
+type CreateSpec struct {
+	Name  string
+	Image string
+	// From is the ID of a container whose configuration is copied (env,
+	// labels, networks with aliases, mounts, restart policy, command, user,
+	// resources, stop signal/timeout), minus what came from its image, and
+	// minus host port bindings. Empty on a first deploy.
+	From string
+	// Labels are set on top of the copied ones.
+	Labels map[string]string
+	// Env entries KEY=VALUE replace copied ones with the same key.
+	Env []string
+	// Networks to attach, in addition to the copied ones; on a first deploy
+	// the first one is the container's primary network.
+	Networks []string
+	// Volumes in docker run's -v syntax, replacing copied mounts with the
+	// same destination.
+	Volumes []string
+	// Healthcheck replaces the healthcheck when not nil.
+	Healthcheck *Healthcheck
+	// StopTimeout replaces the stop timeout when not zero.
+	StopTimeout time.Duration
+	// Restart is a restart policy as in docker run --restart; empty keeps
+	// the copied one (unless-stopped on a first deploy).
+	Restart string
+}
+
+// Runtime is the container engine, implemented by dockerutil.
+type Runtime interface {
+	// List returns the containers, running or not, whose labels match every
+	// key=value of selector (a value "" matches any value of that key).
+	List(ctx context.Context, selector map[string]string) ([]Container, error)
+	Inspect(ctx context.Context, id string) (Container, error)
+	// Image inspects a local image; ErrImageNotFound when it is absent.
+	Image(ctx context.Context, ref string) (Image, error)
+	// Pull pulls an image from its registry.
+	Pull(ctx context.Context, ref string) error
+	// Create creates (but does not start) a container; warnings are things
+	// the user should know, e.g. host port bindings that were not copied.
+	Create(ctx context.Context, spec CreateSpec) (c Container, warnings []string, err error)
+	// CopyFiles places files into a container, created or running.
+	CopyFiles(ctx context.Context, id string, files []File) error
+	Start(ctx context.Context, id string) error
+	// Stop sends the container's stop signal, waits up to timeout for it to
+	// exit, then kills it.
+	Stop(ctx context.Context, id string, timeout time.Duration) error
+	// Remove force-removes a container and its anonymous volumes; a missing
+	// container is not an error.
+	Remove(ctx context.Context, id string) error
+	// Logs returns the last lines of a container's output.
+	Logs(ctx context.Context, id string, lines int) (string, error)
+}
+
+// Server is one server of a Traefik service.
+type Server struct {
+	URL    string
+	Status string // UP, DOWN, or "" when Traefik does not say
+}
+
+// Registered reports whether Traefik routes to the server.
+func (s Server) Registered() bool { return s.Status != "DOWN" }
+
+// Service is a Traefik service (v2/v3) or backend (v1).
+type Service struct {
+	Name    string
+	Servers []Server
+}
+
+// Server finds a server by URL.
+func (s Service) Server(url string) (Server, bool) {
+	for _, srv := range s.Servers {
+		if sameURL(srv.URL, url) {
+			return srv, true
+		}
+	}
+	return Server{}, false
+}
+
+// Router is Traefik's API, implemented by an adapter over traefikapi.
+type Router interface {
+	// Services lists all HTTP services that have servers.
+	Services(ctx context.Context) ([]Service, error)
+	// Service returns one service; ErrServiceNotFound when Traefik has none
+	// of that name (for v1, when the backend has no servers left).
+	Service(ctx context.Context, name string) (Service, error)
+}
+
+// Reporter receives the engine's progress events.
+type Reporter interface {
+	Event(Event)
+}
+
+// ReporterFunc adapts a function to Reporter.
+type ReporterFunc func(Event)
+
+// Event implements Reporter.
+func (f ReporterFunc) Event(e Event) { f(e) }
+
+// Phase names a step of a rollout.
+type Phase string
+
+// The phases of a rollout, in order.
+const (
+	PhasePlan       Phase = "plan"
+	PhaseCreate     Phase = "create"
+	PhaseHealthy    Phase = "healthy"
+	PhaseRegister   Phase = "register"
+	PhaseDrain      Phase = "drain"
+	PhaseStop       Phase = "stop"
+	PhasePrune      Phase = "prune"
+	PhaseRevert     Phase = "revert"
+	PhaseDone       Phase = "done"
+	PhaseDeregister Phase = "deregister"
+)
+
+// Status says what an event reports about its phase.
+type Status string
+
+// Event statuses.
+const (
+	StatusStart Status = "start"
+	StatusDone  Status = "done"
+	StatusInfo  Status = "info"
+	StatusWarn  Status = "warning"
+	StatusFail  Status = "failed"
+)
+
+// Event is one step of progress.
+type Event struct {
+	Time      time.Time     `json:"time"`
+	Phase     Phase         `json:"phase"`
+	Status    Status        `json:"status"`
+	Container string        `json:"container,omitempty"`
+	URL       string        `json:"url,omitempty"`
+	Message   string        `json:"message,omitempty"`
+	Elapsed   time.Duration `json:"elapsed,omitempty"` // time spent in the phase, on done/failed
+}

@@ -1,0 +1,399 @@
+// Package dockerutil adapts the Docker Engine SDK to deploy.Runtime. It is
+// the only package that imports the SDK.
+package dockerutil
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+
+	"github.com/deployctl/deployctl/deploy"
+)
+
+// MinAPIVersion is the oldest Docker Engine API deployctl works with
+// (Docker 20.10, as in Debian 12).
+const MinAPIVersion = "1.41"
+
+// Runtime implements deploy.Runtime over a Docker Engine.
+type Runtime struct {
+	cli *client.Client
+
+	mu     sync.Mutex
+	images map[string]image.InspectResponse // by image ID: image configs never change
+}
+
+var _ deploy.Runtime = (*Runtime)(nil)
+
+// New connects to the Docker engine named by the environment (DOCKER_HOST,
+// DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_API_VERSION), negotiating the
+// API version, and checks that the engine answers and is recent enough.
+func New(ctx context.Context, opts ...client.Opt) (*Runtime, error) {
+	opts = append([]client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}, opts...)
+	cli, err := client.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: Docker client: %v (check DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH)", deploy.ErrUnreachable, err)
+	}
+	ping, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+	if err != nil {
+		_ = cli.Close()
+		return nil, fmt.Errorf("%w: Docker engine at %s: %v (is the engine running? is DOCKER_HOST right?)", deploy.ErrUnreachable, cli.DaemonHost(), err)
+	}
+	if ping.APIVersion != "" && versionLess(ping.APIVersion, MinAPIVersion) {
+		_ = cli.Close()
+		return nil, fmt.Errorf("%w: Docker engine at %s speaks API %s; deployctl needs %s or newer (Docker 20.10+)", deploy.ErrUnreachable, cli.DaemonHost(), ping.APIVersion, MinAPIVersion)
+	}
+	return &Runtime{cli: cli, images: map[string]image.InspectResponse{}}, nil
+}
+
+// Client is the underlying SDK client.
+func (r *Runtime) Client() *client.Client { return r.cli }
+
+// Close closes the connection to the engine.
+func (r *Runtime) Close() error { return r.cli.Close() }
+
+// List implements deploy.Runtime.
+func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]deploy.Container, error) {
+	f := client.Filters{}
+	for k, v := range selector {
+		if v == "" {
+			f.Add("label", k)
+		} else {
+			f.Add("label", k+"="+v)
+		}
+	}
+	res, err := r.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, wrap(err)
+	}
+	out := make([]deploy.Container, 0, len(res.Items))
+	for _, s := range res.Items {
+		c, err := r.Inspect(ctx, s.ID)
+		if errors.Is(err, deploy.ErrContainerNotFound) {
+			continue // removed between list and inspect
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Inspect implements deploy.Runtime.
+func (r *Runtime) Inspect(ctx context.Context, id string) (deploy.Container, error) {
+	res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return deploy.Container{}, wrap(err)
+	}
+	ci := res.Container
+	var img *image.InspectResponse
+	if i, err := r.imageByID(ctx, ci.Image); err == nil {
+		img = &i
+	}
+	return toContainer(ci, img), nil
+}
+
+func toContainer(ci container.InspectResponse, img *image.InspectResponse) deploy.Container {
+	c := deploy.Container{
+		ID:           ci.ID,
+		Name:         strings.TrimPrefix(ci.Name, "/"),
+		ImageID:      ci.Image,
+		RestartCount: ci.RestartCount,
+		Networks:     map[string]string{},
+	}
+	c.Created, _ = time.Parse(time.RFC3339Nano, ci.Created)
+	if st := ci.State; st != nil {
+		c.State, c.ExitCode = string(st.Status), st.ExitCode
+		if st.Health != nil {
+			c.Health = string(st.Health.Status)
+			for _, l := range st.Health.Log {
+				if l != nil {
+					c.HealthLog = append(c.HealthLog, strings.TrimSpace(l.Output))
+				}
+			}
+		}
+	}
+	if cfg := ci.Config; cfg != nil {
+		c.Image, c.Labels, c.StopSignal = cfg.Image, cfg.Labels, cfg.StopSignal
+		if cfg.StopTimeout != nil {
+			c.StopTimeout = time.Duration(*cfg.StopTimeout) * time.Second
+		}
+		for p := range cfg.ExposedPorts {
+			if p.Proto() == network.TCP {
+				c.Ports = append(c.Ports, int(p.Num()))
+			}
+		}
+		sort.Ints(c.Ports)
+		c.Healthcheck = toHealthcheck(cfg.Healthcheck)
+		c.OwnHealthcheck = c.Healthcheck
+		if img != nil && img.Config != nil && sameHealthcheck(cfg.Healthcheck, img.Config.Healthcheck) {
+			c.OwnHealthcheck = nil
+		}
+	}
+	if c.Labels == nil {
+		c.Labels = map[string]string{}
+	}
+	if hc := ci.HostConfig; hc != nil {
+		c.ReadOnlyRootfs = hc.ReadonlyRootfs
+	}
+	if ns := ci.NetworkSettings; ns != nil {
+		for name, ep := range ns.Networks {
+			ip := ""
+			if ep != nil && ep.IPAddress.IsValid() {
+				ip = ep.IPAddress.String()
+			}
+			c.Networks[name] = ip
+		}
+	}
+	return c
+}
+
+func toHealthcheck(h *container.HealthConfig) *deploy.Healthcheck {
+	if h == nil || len(h.Test) == 0 {
+		return nil
+	}
+	return &deploy.Healthcheck{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
+}
+
+func fromHealthcheck(h *deploy.Healthcheck) *container.HealthConfig {
+	if h == nil {
+		return nil
+	}
+	return &container.HealthConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
+}
+
+func sameHealthcheck(a, b *container.HealthConfig) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return equalStrings(a.Test, b.Test) && a.Interval == b.Interval && a.Timeout == b.Timeout &&
+		a.StartPeriod == b.StartPeriod && a.Retries == b.Retries
+}
+
+// Image implements deploy.Runtime.
+func (r *Runtime) Image(ctx context.Context, ref string) (deploy.Image, error) {
+	res, err := r.cli.ImageInspect(ctx, ref)
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return deploy.Image{}, fmt.Errorf("%w: %s", deploy.ErrImageNotFound, ref)
+		}
+		return deploy.Image{}, wrap(err)
+	}
+	img := res.InspectResponse
+	r.mu.Lock()
+	r.images[img.ID] = img
+	r.mu.Unlock()
+	out := deploy.Image{ID: img.ID, OS: img.Os, Arch: img.Architecture}
+	if cfg := img.Config; cfg != nil {
+		out.Healthcheck = toHealthcheck(cfg.Healthcheck)
+		for p := range cfg.ExposedPorts {
+			port, err := network.ParsePort(p)
+			if err == nil && port.Proto() == network.TCP {
+				out.ExposedPorts = append(out.ExposedPorts, int(port.Num()))
+			}
+		}
+		sort.Ints(out.ExposedPorts)
+	}
+	return out, nil
+}
+
+// imageByID inspects an image by ID, cached: an ID names immutable content.
+func (r *Runtime) imageByID(ctx context.Context, id string) (image.InspectResponse, error) {
+	r.mu.Lock()
+	img, ok := r.images[id]
+	r.mu.Unlock()
+	if ok {
+		return img, nil
+	}
+	res, err := r.cli.ImageInspect(ctx, id)
+	if err != nil {
+		return image.InspectResponse{}, wrap(err)
+	}
+	r.mu.Lock()
+	r.images[id] = res.InspectResponse
+	r.mu.Unlock()
+	return res.InspectResponse, nil
+}
+
+// Pull implements deploy.Runtime.
+func (r *Runtime) Pull(ctx context.Context, ref string) error {
+	resp, err := r.cli.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: registryAuth(ref)})
+	if err != nil {
+		return wrap(err)
+	}
+	defer resp.Close()
+	return resp.Wait(ctx)
+}
+
+// Start implements deploy.Runtime.
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	_, err := r.cli.ContainerStart(ctx, id, client.ContainerStartOptions{})
+	return wrap(err)
+}
+
+// Stop implements deploy.Runtime.
+func (r *Runtime) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	secs := int(math.Ceil(timeout.Seconds()))
+	_, err := r.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs})
+	return wrap(err)
+}
+
+// Remove implements deploy.Runtime.
+func (r *Runtime) Remove(ctx context.Context, id string) error {
+	_, err := r.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	return wrap(err)
+}
+
+// Logs implements deploy.Runtime.
+func (r *Runtime) Logs(ctx context.Context, id string, lines int) (string, error) {
+	insp, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return "", wrap(err)
+	}
+	rc, err := r.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(lines)})
+	if err != nil {
+		return "", wrap(err)
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	src := io.LimitReader(rc, 1<<20)
+	if insp.Container.Config != nil && insp.Container.Config.Tty {
+		_, err = io.Copy(&buf, src)
+	} else {
+		_, err = stdcopy.StdCopy(&buf, &buf, src)
+	}
+	return buf.String(), err
+}
+
+// CopyFiles implements deploy.Runtime. A path ending in "/" is a directory.
+func (r *Runtime) CopyFiles(ctx context.Context, id string, files []deploy.File) error {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	now := time.Now()
+	for _, f := range files {
+		name := strings.TrimPrefix(f.Path, "/")
+		hdr := &tar.Header{Name: name, Mode: f.Mode, ModTime: now, Typeflag: tar.TypeReg, Size: int64(len(f.Data))}
+		if strings.HasSuffix(name, "/") {
+			hdr.Typeflag, hdr.Size = tar.TypeDir, 0
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.Data); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	_, err := r.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: &buf})
+	return wrap(err)
+}
+
+// Create implements deploy.Runtime.
+func (r *Runtime) Create(ctx context.Context, spec deploy.CreateSpec) (deploy.Container, []string, error) {
+	var tmpl *container.InspectResponse
+	var oldImg *image.InspectResponse
+	var warnings []string
+	if spec.From != "" {
+		res, err := r.cli.ContainerInspect(ctx, spec.From, client.ContainerInspectOptions{})
+		if err != nil {
+			return deploy.Container{}, nil, wrap(err)
+		}
+		tmpl = &res.Container
+		if img, err := r.imageByID(ctx, tmpl.Image); err == nil {
+			oldImg = &img
+		} else {
+			warnings = append(warnings, fmt.Sprintf("the current container's image %s is gone, so its configuration cannot be told apart from its image's defaults: all of it (env, command, ...) is copied to the new container", shortID(tmpl.Image)))
+		}
+	}
+	plan, err := buildCreate(tmpl, oldImg, spec)
+	if err != nil {
+		return deploy.Container{}, nil, err
+	}
+	warnings = append(warnings, plan.warnings...)
+	res, err := r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: spec.Name, Config: plan.config, HostConfig: plan.host, NetworkingConfig: plan.netConfig,
+	})
+	if err != nil {
+		return deploy.Container{}, nil, wrap(err)
+	}
+	warnings = append(warnings, res.Warnings...)
+	// API < 1.44 attaches only one network at create; connect the others
+	// before the container starts.
+	for _, n := range plan.extraNetworks {
+		if _, err := r.cli.NetworkConnect(ctx, n.name, client.NetworkConnectOptions{Container: res.ID, EndpointConfig: n.endpoint}); err != nil {
+			_ = r.Remove(context.WithoutCancel(ctx), res.ID)
+			return deploy.Container{}, nil, fmt.Errorf("connecting the new container to network %s: %w", n.name, wrap(err))
+		}
+	}
+	c, err := r.Inspect(ctx, res.ID)
+	return c, warnings, err
+}
+
+// wrap marks connection failures with deploy.ErrUnreachable and missing
+// containers with deploy.ErrContainerNotFound.
+func wrap(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case client.IsErrConnectionFailed(err):
+		return fmt.Errorf("%w: %v", deploy.ErrUnreachable, err)
+	case cerrdefs.IsNotFound(err):
+		return fmt.Errorf("%w: %v", deploy.ErrContainerNotFound, err)
+	}
+	return err
+}
+
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// versionLess compares Docker API versions such as 1.41 and 1.9.
+func versionLess(a, b string) bool {
+	var a1, a2, b1, b2 int
+	fmt.Sscanf(a, "%d.%d", &a1, &a2)
+	fmt.Sscanf(b, "%d.%d", &b1, &b2)
+	return a1 < b1 || (a1 == b1 && a2 < b2)
+}
+
+// registryAuth finds credentials for ref's registry in the Docker CLI's
+// config file (~/.docker/config.json or $DOCKER_CONFIG), as `docker pull`
+// would; "" when there are none. Credential helpers are not consulted.
+func registryAuth(ref string) string {
+	return lookupAuth(ref, dockerConfigPath())
+}
