@@ -95,7 +95,7 @@ type rollout struct {
 	network  string   // the network Traefik reaches the app on, if known
 
 	probe   bool       // the new container gets the drain-aware probe
-	healthC *Container // the new container, once created
+	newC *Container // the new container, once created
 	newURL  string
 	// cutover is set once an old container has been touched; after that a
 	// failure can no longer just remove the new container.
@@ -409,7 +409,7 @@ func (r *rollout) create(ctx context.Context) error {
 	if err != nil {
 		return classifyDocker(fmt.Errorf("creating container from %s: %w", spec.Image, err))
 	}
-	r.healthC = &c
+	r.newC = &c
 	for _, w := range warnings {
 		r.warn(PhaseCreate, "%s", w)
 	}
@@ -480,7 +480,7 @@ func (r *rollout) newPort(labels map[string]string) (int, error) {
 // restarts or turns unhealthy.
 func (r *rollout) waitHealthy(ctx context.Context) error {
 	r.begin(PhaseHealthy, "")
-	c, err := r.e.Runtime.Inspect(ctx, r.healthC.ID)
+	c, err := r.e.Runtime.Inspect(ctx, r.newC.ID)
 	if err != nil {
 		return classifyDocker(err)
 	}
@@ -495,11 +495,11 @@ func (r *rollout) waitHealthy(ctx context.Context) error {
 	}
 	restarts := c.RestartCount
 	err = r.poll(ctx, deadline, func() (bool, error) {
-		c, err := r.e.Runtime.Inspect(ctx, r.healthC.ID)
+		c, err := r.e.Runtime.Inspect(ctx, r.newC.ID)
 		if err != nil {
 			return false, err
 		}
-		*r.healthC = c
+		*r.newC = c
 		if err := r.newContainerFailed(ctx, c, restarts); err != nil {
 			return false, err
 		}
@@ -507,7 +507,7 @@ func (r *rollout) waitHealthy(ctx context.Context) error {
 	})
 	if err != nil {
 		if isTimeout(err) {
-			c := *r.healthC
+			c := *r.newC
 			return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s did not become healthy within %s", c.Short(), deadline),
 				Observed: fmt.Sprintf("Docker health %q; last probe output: %s; last log lines:\n%s", c.Health, lastProbe(c), r.logs(ctx, c.ID)),
 				Hint:     "the app's healthcheck (HEALTHCHECK in the image, or --health-cmd); raise --health-timeout if the app needs longer to start"}
@@ -515,10 +515,10 @@ func (r *rollout) waitHealthy(ctx context.Context) error {
 		return err
 	}
 	hs := "running (no healthcheck)"
-	if !r.healthC.Healthcheck.Disabled() {
+	if !r.newC.Healthcheck.Disabled() {
 		hs = "healthy"
 	}
-	r.done(PhaseHealthy, Event{Container: r.healthC.Short(), Message: hs})
+	r.done(PhaseHealthy, Event{Container: r.newC.Short(), Message: hs})
 	return nil
 }
 
@@ -544,22 +544,22 @@ func (r *rollout) newContainerFailed(ctx context.Context, c Container, restarts 
 // of the app's service(s) and not DOWN.
 func (r *rollout) waitRegistered(ctx context.Context) error {
 	r.begin(PhaseRegister, "")
-	urls, err := candidateURLs(*r.healthC, r.network)
+	urls, err := candidateURLs(*r.newC, r.network)
 	if err != nil {
 		return &Error{Kind: KindFailed, Err: err, Hint: "attach the container to the network Traefik uses (--network, or the traefik.docker.network label)"}
 	}
 	if len(urls) > 1 {
-		r.warn(PhaseRegister, "container %s is on several networks (%s) and neither --network nor the traefik.docker.network label says which one Traefik uses: Traefik then picks one at random", r.healthC.Short(), strings.Join(sortedKeys(urls), ", "))
+		r.warn(PhaseRegister, "container %s is on several networks (%s) and neither --network nor the traefik.docker.network label says which one Traefik uses: Traefik then picks one at random", r.newC.Short(), strings.Join(sortedKeys(urls), ", "))
 	}
-	restarts := r.healthC.RestartCount
+	restarts := r.newC.RestartCount
 	var lastErr error
 	var lastSeen map[string]Service
 	err = r.poll(ctx, r.o.RegisterTimeout, func() (bool, error) {
-		c, err := r.e.Runtime.Inspect(ctx, r.healthC.ID)
+		c, err := r.e.Runtime.Inspect(ctx, r.newC.ID)
 		if err != nil {
 			return false, err
 		}
-		*r.healthC = c
+		*r.newC = c
 		if err := r.newContainerFailed(ctx, c, restarts); err != nil {
 			return false, err
 		}
@@ -573,7 +573,7 @@ func (r *rollout) waitRegistered(ctx context.Context) error {
 		}
 		return err
 	}
-	r.done(PhaseRegister, Event{Container: r.healthC.Short(), URL: r.newURL, Message: "in Traefik service " + strings.Join(r.services, ", ")})
+	r.done(PhaseRegister, Event{Container: r.newC.Short(), URL: r.newURL, Message: "in Traefik service " + strings.Join(r.services, ", ")})
 	return nil
 }
 
@@ -624,7 +624,7 @@ func (r *rollout) registeredIn(ctx context.Context, urls map[string]string) (boo
 
 // notRoutable explains why Traefik never listed a healthy new container.
 func (r *rollout) notRoutable(urls map[string]string, seen map[string]Service, lastErr error) error {
-	c := *r.healthC
+	c := *r.newC
 	want := strings.Join(sortedValues(urls), " or ")
 	e := &Error{Kind: KindFailed}
 	if len(r.services) == 0 {
@@ -700,7 +700,7 @@ func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew b
 			}
 			if srv, ok := svc.Server(r.newURL); guardNew && (!ok || !srv.Registered()) {
 				return false, &Error{Kind: KindFailed, Err: fmt.Errorf("the new container's URL %s left service %s while the old version was being drained", r.newURL, name),
-					Hint: "the new container's health and logs (docker inspect " + r.healthC.Short() + ")"}
+					Hint: "the new container's health and logs (docker inspect " + r.newC.Short() + ")"}
 			}
 			for _, old := range olds {
 				if srv, ok := svc.Server(old.url); old.url != "" && ok && srv.Registered() {
@@ -746,7 +746,7 @@ func (r *rollout) stopOld(ctx context.Context) error {
 	})
 	if err != nil {
 		return &Error{Kind: KindNeedsHuman, Err: err,
-			State: fmt.Sprintf("the new version %s (%s) is serving; the old container(s) could not all be stopped", r.o.Version, r.healthC.Short()),
+			State: fmt.Sprintf("the new version %s (%s) is serving; the old container(s) could not all be stopped", r.o.Version, r.newC.Short()),
 			Hint:  "docker ps; stop the old container(s) by hand"}
 	}
 	for _, old := range r.olds {
@@ -773,7 +773,7 @@ func (r *rollout) prune(ctx context.Context) []string {
 	}
 	var stopped []Container
 	for _, c := range cs {
-		if !c.Running() && c.ID != r.healthC.ID {
+		if !c.Running() && c.ID != r.newC.ID {
 			stopped = append(stopped, c)
 		}
 	}
@@ -798,13 +798,13 @@ func (r *rollout) prune(ctx context.Context) []string {
 func (r *rollout) result(pruned []string) *Result {
 	res := &Result{
 		App: r.o.App, Image: r.o.Image, Version: r.o.Version, Service: r.services,
-		New:    ContainerRef{ID: r.healthC.ID, Name: r.healthC.Short(), Version: r.o.Version, URL: r.newURL},
+		New:    ContainerRef{ID: r.newC.ID, Name: r.newC.Short(), Version: r.o.Version, URL: r.newURL},
 		Phases: r.phases, Pruned: pruned, Total: Duration(r.e.now().Sub(r.start)),
 	}
 	for _, old := range r.olds {
 		res.Old = append(res.Old, OldRef{ContainerRef: ContainerRef{ID: old.ID, Name: old.Short(), Version: old.Labels[LabelVersion], URL: old.url}, Drain: old.drain})
 	}
-	r.e.emit(Event{Phase: PhaseDone, Status: StatusDone, Container: r.healthC.Short(), URL: r.newURL,
+	r.e.emit(Event{Phase: PhaseDone, Status: StatusDone, Container: r.newC.Short(), URL: r.newURL,
 		Message: fmt.Sprintf("%s %s is serving", r.o.App, r.o.Version), Elapsed: time.Duration(res.Total)})
 	return res
 }
@@ -851,7 +851,7 @@ func (r *rollout) revert(ctx context.Context, cause error) error {
 func (r *rollout) needsHuman(p Phase, cause, err error) error {
 	return &Error{Phase: p, Kind: KindNeedsHuman, Err: cause,
 		Observed: err.Error(),
-		State:    fmt.Sprintf("both the new container %s and the old one(s) %s are running; the old ones may be out of Traefik", r.healthC.Short(), names(containersOf(r.olds))),
+		State:    fmt.Sprintf("both the new container %s and the old one(s) %s are running; the old ones may be out of Traefik", r.newC.Short(), names(containersOf(r.olds))),
 		Hint:     "deployctl status, docker ps; remove the new container or rerun the rollout"}
 }
 
@@ -878,30 +878,69 @@ func (r *rollout) fail(ctx context.Context, p Phase, err error) error {
 	if de.Kind == KindNeedsHuman {
 		return de
 	}
-	if r.healthC != nil && !r.cutover {
+	if r.newC != nil && !r.cutover {
 		cctx, cancel := r.cleanupContext(ctx)
 		defer cancel()
-		if rmErr := r.e.Runtime.Remove(cctx, r.healthC.ID); rmErr != nil {
+		if rmErr := r.removeNew(cctx); rmErr != nil {
 			de.Kind = KindNeedsHuman
-			de.State = fmt.Sprintf("the old version is untouched, but the new container %s could not be removed: %v", r.healthC.Short(), rmErr)
-			de.Hint = "docker rm -f " + r.healthC.Short()
+			de.State = fmt.Sprintf("the old version is untouched, but the new container %s could not be removed: %v", r.newC.Short(), rmErr)
+			de.Hint = "docker rm -f " + r.newC.Short()
 			return de
 		}
-		r.e.emit(Event{Phase: PhaseRevert, Status: StatusDone, Container: r.healthC.Short(), Message: "new container removed"})
+		r.e.emit(Event{Phase: PhaseRevert, Status: StatusDone, Container: r.newC.Short(), Message: "new container removed"})
 	}
 	if de.State == "" {
 		switch {
-		case len(r.olds) == 0 && r.healthC != nil:
+		case len(r.olds) == 0 && r.newC != nil:
 			de.State = "first deploy: the new container was removed; nothing of the app is running"
 		case len(r.olds) == 0:
 			de.State = "nothing was changed"
-		case r.healthC != nil:
+		case r.newC != nil:
 			de.State = fmt.Sprintf("the old version (%s) is untouched and still serving; the new container was removed", names(containersOf(r.olds)))
 		default:
 			de.State = fmt.Sprintf("nothing was changed; the old version (%s) is still serving", names(containersOf(r.olds)))
 		}
 	}
 	return de
+}
+
+// removeNew removes the new container after a failure. If it may already be
+// in Traefik's rotation (running and healthy), it is drained first, like an
+// old container, so removing it fails no request that Traefik sent it.
+func (r *rollout) removeNew(ctx context.Context) error {
+	c, err := r.e.Runtime.Inspect(ctx, r.newC.ID)
+	if errors.Is(err, ErrContainerNotFound) {
+		return nil
+	}
+	if err == nil && c.State == "running" && c.Health != "unhealthy" && c.Health != "starting" {
+		urls, _ := candidateURLs(c, r.network)
+		listed := func() bool {
+			all, err := r.e.Router.Services(ctx)
+			if err != nil {
+				return true // unknown: assume listed until the deadline
+			}
+			for _, svc := range all {
+				for _, u := range urls {
+					if srv, ok := svc.Server(u); ok && srv.Registered() {
+						return true
+					}
+				}
+			}
+			return false
+		}
+		if r.probe && listed() {
+			r.e.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: c.Short(), Message: "draining the new container before removing it"})
+			if r.e.Runtime.CopyFiles(ctx, c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}}) == nil {
+				_ = r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) { return !listed(), nil })
+			}
+		}
+		timeout := r.o.StopTimeout
+		if timeout == 0 {
+			timeout = DefaultStopTimeout
+		}
+		_ = r.e.Runtime.Stop(ctx, c.ID, timeout)
+	}
+	return r.e.Runtime.Remove(ctx, r.newC.ID)
 }
 
 // cleanupContext is a context for undoing work that survives the rollout's
