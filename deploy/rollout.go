@@ -94,9 +94,9 @@ type rollout struct {
 	services []string // Traefik services the app's servers must be in
 	network  string   // the network Traefik reaches the app on, if known
 
-	probe   bool       // the new container gets the drain-aware probe
-	newC *Container // the new container, once created
-	newURL  string
+	probe  bool       // the new container gets the drain-aware probe
+	newC   *Container // the new container, once created
+	newURL string
 	// cutover is set once an old container has been touched; after that a
 	// failure can no longer just remove the new container.
 	cutover bool

@@ -279,8 +279,12 @@ func TestFailuresBeforeCutoverLeaveOldServing(t *testing.T) {
 			// A new container that Traefik may route to is drained and
 			// stopped before it is removed, so removing it fails no request.
 			if tc.name == "healthy but Traefik never lists it" &&
-				!(slices.IndexFunc(w.ops, func(op string) bool { return strings.HasPrefix(op, "marker web-v2-") && strings.HasSuffix(op, " drain") }) >= 0 &&
-					slices.IndexFunc(w.ops, func(op string) bool { return strings.HasPrefix(op, "marker web-v2-") && strings.HasSuffix(op, " drain") }) < indexOf(t, w.ops, "stop web-v2-") &&
+				!(slices.IndexFunc(w.ops, func(op string) bool {
+					return strings.HasPrefix(op, "marker web-v2-") && strings.HasSuffix(op, " drain")
+				}) >= 0 &&
+					slices.IndexFunc(w.ops, func(op string) bool {
+						return strings.HasPrefix(op, "marker web-v2-") && strings.HasSuffix(op, " drain")
+					}) < indexOf(t, w.ops, "stop web-v2-") &&
 					indexOf(t, w.ops, "stop web-v2-") < indexOf(t, w.ops, "remove web-v2-")) {
 				t.Errorf("new container not drained before removal: %q", w.ops)
 			}
