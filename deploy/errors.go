@@ -70,6 +70,5 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // usageError is a rollout request that cannot be carried out as asked.
 func usageError(format string, args ...any) *Error {
-	return &Error{Phase: PhasePlan, Kind: KindUsage, Err: fmt.Errorf(format, args...),
-		State: "nothing was changed"}
+	return &Error{Phase: PhasePlan, Kind: KindUsage, Err: fmt.Errorf(format, args...)}
 }

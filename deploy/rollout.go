@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -69,6 +72,16 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 	return []byte(fmt.Sprintf("%.3f", time.Duration(d).Seconds())), nil
 }
 
+// UnmarshalJSON reads seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var secs float64
+	if err := json.Unmarshal(b, &secs); err != nil {
+		return err
+	}
+	*d = Duration(secs * float64(time.Second))
+	return nil
+}
+
 // oldContainer is a container being replaced, with what the plan found
 // about it.
 type oldContainer struct {
@@ -91,8 +104,9 @@ type rollout struct {
 	image    Image
 	olds     []*oldContainer
 	template *Container
-	services []string // Traefik services the app's servers must be in
-	network  string   // the network Traefik reaches the app on, if known
+	services []string        // Traefik services the app's servers must be in
+	baseline map[string]bool // server URLs those services had at plan time
+	network  string          // the network Traefik reaches the app on, if known
 
 	probe  bool       // the new container gets the drain-aware probe
 	newC   *Container // the new container, once created
@@ -106,6 +120,10 @@ type rollout struct {
 func (e *Engine) Rollout(ctx context.Context, o Options) (*Result, error) {
 	o, err := o.normalize()
 	if err != nil {
+		var de *Error
+		if errors.As(err, &de) {
+			de.State = "nothing was changed"
+		}
 		return nil, err
 	}
 	r := &rollout{e: e, o: o}
@@ -184,6 +202,9 @@ func (r *rollout) plan(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	for i := range current {
+		r.olds = append(r.olds, &oldContainer{Container: current[i]})
+	}
 	if len(current) > 0 {
 		newest := current[len(current)-1]
 		r.template = &newest
@@ -198,7 +219,7 @@ func (r *rollout) plan(ctx context.Context) error {
 	}
 	r.image = img
 
-	if err := r.findServices(ctx, current); err != nil {
+	if err := r.findServices(ctx); err != nil {
 		return err
 	}
 
@@ -263,13 +284,13 @@ func (r *rollout) ensureImage(ctx context.Context) (Image, error) {
 		}
 		if r.o.Pull == PullNever {
 			return Image{}, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("image %s is not on the Docker host", ref),
-				State: "nothing was changed", Hint: "build or load the image on the Docker host first, or allow pulling with --pull=missing"}
+				Hint: "build or load the image on the Docker host first, or allow pulling with --pull=missing"}
 		}
 	}
 	r.info(PhasePlan, Event{Message: "pulling " + ref})
 	if err := r.e.Runtime.Pull(ctx, ref); err != nil {
 		return Image{}, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("image %s is not on the Docker host and could not be pulled: %w", ref, err),
-			State: "nothing was changed", Hint: "check that --image and --version name an image that was pushed (or built on the Docker host), and that the Docker host is logged in to its registry"}
+			Hint: "check that --image and --version name an image that was pushed (or built on the Docker host), and that the Docker host is logged in to its registry"}
 	}
 	img, err := r.e.Runtime.Image(ctx, ref)
 	return img, wrapDocker(err)
@@ -277,12 +298,12 @@ func (r *rollout) ensureImage(ctx context.Context) (Image, error) {
 
 // findServices looks up the current containers in Traefik: the services
 // whose servers include their URLs are the ones the new container must join.
-func (r *rollout) findServices(ctx context.Context, current []Container) error {
+func (r *rollout) findServices(ctx context.Context) error {
 	if r.o.Service != "" {
 		r.services = []string{r.o.Service}
 	}
 	r.network = r.o.Network
-	if len(current) == 0 {
+	if len(r.olds) == 0 {
 		return r.checkTraefik(ctx)
 	}
 	all, err := r.e.Router.Services(ctx)
@@ -290,9 +311,7 @@ func (r *rollout) findServices(ctx context.Context, current []Container) error {
 		return unreachable("Traefik", err)
 	}
 	found := map[string]bool{}
-	for i := range current {
-		old := &oldContainer{Container: current[i]}
-		r.olds = append(r.olds, old)
+	for _, old := range r.olds {
 		urls, err := candidateURLs(old.Container, r.o.Network)
 		if err != nil {
 			r.warn(PhasePlan, "%v", err)
@@ -318,6 +337,14 @@ func (r *rollout) findServices(ctx context.Context, current []Container) error {
 	}
 	if r.o.Service == "" {
 		r.services = sortedKeys(found)
+	}
+	r.baseline = map[string]bool{}
+	for _, svc := range all {
+		if slices.Contains(r.services, svc.Name) {
+			for _, srv := range svc.Servers {
+				r.baseline[normalizeURL(srv.URL)] = true
+			}
+		}
 	}
 	return nil
 }
@@ -427,6 +454,13 @@ func (r *rollout) create(ctx context.Context) error {
 			return classifyDocker(fmt.Errorf("copying the drain probe into %s: %w (use --drain=signal to deploy without it)", c.Short(), err))
 		}
 	}
+	// Before it starts, and so before Traefik can route to it: the network
+	// Traefik must reach it on has to be one it is attached to, or Traefik
+	// would route to an address that does not answer.
+	if err := checkNetwork(c, r.network); err != nil {
+		return &Error{Kind: KindFailed, Err: err,
+			Hint: "attach the container to that network (--network), or fix the traefik.docker.network label"}
+	}
 	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
 		return classifyDocker(fmt.Errorf("starting %s: %w", c.Short(), err))
 	}
@@ -469,7 +503,7 @@ func (r *rollout) newPort(labels map[string]string) (int, error) {
 	}
 	ep, err := traefikEndpoint(Container{Name: r.o.App, Labels: merged, Ports: ports})
 	if err != nil {
-		return 0, &Error{Phase: PhaseCreate, Kind: KindUsage, Err: err, State: "nothing was changed",
+		return 0, &Error{Phase: PhaseCreate, Kind: KindUsage, Err: err,
 			Hint: "EXPOSE the port in the image, or add the label traefik.http.services.<name>.loadbalancer.server.port=<port>"}
 	}
 	return ep.Port, nil
@@ -530,7 +564,7 @@ func (r *rollout) newContainerFailed(ctx context.Context, c Container, restarts 
 		return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s exited with code %d", c.Short(), c.ExitCode),
 			Observed: "last log lines:\n" + r.logs(ctx, c.ID), Hint: "the app's logs above; run the image by hand to reproduce"}
 	case c.RestartCount > restarts || c.State == "restarting":
-		return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s is crash-looping (restarted %d times)", c.Short(), c.RestartCount),
+		return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s exited with code %d and its restart policy keeps restarting it (%d restarts)", c.Short(), c.ExitCode, c.RestartCount),
 			Observed: "last log lines:\n" + r.logs(ctx, c.ID), Hint: "the app's logs above"}
 	case c.Health == "unhealthy":
 		return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s is unhealthy", c.Short()),
@@ -913,15 +947,34 @@ func (r *rollout) removeNew(ctx context.Context) error {
 		return nil
 	}
 	if err == nil && c.State == "running" && c.Health != "unhealthy" && c.Health != "starting" {
-		urls, _ := candidateURLs(c, r.network)
+		// Every network: wherever Traefik may have picked the address.
+		urls := map[string]string{}
+		if ep, err := traefikEndpoint(c); err == nil {
+			for _, ip := range c.Networks {
+				if ip != "" {
+					urls[ip] = ep.Scheme + "://" + net.JoinHostPort(ip, strconv.Itoa(ep.Port))
+				}
+			}
+		}
 		listed := func() bool {
 			all, err := r.e.Router.Services(ctx)
 			if err != nil {
 				return true // unknown: assume listed until the deadline
 			}
 			for _, svc := range all {
-				for _, u := range urls {
-					if srv, ok := svc.Server(u); ok && srv.Registered() {
+				for _, srv := range svc.Servers {
+					if !srv.Registered() {
+						continue
+					}
+					for _, u := range urls {
+						if sameURL(srv.URL, u) {
+							return true
+						}
+					}
+					// A server that joined the app's service since the plan
+					// is the new container under an address deployctl did not
+					// expect (e.g. Traefik picked another network).
+					if slices.Contains(r.services, svc.Name) && !r.baseline[normalizeURL(srv.URL)] {
 						return true
 					}
 				}
@@ -1028,7 +1081,7 @@ func unreachable(what string, err error) error {
 	if what == "Traefik" {
 		hint = "--traefik-url (or DEPLOYCTL_TRAEFIK_URL) and that Traefik's API is enabled (api.insecure, or a router to api@internal)"
 	}
-	return &Error{Kind: KindUnreachable, Err: fmt.Errorf("%s: %w", what, err), State: "nothing was changed", Hint: hint}
+	return &Error{Kind: KindUnreachable, Err: fmt.Errorf("%s: %w", what, err), Hint: hint}
 }
 
 func wrapDocker(err error) error {

@@ -233,6 +233,9 @@ func TestFailuresBeforeCutoverLeaveOldServing(t *testing.T) {
 				c.Labels["traefik.backend"] = "elsewhere"
 			}
 		}, PhaseRegister, KindFailed, []string{"never appeared in service web@docker", "service web@docker has servers [http://10.0.0.2:8080 UP]"}},
+		{"label names a network the container is not on", func(w *world, o *Options) {
+			o.Labels = map[string]string{"traefik.docker.network": "elsewhere"}
+		}, PhaseCreate, KindFailed, []string{`not on network "elsewhere"`}},
 		{"image missing, pull fails", func(w *world, o *Options) {
 			delete(w.images, "web:v2")
 			w.pullErr = errors.New("pull access denied")
@@ -288,7 +291,10 @@ func TestFailuresBeforeCutoverLeaveOldServing(t *testing.T) {
 					indexOf(t, w.ops, "stop web-v2-") < indexOf(t, w.ops, "remove web-v2-")) {
 				t.Errorf("new container not drained before removal: %q", w.ops)
 			}
-			if !strings.Contains(de.State, "untouched") && !strings.Contains(de.State, "nothing was changed") {
+			if tc.phase == PhaseCreate && hasOp(w.ops, "start") {
+				t.Errorf("a container that failed its checks at create was started: %q", w.ops)
+			}
+			if !strings.Contains(de.State, "still serving") {
 				t.Errorf("state %q does not say the old version is untouched", de.State)
 			}
 		})

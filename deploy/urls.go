@@ -135,11 +135,35 @@ func candidateURLs(c Container, network string) (map[string]string, error) {
 	if len(urls) == 0 {
 		nets := sortedKeys(c.Networks)
 		if network != "" {
-			return nil, fmt.Errorf("container %s is not on network %q, the one Traefik uses for it (it is on: %s)", c.Short(), network, strings.Join(nets, ", "))
+			return nil, &notOnNetworkError{container: c.Short(), network: network, on: nets}
 		}
 		return nil, fmt.Errorf("container %s has no IP address on any network (networks: %s)", c.Short(), strings.Join(nets, ", "))
 	}
 	return urls, nil
+}
+
+// checkNetwork fails when c is not attached to the network Traefik reaches
+// it on (the traefik.docker.network label, else network if set). It needs
+// no IP addresses, so it works before the container starts.
+func checkNetwork(c Container, network string) error {
+	if n := c.Labels[labelTraefikNetwork]; n != "" {
+		network = n
+	}
+	if _, ok := c.Networks[network]; network == "" || ok {
+		return nil
+	}
+	return &notOnNetworkError{container: c.Short(), network: network, on: sortedKeys(c.Networks)}
+}
+
+// notOnNetworkError: the container is not attached to the network Traefik
+// reaches it on.
+type notOnNetworkError struct {
+	container, network string
+	on                 []string
+}
+
+func (e *notOnNetworkError) Error() string {
+	return fmt.Sprintf("container %s is not on network %q, the one Traefik uses for it (it is on: %s)", e.container, e.network, strings.Join(e.on, ", "))
 }
 
 func sortedKeys[V any](m map[string]V) []string {
