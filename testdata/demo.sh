@@ -73,7 +73,7 @@ done
 say "starting Traefik $TRAEFIK_VERSION: entrypoint 127.0.0.1:$WEB_PORT, API 127.0.0.1:$API_PORT"
 docker network create "$NET" >/dev/null
 mkdir -p "$work/traefik-home"
-(cd "$work/traefik-home" && HOME="$work/traefik-home" "$traefik" \
+(cd "$work/traefik-home" && HOME="$work/traefik-home" exec "$traefik" \
   --global.checknewversion=false --global.sendanonymoususage=false \
   --entrypoints.web.address=127.0.0.1:$WEB_PORT --entrypoints.traefik.address=127.0.0.1:$API_PORT \
   --api.insecure=true --api.dashboard=false \
