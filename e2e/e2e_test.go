@@ -1,0 +1,242 @@
+// Package e2e runs the deployctl binary against a real Docker engine and a
+// real Traefik (built from Go modules, run as a host process), with HTTP
+// load flowing through Traefik while containers are replaced.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/deployctl/deployctl/deploy"
+	"github.com/deployctl/deployctl/internal/testenv"
+	"github.com/deployctl/deployctl/traefikapi"
+)
+
+var deployctlBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "deployctl-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	deployctlBin = filepath.Join(dir, "deployctl")
+	// Static, as released: the binary is copied into containers as the probe.
+	build := exec.Command("go", "build", "-o", deployctlBin, "github.com/deployctl/deployctl")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building deployctl: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// env is one Docker network with a Traefik watching it.
+type env struct {
+	t       *testing.T
+	cli     *client.Client
+	network string
+	traefik *testenv.Traefik
+	api     *traefikapi.Client
+}
+
+func newEnv(t *testing.T, traefikVersion string) *env {
+	t.Helper()
+	cli := testenv.Docker(t)
+	network := testenv.Network(t, cli)
+	tr := testenv.StartTraefik(t, traefikVersion, network)
+	api, err := traefikapi.New(traefikapi.Config{URL: tr.APIURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, cli: cli, network: network, traefik: tr, api: api}
+}
+
+// result is one deployctl run.
+type result struct {
+	code           int
+	stdout, stderr string
+	json           struct {
+		OK     bool           `json:"ok"`
+		Result *deploy.Result `json:"result"`
+	}
+}
+
+// deployctl runs the binary with the Traefik API of e, and --json.
+func (e *env) deployctl(args ...string) result {
+	e.t.Helper()
+	cmd := exec.Command(deployctlBin, append(args, "--json")...)
+	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL, "DEPLOYCTL_POLL_INTERVAL=50ms")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	case err != nil:
+		e.t.Fatalf("running deployctl: %v", err)
+	}
+	if jerr := json.Unmarshal(stdout.Bytes(), &r.json); jerr != nil {
+		e.t.Errorf("--json output is not JSON: %v\n%s", jerr, r.stdout)
+	}
+	e.t.Logf("deployctl %s -> exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
+	return r
+}
+
+// appLabels are the Traefik labels of an app routed by Host.
+func appLabels(app string) []string {
+	return []string{
+		"--label", "traefik.enable=true",
+		"--label", fmt.Sprintf("traefik.http.routers.%s.rule=Host(`%s.test`)", app, app),
+		"--label", fmt.Sprintf("traefik.http.services.%s.loadbalancer.server.port=8080", app),
+	}
+}
+
+// firstDeploy deploys app at version from image with its Traefik labels and
+// checks it serves.
+func (e *env) firstDeploy(app, image, version string, extra ...string) {
+	e.t.Helper()
+	args := append([]string{"rollout", "--app", app, "--image", image, "--version", version, "--network", e.network}, appLabels(app)...)
+	r := e.deployctl(append(args, extra...)...)
+	if r.code != 0 {
+		e.t.Fatalf("first deploy of %s %s: exit %d", app, version, r.code)
+	}
+	e.expectServing(app, version)
+}
+
+// expectServing checks that Traefik routes app's requests to version.
+func (e *env) expectServing(app, version string) {
+	e.t.Helper()
+	status, body, err := testenv.Get(e.traefik.EntryURL+"/", app+".test")
+	if err != nil || status != 200 || !strings.Contains(body, version) {
+		e.t.Fatalf("GET %s.test through Traefik: %d %q %v; want 200 from %s", app, status, body, err, version)
+	}
+}
+
+// containers lists the app's containers by deployctl's label.
+func (e *env) containers(app string) []deploy.Container {
+	e.t.Helper()
+	rt := runtime(e.t)
+	cs, err := rt.List(context.Background(), map[string]string{deploy.LabelApp: app})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return cs
+}
+
+// load sends requests for app through Traefik at a constant rate, on
+// schedule even when earlier ones are slow, until stopped.
+type load struct {
+	sent, failed atomic.Int64
+	mu           sync.Mutex
+	failures     []string
+	stop         chan struct{}
+	done         sync.WaitGroup
+}
+
+func startLoad(t *testing.T, entryURL, host string, rate int, keepAlive bool) *load {
+	t.Helper()
+	l := &load{stop: make(chan struct{})}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableKeepAlives: !keepAlive}
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	l.done.Add(1)
+	go func() {
+		defer l.done.Done()
+		defer tick.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-tick.C:
+			}
+			l.done.Add(1)
+			go func() {
+				defer l.done.Done()
+				l.sent.Add(1)
+				req, _ := http.NewRequest("GET", entryURL+"/", nil)
+				req.Host = host
+				resp, err := c.Do(req)
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						return
+					}
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+				l.failed.Add(1)
+				l.mu.Lock()
+				l.failures = append(l.failures, time.Now().Format("15:04:05.000")+" "+err.Error())
+				l.mu.Unlock()
+			}()
+		}
+	}()
+	t.Cleanup(l.finish)
+	return l
+}
+
+func (l *load) finish() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.done.Wait()
+}
+
+// expectNoFailures stops the load and fails the test on any failed request.
+func (l *load) expectNoFailures(t *testing.T) {
+	t.Helper()
+	l.finish()
+	t.Logf("load: %d requests, %d failed", l.sent.Load(), l.failed.Load())
+	if l.sent.Load() == 0 {
+		t.Fatal("load sent no requests")
+	}
+	if n := l.failed.Load(); n > 0 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		t.Errorf("%d of %d requests through Traefik failed: %s", n, l.sent.Load(), strings.Join(first(l.failures, 10), "; "))
+	}
+}
+
+func first(s []string, n int) []string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+var (
+	rtOnce sync.Once
+	rt     deploy.Runtime
+)
+
+func runtime(t *testing.T) deploy.Runtime {
+	t.Helper()
+	rtOnce.Do(func() {
+		r, err := newRuntime()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt = r
+	})
+	return rt
+}

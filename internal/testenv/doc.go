@@ -1,0 +1,41 @@
+// Package testenv is the end-to-end test harness of deployctl. It is only
+// imported by tests.
+//
+// It gives a test a Docker client ([Docker]), a private bridge network
+// ([Network]), images of the test app in testdata/app ([AppImage]),
+// containers ([StartContainer]) and a real Traefik v2 or v3 running as a host
+// process and watching that network ([StartTraefik]), built from Go modules
+// at a pinned version ([TraefikBinary]).
+//
+// Everything a helper creates is removed in t.Cleanup, also when the test
+// fails. Docker objects carry the label [LabelKey] ("deployctl-testenv") whose
+// value is the run id of the test process ([RunID]), so that leftovers of a
+// test binary killed before its cleanups ran can be found with
+//
+//	docker ps -aq --filter label=deployctl-testenv
+//	docker network ls -q --filter label=deployctl-testenv
+//	docker images --filter label=deployctl-testenv
+//
+// Isolation: a Traefik from [StartTraefik] only considers containers
+// labelled deployctl-testenv=<RunID()>, because Traefik's Docker provider
+// sees every container of the engine, including those of test packages
+// running in parallel. Images from [AppImage] carry the label, so every
+// container made from them has it (also containers made by deployctl);
+// [StartContainer] adds it; for anything else use [IsolationLabels].
+//
+// No engine: [Docker] calls t.Skip, unless the environment variable CI is
+// set, in which case it calls t.Fatal: CI never skips silently.
+//
+// Traefik binaries are cached outside the repository (see [TraefikBinary]);
+// the first build of a version takes many minutes, longer than go test's
+// default -timeout of 10m. Warm the cache once with
+//
+//	go test ./internal/testenv -run 'TestTraefikBinary' -timeout 60m -v
+//
+// Images: every [AppImage] call builds an image tagged
+// deployctl-testapp-<run id>-<n>:<tag> (one repository per test, so several
+// tags built by one test share a repository) and removes it in the test's
+// cleanup; images are not shared between tests. The Go binary of the app is
+// built once per test process. The engine's build cache makes rebuilding
+// identical images cheap.
+package testenv
