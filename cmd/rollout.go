@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -41,7 +42,12 @@ type healthFlags struct {
 }
 
 func newRolloutCmd() *cobra.Command {
-	o := &rolloutOptions{}
+	return rolloutCommand(&rolloutOptions{}, runRollout)
+}
+
+// rolloutCommand binds the flags to o; run is runRollout, or a stand-in in
+// tests of flag handling.
+func rolloutCommand(o *rolloutOptions, run func(context.Context, *cobra.Command, *rolloutOptions) error) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "rollout --image IMAGE --version TAG",
 		Short: "Roll a new version out with zero failed requests",
@@ -70,9 +76,9 @@ DEPLOYCTL_TRAEFIK_URL; a flag on the command line wins over the environment.`,
 
   # switch from a hand-written script whose containers are labelled app=web
   deployctl rollout --image web --version 3f9ace5 --select app=web`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return runRollout(c.Context(), c, o)
+			return run(c.Context(), c, o)
 		},
 	}
 	f := c.Flags()
@@ -118,6 +124,13 @@ func runRollout(ctx context.Context, c *cobra.Command, o *rolloutOptions) error 
 	if o.timeout <= 0 {
 		return usagef("--timeout must be positive (got %s)", o.timeout)
 	}
+	if err := o.Validate(); err != nil {
+		var de *deploy.Error
+		if errors.As(err, &de) {
+			return usageErr{de.Err}
+		}
+		return err
+	}
 	router, err := o.traefik.router()
 	if err != nil {
 		return err
@@ -142,7 +155,12 @@ func runRollout(ctx context.Context, c *cobra.Command, o *rolloutOptions) error 
 		writeJSONResult(c.OutOrStdout(), res, err)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "deployctl: rollout of %s failed: %v\n", strings.TrimSuffix(o.ImageRef(), ":"), err)
+		var de *deploy.Error
+		if errors.As(err, &de) && de.Kind == deploy.KindUsage {
+			fmt.Fprintf(stderr, "deployctl: %v\n  nothing was changed\n", de.Err)
+		} else {
+			fmt.Fprintf(stderr, "deployctl: rollout of %s failed: %v\n", o.ImageRef(), err)
+		}
 		return &reportedError{err}
 	}
 	if !o.json {

@@ -155,6 +155,14 @@ type usageErr struct{ error }
 
 func usagef(format string, args ...any) error { return usageErr{fmt.Errorf(format, args...)} }
 
+// noArgs is cobra.NoArgs as a usage error (exit 2).
+func noArgs(c *cobra.Command, args []string) error {
+	if err := cobra.NoArgs(c, args); err != nil {
+		return flagError{err}
+	}
+	return nil
+}
+
 // flagError marks cobra's own parse errors.
 type flagError struct{ error }
 
@@ -249,7 +257,7 @@ func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print deployctl's version, commit and build date",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			fmt.Fprintf(c.OutOrStdout(), "deployctl %s (commit %s, built %s)\n", version, commit, date)
 			return nil

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -109,6 +110,19 @@ var restartPattern = regexp.MustCompile(`^(no|always|unless-stopped|on-failure(:
 // repoPattern is a loose check of an image repository: lowercase path
 // components, an optional registry host with port, no tag or digest.
 var repoPattern = regexp.MustCompile(`^([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
+
+// Validate checks o without contacting anything; errors are *Error of
+// KindUsage that say what was wrong and what to do.
+func (o Options) Validate() error {
+	_, err := o.normalize()
+	if err != nil {
+		var de *Error
+		if errors.As(err, &de) {
+			de.State = "nothing was changed"
+		}
+	}
+	return err
+}
 
 // normalize validates o and fills in defaults. Errors are usage errors.
 func (o Options) normalize() (Options, error) {

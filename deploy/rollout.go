@@ -118,14 +118,10 @@ type rollout struct {
 
 // Rollout deploys o.Image:o.Version as described in the package comment.
 func (e *Engine) Rollout(ctx context.Context, o Options) (*Result, error) {
-	o, err := o.normalize()
-	if err != nil {
-		var de *Error
-		if errors.As(err, &de) {
-			de.State = "nothing was changed"
-		}
+	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	o, _ = o.normalize()
 	r := &rollout{e: e, o: o}
 	r.start = e.now()
 	return r.run(ctx)
