@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/deployctl/deployctl/deploy"
-	"github.com/deployctl/deployctl/dockerutil"
 )
 
 type rolloutOptions struct {
@@ -101,17 +100,9 @@ DEPLOYCTL_TRAEFIK_URL; a flag on the command line wins over the environment.`,
 	f.IntVar(&o.health.retries, "health-retries", 0, "consecutive failures before the container counts as unhealthy (default 3)")
 	f.BoolVar(&o.health.none, "no-healthcheck", false, "ignore the image's healthcheck (deployctl then checks that the port accepts connections)")
 
-	f.StringVar(&o.drain, "drain", "auto", "how old containers leave Traefik: auto, health (require the drain probe), signal (stop first, then wait for Traefik)")
-	f.DurationVar(&o.DrainInterval, "drain-interval", deploy.DefaultDrainInterval, "how often Docker runs the drain-aware probe: a drain shows in Traefik within about this long")
-	f.DurationVar(&o.StopTimeout, "stop-timeout", 0, "time an old container has to exit after its stop signal before it is killed (default: its own, else 10s)")
-	f.IntVar(&o.Keep, "keep", deploy.DefaultKeep, "old versions kept stopped for rollback; older ones are removed")
+	registerProcedureFlags(f, &o.Options, &o.drain, &o.timeout)
 	f.BoolVar(&o.Force, "force", false, "redeploy the version that is already serving")
 	f.StringVar(&o.pull, "pull", "missing", "pull the image: missing, always, never")
-	f.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole rollout")
-	f.DurationVar(&o.HealthTimeout, "healthy-timeout", 0, "bound on the wait for Docker health (default: from the healthcheck: start period + interval x retries + slack)")
-	f.DurationVar(&o.RegisterTimeout, "register-timeout", deploy.DefaultRegisterTimeout, "bound on the wait for Traefik to list the new container")
-	f.DurationVar(&o.DeregisterTimeout, "deregister-timeout", deploy.DefaultDeregisterTimeout, "bound on the wait for Traefik to drop an old container")
-	f.DurationVar(&o.PollInterval, "poll-interval", deploy.DefaultPollInterval, "how often Docker and Traefik are polled while waiting")
 	f.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
 	o.traefik.register(c)
 	return c
@@ -131,26 +122,25 @@ func runRollout(ctx context.Context, c *cobra.Command, o *rolloutOptions) error 
 		}
 		return err
 	}
-	router, err := o.traefik.router()
+	ctx, cancel := context.WithTimeoutCause(ctx, o.timeout, context.DeadlineExceeded)
+	defer cancel()
+	// progress: the --progress renderer; closed (spinner stopped) before
+	// anything else is printed, and on every return.
+	progress := newProgress(c)
+	defer progress.Close()
+	eng, rt, err := connect(ctx, &o.traefik, progress)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, o.timeout, context.DeadlineExceeded)
-	defer cancel()
-	rt, err := dockerutil.New(ctx)
-	if err != nil {
-		return &deploy.Error{Phase: deploy.PhasePlan, Kind: deploy.KindUnreachable, Err: err, State: "nothing was changed"}
-	}
 	defer rt.Close()
-
 	probe, why := selfProbe()
 	if probe == nil && o.Drain != deploy.DrainSignal {
-		fmt.Fprintf(c.ErrOrStderr(), "deployctl: warning: %s\n", why)
+		progress.Event(deploy.Event{Time: time.Now(), Phase: deploy.PhasePlan, Status: deploy.StatusWarn, Message: why})
 	}
 	o.Probe = probe
 	stderr := c.ErrOrStderr()
-	eng := &deploy.Engine{Runtime: rt, Router: router, Reporter: newPlainReporter(stderr)}
 	res, err := eng.Rollout(ctx, o.Options)
+	progress.Close()
 	if o.json {
 		writeJSONResult(c.OutOrStdout(), res, err)
 	}

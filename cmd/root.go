@@ -33,6 +33,7 @@ const (
 	ExitUsage       = 2 // bad flags or input; nothing was changed
 	ExitNeedsHuman  = 3 // deployctl could not restore a known good state by itself
 	ExitUnreachable = 4 // Docker or Traefik could not be reached; nothing was changed
+	ExitLocked      = 5 // another run holds the app's deploy lock; nothing was changed
 	ExitSIGINT      = 130
 	ExitSIGTERM     = 143
 )
@@ -46,6 +47,7 @@ var exitCodeTable = []struct {
 	{ExitUsage, "usage error (bad flag, value or input); nothing was changed"},
 	{ExitNeedsHuman, "deployctl could not bring things back to a known good state by itself; the message says what is running"},
 	{ExitUnreachable, "Docker or Traefik could not be reached; nothing was changed"},
+	{ExitLocked, "another run holds the app's deploy lock (the message names it); nothing was changed"},
 	{ExitSIGINT, "interrupted by SIGINT (Ctrl-C); the old version keeps serving, the new container was removed"},
 	{ExitSIGTERM, "interrupted by SIGTERM; as for 130"},
 }
@@ -77,9 +79,11 @@ func Main() int {
 	defer signal.Stop(sigs)
 	go func() {
 		first := <-sigs
-		fmt.Fprintf(os.Stderr, "deployctl: %s received: cleaning up so the old version keeps serving (signal again to exit at once)\n", first)
+		// progress: print above the spinner, and stop it before os.Exit.
+		printAboveProgress(os.Stderr, fmt.Sprintf("deployctl: %s received: cleaning up so the old version keeps serving (signal again to exit at once)", first))
 		cancel(interrupt{first})
 		second := <-sigs
+		stopProgress()
 		os.Exit(signalExitCode(second))
 	}()
 	return Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -128,6 +132,8 @@ func exitCode(err error) int {
 			return ExitNeedsHuman
 		case deploy.KindUnreachable:
 			return ExitUnreachable
+		case deploy.KindLocked:
+			return ExitLocked
 		case deploy.KindInterrupted:
 			return ExitSIGINT
 		}
@@ -202,7 +208,13 @@ and the old one keeps serving.`,
 	root.SetVersionTemplate("deployctl {{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return flagError{err} })
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return flagsFromEnv(c) }
-	root.AddCommand(newRolloutCmd(), newProbeCmd(), newVersionCmd(), newExitCodesHelp())
+	root.AddCommand(newRolloutCmd(), newRollbackCmd(), newStatusCmd(), newHistoryCmd(), newUnlockCmd(),
+		newProbeCmd(), newVersionCmd(), newExitCodesHelp())
+	// progress and completion (cmd/progress.go, cmd/completion.go): keep
+	// these after every AddCommand, so the completions reach all commands.
+	addProgressFlag(root)
+	root.AddCommand(newCompletionCmd())
+	registerCompletions(root)
 	return root
 }
 
@@ -257,7 +269,9 @@ func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print deployctl's version, commit and build date",
-		Args:  noArgs,
+		Example: `  deployctl version
+  # deployctl 1.4.0 (commit 3f9ace5, built 2025-06-01T12:00:00Z)`,
+		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			fmt.Fprintf(c.OutOrStdout(), "deployctl %s (commit %s, built %s)\n", version, commit, date)
 			return nil

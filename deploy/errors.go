@@ -36,6 +36,8 @@ const (
 	KindUnreachable
 	// KindInterrupted: cancelled by a signal; the old version keeps serving.
 	KindInterrupted
+	// KindLocked: another run holds the app's deploy lock; nothing changed.
+	KindLocked
 )
 
 // Error is a failed rollout: which phase, why, what was observed, in what

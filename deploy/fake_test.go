@@ -247,7 +247,8 @@ func (f *fakeRuntime) Stop(ctx context.Context, id string, timeout time.Duration
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	c := w.containers[id]
-	c.State, c.Health = "exited", ""
+	w.seq++
+	c.State, c.Health, c.Finished = "exited", "", w.clock.Add(time.Duration(1000+w.seq)*time.Minute)
 	w.op("stop %s", c.Name)
 	return nil
 }

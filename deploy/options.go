@@ -84,6 +84,16 @@ type Options struct {
 	// PollInterval is how often Docker and Traefik are polled while waiting.
 	PollInterval time.Duration
 
+	// LockWait is how long to wait for another run's deploy lock on the
+	// app; 0 fails at once, naming the holder.
+	LockWait time.Duration
+	// HistoryKeep is how many history records of the app are kept.
+	HistoryKeep int
+
+	// Reuse is the ID of a retained (stopped) container of Version to start
+	// instead of creating one: set by Rollback.
+	Reuse string
+
 	// Probe is the binary to install as the drain-aware probe; nil when
 	// deployctl cannot provide one (the rollout then drains by signal).
 	Probe *ProbeBinary
@@ -165,6 +175,7 @@ func (o Options) normalize() (Options, error) {
 		"--stop-timeout": o.StopTimeout, "--drain-interval": o.DrainInterval,
 		"--health-timeout": o.HealthTimeout, "--register-timeout": o.RegisterTimeout,
 		"--deregister-timeout": o.DeregisterTimeout, "--poll-interval": o.PollInterval,
+		"--lock-wait": o.LockWait,
 	} {
 		if d < 0 {
 			return o, usageError("%s must not be negative (got %s)", name, d)
@@ -187,6 +198,9 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.PollInterval == 0 {
 		o.PollInterval = DefaultPollInterval
+	}
+	if o.HistoryKeep <= 0 {
+		o.HistoryKeep = DefaultHistoryKeep
 	}
 	for _, e := range o.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {

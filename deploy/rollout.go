@@ -7,10 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
+	"os"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +22,11 @@ type Engine struct {
 	Reporter Reporter
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Journal holds the deploy lock and the history; nil: neither.
+	Journal Journal
+	// ProcessAlive tells whether a process of this host exists, to detect
+	// a lock left by a killed run at once; nil: only expiry breaks locks.
+	ProcessAlive func(pid int) bool
 	// CleanupTimeout bounds the work done after a failure or a signal to
 	// leave the old version serving (removing the new container, restoring a
 	// drained one); it runs even when the rollout's context is done.
@@ -114,6 +118,12 @@ type rollout struct {
 	// cutover is set once an old container has been touched; after that a
 	// failure can no longer just remove the new container.
 	cutover bool
+	// reused: the new container is a retained one being restarted (a
+	// rollback): on failure it is stopped again, not removed.
+	reused bool
+	// operation is what the history calls this run: rollout or rollback.
+	operation string
+	locked    bool
 }
 
 // Rollout deploys o.Image:o.Version as described in the package comment.
@@ -122,7 +132,7 @@ func (e *Engine) Rollout(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	o, _ = o.normalize()
-	r := &rollout{e: e, o: o}
+	r := &rollout{e: e, o: o, operation: "rollout"}
 	r.start = e.now()
 	return r.run(ctx)
 }
@@ -165,7 +175,8 @@ func (r *rollout) info(p Phase, ev Event) {
 	r.e.emit(ev)
 }
 
-func (r *rollout) run(ctx context.Context) (*Result, error) {
+func (r *rollout) run(ctx context.Context) (res *Result, err error) {
+	defer func() { r.finish(ctx, err) }()
 	if err := r.plan(ctx); err != nil {
 		return nil, r.fail(ctx, PhasePlan, err)
 	}
@@ -194,6 +205,25 @@ func (r *rollout) run(ctx context.Context) (*Result, error) {
 func (r *rollout) plan(ctx context.Context) error {
 	r.begin(PhasePlan, "")
 	o := r.o
+	lockImage := o.ImageRef()
+	if o.Reuse == "" {
+		img, err := r.ensureImage(ctx)
+		if err != nil {
+			return err
+		}
+		r.image = img
+	} else {
+		c, err := r.e.Runtime.Inspect(ctx, o.Reuse)
+		if err != nil {
+			return classifyDocker(err)
+		}
+		lockImage = c.ImageID
+	}
+	if !r.locked {
+		if err := r.lock(ctx, lockImage); err != nil {
+			return err
+		}
+	}
 	current, err := r.findCurrent(ctx)
 	if err != nil {
 		return err
@@ -209,18 +239,17 @@ func (r *rollout) plan(ctx context.Context) error {
 		}
 	}
 
-	img, err := r.ensureImage(ctx)
-	if err != nil {
-		return err
-	}
-	r.image = img
-
 	if err := r.findServices(ctx); err != nil {
 		return err
 	}
 
-	// The new container gets the probe unless it cannot run it.
-	r.probe, err = r.canProbe()
+	// The new container gets the probe unless it cannot run it; a reused
+	// container has it or not already.
+	if o.Reuse != "" {
+		r.probe = o.Drain != DrainSignal
+	} else {
+		r.probe, err = r.canProbe()
+	}
 	if err != nil {
 		return err
 	}
@@ -381,6 +410,9 @@ func (r *rollout) canProbe() (bool, error) {
 // create creates the new container from the current one's configuration
 // (or from flags on a first deploy), installs the probe and starts it.
 func (r *rollout) create(ctx context.Context) error {
+	if r.o.Reuse != "" {
+		return r.restart(ctx)
+	}
 	r.begin(PhaseCreate, r.o.ImageRef())
 	o := r.o
 	labels := map[string]string{}
@@ -389,6 +421,7 @@ func (r *rollout) create(ctx context.Context) error {
 	}
 	labels[LabelApp] = o.App
 	labels[LabelVersion] = o.Version
+	labels[LabelImage] = o.Image
 	spec := CreateSpec{
 		Name:        containerName(o.App, o.Version, randomSuffix()),
 		Image:       o.ImageRef(),
@@ -462,6 +495,118 @@ func (r *rollout) create(ctx context.Context) error {
 	}
 	r.done(PhaseCreate, Event{Container: c.Short(), Message: "started"})
 	return nil
+}
+
+// restart starts the retained container of the target version (a
+// rollback), its drain marker set back to serve first.
+func (r *rollout) restart(ctx context.Context) error {
+	r.begin(PhaseCreate, "restarting retained container")
+	c, err := r.e.Runtime.Inspect(ctx, r.o.Reuse)
+	if err != nil {
+		return classifyDocker(err)
+	}
+	r.newC, r.reused = &c, true
+	r.probe = r.probe && c.Labels[LabelDrain] == "probe"
+	if r.probe {
+		if err := r.e.Runtime.CopyFiles(ctx, c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}}); err != nil {
+			return classifyDocker(fmt.Errorf("resetting the drain marker of %s: %w", c.Short(), err))
+		}
+	}
+	if err := checkNetwork(c, r.network); err != nil {
+		return &Error{Kind: KindFailed, Err: err, Hint: "attach the container to that network (--network), or fix the traefik.docker.network label"}
+	}
+	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
+		return classifyDocker(fmt.Errorf("starting %s: %w", c.Short(), err))
+	}
+	r.done(PhaseCreate, Event{Container: c.Short(), Message: "restarted"})
+	return nil
+}
+
+// lock takes the app's deploy lock, waiting up to LockWait, breaking a
+// stale one.
+func (r *rollout) lock(ctx context.Context, image string) error {
+	j := r.e.Journal
+	if j == nil {
+		return nil
+	}
+	holder := CurrentHolder(r.e.now())
+	holder.Expires = holder.Since.Add(time.Hour)
+	if d, ok := ctx.Deadline(); ok {
+		holder.Expires = d.Add(r.cleanupTimeout() + time.Minute)
+	}
+	deadline := r.e.now().Add(r.o.LockWait)
+	thisHost, _ := os.Hostname()
+	waited := false
+	for {
+		err := j.Lock(ctx, r.o.App, image, holder)
+		var le *LockedError
+		if err == nil {
+			r.locked = true
+			return nil
+		}
+		if !errors.As(err, &le) {
+			return unreachable("Docker", fmt.Errorf("taking the deploy lock: %w", err))
+		}
+		if le.Holder.Stale(r.e.now(), thisHost, r.e.ProcessAlive) {
+			r.warn(PhasePlan, "breaking a stale deploy lock on %s held by %s (expired %s)", r.o.App, le.Holder, le.Holder.Expires.Local().Format("15:04:05"))
+			if err := j.Unlock(ctx, r.o.App); err != nil {
+				return unreachable("Docker", err)
+			}
+			continue
+		}
+		if !r.e.now().Before(deadline) {
+			return &Error{Kind: KindLocked, Err: le,
+				Hint: fmt.Sprintf("wait for that run to finish (--lock-wait to wait up to a duration); if it was killed, the lock expires at %s, or run: deployctl unlock --app %s", le.Holder.Expires.Local().Format("2006-01-02 15:04:05"), r.o.App)}
+		}
+		if !waited {
+			r.info(PhasePlan, Event{Message: fmt.Sprintf("waiting for the deploy lock: %v", le)})
+			waited = true
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// finish records the run in the history and releases the lock, also after
+// a failure or a signal.
+func (r *rollout) finish(ctx context.Context, err error) {
+	j := r.e.Journal
+	if j == nil || !r.locked {
+		return
+	}
+	cctx, cancel := r.cleanupContext(ctx)
+	defer cancel()
+	rec := Record{App: r.o.App, Operation: r.operation, From: versionsOf(r.olds), To: r.o.Version,
+		Result: "ok", Started: r.start, Total: Duration(r.e.now().Sub(r.start)), Phases: r.phases, By: CurrentHolder(r.start)}
+	var de *Error
+	switch {
+	case errors.As(err, &de) && de.Kind == KindInterrupted:
+		rec.Result, rec.Phase, rec.Error = "interrupted", de.Phase, firstLine(de.Err.Error())
+	case errors.As(err, &de):
+		rec.Result, rec.Phase, rec.Error = "failed", de.Phase, firstLine(de.Err.Error())
+	case err != nil:
+		rec.Result, rec.Error = "failed", firstLine(err.Error())
+	}
+	if werr := j.AddRecord(cctx, rec, r.o.HistoryKeep); werr != nil {
+		r.warn(PhaseDone, "could not write the history record: %v", werr)
+	}
+	r.release(cctx)
+}
+
+// release gives the deploy lock back.
+func (r *rollout) release(ctx context.Context) {
+	if r.e.Journal == nil || !r.locked {
+		return
+	}
+	cctx, cancel := r.cleanupContext(ctx)
+	defer cancel()
+	if err := r.e.Journal.Unlock(cctx, r.o.App); err != nil {
+		r.warn(PhaseDone, "could not release the deploy lock: %v (deployctl unlock --app %s)", err, r.o.App)
+	}
+	r.locked = false
 }
 
 // ownHealthcheck is the healthcheck the user asked for: flags, else the
@@ -807,7 +952,9 @@ func (r *rollout) prune(ctx context.Context) []string {
 			stopped = append(stopped, c)
 		}
 	}
-	sort.Slice(stopped, func(i, j int) bool { return stopped[i].Created.After(stopped[j].Created) })
+	// The versions that served most recently are the likeliest rollback
+	// targets: keep by when they stopped, not when they were created.
+	sort.Slice(stopped, func(i, j int) bool { return lastServed(stopped[i]).After(lastServed(stopped[j])) })
 	var pruned []string
 	for i, c := range stopped {
 		if i < r.o.Keep {
@@ -917,7 +1064,11 @@ func (r *rollout) fail(ctx context.Context, p Phase, err error) error {
 			de.Hint = "docker rm -f " + r.newC.Short()
 			return de
 		}
-		r.e.emit(Event{Phase: PhaseRevert, Status: StatusDone, Container: r.newC.Short(), Message: "new container removed"})
+		msg := "new container removed"
+		if r.reused {
+			msg = "retained container stopped again"
+		}
+		r.e.emit(Event{Phase: PhaseRevert, Status: StatusDone, Container: r.newC.Short(), Message: msg})
 	}
 	if de.State == "" {
 		switch {
@@ -944,14 +1095,7 @@ func (r *rollout) removeNew(ctx context.Context) error {
 	}
 	if err == nil && c.State == "running" && c.Health != "unhealthy" && c.Health != "starting" {
 		// Every network: wherever Traefik may have picked the address.
-		urls := map[string]string{}
-		if ep, err := traefikEndpoint(c); err == nil {
-			for _, ip := range c.Networks {
-				if ip != "" {
-					urls[ip] = ep.Scheme + "://" + net.JoinHostPort(ip, strconv.Itoa(ep.Port))
-				}
-			}
-		}
+		urls := serverURLs(c)
 		listed := func() bool {
 			all, err := r.e.Router.Services(ctx)
 			if err != nil {
@@ -989,17 +1133,42 @@ func (r *rollout) removeNew(ctx context.Context) error {
 		}
 		_ = r.e.Runtime.Stop(ctx, c.ID, timeout)
 	}
+	if r.reused {
+		return nil // stopped above: it goes back to being a retained version
+	}
 	return r.e.Runtime.Remove(ctx, r.newC.ID)
 }
 
 // cleanupContext is a context for undoing work that survives the rollout's
 // own cancellation, bounded by CleanupTimeout.
 func (r *rollout) cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	d := r.e.CleanupTimeout
-	if d == 0 {
-		d = 60 * time.Second
+	return context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout())
+}
+
+func (r *rollout) cleanupTimeout() time.Duration {
+	if r.e.CleanupTimeout == 0 {
+		return 60 * time.Second
 	}
-	return context.WithTimeout(context.WithoutCancel(ctx), d)
+	return r.e.CleanupTimeout
+}
+
+func lastServed(c Container) time.Time {
+	if c.Finished.After(c.Created) {
+		return c.Finished
+	}
+	return c.Created
+}
+
+func versionsOf(olds []*oldContainer) string {
+	if len(olds) == 0 {
+		return ""
+	}
+	return describeCurrent(olds)
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 // logs returns the container's last log lines, or why they are missing.

@@ -20,6 +20,9 @@ const (
 	LabelApp = "deployctl.app"
 	// LabelVersion is the version (image tag) a container runs.
 	LabelVersion = "deployctl.version"
+	// LabelImage is the image repository a container was deployed from
+	// (its tag is the version), for rollbacks.
+	LabelImage = "deployctl.image"
 	// LabelDrain is "probe" on containers that carry deployctl's drain-aware
 	// health probe, so they can be taken out of Traefik before any signal.
 	LabelDrain = "deployctl.drain"
@@ -46,6 +49,8 @@ type Container struct {
 	ImageID string
 	Labels  map[string]string
 	Created time.Time
+	// Finished is when the container last stopped (zero if never).
+	Finished time.Time
 
 	State        string // running, exited, created, restarting, paused, dead
 	Health       string // "", starting, healthy, unhealthy

@@ -119,6 +119,9 @@ func toContainer(ci container.InspectResponse, img *image.InspectResponse) deplo
 	c.Created, _ = time.Parse(time.RFC3339Nano, ci.Created)
 	if st := ci.State; st != nil {
 		c.State, c.ExitCode = string(st.Status), st.ExitCode
+		if t, err := time.Parse(time.RFC3339Nano, st.FinishedAt); err == nil && t.Year() > 1 {
+			c.Finished = t
+		}
 		if st.Health != nil {
 			c.Health = string(st.Health.Status)
 			for _, l := range st.Health.Log {

@@ -68,6 +68,23 @@ func newEnv(t *testing.T, traefikVersion string) *env {
 	return &env{t: t, cli: cli, network: network, traefik: tr, api: api}
 }
 
+// appName makes an app name unique to this test run, and removes the app's
+// deploy history and lock from the Docker host when the test ends.
+func (e *env) appName(base string) string {
+	app := base + "-" + testenv.RunID()
+	e.t.Cleanup(func() {
+		ctx := context.Background()
+		vols, err := e.cli.VolumeList(ctx, client.VolumeListOptions{Filters: client.Filters{}.Add("label", "deployctl.history="+app)})
+		if err == nil {
+			for _, v := range vols.Items {
+				e.cli.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{})
+			}
+		}
+		e.cli.ContainerRemove(ctx, "deployctl-lock-"+app, client.ContainerRemoveOptions{Force: true})
+	})
+	return app
+}
+
 // result is one deployctl run.
 type result struct {
 	code           int

@@ -1,0 +1,49 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/deployctl/deployctl/deploy"
+	"github.com/deployctl/deployctl/dockerutil"
+)
+
+// connect opens the Docker engine and Traefik's API and returns an engine
+// that reports to reporter. The caller closes the runtime.
+func connect(ctx context.Context, t *traefikOptions, reporter deploy.Reporter) (*deploy.Engine, *dockerutil.Runtime, error) {
+	router, err := t.router()
+	if err != nil {
+		return nil, nil, err
+	}
+	rt, err := dockerutil.New(ctx)
+	if err != nil {
+		return nil, nil, &deploy.Error{Phase: deploy.PhasePlan, Kind: deploy.KindUnreachable, Err: err, State: "nothing was changed"}
+	}
+	return &deploy.Engine{Runtime: rt, Router: router, Journal: rt, Reporter: reporter, ProcessAlive: processAlive}, rt, nil
+}
+
+// processAlive reports whether a process of this host exists (a lock held
+// by a dead deployctl of this host is stale at once).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// registerProcedureFlags registers the flags that tune the rollout
+// procedure, shared by rollout and rollback.
+func registerProcedureFlags(f *pflag.FlagSet, o *deploy.Options, drain *string, timeout *time.Duration) {
+	f.StringVar(drain, "drain", "auto", "how old containers leave Traefik: auto, health (require the drain probe), signal (stop first, then wait for Traefik)")
+	f.DurationVar(&o.DrainInterval, "drain-interval", deploy.DefaultDrainInterval, "how often Docker runs the drain-aware probe: a drain shows in Traefik within about this long")
+	f.DurationVar(&o.StopTimeout, "stop-timeout", 0, "time an old container has to exit after its stop signal before it is killed (default: its own, else 10s)")
+	f.IntVar(&o.Keep, "keep", deploy.DefaultKeep, "old versions kept stopped for rollback; older ones are removed")
+	f.DurationVar(&o.LockWait, "lock-wait", 0, "wait up to this long for another run's deploy lock on the app (0: fail at once)")
+	f.DurationVar(timeout, "timeout", 10*time.Minute, "bound on the whole run")
+	f.DurationVar(&o.HealthTimeout, "healthy-timeout", 0, "bound on the wait for Docker health (default: from the healthcheck: start period + interval x retries + slack)")
+	f.DurationVar(&o.RegisterTimeout, "register-timeout", deploy.DefaultRegisterTimeout, "bound on the wait for Traefik to list the new container")
+	f.DurationVar(&o.DeregisterTimeout, "deregister-timeout", deploy.DefaultDeregisterTimeout, "bound on the wait for Traefik to drop an old container")
+	f.DurationVar(&o.PollInterval, "poll-interval", deploy.DefaultPollInterval, "how often Docker and Traefik are polled while waiting")
+}

@@ -1,0 +1,139 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+)
+
+// Journal keeps, on the Docker host itself, what must outlive the deployctl
+// process (CI runners are thrown away): the per-app deploy lock and the
+// history of rollouts and rollbacks. Implemented by dockerutil with Docker
+// objects, so it needs no extra service and works through DOCKER_HOST.
+type Journal interface {
+	// Lock takes the app's deploy lock atomically, recording holder; when
+	// another run holds it, the error is a *LockedError. image is any image
+	// present on the host (the lock is a container that never runs).
+	Lock(ctx context.Context, app, image string, holder Holder) error
+	// Unlock releases the app's lock, whoever holds it; no lock is no error.
+	Unlock(ctx context.Context, app string) error
+	// LockHolder returns who holds the app's lock, nil when it is free.
+	LockHolder(ctx context.Context, app string) (*Holder, error)
+	// AddRecord stores a history record, keeping the newest keep records
+	// of its app.
+	AddRecord(ctx context.Context, rec Record, keep int) error
+	// Records returns the history of app ("" for all apps), newest first.
+	Records(ctx context.Context, app string) ([]Record, error)
+}
+
+// Holder says who runs a rollout: for the lock and the history.
+type Holder struct {
+	User  string    `json:"user,omitempty"`
+	Host  string    `json:"host,omitempty"`
+	PID   int       `json:"pid,omitempty"`
+	CI    string    `json:"ci,omitempty"` // CI job, e.g. a GitHub Actions run URL
+	Since time.Time `json:"since"`
+	// Expires is when the lock counts as stale: the holder's --timeout plus
+	// the cleanup time, after which no live run can still hold it.
+	Expires time.Time `json:"expires"`
+}
+
+func (h Holder) String() string {
+	s := h.User
+	if h.Host != "" {
+		s += "@" + h.Host
+	}
+	if h.PID != 0 {
+		s += fmt.Sprintf(" (pid %d)", h.PID)
+	}
+	if h.CI != "" {
+		s += ", " + h.CI
+	}
+	if !h.Since.IsZero() {
+		s += ", since " + h.Since.Local().Format("2006-01-02 15:04:05")
+	}
+	return strings.TrimPrefix(s, "@")
+}
+
+// LockedError: another run holds the app's deploy lock.
+type LockedError struct {
+	App    string
+	Holder Holder
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("app %s is being deployed by %s", e.App, e.Holder)
+}
+
+// ErrLocked matches *LockedError with errors.Is.
+var ErrLocked = errors.New("deploy lock held")
+
+// Is makes errors.Is(err, ErrLocked) true.
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+
+// Record is one rollout or rollback in the history.
+type Record struct {
+	App       string      `json:"app"`
+	Operation string      `json:"operation"` // rollout, rollback, auto-rollback
+	From      string      `json:"from,omitempty"`
+	To        string      `json:"to"`
+	Result    string      `json:"result"` // ok, failed, interrupted
+	Phase     Phase       `json:"phase,omitempty"`
+	Error     string      `json:"error,omitempty"`
+	Started   time.Time   `json:"started"`
+	Total     Duration    `json:"total"`
+	Phases    []PhaseTime `json:"phases,omitempty"`
+	By        Holder      `json:"by"`
+}
+
+// DefaultHistoryKeep is how many records of an app the history keeps.
+const DefaultHistoryKeep = 100
+
+// CurrentHolder describes this process, with the CI job taken from the
+// environment variables of common CI systems.
+func CurrentHolder(now time.Time) Holder {
+	h := Holder{PID: os.Getpid(), Since: now}
+	if u, err := user.Current(); err == nil {
+		h.User = u.Username
+	} else {
+		h.User = os.Getenv("USER")
+	}
+	h.Host, _ = os.Hostname()
+	h.CI = ciJob(os.Getenv)
+	return h
+}
+
+// ciJob names the CI job running deployctl, from well-known variables.
+func ciJob(env func(string) string) string {
+	switch {
+	case env("GITHUB_RUN_ID") != "":
+		if env("GITHUB_SERVER_URL") != "" && env("GITHUB_REPOSITORY") != "" {
+			return fmt.Sprintf("%s/%s/actions/runs/%s", env("GITHUB_SERVER_URL"), env("GITHUB_REPOSITORY"), env("GITHUB_RUN_ID"))
+		}
+		return "GitHub Actions run " + env("GITHUB_RUN_ID")
+	case env("CI_JOB_URL") != "":
+		return env("CI_JOB_URL")
+	case env("CI_PIPELINE_ID") != "":
+		return "GitLab pipeline " + env("CI_PIPELINE_ID")
+	case env("BUILDKITE_BUILD_URL") != "":
+		return env("BUILDKITE_BUILD_URL")
+	case env("CIRCLE_BUILD_URL") != "":
+		return env("CIRCLE_BUILD_URL")
+	case env("BUILD_URL") != "":
+		return env("BUILD_URL") // Jenkins
+	}
+	return ""
+}
+
+// Stale reports whether a lock held by h can be broken at now: past its
+// expiry, or held by a process of this host that no longer exists.
+func (h Holder) Stale(now time.Time, thisHost string, alive func(pid int) bool) bool {
+	if !h.Expires.IsZero() && now.After(h.Expires) {
+		return true
+	}
+	return h.Host != "" && h.Host == thisHost && h.PID > 0 && alive != nil && !alive(h.PID)
+}

@@ -1,0 +1,178 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// RollbackPlan is what a rollback will do and why.
+type RollbackPlan struct {
+	App     string
+	From    string // the version serving now ("" when nothing runs)
+	To      string
+	Reuse   string // the retained container to restart, "" to create one
+	Image   string // the repository
+	Reason  string // why this version: "--to", "the version before ..."
+	NoOp    bool   // nothing to do (Reason says why)
+	Retains []string
+}
+
+// PlanRollback works out the target of a rollback of o.App: o.Version when
+// set (--to), else the version the app was deployed from most recently
+// (from the history), else the newest retained version. It changes
+// nothing.
+func (e *Engine) PlanRollback(ctx context.Context, o Options) (*RollbackPlan, error) {
+	if o.App == "" {
+		return nil, usageError("--app is required for a rollback (deployctl status lists the apps)")
+	}
+	cs, err := e.Runtime.List(ctx, map[string]string{LabelApp: o.App})
+	if err != nil {
+		return nil, unreachable("Docker", err)
+	}
+	if len(cs) == 0 {
+		return nil, usageError("no containers of app %s on this Docker host (deployctl status lists the apps)", o.App)
+	}
+	sort.Slice(cs, func(i, j int) bool { return lastServed(cs[i]).After(lastServed(cs[j])) }) // newest first
+	p := &RollbackPlan{App: o.App}
+	var running, retained []Container
+	for _, c := range cs {
+		if c.Running() {
+			running = append(running, c)
+		} else {
+			retained = append(retained, c)
+		}
+	}
+	if len(running) > 0 {
+		p.From = running[0].Labels[LabelVersion]
+	}
+	seen := map[string]bool{}
+	for _, c := range retained {
+		if v := c.Labels[LabelVersion]; v != "" && !seen[v] && v != p.From {
+			seen[v] = true
+			p.Retains = append(p.Retains, v)
+		}
+	}
+
+	var records []Record
+	if e.Journal != nil {
+		if records, err = e.Journal.Records(ctx, o.App); err != nil {
+			return nil, unreachable("Docker", err)
+		}
+	}
+	switch {
+	case o.Version != "":
+		p.To, p.Reason = o.Version, "--to"
+	default:
+		// Right after a failed rollout the version before it is still
+		// serving: there is nothing to undo.
+		if len(records) > 0 && records[0].Result != "ok" && records[0].From == p.From && p.From != "" {
+			p.NoOp = true
+			p.Reason = fmt.Sprintf("the last %s (%s -> %s) %s and %s, the version before it, is still serving: nothing to roll back (use --to to pick another version%s)",
+				records[0].Operation, records[0].From, records[0].To, records[0].Result, p.From, retainedHint(p.Retains))
+			return p, nil
+		}
+		for _, rec := range records {
+			if rec.Result == "ok" && rec.To == p.From && rec.From != "" && rec.From != p.From && !strings.Contains(rec.From, ",") {
+				p.To = rec.From
+				p.Reason = fmt.Sprintf("the version before the %s of %s", rec.Operation, rec.Started.Local().Format("2006-01-02 15:04:05"))
+				break
+			}
+		}
+		if p.To == "" && len(p.Retains) > 0 {
+			p.To, p.Reason = p.Retains[0], "the newest retained version"
+		}
+		if p.To == "" {
+			return nil, usageError("no earlier version of %s is known: no history and no retained container; use --to VERSION with an image that exists", o.App)
+		}
+	}
+	if p.To == p.From {
+		p.NoOp = true
+		p.Reason = fmt.Sprintf("%s is already serving", p.To)
+		return p, nil
+	}
+	for _, c := range retained {
+		if c.Labels[LabelVersion] == p.To {
+			p.Reuse = c.ID
+			p.Image = imageRepo(c)
+			break
+		}
+	}
+	if p.Image == "" && len(cs) > 0 {
+		p.Image = imageRepo(cs[0])
+	}
+	return p, nil
+}
+
+// Rollback rolls o.App back to o.Version, or to the previous version when
+// it is "" (see PlanRollback), with the rollout procedure: the retained
+// container of that version is restarted (or one is created from the image
+// of that version), and the current one is drained and stopped only once
+// the target serves. The target is worked out under the app's deploy lock,
+// so a rollback that waited for a rollout goes back from what that rollout
+// left. A plan with NoOp set means nothing was to be done; Result is nil.
+func (e *Engine) Rollback(ctx context.Context, o Options) (*RollbackPlan, *Result, error) {
+	r := &rollout{e: e, o: o, operation: "rollback"}
+	r.start = e.now()
+	if o.App == "" {
+		return nil, nil, usageError("--app is required for a rollback (deployctl status lists the apps)")
+	}
+	cs, err := e.Runtime.List(ctx, map[string]string{LabelApp: o.App})
+	if err != nil {
+		return nil, nil, unreachable("Docker", err)
+	}
+	if len(cs) == 0 {
+		return nil, nil, usageError("no containers of app %s on this Docker host (deployctl status lists the apps)", o.App)
+	}
+	r.o.PollInterval, r.o.HistoryKeep = max(o.PollInterval, time.Millisecond), max(o.HistoryKeep, DefaultHistoryKeep)
+	if err := r.lock(ctx, cs[0].ImageID); err != nil {
+		return nil, nil, r.fail(ctx, PhasePlan, err)
+	}
+	p, err := e.PlanRollback(ctx, o)
+	if err != nil || p.NoOp {
+		r.release(ctx)
+		return p, nil, err
+	}
+	o.App, o.Image, o.Version, o.Reuse = p.App, p.Image, p.To, p.Reuse
+	o.Force = true // rolling back to a version that is also running is allowed
+	if err := o.Validate(); err != nil {
+		r.release(ctx)
+		return p, nil, err
+	}
+	r.o, _ = o.normalize()
+	how := "restarting its retained container"
+	if p.Reuse == "" {
+		how = "creating a container from " + r.o.ImageRef()
+	}
+	e.emit(Event{Phase: PhasePlan, Status: StatusInfo, Message: fmt.Sprintf("rolling %s back from %s to %s (%s), %s", p.App, orNone(p.From), p.To, p.Reason, how)})
+	res, err := r.run(ctx)
+	return p, res, err
+}
+
+// imageRepo is the repository a container was deployed from.
+func imageRepo(c Container) string {
+	if r := c.Labels[LabelImage]; r != "" {
+		return r
+	}
+	ref := c.Image
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		ref = ref[:i]
+	}
+	return ref
+}
+
+func retainedHint(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return "; retained: " + strings.Join(vs, ", ")
+}
+
+func orNone(v string) string {
+	if v == "" {
+		return "(nothing running)"
+	}
+	return v
+}

@@ -1,0 +1,155 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// AppStatus is what `deployctl status` shows for one app.
+type AppStatus struct {
+	App        string            `json:"app"`
+	Services   []string          `json:"services"`
+	Containers []ContainerStatus `json:"containers"`
+	Lock       *Holder           `json:"lock,omitempty"`
+	Problems   []string          `json:"problems,omitempty"`
+}
+
+// ContainerStatus is one container of an app.
+type ContainerStatus struct {
+	Name    string    `json:"name"`
+	ID      string    `json:"id"`
+	Version string    `json:"version"`
+	State   string    `json:"state"`
+	Health  string    `json:"health,omitempty"`
+	Created time.Time `json:"created"`
+	URL     string    `json:"url,omitempty"`
+	// Traefik is UP, DOWN, or absent (not listed), or "" when not running.
+	Traefik string `json:"traefik,omitempty"`
+	Drained bool   `json:"drained,omitempty"`
+}
+
+// Status reports the apps deployctl manages on this Docker host (only app
+// when it is not ""), with what Traefik says of each container and what
+// looks wrong.
+func (e *Engine) Status(ctx context.Context, app string) ([]AppStatus, error) {
+	sel := map[string]string{LabelApp: app}
+	cs, err := e.Runtime.List(ctx, sel)
+	if err != nil {
+		return nil, unreachable("Docker", err)
+	}
+	services, terr := e.Router.Services(ctx)
+	byApp := map[string][]Container{}
+	for _, c := range cs {
+		byApp[c.Labels[LabelApp]] = append(byApp[c.Labels[LabelApp]], c)
+	}
+	if app != "" && len(byApp) == 0 {
+		return nil, usageError("no containers of app %s on this Docker host", app)
+	}
+	var out []AppStatus
+	for _, name := range sortedKeys(byApp) {
+		st := AppStatus{App: name}
+		list := byApp[name]
+		sort.Slice(list, func(i, j int) bool { return list[i].Created.After(list[j].Created) })
+		svcSeen := map[string]bool{}
+		serving := map[string]bool{}
+		for _, c := range list {
+			cst := ContainerStatus{Name: c.Short(), ID: c.ID, Version: c.Labels[LabelVersion], State: c.State, Health: c.Health, Created: c.Created}
+			if c.Running() {
+				cst.Traefik = "absent"
+				if terr != nil {
+					cst.Traefik = "unknown"
+				}
+				for _, u := range serverURLs(c) {
+					for _, svc := range services {
+						if srv, ok := svc.Server(u); ok {
+							cst.URL, cst.Traefik = u, "UP"
+							if srv.Status == "DOWN" {
+								cst.Traefik = "DOWN"
+							}
+							svcSeen[svc.Name] = true
+						}
+					}
+				}
+				if c.Labels[LabelDrain] == "probe" {
+					if b, err := e.readFile(ctx, c.ID, MarkerPath); err == nil && strings.HasPrefix(string(b), "drain") {
+						cst.Drained = true
+					}
+				}
+				switch {
+				case cst.Drained:
+					st.Problems = append(st.Problems, fmt.Sprintf("%s (%s) is drained but still running: a rollout was interrupted; the next rollout stops it, or: docker stop %s", cst.Name, cst.Version, cst.Name))
+				case cst.Traefik == "absent":
+					st.Problems = append(st.Problems, fmt.Sprintf("%s (%s) is running but Traefik does not route to it (health %q): check its health, traefik.enable and network", cst.Name, cst.Version, c.Health))
+				case cst.Traefik == "UP":
+					serving[cst.Version] = true
+				}
+			}
+			st.Containers = append(st.Containers, cst)
+		}
+		if len(serving) > 1 {
+			st.Problems = append(st.Problems, fmt.Sprintf("%d versions are serving at once (%s): a rollout did not finish; run the rollout again", len(serving), strings.Join(sortedKeys(serving), ", ")))
+		}
+		if len(serving) == 0 && terr == nil {
+			st.Problems = append(st.Problems, "no container of the app is served by Traefik")
+		}
+		if terr != nil {
+			st.Problems = append(st.Problems, "Traefik's API could not be read: "+terr.Error())
+		}
+		st.Services = sortedKeys(svcSeen)
+		if e.Journal != nil {
+			if h, err := e.Journal.LockHolder(ctx, name); err == nil && h != nil {
+				st.Lock = h
+				st.Problems = append(st.Problems, fmt.Sprintf("deploy lock held by %s", h))
+			}
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// History returns the rollouts and rollbacks of app ("" for all), newest
+// first.
+func (e *Engine) History(ctx context.Context, app string) ([]Record, error) {
+	if e.Journal == nil {
+		return nil, nil
+	}
+	recs, err := e.Journal.Records(ctx, app)
+	if err != nil {
+		return nil, unreachable("Docker", err)
+	}
+	return recs, nil
+}
+
+// FileReader is implemented by runtimes that can read a file from a
+// container; Status uses it to tell drained containers apart.
+type FileReader interface {
+	ReadFile(ctx context.Context, id, path string) ([]byte, error)
+}
+
+func (e *Engine) readFile(ctx context.Context, id, path string) ([]byte, error) {
+	fr, ok := e.Runtime.(FileReader)
+	if !ok {
+		return nil, fmt.Errorf("runtime cannot read files")
+	}
+	return fr.ReadFile(ctx, id, path)
+}
+
+// serverURLs are c's possible server URLs on every network it is on.
+func serverURLs(c Container) []string {
+	ep, err := traefikEndpoint(c)
+	if err != nil {
+		return nil
+	}
+	var urls []string
+	for _, n := range sortedKeys(c.Networks) {
+		if ip := c.Networks[n]; ip != "" {
+			urls = append(urls, ep.Scheme+"://"+net.JoinHostPort(ip, strconv.Itoa(ep.Port)))
+		}
+	}
+	return urls
+}

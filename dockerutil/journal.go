@@ -1,0 +1,209 @@
+package dockerutil
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/deployctl/deployctl/deploy"
+)
+
+// The journal lives in Docker objects on the Docker host:
+//   - the deploy lock of an app is a container named deployctl-lock-<app>,
+//     created (never started) from any local image: Docker refuses a second
+//     container of the same name, which makes taking the lock atomic; its
+//     labels say who holds it;
+//   - each history record is a volume named deployctl-history-<app>-<time>,
+//     whose label holds the record as JSON (a volume with labels is the
+//     cheapest Docker object that carries data and can be listed by label).
+const (
+	lockPrefix     = "deployctl-lock-"
+	historyPrefix  = "deployctl-history-"
+	labelLock      = "deployctl.lock"
+	labelHolder    = "deployctl.lock.holder"
+	labelHistory   = "deployctl.history"
+	labelRecord    = "deployctl.record"
+	maxRecordBytes = 8 << 10
+)
+
+var _ deploy.Journal = (*Runtime)(nil)
+
+// Lock implements deploy.Journal.
+func (r *Runtime) Lock(ctx context.Context, app, image string, h deploy.Holder) error {
+	hb, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	_, err = r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: lockPrefix + app,
+		Config: &container.Config{
+			Image:      image,
+			Labels:     map[string]string{labelLock: app, labelHolder: string(hb)},
+			Entrypoint: []string{"/deployctl-lock-never-runs"},
+		},
+		HostConfig: &container.HostConfig{NetworkMode: "none"},
+	})
+	if err == nil {
+		return nil
+	}
+	if cerrdefs.IsConflict(err) || strings.Contains(err.Error(), "is already in use") {
+		holder, herr := r.LockHolder(ctx, app)
+		if herr != nil {
+			return herr
+		}
+		if holder == nil { // released in between: try again
+			return r.Lock(ctx, app, image, h)
+		}
+		return &deploy.LockedError{App: app, Holder: *holder}
+	}
+	return fmt.Errorf("creating the lock container %s%s: %w", lockPrefix, app, wrap(err))
+}
+
+// Unlock implements deploy.Journal.
+func (r *Runtime) Unlock(ctx context.Context, app string) error {
+	_, err := r.cli.ContainerRemove(ctx, lockPrefix+app, client.ContainerRemoveOptions{Force: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return wrap(err)
+	}
+	return nil
+}
+
+// LockHolder implements deploy.Journal.
+func (r *Runtime) LockHolder(ctx context.Context, app string) (*deploy.Holder, error) {
+	res, err := r.cli.ContainerInspect(ctx, lockPrefix+app, client.ContainerInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrap(err)
+	}
+	var h deploy.Holder
+	if res.Container.Config != nil {
+		if err := json.Unmarshal([]byte(res.Container.Config.Labels[labelHolder]), &h); err != nil {
+			h = deploy.Holder{User: "unknown (unreadable lock label)"}
+		}
+	}
+	return &h, nil
+}
+
+// AddRecord implements deploy.Journal.
+func (r *Runtime) AddRecord(ctx context.Context, rec deploy.Record, keep int) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if len(b) > maxRecordBytes {
+		rec.Phases, rec.Error = nil, firstN(rec.Error, 500)
+		if b, err = json.Marshal(rec); err != nil {
+			return err
+		}
+	}
+	name := fmt.Sprintf("%s%s-%d", historyPrefix, rec.App, rec.Started.UnixNano())
+	_, err = r.cli.VolumeCreate(ctx, client.VolumeCreateOptions{
+		Name:   name,
+		Labels: map[string]string{labelHistory: rec.App, labelRecord: string(b)},
+	})
+	if err != nil {
+		return wrap(err)
+	}
+	vols, err := r.historyVolumes(ctx, rec.App)
+	if err != nil {
+		return err
+	}
+	for i, v := range vols {
+		if i >= keep {
+			if _, err := r.cli.VolumeRemove(ctx, v.name, client.VolumeRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+				return wrap(err)
+			}
+		}
+	}
+	return nil
+}
+
+// Records implements deploy.Journal.
+func (r *Runtime) Records(ctx context.Context, app string) ([]deploy.Record, error) {
+	vols, err := r.historyVolumes(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]deploy.Record, 0, len(vols))
+	for _, v := range vols {
+		out = append(out, v.rec)
+	}
+	return out, nil
+}
+
+type historyVolume struct {
+	name string
+	at   int64
+	rec  deploy.Record
+}
+
+// historyVolumes lists app's records ("" for all apps), newest first.
+func (r *Runtime) historyVolumes(ctx context.Context, app string) ([]historyVolume, error) {
+	f := client.Filters{}
+	if app == "" {
+		f.Add("label", labelHistory)
+	} else {
+		f.Add("label", labelHistory+"="+app)
+	}
+	res, err := r.cli.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+	if err != nil {
+		return nil, wrap(err)
+	}
+	var out []historyVolume
+	for _, v := range res.Items {
+		var rec deploy.Record
+		if err := json.Unmarshal([]byte(v.Labels[labelRecord]), &rec); err != nil {
+			continue // not ours, or damaged: skip rather than fail the listing
+		}
+		at := rec.Started.UnixNano()
+		if i := strings.LastIndex(v.Name, "-"); i >= 0 {
+			if n, err := strconv.ParseInt(v.Name[i+1:], 10, 64); err == nil {
+				at = n
+			}
+		}
+		out = append(out, historyVolume{name: v.Name, at: at, rec: rec})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].at > out[j].at })
+	return out, nil
+}
+
+// ReadFile implements deploy.FileReader: one regular file from a container.
+func (r *Runtime) ReadFile(ctx context.Context, id, path string) ([]byte, error) {
+	res, err := r.cli.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: path})
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer res.Content.Close()
+	tr := tar.NewReader(res.Content)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("%s: not in the archive Docker returned", path)
+			}
+			return nil, err
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			return io.ReadAll(io.LimitReader(tr, 1<<20))
+		}
+	}
+}
+
+func firstN(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
