@@ -40,6 +40,7 @@ func registerProcedureFlags(f *pflag.FlagSet, o *deploy.Options, drain *string, 
 	f.DurationVar(&o.DrainInterval, "drain-interval", deploy.DefaultDrainInterval, "how often Docker runs the drain-aware probe: a drain shows in Traefik within about this long")
 	f.DurationVar(&o.StopTimeout, "stop-timeout", 0, "time an old container has to exit after its stop signal before it is killed (default: its own, else 10s)")
 	f.IntVar(&o.Keep, "keep", deploy.DefaultKeep, "old versions kept stopped for rollback; older ones are removed")
+	f.DurationVar(&o.Watch, "watch", 0, "after the cutover, keep the old version ready this long and roll back automatically if the new one exits, turns unhealthy or leaves Traefik")
 	f.DurationVar(&o.LockWait, "lock-wait", 0, "wait up to this long for another run's deploy lock on the app (0: fail at once)")
 	f.DurationVar(timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	f.DurationVar(&o.HealthTimeout, "healthy-timeout", 0, "bound on the wait for Docker health (default: from the healthcheck: start period + interval x retries + slack)")

@@ -84,6 +84,12 @@ type Options struct {
 	// PollInterval is how often Docker and Traefik are polled while waiting.
 	PollInterval time.Duration
 
+	// Watch keeps watching the new container this long after the cutover,
+	// with the old ones drained but still running; if the new one exits,
+	// turns unhealthy (or starts failing its checks) or leaves Traefik, the
+	// old ones are put back in rotation and the new one is stopped.
+	Watch time.Duration
+
 	// LockWait is how long to wait for another run's deploy lock on the
 	// app; 0 fails at once, naming the holder.
 	LockWait time.Duration
@@ -175,7 +181,7 @@ func (o Options) normalize() (Options, error) {
 		"--stop-timeout": o.StopTimeout, "--drain-interval": o.DrainInterval,
 		"--health-timeout": o.HealthTimeout, "--register-timeout": o.RegisterTimeout,
 		"--deregister-timeout": o.DeregisterTimeout, "--poll-interval": o.PollInterval,
-		"--lock-wait": o.LockWait,
+		"--lock-wait": o.LockWait, "--watch": o.Watch,
 	} {
 		if d < 0 {
 			return o, usageError("%s must not be negative (got %s)", name, d)

@@ -192,6 +192,9 @@ func (r *rollout) run(ctx context.Context) (res *Result, err error) {
 	if err := r.drainOld(ctx); err != nil {
 		return nil, r.fail(ctx, PhaseDrain, err)
 	}
+	if err := r.watch(ctx); err != nil {
+		return nil, r.fail(ctx, PhaseWatch, err)
+	}
 	if err := r.stopOld(ctx); err != nil {
 		return nil, r.fail(ctx, PhaseStop, err)
 	}
@@ -263,6 +266,13 @@ func (r *rollout) plan(ctx context.Context) error {
 			return usageError("--drain=health: container %s has no deployctl probe (it was not created by deployctl, or has a read-only root filesystem); use --drain=auto to stop it by signal once, after which containers made by deployctl drain cleanly", old.Short())
 		default:
 			r.warn(PhasePlan, "container %s was not created by deployctl, so it cannot be taken out of Traefik before it is stopped: it gets its stop signal first, and requests Traefik sends it until Traefik notices may fail. Later rollouts drain cleanly.", old.Short())
+		}
+	}
+	if o.Watch > 0 {
+		for _, old := range r.olds {
+			if old.drain != DrainHealth {
+				return usageError("--watch keeps the old version ready to take over, which needs deployctl's drain probe in it; container %s has none (it was not created by deployctl, or --drain=signal): roll out once without --watch", old.Short())
+			}
 		}
 	}
 	msg := fmt.Sprintf("app %s: %s -> %s", o.App, describeCurrent(r.olds), o.Version)
@@ -894,6 +904,77 @@ func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew b
 			Hint: "that Traefik's docker provider watches this Docker host's events; use --drain=signal to stop old containers without waiting for Traefik"}
 	}
 	return err
+}
+
+// watch watches the new container for o.Watch after the cutover, the old
+// ones drained but running. If the new one fails, the old ones are put back
+// in rotation first and the new one is drained and stopped after.
+func (r *rollout) watch(ctx context.Context) error {
+	if r.o.Watch <= 0 || len(r.olds) == 0 {
+		return nil
+	}
+	r.begin(PhaseWatch, fmt.Sprintf("watching %s for %s; the old version stays ready", r.newC.Short(), r.o.Watch))
+	restarts := r.newC.RestartCount
+	var reason string
+	err := r.poll(ctx, r.o.Watch, func() (bool, error) {
+		c, err := r.e.Runtime.Inspect(ctx, r.newC.ID)
+		if err != nil {
+			reason = "it could not be inspected: " + err.Error()
+			return true, nil
+		}
+		*r.newC = c
+		switch {
+		case c.State != "running" || c.RestartCount > restarts:
+			reason = fmt.Sprintf("it exited with code %d", c.ExitCode)
+		case c.Health == "unhealthy" && lastProbe(c) == "":
+			reason = "it turned unhealthy (its probe could not run: the container is probably exiting)"
+		case c.Health == "unhealthy":
+			reason = "it turned unhealthy: " + lastProbe(c)
+		case r.probe && strings.Contains(lastProbe(c), "check failed"):
+			// The probe still reports healthy while the app's own check
+			// has failed fewer times than its retries allow: act now,
+			// while the new container still serves.
+			reason = "its health check started failing: " + lastProbe(c)
+		}
+		if reason != "" {
+			return true, nil
+		}
+		for _, name := range r.services {
+			svc, err := r.e.Router.Service(ctx, name)
+			if err != nil {
+				continue // Traefik's answer is not a verdict on the app
+			}
+			if srv, ok := svc.Server(r.newURL); !ok || !srv.Registered() {
+				reason = "Traefik no longer routes to it"
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	switch {
+	case isTimeout(err):
+		r.done(PhaseWatch, Event{Container: r.newC.Short(), Message: "stayed healthy for " + r.o.Watch.String()})
+		return nil
+	case err != nil && ctx.Err() == nil:
+		return err
+	case ctx.Err() != nil:
+		reason = "the rollout was interrupted"
+	}
+	r.warn(PhaseWatch, "%s %s failed within the watch window: %s; putting %s back", r.o.App, r.o.Version, reason, names(containersOf(r.olds)))
+	cause := fmt.Errorf("%s %s failed within the watch window: %s", r.o.App, r.o.Version, reason)
+	if ctx.Err() != nil {
+		cause = context.Cause(ctx)
+	}
+	// The old version is put back first (every moment counts if the new
+	// one is down); fail() then drains, stops and removes the new one, as
+	// for any failure before the cutover.
+	if err := r.revert(ctx, cause); err != nil && !errors.Is(err, cause) {
+		return err
+	}
+	observed := "last log lines of the new container:\n" + r.logs(ctx, r.newC.ID)
+	return &Error{Phase: PhaseWatch, Kind: KindFailed, Err: cause, Observed: observed,
+		State: fmt.Sprintf("rolled back: %s (%s) is serving again; the new container was removed", describeCurrent(r.olds), names(containersOf(r.olds))),
+		Hint:  "the new version's logs above"}
 }
 
 // stopOld stops the old containers: drained ones right away, the others by

@@ -551,3 +551,70 @@ func TestHealthDeadline(t *testing.T) {
 		t.Errorf("tcp probe %+v", h)
 	}
 }
+
+func TestWatchWindowRollsBackWhenNewCrashes(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", nil)
+	old := w.addRunning("web-v1", "v1", true)
+	e, _ := engine(w)
+	o := testOptions("v2")
+	o.Watch = time.Minute
+	// The new container crashes once the watch has begun.
+	e.Reporter = ReporterFunc(func(ev Event) {
+		if ev.Phase == PhaseWatch && ev.Status == StatusStart {
+			w.mu.Lock()
+			for _, c := range w.containers {
+				if c.ID != old.ID {
+					c.State, c.ExitCode = "exited", 2
+				}
+			}
+			w.mu.Unlock()
+		}
+	})
+	_, err := e.Rollout(context.Background(), o)
+	de := assertKind(t, err, KindFailed)
+	if de.Phase != PhaseWatch || !strings.Contains(err.Error(), "exited with code 2") || !strings.Contains(de.State, "serving again") {
+		t.Errorf("error %v", err)
+	}
+	if old.State != "running" || old.marker != MarkerServe || len(w.containers) != 1 {
+		t.Errorf("old %s marker %q, %d containers; ops %q", old.State, old.marker, len(w.containers), w.ops)
+	}
+	if hasOp(w.ops, "stop web-v1") {
+		t.Errorf("old container stopped during the watch window: %q", w.ops)
+	}
+}
+
+func TestWatchWindowPassesThenStopsOld(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", nil)
+	old := w.addRunning("web-v1", "v1", true)
+	e, _ := engine(w)
+	o := testOptions("v2")
+	o.Watch = 50 * time.Millisecond
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.State != "exited" || indexOf(t, w.ops, "marker web-v1 drain") > indexOf(t, w.ops, "stop web-v1") {
+		t.Errorf("old %s; ops %q", old.State, w.ops)
+	}
+	var phases []Phase
+	for _, p := range res.Phases {
+		phases = append(phases, p.Phase)
+	}
+	if !slices.Contains(phases, PhaseWatch) {
+		t.Errorf("phases %v lack watch", phases)
+	}
+}
+
+func TestWatchNeedsDrainableOld(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", nil)
+	w.addRunning("legacy", "v1", false)
+	e, _ := engine(w)
+	o := testOptions("v2")
+	o.Select = map[string]string{"app": "web"}
+	o.Watch = time.Second
+	_, err := e.Rollout(context.Background(), o)
+	assertKind(t, err, KindUsage)
+}

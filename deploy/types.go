@@ -255,6 +255,7 @@ const (
 	PhaseRevert     Phase = "revert"
 	PhaseDone       Phase = "done"
 	PhaseDeregister Phase = "deregister"
+	PhaseWatch      Phase = "watch"
 )
 
 // Status says what an event reports about its phase.

@@ -221,3 +221,51 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// --watch: a v2 that fails after it became healthy is rolled back
+// automatically. A v2 whose health check starts failing (while it still
+// serves) is caught at its first failed check, before Docker declares it
+// unhealthy, so v1 is back in rotation before v2 leaves: zero failed
+// requests. A v2 that crashes outright fails the requests Traefik sends it
+// until Traefik notices the exit: the test reports them, and checks that v1
+// serves again and nothing of v2 is left.
+func TestWatchWindowRollsBack(t *testing.T) {
+	e := newEnv(t, "v3.0.0")
+	repo := appImages(t, e.cli, "v1", "v2")
+	cases := []struct {
+		name       string
+		env        string
+		zeroFailed bool
+		reason     string
+	}{
+		{"degrades", "UNHEALTHY_AFTER=8s", true, "health check started failing"},
+		{"crashes", "CRASH_AFTER=8s", false, "exit"}, // "exited with code 1" or "probably exiting"
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			app := e.appName("watch-" + tc.name)
+			e.firstDeploy(app, repo, "v1", "--restart", "no")
+			l := startLoad(t, e.traefik.EntryURL, app+".test", 100, true)
+			r := e.deployctl("rollout", "--image", repo, "--version", "v2", "--app", app, "--env", tc.env, "--watch", "30s")
+			if r.code != 1 || !strings.Contains(r.stderr, "failed within the watch window") || !strings.Contains(r.stderr, tc.reason) || !strings.Contains(r.stderr, "serving again") {
+				t.Errorf("rollout --watch: exit %d, want 1 saying it rolled back because %q", r.code, tc.reason)
+			}
+			time.Sleep(500 * time.Millisecond)
+			l.finish()
+			if tc.zeroFailed {
+				l.expectNoFailures(t)
+			} else {
+				t.Logf("crash in the watch window: %d of %d requests failed", l.failed.Load(), l.sent.Load())
+			}
+			e.expectServing(app, "v1")
+			for _, c := range e.containers(app) {
+				if c.Labels[deploy.LabelVersion] != "v1" || c.State != "running" {
+					t.Errorf("left behind: %s (%s, %s)", c.Name, c.Labels[deploy.LabelVersion], c.State)
+				}
+			}
+			if recs := e.history(app); len(recs) == 0 || recs[0].Result != "failed" || recs[0].Phase != deploy.PhaseWatch {
+				t.Errorf("history %+v", recs)
+			}
+		})
+	}
+}

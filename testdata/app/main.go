@@ -26,6 +26,8 @@
 //	DRAIN          lame-duck period (default 5s)
 //	CRASH_AFTER    exit 1 after this duration; "0" exits 1 at start
 //	NEVER_HEALTHY  "1": /health always answers 503
+//	UNHEALTHY_AFTER /health answers 503 from this long after start on (the
+//	               app keeps serving /): an app that degrades
 //	STARTUP_DELAY  open the listener only after this duration
 //
 // A second SIGTERM/SIGINT exits at once (status 2). Every lifecycle event is
@@ -144,6 +146,12 @@ func serve(args []string) int {
 		return 2
 	}
 	neverHealthy := os.Getenv("NEVER_HEALTHY") == "1"
+	unhealthyAfter, degrade, err := durationEnv("UNHEALTHY_AFTER", 0)
+	if err != nil {
+		logf("config-error", "error", err)
+		return 2
+	}
+	started := time.Now()
 
 	logf("start", "version", version, "host", host, "port", port(), "shutdown", mode,
 		"drain", drain, "never_healthy", neverHealthy, "startup_delay", startupDelay,
@@ -177,7 +185,7 @@ func serve(args []string) int {
 		case draining.Load():
 			w.WriteHeader(http.StatusServiceUnavailable)
 			io.WriteString(w, "draining\n")
-		case neverHealthy:
+		case neverHealthy, degrade && time.Since(started) >= unhealthyAfter:
 			w.WriteHeader(http.StatusServiceUnavailable)
 			io.WriteString(w, "unhealthy\n")
 		default:
