@@ -51,6 +51,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"rollout", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"rollout", "--keep", "many"}, "invalid argument"},
 		{[]string{"rollout", "extra-arg"}, "unknown command"},
+		{[]string{"nosuchcommand"}, "unknown command"},
 	}
 	for _, tc := range cases {
 		code, stdout, stderr := run(t, tc.args...)

@@ -143,7 +143,8 @@ func exitCode(err error) int {
 		return ExitUnreachable
 	}
 	var ue usageErr
-	if errors.As(err, &ue) || isFlagError(err) {
+	// cobra's own "unknown command" error has no type of its own.
+	if errors.As(err, &ue) || isFlagError(err) || strings.HasPrefix(err.Error(), "unknown command ") {
 		return ExitUsage
 	}
 	return ExitFailed

@@ -198,7 +198,12 @@ func (r *rollout) run(ctx context.Context) (res *Result, err error) {
 	if err := r.stopOld(ctx); err != nil {
 		return nil, r.fail(ctx, PhaseStop, err)
 	}
-	pruned := r.prune(ctx)
+	var pruned []string
+	if ctx.Err() == nil {
+		pruned = r.prune(ctx)
+	} else {
+		r.warn(PhaseDone, "interrupted after the cutover: the rollout was finished; old containers were not pruned")
+	}
 	return r.result(pruned), nil
 }
 
@@ -244,6 +249,19 @@ func (r *rollout) plan(ctx context.Context) error {
 
 	if err := r.findServices(ctx); err != nil {
 		return err
+	}
+	// Copy the configuration of the newest container Traefik serves: a
+	// newer one that it does not (left by an interrupted run) may be broken.
+	for i := len(r.olds) - 1; i >= 0; i-- {
+		if r.olds[i].url != "" {
+			r.template = &r.olds[i].Container
+			break
+		}
+	}
+	for _, old := range r.olds {
+		if old.url == "" && old.Labels[LabelDrain] == "probe" && old.Health == "unhealthy" {
+			r.warn(PhasePlan, "container %s is running but out of Traefik (drained or unhealthy), probably left by an interrupted run: it will be stopped with the other old containers", old.Short())
+		}
 	}
 
 	// The new container gets the probe unless it cannot run it; a reused
@@ -985,6 +1003,10 @@ func (r *rollout) stopOld(ctx context.Context) error {
 	}
 	r.begin(PhaseStop, "")
 	r.cutover = true
+	// The new version serves and the old one is out of rotation: finishing
+	// is what keeps serving, so a signal from here on no longer aborts.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout()+r.o.StopTimeout+DefaultStopTimeout)
+	defer cancel()
 	var bySignal []*oldContainer
 	err := parallel(r.olds, func(old *oldContainer) error {
 		timeout := r.o.StopTimeout
