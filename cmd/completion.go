@@ -89,7 +89,7 @@ complete to nothing, silently.`,
 	return c
 }
 
-// registerCompletions adds dynamic completion of --app and --version to
+// registerCompletions adds dynamic completion of --app, --version and --to to
 // every command below root that has those flags (the value completion of
 // --progress is registered with the flag).
 func registerCompletions(root *cobra.Command) {
@@ -98,6 +98,7 @@ func registerCompletions(root *cobra.Command) {
 		for _, sub := range c.Commands() {
 			register(sub, "app", completeApps)
 			register(sub, "version", completeVersions)
+			register(sub, "to", completeVersions) // rollback --to
 			walk(sub)
 		}
 	}
