@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -43,19 +44,26 @@ var _ deploy.Runtime = (*Runtime)(nil)
 // DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_API_VERSION), negotiating the
 // API version, and checks that the engine answers and is recent enough.
 func New(ctx context.Context, opts ...client.Opt) (*Runtime, error) {
-	opts = append([]client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}, opts...)
+	hostOpts, host, err := hostOptions(os.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", deploy.ErrUnreachable, err)
+	}
+	opts = append(append(hostOpts, client.WithAPIVersionNegotiation()), opts...)
 	cli, err := client.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Docker client: %v (check DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH)", deploy.ErrUnreachable, err)
 	}
+	if host == "" {
+		host = cli.DaemonHost()
+	}
 	ping, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
 	if err != nil {
 		_ = cli.Close()
-		return nil, fmt.Errorf("%w: Docker engine at %s: %v (is the engine running? is DOCKER_HOST right?)", deploy.ErrUnreachable, cli.DaemonHost(), err)
+		return nil, fmt.Errorf("%w: Docker engine at %s: %v (is the engine running? is DOCKER_HOST right?)", deploy.ErrUnreachable, host, err)
 	}
 	if ping.APIVersion != "" && versionLess(ping.APIVersion, MinAPIVersion) {
 		_ = cli.Close()
-		return nil, fmt.Errorf("%w: Docker engine at %s speaks API %s; deployctl needs %s or newer (Docker 20.10+)", deploy.ErrUnreachable, cli.DaemonHost(), ping.APIVersion, MinAPIVersion)
+		return nil, fmt.Errorf("%w: Docker engine at %s speaks API %s; deployctl needs %s or newer (Docker 20.10+)", deploy.ErrUnreachable, host, ping.APIVersion, MinAPIVersion)
 	}
 	return &Runtime{cli: cli, images: map[string]image.InspectResponse{}}, nil
 }
