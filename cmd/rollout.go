@@ -30,6 +30,7 @@ type rolloutOptions struct {
 	pull      string
 	timeout   time.Duration
 	json      bool
+	dryRun    bool
 }
 
 type healthFlags struct {
@@ -104,6 +105,7 @@ DEPLOYCTL_TRAEFIK_URL; a flag on the command line wins over the environment.`,
 	f.BoolVar(&o.Force, "force", false, "redeploy the version that is already serving")
 	f.StringVar(&o.pull, "pull", "missing", "pull the image: missing, always, never")
 	f.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan (current containers, service, drain method, what would be pruned) and change nothing")
 	o.traefik.register(c)
 	return c
 }
@@ -133,6 +135,9 @@ func runRollout(ctx context.Context, c *cobra.Command, o *rolloutOptions) error 
 		return err
 	}
 	defer rt.Close()
+	if o.dryRun {
+		return printPlan(ctx, c, eng, o)
+	}
 	probe, why := selfProbe()
 	if probe == nil && o.Drain != deploy.DrainSignal {
 		progress.Event(deploy.Event{Time: time.Now(), Phase: deploy.PhasePlan, Status: deploy.StatusWarn, Message: why})

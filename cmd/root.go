@@ -209,7 +209,7 @@ and the old one keeps serving.`,
 	root.SetVersionTemplate("deployctl {{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return flagError{err} })
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return flagsFromEnv(c) }
-	root.AddCommand(newRolloutCmd(), newRollbackCmd(), newStatusCmd(), newHistoryCmd(), newUnlockCmd(),
+	root.AddCommand(newRolloutCmd(), newRollbackCmd(), newStatusCmd(), newHistoryCmd(), newUnlockCmd(), newCheckCmd(),
 		newProbeCmd(), newVersionCmd(), newExitCodesHelp())
 	// progress and completion (cmd/progress.go, cmd/completion.go): keep
 	// these after every AddCommand, so the completions reach all commands.

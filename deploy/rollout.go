@@ -124,6 +124,9 @@ type rollout struct {
 	// operation is what the history calls this run: rollout or rollback.
 	operation string
 	locked    bool
+	// dryRun: plan only; nothing is pulled, locked or changed.
+	dryRun    bool
+	wouldPull bool
 }
 
 // Rollout deploys o.Image:o.Version as described in the package comment.
@@ -227,7 +230,7 @@ func (r *rollout) plan(ctx context.Context) error {
 		}
 		lockImage = c.ImageID
 	}
-	if !r.locked {
+	if !r.locked && !r.dryRun {
 		if err := r.lock(ctx, lockImage); err != nil {
 			return err
 		}
@@ -339,6 +342,10 @@ func (r *rollout) ensureImage(ctx context.Context) (Image, error) {
 			return Image{}, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("image %s is not on the Docker host", ref),
 				Hint: "build or load the image on the Docker host first, or allow pulling with --pull=missing"}
 		}
+	}
+	if r.dryRun {
+		r.wouldPull = true
+		return Image{}, nil
 	}
 	r.info(PhasePlan, Event{Message: "pulling " + ref})
 	if err := r.e.Runtime.Pull(ctx, ref); err != nil {

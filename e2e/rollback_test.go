@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -8,6 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/deployctl/deployctl/deploy"
 )
@@ -267,5 +271,31 @@ func TestWatchWindowRollsBack(t *testing.T) {
 				t.Errorf("history %+v", recs)
 			}
 		})
+	}
+}
+
+func TestDryRunAndCheck(t *testing.T) {
+	e := newEnv(t, "v3.0.0")
+	repo := appImages(t, e.cli, "v1", "v2")
+	app := e.appName("plan")
+	e.firstDeploy(app, repo, "v1")
+	before := e.containers(app)
+	code, out, _ := e.run("rollout", "--image", repo, "--version", "v2", "--app", app, "--dry-run")
+	if code != 0 || !strings.Contains(out, "dry run: nothing was changed") || !strings.Contains(out, "then drain (health) and stop "+before[0].Name) {
+		t.Errorf("dry run: exit %d %q", code, out)
+	}
+	if after := e.containers(app); len(after) != len(before) {
+		t.Errorf("dry run created containers: %d -> %d", len(before), len(after))
+	}
+	if code, out, _ := e.run("check", "--app", app); code != 0 || !strings.Contains(out, "nothing found") {
+		t.Errorf("check of a healthy app: exit %d %q", code, out)
+	}
+	// A held lock is a finding (exit 1).
+	if _, err := e.cli.ContainerCreate(context.Background(), client.ContainerCreateOptions{Name: "deployctl-lock-" + app,
+		Config: &container.Config{Image: repo + ":v1", Labels: map[string]string{"deployctl.lock": app, "deployctl.lock.holder": `{"user":"ci","host":"runner-7"}`}}}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := e.run("check", "--app", app); code != 1 || !strings.Contains(out, "held by ci@runner-7") {
+		t.Errorf("check with a held lock: exit %d %q", code, out)
 	}
 }

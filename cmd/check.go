@@ -1,0 +1,109 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/deployctl/deployctl/deploy"
+)
+
+// printPlan is rollout --dry-run: the plan, changing nothing.
+func printPlan(ctx context.Context, c *cobra.Command, eng *deploy.Engine, o *rolloutOptions) error {
+	o.Probe, _ = selfProbe()
+	p, err := eng.Plan(ctx, o.Options)
+	if err != nil {
+		return err
+	}
+	w := c.OutOrStdout()
+	if o.json {
+		return writeJSON(w, p)
+	}
+	fmt.Fprintf(w, "plan: roll %s out to %s:%s (dry run: nothing was changed)\n", p.App, p.Image, p.Version)
+	if p.WouldPull {
+		fmt.Fprintf(w, "  pull %s:%s (not on the Docker host)\n", p.Image, p.Version)
+	}
+	probe := "with deployctl's drain probe"
+	if !p.Probe {
+		probe = "WITHOUT the drain probe"
+	}
+	fmt.Fprintf(w, "  new container: %s-%s-<random>, %s, port %d, network %s\n", p.App, p.Version, probe, p.Port, orDash(p.Network))
+	fmt.Fprintf(w, "  Traefik service: %s\n", orDash(strings.Join(p.Services, ", ")))
+	if len(p.Current) == 0 {
+		fmt.Fprintln(w, "  first deploy: no current container")
+	}
+	for _, old := range p.Current {
+		fmt.Fprintf(w, "  then drain (%s) and stop %s (%s, %s)\n", old.Drain, old.Name, orDash(old.Version), orDash(old.URL))
+	}
+	if len(p.Prune) > 0 {
+		fmt.Fprintf(w, "  then remove old containers beyond --keep %d: %s\n", o.Keep, strings.Join(p.Prune, ", "))
+	}
+	if p.Lock != nil {
+		fmt.Fprintf(w, "  ! the deploy lock is held by %s\n", p.Lock)
+	}
+	for _, warning := range p.Warnings {
+		fmt.Fprintf(w, "  ! %s\n", warning)
+	}
+	return nil
+}
+
+func newCheckCmd() *cobra.Command {
+	var (
+		o      deploy.Options
+		asJSON bool
+		tr     traefikOptions
+	)
+	c := &cobra.Command{
+		Use:   "check --app APP",
+		Short: "Preflight: report what would make the next rollout fail or drop requests",
+		Long: `Check the app's current deployment for what would make the next rollout fail
+or drop requests (Traefik cannot see the current container, an ambiguous
+network, labels that put each version in its own service, no way to add the
+drain probe, a held lock), each with its fix. Exits 1 when it finds anything,
+so CI can run it before the rollout. Changes nothing.`,
+		Example: `  deployctl check --app web`,
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if o.App == "" {
+				return usagef("--app is required (deployctl status lists the apps)")
+			}
+			eng, rt, err := connect(c.Context(), &tr, nil)
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			o.Probe, _ = selfProbe()
+			findings, err := eng.Check(c.Context(), o)
+			if err != nil {
+				return err
+			}
+			w := c.OutOrStdout()
+			if asJSON {
+				if findings == nil {
+					findings = []deploy.Finding{}
+				}
+				if err := writeJSON(w, findings); err != nil {
+					return err
+				}
+			} else if len(findings) == 0 {
+				fmt.Fprintf(w, "%s: nothing found that would make a rollout fail or drop requests\n", o.App)
+			} else {
+				for _, f := range findings {
+					fmt.Fprintf(w, "! %s\n  fix: %s\n", f.Problem, f.Fix)
+				}
+			}
+			if len(findings) > 0 {
+				return &reportedError{fmt.Errorf("%d finding(s)", len(findings))}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&o.App, "app", "", "the app (required)")
+	c.Flags().StringVar(&o.Network, "network", "", "the network Traefik reaches the app on")
+	c.Flags().StringVar(&o.Service, "service", "", "the app's Traefik service (default: found)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the findings as JSON")
+	tr.register(c)
+	return c
+}

@@ -1,0 +1,81 @@
+package deploy
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestPlanChangesNothing(t *testing.T) {
+	w := newWorld()
+	w.addRunning("web-v1", "v1", true)
+	legacy := w.addRunning("legacy", "v0", false)
+	legacy.Labels[LabelApp] = "web"
+	stopped := w.addRunning("web-v0", "v0", true)
+	stopped.State = "exited"
+	e, _ := engine(w)
+	o := testOptions("v2") // web:v2 is not on the host: it would be pulled
+	o.Keep = 1
+	p, err := e.Plan(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range w.ops {
+		if op != "traefik list" {
+			t.Errorf("dry run did %q", op)
+		}
+	}
+	if !p.WouldPull || p.Port != 8080 || !p.Probe || len(p.Services) != 1 || p.Services[0] != "web@docker" {
+		t.Errorf("plan %+v", p)
+	}
+	drains := map[string]DrainMode{}
+	for _, c := range p.Current {
+		drains[c.Name] = c.Drain
+	}
+	if len(p.Current) != 2 || drains["legacy"] != DrainSignal || drains["web-v1"] != DrainHealth {
+		t.Errorf("current %+v", p.Current)
+	}
+	// --keep 1 with two containers about to be stopped: the stopped v0 goes.
+	if len(p.Prune) != 1 || p.Prune[0] != "web-v0" {
+		t.Errorf("prune %v", p.Prune)
+	}
+	if len(p.Warnings) == 0 || !strings.Contains(strings.Join(p.Warnings, "\n"), "not created by deployctl") {
+		t.Errorf("warnings %q", p.Warnings)
+	}
+}
+
+func TestCheckFindings(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v1", nil)
+	c := w.addRunning("web-v1", "v1", true)
+	c.Labels[LabelImage] = "web"
+	e, _ := engine(w)
+	probe := testOptions("v1").Probe
+	findings, err := e.Check(context.Background(), Options{App: "web", Probe: probe})
+	if err != nil || len(findings) != 0 {
+		t.Fatalf("healthy app: %+v %v", findings, err)
+	}
+	// Two networks and no service label: both reported, with fixes.
+	c.Networks["backend"] = "10.9.0.2"
+	for k := range c.Labels {
+		if strings.HasPrefix(k, "traefik.http.services.") {
+			delete(c.Labels, k)
+		}
+	}
+	findings, err = e.Check(context.Background(), Options{App: "web", Probe: probe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := ""
+	for _, f := range findings {
+		all += f.Problem + " / " + f.Fix + "\n"
+	}
+	for _, want := range []string{"several networks", "traefik.docker.network", "name no Traefik service", "Traefik does not list"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("findings lack %q:\n%s", want, all)
+		}
+	}
+	if _, err := e.Check(context.Background(), Options{App: "nope"}); err == nil {
+		t.Errorf("unknown app accepted")
+	}
+}
