@@ -110,7 +110,15 @@ DEPLOYCTL_TRAEFIK_URL; a flag on the command line wins over the environment.`,
 	return c
 }
 
-func runRollout(ctx context.Context, c *cobra.Command, o *rolloutOptions) error {
+func runRollout(ctx context.Context, c *cobra.Command, o *rolloutOptions) (err error) {
+	// --json: a failure before the engine ran (bad input, Docker or
+	// Traefik unreachable) is a JSON document too.
+	wroteJSON := false
+	defer func() {
+		if err != nil && o.json && !wroteJSON && !o.dryRun {
+			writeJSONResult(c.OutOrStdout(), nil, err)
+		}
+	}()
 	if err := o.complete(c); err != nil {
 		return err
 	}
@@ -148,6 +156,7 @@ func runRollout(ctx context.Context, c *cobra.Command, o *rolloutOptions) error 
 	progress.Close()
 	if o.json {
 		writeJSONResult(c.OutOrStdout(), res, err)
+		wroteJSON = true
 	}
 	if err != nil {
 		var de *deploy.Error
