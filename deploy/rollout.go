@@ -740,7 +740,11 @@ func (r *rollout) newContainerFailed(ctx context.Context, c Container, restarts 
 		return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s exited with code %d", c.Short(), c.ExitCode),
 			Observed: "last log lines:\n" + r.logs(ctx, c.ID), Hint: "the app's logs above; run the image by hand to reproduce"}
 	case c.RestartCount > restarts || c.State == "restarting":
-		return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s exited with code %d and its restart policy keeps restarting it (%d restarts)", c.Short(), c.ExitCode, c.RestartCount),
+		code := ""
+		if c.ExitCode != 0 {
+			code = fmt.Sprintf(" (last exit code %d)", c.ExitCode)
+		}
+		return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s keeps exiting: its restart policy restarted it %d times%s", c.Short(), c.RestartCount, code),
 			Observed: "last log lines:\n" + r.logs(ctx, c.ID), Hint: "the app's logs above"}
 	case c.Health == "unhealthy":
 		return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s is unhealthy", c.Short()),
@@ -1203,7 +1207,7 @@ func (r *rollout) removeNew(ctx context.Context) error {
 	if errors.Is(err, ErrContainerNotFound) {
 		return nil
 	}
-	if err == nil && c.State == "running" && c.Health != "unhealthy" && c.Health != "starting" {
+	if err == nil && c.State == "running" {
 		// Every network: wherever Traefik may have picked the address.
 		urls := serverURLs(c)
 		listed := func() bool {
@@ -1231,11 +1235,16 @@ func (r *rollout) removeNew(ctx context.Context) error {
 			}
 			return false
 		}
-		if r.probe && listed() {
+		// Whatever its health: Traefik may still route to an unhealthy
+		// container until it applies the change (its throttle).
+		// Without the probe a healthy container cannot leave Traefik before
+		// its signal; an unhealthy one leaves on its own.
+		if (r.probe || c.Health != "healthy") && listed() {
 			r.e.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: c.Short(), Message: "draining the new container before removing it"})
-			if r.e.Runtime.CopyFiles(ctx, c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}}) == nil {
-				_ = r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) { return !listed(), nil })
+			if r.probe {
+				_ = r.e.Runtime.CopyFiles(ctx, c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
 			}
+			_ = r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) { return !listed(), nil })
 		}
 		timeout := r.o.StopTimeout
 		if timeout == 0 {

@@ -142,7 +142,7 @@ func TestRolloutFailuresLeaveV1Serving(t *testing.T) {
 		want []string
 	}{
 		{"new container crashes on start", []string{"--env", "CRASH_AFTER=0"},
-			1, []string{"exited with code 1", "last log lines"}},
+			1, []string{"exit", "last log lines", "event=crash"}}, // "exited with code 1" or "keeps exiting"
 		{"never healthy", []string{"--env", "NEVER_HEALTHY=1"},
 			1, []string{"unhealthy"}},
 		{"healthy but not routable: not on Traefik's network", []string{"--label", "traefik.docker.network=" + other},
