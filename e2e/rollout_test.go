@@ -23,7 +23,7 @@ func appImages(t *testing.T, cli *client.Client, versions ...string) string {
 	for _, v := range versions {
 		ref := testenv.AppImage(t, cli, testenv.AppImageOptions{
 			Tag: v, Version: v,
-			Healthcheck: &testenv.Healthcheck{Interval: time.Second, Timeout: 2 * time.Second, Retries: 3},
+			Healthcheck: &testenv.Healthcheck{Interval: time.Second, Timeout: 5 * time.Second, Retries: 3},
 			Env:         map[string]string{"DRAIN": "1s"},
 		})
 		repo, _, _ = strings.Cut(ref, ":")
