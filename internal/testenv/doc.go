@@ -1,5 +1,7 @@
 // Package testenv is the end-to-end test harness of deployctl. It is only
-// imported by tests.
+// imported by tests. It wraps internal/harness (which does the work, and
+// which programs such as the benchmark use directly) with testing.TB:
+// failures fail the test, cleanups are registered with t.Cleanup.
 //
 // It gives a test a Docker client ([Docker]), a private bridge network
 // ([Network]), images of the test app in testdata/app ([AppImage]),

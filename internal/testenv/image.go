@@ -1,92 +1,31 @@
 package testenv
 
 import (
-	"archive/tar"
-	"bytes"
-	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
+
+	"github.com/deployctl/deployctl/internal/harness"
 )
 
-// Healthcheck is the HEALTHCHECK of an app image. The check runs
-// "/app probe" (exec form), which GETs http://127.0.0.1:$PORT/health.
-// Zero durations and retries leave Docker's defaults (30s, 30s, 0s, 3).
-// The engine here speaks API 1.41: there is no --start-interval, and the
-// first check runs one Interval after the container starts.
-type Healthcheck struct {
-	Interval    time.Duration
-	Timeout     time.Duration
-	StartPeriod time.Duration
-	Retries     int
-}
+// Healthcheck is the HEALTHCHECK of an app image; see [harness.Healthcheck].
+type Healthcheck = harness.Healthcheck
 
-// AppImageOptions describes an image of the test app (testdata/app).
-type AppImageOptions struct {
-	// Tag of the image; default "latest". The repository is chosen by
-	// AppImage (one per test).
-	Tag string
-	// Version sets ENV APP_VERSION (what GET / reports).
-	Version string
-	// Healthcheck, if not nil, adds a HEALTHCHECK.
-	Healthcheck *Healthcheck
-	// Port sets ENV PORT and EXPOSE (default 8080).
-	Port int
-	// NoExpose leaves EXPOSE out.
-	NoExpose bool
-	// Env adds ENV lines (e.g. SHUTDOWN, DRAIN, NEVER_HEALTHY).
-	Env map[string]string
-	// Labels adds LABEL lines (e.g. Traefik labels baked into the image).
-	Labels map[string]string
-}
-
-var (
-	appBinOnce sync.Once
-	appBin     []byte
-	appBinErr  error
-)
+// AppImageOptions describes an image of the test app (testdata/app); see
+// [harness.AppImageOptions]. Tag is the image's tag (default "latest"); the
+// repository is chosen by AppImage (one per test).
+type AppImageOptions = harness.AppImageOptions
 
 // AppBinary returns the static Linux binary of testdata/app, built once per
 // test process.
 func AppBinary(t testing.TB) []byte {
 	t.Helper()
-	appBinOnce.Do(func() {
-		root, err := repoRoot()
-		if err != nil {
-			appBinErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "deployctl-testapp-")
-		if err != nil {
-			appBinErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "app")
-		cmd := exec.Command("go", "build", "-buildvcs=false", "-o", out, "./testdata/app")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOWORK=off")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			appBinErr = fmt.Errorf("go build ./testdata/app: %v\n%s", err, b)
-			return
-		}
-		appBin, appBinErr = os.ReadFile(out)
-	})
-	if appBinErr != nil {
-		t.Fatalf("building the test app: %v", appBinErr)
+	b, err := harness.AppBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return appBin
+	return b
 }
 
 var (
@@ -112,71 +51,9 @@ func testRepo(t testing.TB) string {
 	return r
 }
 
-// Dockerfile returns the Dockerfile AppImage builds for opts. The legacy
-// builder commits one intermediate image per instruction (about a second
-// each here), so there is one instruction per kind, ordered from the most
-// to the least shared, to make the most of the build cache: a second image
-// differing only in ENV costs one step.
-func Dockerfile(opts AppImageOptions) string {
-	port := opts.Port
-	if port == 0 {
-		port = 8080
-	}
-	var b strings.Builder
-	b.WriteString("FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n")
-	if !opts.NoExpose {
-		fmt.Fprintf(&b, "EXPOSE %d\n", port)
-	}
-	if h := opts.Healthcheck; h != nil {
-		b.WriteString("HEALTHCHECK")
-		if h.Interval > 0 {
-			fmt.Fprintf(&b, " --interval=%s", h.Interval)
-		}
-		if h.Timeout > 0 {
-			fmt.Fprintf(&b, " --timeout=%s", h.Timeout)
-		}
-		if h.StartPeriod > 0 {
-			fmt.Fprintf(&b, " --start-period=%s", h.StartPeriod)
-		}
-		if h.Retries > 0 {
-			fmt.Fprintf(&b, " --retries=%d", h.Retries)
-		}
-		b.WriteString(` CMD ["/app", "probe"]` + "\n")
-	}
-	labels := map[string]string{LabelKey: runID}
-	for k, v := range opts.Labels {
-		labels[k] = v
-	}
-	b.WriteString("LABEL")
-	for _, k := range sortedKeys(labels) {
-		fmt.Fprintf(&b, " %s=%s", quote(k), quote(labels[k]))
-	}
-	fmt.Fprintf(&b, "\nENV PORT=%d", port)
-	if opts.Version != "" {
-		fmt.Fprintf(&b, " APP_VERSION=%s", quote(opts.Version))
-	}
-	for _, k := range sortedKeys(opts.Env) {
-		fmt.Fprintf(&b, " %s=%s", k, quote(opts.Env[k]))
-	}
-	b.WriteString("\n")
-	return b.String()
-}
-
-// quote returns s as a Dockerfile double-quoted word (no variable
-// expansion).
-func quote(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`, "\n", `\n`)
-	return `"` + r.Replace(s) + `"`
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+// Dockerfile returns the Dockerfile AppImage builds for opts (see
+// [harness.Dockerfile]).
+func Dockerfile(opts AppImageOptions) string { return harness.Dockerfile(opts) }
 
 // AppImage builds an image of the test app (FROM scratch, the static binary
 // as /app, ENTRYPOINT ["/app"]) with the engine's legacy builder and returns
@@ -189,90 +66,17 @@ func AppImage(t testing.TB, cli *client.Client, opts AppImageOptions) string {
 	if tag == "" {
 		tag = "latest"
 	}
-	repo := testRepo(t)
-	ref := repo + ":" + tag
-
-	bin := AppBinary(t)
-	var ctxTar bytes.Buffer
-	tw := tar.NewWriter(&ctxTar)
-	add := func(name string, mode int64, data []byte) {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: int64(len(data)), ModTime: time.Unix(0, 0)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	add("Dockerfile", 0o644, []byte(Dockerfile(opts)))
-	add("app", 0o755, bin)
-	if err := tw.Close(); err != nil {
+	ref := testRepo(t) + ":" + tag
+	if err := harness.BuildAppImage(cli, ref, opts); err != nil {
 		t.Fatal(err)
 	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	res, err := cli.ImageBuild(ctx, &ctxTar, client.ImageBuildOptions{
-		Tags:        []string{ref},
-		Remove:      true,
-		ForceRemove: true,
-		Version:     build.BuilderV1,
-	})
-	if err != nil {
-		t.Fatalf("build image %s: %v", ref, err)
-	}
-	out, err := readBuildStream(res.Body)
-	res.Body.Close()
-	if err != nil {
-		t.Fatalf("build image %s: %v\nDockerfile:\n%s\nbuild output:\n%s", ref, err, Dockerfile(opts), out)
-	}
-
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		defer cancel()
-		if l, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true}); err == nil {
-			for _, c := range l.Items {
-				if c.Image == ref || strings.HasPrefix(c.Image, repo+":") {
-					if _, err := cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !isNotFound(err) {
-						t.Errorf("cleanup: remove container %.12s of %s: %v", c.ID, ref, err)
-					}
-				}
-			}
-		}
-		if _, err := cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true}); err != nil && !isNotFound(err) {
-			t.Errorf("cleanup: remove image %s: %v", ref, err)
+		if err := harness.RemoveImage(cli, ref); err != nil {
+			t.Errorf("cleanup: %v", err)
 		}
 	})
 	return ref
 }
 
-// readBuildStream consumes the JSON message stream of an image build and
-// returns the text output and the first error message.
-func readBuildStream(r io.Reader) (string, error) {
-	var out strings.Builder
-	dec := json.NewDecoder(r)
-	for {
-		var m struct {
-			Stream      string `json:"stream"`
-			Status      string `json:"status"`
-			Error       string `json:"error"`
-			ErrorDetail *struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&m); err == io.EOF {
-			return out.String(), nil
-		} else if err != nil {
-			return out.String(), fmt.Errorf("reading build output: %v", err)
-		}
-		out.WriteString(m.Stream)
-		if m.Status != "" {
-			out.WriteString(m.Status + "\n")
-		}
-		if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
-			return out.String(), fmt.Errorf("%s", m.ErrorDetail.Message)
-		}
-		if m.Error != "" {
-			return out.String(), fmt.Errorf("%s", m.Error)
-		}
-	}
-}
+// sortedKeys returns the keys of m in order.
+func sortedKeys(m map[string]string) []string { return harness.SortedKeys(m) }

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package testenv
+package harness
 
 // lockFile is a no-op where flock(2) does not exist; concurrent builds then
 // still publish the binary atomically, they only duplicate work.
