@@ -62,7 +62,7 @@ func selfProbe() (*deploy.ProbeBinary, string) {
 	if err := checkStatic(exe); err != nil {
 		return nil, fmt.Sprintf("%s cannot serve as the drain probe: %v; build deployctl with CGO_ENABLED=0", exe, err)
 	}
-	return &deploy.ProbeBinary{OS: runtime.GOOS, Arch: runtime.GOARCH, Load: func() ([]byte, error) { return os.ReadFile(exe) }}, ""
+	return &deploy.ProbeBinary{OS: runtime.GOOS, Arch: runtime.GOARCH, Path: exe}, ""
 }
 
 // checkStatic fails for an ELF executable that needs a dynamic loader.

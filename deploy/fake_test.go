@@ -208,13 +208,14 @@ func (f *fakeRuntime) CopyFiles(ctx context.Context, id string, files []File) er
 	c := w.containers[id]
 	for _, file := range files {
 		if file.Path == MarkerPath {
+			was := c.marker
 			c.marker = string(file.Data)
 			w.op("marker %s %s", c.Name, strings.TrimSpace(c.marker))
 			if c.State == "running" && c.Labels[LabelDrain] == "probe" {
 				if c.marker == MarkerDrain {
 					c.Health = "unhealthy"
-				} else {
-					c.Health = "healthy"
+				} else if was == MarkerDrain {
+					c.Health = "healthy" // the app itself is fine
 				}
 			}
 		}

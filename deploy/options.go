@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -37,7 +38,8 @@ const (
 // creates: usually the deployctl binary itself.
 type ProbeBinary struct {
 	OS, Arch string
-	Load     func() ([]byte, error)
+	// Path is the binary on this machine; it is streamed into containers.
+	Path string
 }
 
 // Options is one rollout request.
@@ -71,6 +73,9 @@ type Options struct {
 	Keep        int           // old versions kept stopped
 	Force       bool          // redeploy the version already serving
 
+	// DrainGrace is how long to wait between Traefik dropping an old server
+	// and its stop signal, for requests Traefik accepted just before.
+	DrainGrace time.Duration
 	// DrainInterval is how often Docker runs the drain-aware probe; a drain
 	// shows in Traefik within about this long (plus Traefik's throttle).
 	DrainInterval time.Duration
@@ -110,22 +115,29 @@ const (
 	DefaultKeep              = 3
 	DefaultStopTimeout       = 10 * time.Second
 	DefaultDrainInterval     = time.Second
+	DefaultDrainGrace        = 200 * time.Millisecond
 	DefaultRegisterTimeout   = 30 * time.Second
 	DefaultDeregisterTimeout = 30 * time.Second
 	DefaultPollInterval      = 100 * time.Millisecond
 )
 
+// lazyRegexp compiles on first use: the probe runs deployctl every second
+// in every container, and package-level compiles are start-up time.
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
+
 // tagPattern is Docker's grammar for a tag.
-var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+var tagPattern = lazyRegexp(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 
 // namePattern is Docker's grammar for a container name.
-var namePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+var namePattern = lazyRegexp(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
-var restartPattern = regexp.MustCompile(`^(no|always|unless-stopped|on-failure(:[0-9]+)?)$`)
+var restartPattern = lazyRegexp(`^(no|always|unless-stopped|on-failure(:[0-9]+)?)$`)
 
 // repoPattern is a loose check of an image repository: lowercase path
 // components, an optional registry host with port, no tag or digest.
-var repoPattern = regexp.MustCompile(`^([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
+var repoPattern = lazyRegexp(`^([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
 
 // Validate checks o without contacting anything; errors are *Error of
 // KindUsage that say what was wrong and what to do.
@@ -145,22 +157,22 @@ func (o Options) normalize() (Options, error) {
 	if o.Image == "" {
 		return o, usageError("--image is required, e.g. --image registry.example.com/app")
 	}
-	if strings.ContainsAny(o.Image, "@") || (strings.Contains(o.Image, ":") && !repoPattern.MatchString(o.Image)) {
+	if strings.ContainsAny(o.Image, "@") || (strings.Contains(o.Image, ":") && !repoPattern().MatchString(o.Image)) {
 		return o, usageError("--image %q must be a repository without tag or digest (the tag goes in --version), e.g. --image app --version 3f9ace5", o.Image)
 	}
-	if !repoPattern.MatchString(o.Image) {
+	if !repoPattern().MatchString(o.Image) {
 		return o, usageError("--image %q is not a valid image repository: use lowercase letters, digits and . _ - separators, e.g. registry.example.com/team/app", o.Image)
 	}
 	if o.Version == "" {
 		return o, usageError("--version is required: the image tag to deploy, e.g. --version 3f9ace5")
 	}
-	if !tagPattern.MatchString(o.Version) {
+	if !tagPattern().MatchString(o.Version) {
 		return o, usageError("--version %q is not a valid Docker tag: up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'", o.Version)
 	}
 	if o.App == "" {
 		o.App = o.Image[strings.LastIndex(o.Image, "/")+1:]
 	}
-	if !namePattern.MatchString(o.App) {
+	if !namePattern().MatchString(o.App) {
 		return o, usageError("--app %q is not a valid app name: letters, digits, '_', '.' and '-', starting with a letter or digit", o.App)
 	}
 	switch o.Drain {
@@ -181,7 +193,7 @@ func (o Options) normalize() (Options, error) {
 		"--stop-timeout": o.StopTimeout, "--drain-interval": o.DrainInterval,
 		"--health-timeout": o.HealthTimeout, "--register-timeout": o.RegisterTimeout,
 		"--deregister-timeout": o.DeregisterTimeout, "--poll-interval": o.PollInterval,
-		"--lock-wait": o.LockWait, "--watch": o.Watch,
+		"--lock-wait": o.LockWait, "--watch": o.Watch, "--drain-grace": o.DrainGrace,
 	} {
 		if d < 0 {
 			return o, usageError("%s must not be negative (got %s)", name, d)
@@ -218,7 +230,7 @@ func (o Options) normalize() (Options, error) {
 			return o, usageError("a label needs a key: KEY=VALUE")
 		}
 	}
-	if o.Restart != "" && !restartPattern.MatchString(o.Restart) {
+	if o.Restart != "" && !restartPattern().MatchString(o.Restart) {
 		return o, usageError("--restart %q: want no, always, unless-stopped or on-failure[:N]", o.Restart)
 	}
 	if o.Healthcheck != nil && len(o.Healthcheck.Test) == 0 {

@@ -504,20 +504,6 @@ func (r *rollout) create(ctx context.Context) error {
 	for _, w := range warnings {
 		r.warn(PhaseCreate, "%s", w)
 	}
-	if r.probe {
-		bin, err := o.Probe.Load()
-		if err != nil {
-			return fmt.Errorf("reading the probe binary: %w", err)
-		}
-		files := []File{
-			{Path: ProbeDir + "/", Mode: 0o1777},
-			{Path: ProbePath, Mode: 0o755, Data: bin},
-			{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)},
-		}
-		if err := r.e.Runtime.CopyFiles(ctx, c.ID, files); err != nil {
-			return classifyDocker(fmt.Errorf("copying the drain probe into %s: %w (use --drain=signal to deploy without it)", c.Short(), err))
-		}
-	}
 	// Before it starts, and so before Traefik can route to it: the network
 	// Traefik must reach it on has to be one it is attached to, or Traefik
 	// would route to an address that does not answer.
@@ -527,6 +513,20 @@ func (r *rollout) create(ctx context.Context) error {
 	}
 	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
 		return classifyDocker(fmt.Errorf("starting %s: %w", c.Short(), err))
+	}
+	// The probe is copied in while the app boots: Docker first runs the
+	// healthcheck one drain interval after the start, and failures within
+	// the start period do not count. A container that cannot get it is
+	// removed like any new container that fails before the cutover.
+	if r.probe {
+		files := []File{
+			{Path: ProbeDir + "/", Mode: 0o1777},
+			{Path: ProbePath, Mode: 0o755, Source: o.Probe.Path},
+			{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)},
+		}
+		if err := r.e.Runtime.CopyFiles(ctx, c.ID, files); err != nil {
+			return classifyDocker(fmt.Errorf("copying the drain probe into %s: %w (use --drain=signal to deploy without it)", c.Short(), err))
+		}
 	}
 	r.done(PhaseCreate, Event{Container: c.Short(), Message: "started"})
 	return nil
@@ -1018,6 +1018,12 @@ func (r *rollout) stopOld(ctx context.Context) error {
 	// is what keeps serving, so a signal from here on no longer aborts.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout()+r.o.StopTimeout+DefaultStopTimeout)
 	defer cancel()
+	if r.o.DrainGrace > 0 && slices.ContainsFunc(r.olds, func(o *oldContainer) bool { return o.drain == DrainHealth }) {
+		// Traefik's API and its routing switch within milliseconds of each
+		// other, in either order: requests it accepted just before the
+		// switch get this long to reach the old server.
+		time.Sleep(r.o.DrainGrace)
+	}
 	var bySignal []*oldContainer
 	err := parallel(r.olds, func(old *oldContainer) error {
 		timeout := r.o.StopTimeout

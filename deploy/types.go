@@ -134,11 +134,13 @@ func (h Healthcheck) WithDefaults() Healthcheck {
 	return h
 }
 
-// File is a file to place in a container.
+// File is a file to place in a container: Data, or the file at Source on
+// this machine (streamed, for large files such as the probe).
 type File struct {
-	Path string
-	Mode int64
-	Data []byte
+	Path   string
+	Mode   int64
+	Data   []byte
+	Source string
 }
 
 // CreateSpec says how to create the new container.

@@ -295,28 +295,46 @@ func (r *Runtime) Logs(ctx context.Context, id string, lines int) (string, error
 }
 
 // CopyFiles implements deploy.Runtime. A path ending in "/" is a directory.
+// The tar stream is written while Docker reads it, so a large Source file
+// (the probe) is never held in memory.
 func (r *Runtime) CopyFiles(ctx context.Context, id string, files []deploy.File) error {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(writeTar(pw, files)) }()
+	defer pr.Close()
+	_, err := r.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: pr})
+	return wrap(err)
+}
+
+func writeTar(w io.Writer, files []deploy.File) error {
+	tw := tar.NewWriter(w)
 	now := time.Now()
 	for _, f := range files {
 		name := strings.TrimPrefix(f.Path, "/")
 		hdr := &tar.Header{Name: name, Mode: f.Mode, ModTime: now, Typeflag: tar.TypeReg, Size: int64(len(f.Data))}
-		if strings.HasSuffix(name, "/") {
+		var src io.Reader = bytes.NewReader(f.Data)
+		switch {
+		case strings.HasSuffix(name, "/"):
 			hdr.Typeflag, hdr.Size = tar.TypeDir, 0
+		case f.Source != "":
+			file, err := os.Open(f.Source)
+			if err != nil {
+				return err
+			}
+			defer file.Close()
+			st, err := file.Stat()
+			if err != nil {
+				return err
+			}
+			hdr.Size, src = st.Size(), file
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
-		if _, err := tw.Write(f.Data); err != nil {
+		if _, err := io.Copy(tw, src); err != nil {
 			return err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	_, err := r.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: &buf})
-	return wrap(err)
+	return tw.Close()
 }
 
 // Create implements deploy.Runtime.
