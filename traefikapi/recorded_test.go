@@ -37,7 +37,7 @@ func loadRecordings(t *testing.T, prefix string) map[string]recording {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join("testdata", "recorded", prefix+"_*.headers.txt"))
 	if len(files) == 0 {
-		t.Skipf("no recorded answers for Traefik %s in testdata/recorded", prefix)
+		t.Fatalf("no recorded answers for Traefik %s in testdata/recorded (DEPLOYCTL_RECORD=1 go test ./internal/testenv -run TestRecordTraefikAPI records them)", prefix)
 	}
 	recs := map[string]recording{}
 	for _, f := range files {
