@@ -1,0 +1,98 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// The deploy lock and the history record of a run.
+
+// lock takes the app's deploy lock, waiting up to LockWait, breaking a
+// stale one.
+func (r *rollout) lock(ctx context.Context, image string) error {
+	j := r.e.Journal
+	if j == nil {
+		return nil
+	}
+	holder := CurrentHolder(r.e.now())
+	holder.Expires = holder.Since.Add(time.Hour)
+	if d, ok := ctx.Deadline(); ok {
+		holder.Expires = d.Add(r.cleanupTimeout() + time.Minute)
+	}
+	deadline := r.e.now().Add(r.o.LockWait)
+	thisHost, _ := os.Hostname()
+	waited := false
+	for {
+		err := j.Lock(ctx, r.o.App, image, holder)
+		var le *LockedError
+		if err == nil {
+			r.locked = true
+			return nil
+		}
+		if !errors.As(err, &le) {
+			return unreachable("Docker", fmt.Errorf("taking the deploy lock: %w", err))
+		}
+		if le.Holder.Stale(r.e.now(), thisHost, r.e.ProcessAlive) {
+			r.warn(PhasePlan, "breaking a stale deploy lock on %s held by %s (expired %s)", r.o.App, le.Holder, le.Holder.Expires.Local().Format("15:04:05"))
+			if err := j.Unlock(ctx, r.o.App); err != nil {
+				return unreachable("Docker", err)
+			}
+			continue
+		}
+		if !r.e.now().Before(deadline) {
+			return &Error{Kind: KindLocked, Err: le,
+				Hint: fmt.Sprintf("wait for that run to finish (--lock-wait to wait up to a duration); if it was killed, the lock expires at %s, or run: deployctl unlock --app %s", le.Holder.Expires.Local().Format("2006-01-02 15:04:05"), r.o.App)}
+		}
+		if !waited {
+			r.info(PhasePlan, Event{Message: fmt.Sprintf("waiting for the deploy lock: %v", le)})
+			waited = true
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// finish records the run in the history and releases the lock, also after
+// a failure or a signal.
+func (r *rollout) finish(ctx context.Context, err error) {
+	j := r.e.Journal
+	if j == nil || !r.locked {
+		return
+	}
+	cctx, cancel := r.cleanupContext(ctx)
+	defer cancel()
+	rec := Record{App: r.o.App, Operation: r.operation, From: versionsOf(r.olds), To: r.o.Version,
+		Result: "ok", Started: r.start, Total: Duration(r.e.now().Sub(r.start)), Phases: r.phases, By: CurrentHolder(r.start)}
+	var de *Error
+	switch {
+	case errors.As(err, &de) && de.Kind == KindInterrupted:
+		rec.Result, rec.Phase, rec.Error = "interrupted", de.Phase, firstLine(de.Err.Error())
+	case errors.As(err, &de):
+		rec.Result, rec.Phase, rec.Error = "failed", de.Phase, firstLine(de.Err.Error())
+	case err != nil:
+		rec.Result, rec.Error = "failed", firstLine(err.Error())
+	}
+	if werr := j.AddRecord(cctx, rec, r.o.HistoryKeep); werr != nil {
+		r.warn(PhaseDone, "could not write the history record: %v", werr)
+	}
+	r.release(cctx)
+}
+
+// release gives the deploy lock back.
+func (r *rollout) release(ctx context.Context) {
+	if r.e.Journal == nil || !r.locked {
+		return
+	}
+	cctx, cancel := r.cleanupContext(ctx)
+	defer cancel()
+	if err := r.e.Journal.Unlock(cctx, r.o.App); err != nil {
+		r.warn(PhaseDone, "could not release the deploy lock: %v (deployctl unlock --app %s)", err, r.o.App)
+	}
+	r.locked = false
+}

@@ -1,0 +1,254 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// What a run does when something goes wrong: undo, clean up, explain.
+
+// watch watches the new container for o.Watch after the cutover, the old
+// ones drained but running. If the new one fails, the old ones are put back
+// in rotation first and the new one is drained and stopped after.
+func (r *rollout) watch(ctx context.Context) error {
+	if r.o.Watch <= 0 || len(r.olds) == 0 {
+		return nil
+	}
+	r.begin(PhaseWatch, fmt.Sprintf("watching %s for %s; the old version stays ready", r.newC.Short(), r.o.Watch))
+	restarts := r.newC.RestartCount
+	var reason string
+	err := r.poll(ctx, r.o.Watch, func() (bool, error) {
+		c, err := r.e.Runtime.Inspect(ctx, r.newC.ID)
+		if err != nil {
+			reason = "it could not be inspected: " + err.Error()
+			return true, nil
+		}
+		*r.newC = c
+		switch {
+		case c.State != "running" || c.RestartCount > restarts:
+			reason = fmt.Sprintf("it exited with code %d", c.ExitCode)
+		case c.Health == "unhealthy" && lastProbe(c) == "":
+			reason = "it turned unhealthy (its probe could not run: the container is probably exiting)"
+		case c.Health == "unhealthy":
+			reason = "it turned unhealthy: " + lastProbe(c)
+		case r.probe && strings.Contains(lastProbe(c), "check failed"):
+			// The probe still reports healthy while the app's own check
+			// has failed fewer times than its retries allow: act now,
+			// while the new container still serves.
+			reason = "its health check started failing: " + lastProbe(c)
+		}
+		if reason != "" {
+			return true, nil
+		}
+		for _, name := range r.services {
+			svc, err := r.e.Router.Service(ctx, name)
+			if err != nil {
+				continue // Traefik's answer is not a verdict on the app
+			}
+			if srv, ok := svc.Server(r.newURL); !ok || !srv.Registered() {
+				reason = "Traefik no longer routes to it"
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	switch {
+	case isTimeout(err):
+		r.done(PhaseWatch, Event{Container: r.newC.Short(), Message: "stayed healthy for " + r.o.Watch.String()})
+		return nil
+	case err != nil && ctx.Err() == nil:
+		return err
+	case ctx.Err() != nil:
+		reason = "the rollout was interrupted"
+	}
+	r.warn(PhaseWatch, "%s %s failed within the watch window: %s; putting %s back", r.o.App, r.o.Version, reason, names(containersOf(r.olds)))
+	cause := fmt.Errorf("%s %s failed within the watch window: %s", r.o.App, r.o.Version, reason)
+	if ctx.Err() != nil {
+		cause = context.Cause(ctx)
+	}
+	// The old version is put back first (every moment counts if the new
+	// one is down); fail() then drains, stops and removes the new one, as
+	// for any failure before the cutover.
+	if err := r.revert(ctx, cause); err != nil && !errors.Is(err, cause) {
+		return err
+	}
+	observed := "last log lines of the new container:\n" + r.logs(ctx, r.newC.ID)
+	return &Error{Phase: PhaseWatch, Kind: KindFailed, Err: cause, Observed: observed,
+		State: fmt.Sprintf("rolled back: %s (%s) is serving again; the new container was removed", describeCurrent(r.olds), names(containersOf(r.olds))),
+		Hint:  "the new version's logs above"}
+}
+
+// revert undoes a drain that could not be completed: the old containers'
+// markers are set back to serve, the engine waits until Traefik routes to
+// them again, and only then is the new container removed.
+func (r *rollout) revert(ctx context.Context, cause error) error {
+	ctx, cancel := r.cleanupContext(ctx)
+	defer cancel()
+	r.e.emit(Event{Phase: PhaseRevert, Status: StatusStart, Message: "putting the old version back in rotation"})
+	var restored []*oldContainer
+	for _, old := range r.olds {
+		if !old.drained {
+			continue
+		}
+		if err := r.e.Runtime.CopyFiles(ctx, old.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}}); err != nil {
+			return r.needsHuman(PhaseDrain, cause, fmt.Errorf("restoring %s: %w", old.Short(), err))
+		}
+		old.drained = false
+		restored = append(restored, old)
+	}
+	err := r.poll(ctx, r.o.DeregisterTimeout+r.o.RegisterTimeout, func() (bool, error) {
+		for _, name := range r.services {
+			svc, err := r.e.Router.Service(ctx, name)
+			if err != nil {
+				return false, nil
+			}
+			for _, old := range restored {
+				if srv, ok := svc.Server(old.url); old.url != "" && (!ok || !srv.Registered()) {
+					return false, nil
+				}
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return r.needsHuman(PhaseDrain, cause, fmt.Errorf("old container(s) did not come back into Traefik: %w", err))
+	}
+	r.cutover = false
+	return cause
+}
+
+func (r *rollout) needsHuman(p Phase, cause, err error) error {
+	return &Error{Phase: p, Kind: KindNeedsHuman, Err: cause,
+		Observed: err.Error(),
+		State:    fmt.Sprintf("both the new container %s and the old one(s) %s are running; the old ones may be out of Traefik", r.newC.Short(), names(containersOf(r.olds))),
+		Hint:     "deployctl status, docker ps; remove the new container or rerun the rollout"}
+}
+
+// fail turns err into an *Error for phase p, removing the new container when
+// the cutover had not begun, so the old version keeps serving untouched.
+func (r *rollout) fail(ctx context.Context, p Phase, err error) error {
+	var de *Error
+	if !errors.As(err, &de) {
+		de = &Error{Kind: KindFailed, Err: err}
+	}
+	if de.Phase == "" || de.Phase == PhasePlan && p != PhasePlan {
+		de.Phase = p
+	}
+	if ctx.Err() != nil {
+		cause := context.Cause(ctx)
+		if errors.Is(cause, ErrInterrupted) {
+			de.Kind, de.Err = KindInterrupted, cause
+		} else if errors.Is(cause, context.DeadlineExceeded) {
+			de.Err = fmt.Errorf("the rollout did not finish within --timeout")
+		}
+	}
+	elapsed := r.e.now().Sub(r.phaseStart)
+	r.e.emit(Event{Phase: de.Phase, Status: StatusFail, Message: de.Err.Error(), Elapsed: elapsed})
+	if de.Kind == KindNeedsHuman {
+		return de
+	}
+	if r.newC != nil && !r.cutover {
+		cctx, cancel := r.cleanupContext(ctx)
+		defer cancel()
+		if rmErr := r.removeNew(cctx); rmErr != nil {
+			de.Kind = KindNeedsHuman
+			de.State = fmt.Sprintf("the old version is untouched, but the new container %s could not be removed: %v", r.newC.Short(), rmErr)
+			de.Hint = "docker rm -f " + r.newC.Short()
+			return de
+		}
+		msg := "new container removed"
+		if r.reused {
+			msg = "retained container stopped again"
+		}
+		r.e.emit(Event{Phase: PhaseRevert, Status: StatusDone, Container: r.newC.Short(), Message: msg})
+	}
+	if de.State == "" {
+		switch {
+		case len(r.olds) == 0 && r.newC != nil:
+			de.State = "first deploy: the new container was removed; nothing of the app is running"
+		case len(r.olds) == 0:
+			de.State = "nothing was changed"
+		case r.newC != nil:
+			de.State = fmt.Sprintf("the old version (%s) is untouched and still serving; the new container was removed", names(containersOf(r.olds)))
+		default:
+			de.State = fmt.Sprintf("nothing was changed; the old version (%s) is still serving", names(containersOf(r.olds)))
+		}
+	}
+	return de
+}
+
+// removeNew removes the new container after a failure. If it may already be
+// in Traefik's rotation (running and healthy), it is drained first, like an
+// old container, so removing it fails no request that Traefik sent it.
+func (r *rollout) removeNew(ctx context.Context) error {
+	c, err := r.e.Runtime.Inspect(ctx, r.newC.ID)
+	if errors.Is(err, ErrContainerNotFound) {
+		return nil
+	}
+	if err == nil && c.State == "running" {
+		// Every network: wherever Traefik may have picked the address.
+		urls := serverURLs(c)
+		listed := func() bool {
+			all, err := r.e.Router.Services(ctx)
+			if err != nil {
+				return true // unknown: assume listed until the deadline
+			}
+			for _, svc := range all {
+				for _, srv := range svc.Servers {
+					if !srv.Registered() {
+						continue
+					}
+					for _, u := range urls {
+						if sameURL(srv.URL, u) {
+							return true
+						}
+					}
+					// A server that joined the app's service since the plan
+					// is the new container under an address deployctl did not
+					// expect (e.g. Traefik picked another network).
+					if slices.Contains(r.services, svc.Name) && !r.baseline[normalizeURL(srv.URL)] {
+						return true
+					}
+				}
+			}
+			return false
+		}
+		// Whatever its health: Traefik may still route to an unhealthy
+		// container until it applies the change (its throttle).
+		// Without the probe a healthy container cannot leave Traefik before
+		// its signal; an unhealthy one leaves on its own.
+		if (r.probe || c.Health != "healthy") && listed() {
+			r.e.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: c.Short(), Message: "draining the new container before removing it"})
+			if r.probe {
+				_ = r.e.Runtime.CopyFiles(ctx, c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
+			}
+			_ = r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) { return !listed(), nil })
+		}
+		timeout := r.o.StopTimeout
+		if timeout == 0 {
+			timeout = DefaultStopTimeout
+		}
+		_ = r.e.Runtime.Stop(ctx, c.ID, timeout)
+	}
+	if r.reused {
+		return nil // stopped above: it goes back to being a retained version
+	}
+	return r.e.Runtime.Remove(ctx, r.newC.ID)
+}
+
+// cleanupContext is a context for undoing work that survives the rollout's
+// own cancellation, bounded by CleanupTimeout.
+func (r *rollout) cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout())
+}
+
+func (r *rollout) cleanupTimeout() time.Duration {
+	if r.e.CleanupTimeout == 0 {
+		return 60 * time.Second
+	}
+	return r.e.CleanupTimeout
+}
