@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Plan is what a rollout would do, worked out without changing anything:
@@ -132,6 +133,10 @@ func (e *Engine) Check(ctx context.Context, o Options) ([]Finding, error) {
 			out = append(out, Finding{fmt.Sprintf("%s cannot be taken out of Traefik before it is stopped (it has no deployctl probe): the next rollout may fail some requests once", old.Name),
 				"nothing to do: containers deployctl creates have the probe, so later rollouts drain cleanly"})
 		}
+	}
+	if hc := newest.Healthcheck; newest.Labels[LabelDrain] == "probe" && hc != nil && hc.Interval > 5*time.Second {
+		out = append(out, Finding{fmt.Sprintf("%s's drain probe runs every %s, so taking it out of Traefik will take about that long", newest.Short(), hc.Interval),
+			"nothing now; the next rollout's container gets --drain-interval (default 1s)"})
 	}
 	if len(newest.Networks) > 1 && newest.Labels[labelTraefikNetwork] == "" && o.Network == "" {
 		out = append(out, Finding{fmt.Sprintf("%s is on several networks (%s) and nothing says which one Traefik uses: Traefik then picks one at random", newest.Short(), strings.Join(sortedKeys(newest.Networks), ", ")),

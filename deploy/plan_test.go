@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPlanChangesNothing(t *testing.T) {
@@ -55,7 +56,9 @@ func TestCheckFindings(t *testing.T) {
 	if err != nil || len(findings) != 0 {
 		t.Fatalf("healthy app: %+v %v", findings, err)
 	}
-	// Two networks and no service label: both reported, with fixes.
+	// A slow drain probe, two networks and no service label: all reported,
+	// with fixes.
+	c.Healthcheck = &Healthcheck{Test: []string{"CMD", ProbePath}, Interval: 30 * time.Second}
 	c.Networks["backend"] = "10.9.0.2"
 	for k := range c.Labels {
 		if strings.HasPrefix(k, "traefik.http.services.") {
@@ -70,7 +73,7 @@ func TestCheckFindings(t *testing.T) {
 	for _, f := range findings {
 		all += f.Problem + " / " + f.Fix + "\n"
 	}
-	for _, want := range []string{"several networks", "traefik.docker.network", "name no Traefik service", "Traefik does not list"} {
+	for _, want := range []string{"several networks", "traefik.docker.network", "name no Traefik service", "Traefik does not list", "runs every 30s"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("findings lack %q:\n%s", want, all)
 		}
