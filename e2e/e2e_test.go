@@ -35,8 +35,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	deployctlBin = filepath.Join(dir, "deployctl")
-	// Static, as released: the binary is copied into containers as the probe.
-	build := exec.Command("go", "build", "-o", deployctlBin, "github.com/deployctl/deployctl")
+	// Static and stripped, as released: the binary is copied into
+	// containers as the probe.
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", deployctlBin, "github.com/deployctl/deployctl")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building deployctl: %v\n%s", err, out)
