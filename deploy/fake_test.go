@@ -205,7 +205,10 @@ func (f *fakeRuntime) CopyFiles(ctx context.Context, id string, files []File) er
 	if w.copyErr != nil {
 		return w.copyErr
 	}
-	c := w.containers[id]
+	c, ok := w.containers[id]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrContainerNotFound, id)
+	}
 	for _, file := range files {
 		if file.Path == MarkerPath {
 			was := c.marker
@@ -247,7 +250,10 @@ func (f *fakeRuntime) Stop(ctx context.Context, id string, timeout time.Duration
 	w := f.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	c := w.containers[id]
+	c, ok := w.containers[id]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrContainerNotFound, id)
+	}
 	w.seq++
 	c.State, c.Health, c.Finished = "exited", "", w.clock.Add(time.Duration(1000+w.seq)*time.Minute)
 	w.op("stop %s", c.Name)

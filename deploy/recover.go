@@ -94,11 +94,22 @@ func (r *rollout) revert(ctx context.Context, cause error) error {
 		if !old.drained {
 			continue
 		}
-		if err := r.e.Runtime.CopyFiles(ctx, old.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}}); err != nil {
+		err := r.e.Runtime.CopyFiles(ctx, old.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}})
+		if errors.Is(err, ErrContainerNotFound) {
+			continue // removed by someone else: nothing to restore
+		}
+		if err != nil {
 			return r.needsHuman(PhaseDrain, cause, fmt.Errorf("restoring %s: %w", old.Short(), err))
 		}
 		old.drained = false
 		restored = append(restored, old)
+	}
+	if len(restored) == 0 {
+		// Every drained old container is gone: the new one is all that
+		// serves, so it stays.
+		return &Error{Phase: PhaseDrain, Kind: KindNeedsHuman, Err: cause,
+			State: fmt.Sprintf("the old container(s) were removed by someone else; the new container %s (%s) is serving", r.newC.Short(), r.o.Version),
+			Hint:  "deployctl status; rerun the rollout if the new version should not stay"}
 	}
 	err := r.poll(ctx, r.o.DeregisterTimeout+r.o.RegisterTimeout, func() (bool, error) {
 		for _, name := range r.services {

@@ -794,6 +794,12 @@ func (r *rollout) drainOld(ctx context.Context) error {
 	err := parallel(draining, func(old *oldContainer) error {
 		old.drained = true
 		err := r.e.Runtime.CopyFiles(ctx, old.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
+		if errors.Is(err, ErrContainerNotFound) {
+			// Removed by someone else: Traefik drops it on its own, and
+			// the new container serves.
+			r.warn(PhaseDrain, "old container %s disappeared during the rollout (removed by someone else)", old.Short())
+			return nil
+		}
 		if err != nil {
 			return classifyDocker(fmt.Errorf("writing the drain marker into %s: %w", old.Short(), err))
 		}

@@ -618,3 +618,30 @@ func TestWatchNeedsDrainableOld(t *testing.T) {
 	_, err := e.Rollout(context.Background(), o)
 	assertKind(t, err, KindUsage)
 }
+
+// Row 9 of the fault matrix: the old container is removed by someone else
+// while it is being drained: the rollout completes, the new one serves.
+func TestOldContainerRemovedDuringDrain(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", nil)
+	old := w.addRunning("web-v1", "v1", true)
+	e, ev := engine(w)
+	e.Reporter = ReporterFunc(func(e Event) {
+		ev.Event(e)
+		if e.Phase == PhaseDrain && e.Status == StatusStart {
+			w.mu.Lock()
+			delete(w.containers, old.ID)
+			w.mu.Unlock()
+		}
+	})
+	res, err := e.Rollout(context.Background(), testOptions("v2"))
+	if err != nil {
+		t.Fatalf("rollout: %v", err)
+	}
+	if len(w.containers) != 1 || res.New.URL == "" {
+		t.Errorf("containers %d, result %+v", len(w.containers), res)
+	}
+	if ws := strings.Join(ev.warnings(), "\n"); !strings.Contains(ws, "disappeared") {
+		t.Errorf("warnings %q", ws)
+	}
+}
