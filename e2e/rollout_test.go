@@ -151,6 +151,8 @@ func TestRolloutFailuresLeaveV1Serving(t *testing.T) {
 			1, []string{"never appeared in service", "traefik.enable=true"}},
 		{"image tag missing", []string{"--pull", "never", "--version", "nope"},
 			1, []string{"not on the Docker host"}},
+		{"Traefik API unreachable", []string{"--traefik-url", "http://127.0.0.1:1"},
+			4, []string{"Traefik", "127.0.0.1:1", "--traefik-url"}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
