@@ -199,7 +199,13 @@ on a plain Docker host, with zero failed requests:
      and confirms Traefik dropped it, and only then stops it.
 
 If anything fails before the old container is touched, the new one is removed
-and the old one keeps serving.`,
+and the old one keeps serving.
+
+Every flag can also be set as DEPLOYCTL_<FLAG> (upper case, '-' as '_'), e.g.
+DEPLOYCTL_TRAEFIK_URL: a flag on the command line wins over the environment,
+which wins over the default. Docker is reached as the docker CLI does it
+(DOCKER_HOST, including ssh://user@host, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH,
+DOCKER_CONTEXT). Exit codes: deployctl help exit-codes.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version,
