@@ -318,7 +318,8 @@ func anyZero(ts ...time.Time) bool {
 }
 
 // cleanup removes the scenario's containers (those deployctl kept stopped
-// for rollback, and the baselines'), so that scenarios do not add up.
+// for rollback, and the baselines') and deployctl's history and lock of its
+// app, so that scenarios do not add up and nothing is left behind.
 func (s *scenario) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), harness.CleanupTimeout)
 	defer cancel()
@@ -331,6 +332,13 @@ func (s *scenario) cleanup() {
 			s.b.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 		}
 	}
+	// deployctl's deploy history (labelled volumes) and lock of the app.
+	if vols, err := s.b.cli.VolumeList(ctx, client.VolumeListOptions{Filters: make(client.Filters).Add("label", "deployctl.history="+s.app)}); err == nil {
+		for _, v := range vols.Items {
+			s.b.cli.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{})
+		}
+	}
+	s.b.cli.ContainerRemove(ctx, "deployctl-lock-"+s.app, client.ContainerRemoveOptions{Force: true})
 }
 
 func sleep(ctx context.Context, d time.Duration) {

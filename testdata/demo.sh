@@ -35,6 +35,9 @@ cleanup() {
   [ -n "$traefik_pid" ] && kill "$traefik_pid" 2>/dev/null && wait "$traefik_pid" 2>/dev/null
   ids=$(docker ps -aq --filter label=deployctl.app=demo)
   [ -n "$ids" ] && docker rm -f $ids >/dev/null
+  vols=$(docker volume ls -q --filter label=deployctl.history=demo)
+  [ -n "$vols" ] && docker volume rm $vols >/dev/null
+  docker rm -f deployctl-lock-demo >/dev/null 2>&1
   docker network rm "$NET" >/dev/null 2>&1
   docker rmi "$IMAGE:v1" "$IMAGE:v2" >/dev/null 2>&1
   rm -rf "$work"
