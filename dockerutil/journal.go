@@ -40,6 +40,10 @@ var _ deploy.Journal = (*Runtime)(nil)
 
 // Lock implements deploy.Journal.
 func (r *Runtime) Lock(ctx context.Context, app, image string, h deploy.Holder) error {
+	return r.lock(ctx, app, image, h, 3)
+}
+
+func (r *Runtime) lock(ctx context.Context, app, image string, h deploy.Holder, tries int) error {
 	hb, err := json.Marshal(h)
 	if err != nil {
 		return err
@@ -61,8 +65,11 @@ func (r *Runtime) Lock(ctx context.Context, app, image string, h deploy.Holder) 
 		if herr != nil {
 			return herr
 		}
-		if holder == nil { // released in between: try again
-			return r.Lock(ctx, app, image, h)
+		if holder == nil && tries > 1 { // released in between: try again
+			return r.lock(ctx, app, image, h, tries-1)
+		}
+		if holder == nil {
+			holder = &deploy.Holder{User: "unknown (the lock container is being removed)"}
 		}
 		return &deploy.LockedError{App: app, Holder: *holder}
 	}
