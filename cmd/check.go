@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"context"
 	"fmt"
 	"strings"
 
@@ -11,9 +10,9 @@ import (
 )
 
 // printPlan is rollout --dry-run: the plan, changing nothing.
-func printPlan(ctx context.Context, c *cobra.Command, eng *deploy.Engine, o *rolloutOptions) error {
-	o.Probe, _ = selfProbe()
-	p, err := eng.Plan(ctx, o.Options)
+func printPlan(run *engineRun, c *cobra.Command, o *rolloutOptions) error {
+	p, err := run.eng.Plan(run.ctx, o.Options)
+	run.progress.Close()
 	if err != nil {
 		return err
 	}

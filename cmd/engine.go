@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/deployctl/deployctl/deploy"
@@ -25,6 +26,41 @@ func connect(ctx context.Context, t *traefikOptions, reporter deploy.Reporter) (
 	}
 	return &deploy.Engine{Runtime: rt, Router: router, Journal: rt, Reporter: reporter, ProcessAlive: processAlive}, rt, nil
 }
+
+// engineRun is one command's run of the engine: its context (bounded by
+// --timeout), the progress renderer, the engine and the probe binary.
+type engineRun struct {
+	ctx      context.Context
+	progress progress
+	eng      *deploy.Engine
+	probe    *deploy.ProbeBinary
+	close    func()
+}
+
+// startEngine connects to Docker and Traefik for a command that runs the
+// engine; Close ends the run (stops the spinner, closes the connection).
+func startEngine(ctx context.Context, c *cobra.Command, t *traefikOptions, timeout time.Duration, drain deploy.DrainMode) (*engineRun, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, context.DeadlineExceeded)
+	progress := newProgress(c)
+	eng, rt, err := connect(ctx, t, progress)
+	if err != nil {
+		progress.Close()
+		cancel()
+		return nil, err
+	}
+	probe, why := selfProbe()
+	if probe == nil && drain != deploy.DrainSignal {
+		progress.Event(deploy.Event{Time: time.Now(), Phase: deploy.PhasePlan, Status: deploy.StatusWarn, Message: why})
+	}
+	return &engineRun{ctx: ctx, progress: progress, eng: eng, probe: probe, close: func() {
+		progress.Close()
+		rt.Close()
+		cancel()
+	}}, nil
+}
+
+// Close ends the run.
+func (r *engineRun) Close() { r.close() }
 
 // processAlive reports whether a process of this host exists (a lock held
 // by a dead deployctl of this host is stale at once).

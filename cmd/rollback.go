@@ -56,18 +56,14 @@ func runRollback(ctx context.Context, c *cobra.Command, o *rollbackOptions) erro
 		return usagef("--timeout must be positive (got %s)", o.timeout)
 	}
 	o.Drain = deploy.DrainMode(o.drain)
-	ctx, cancel := context.WithTimeoutCause(ctx, o.timeout, context.DeadlineExceeded)
-	defer cancel()
-	progress := newProgress(c)
-	defer progress.Close()
-	eng, rt, err := connect(ctx, &o.traefik, progress)
+	run, err := startEngine(ctx, c, &o.traefik, o.timeout, o.Drain)
 	if err != nil {
 		return err
 	}
-	defer rt.Close()
-	o.Probe, _ = selfProbe()
-	plan, res, err := eng.Rollback(ctx, o.Options)
-	progress.Close()
+	defer run.Close()
+	o.Probe = run.probe
+	plan, res, err := run.eng.Rollback(run.ctx, o.Options)
+	run.progress.Close()
 	if err == nil && plan.NoOp {
 		fmt.Fprintf(c.OutOrStdout(), "%s: %s\n", plan.App, plan.Reason)
 		return nil

@@ -132,28 +132,20 @@ func runRollout(ctx context.Context, c *cobra.Command, o *rolloutOptions) (err e
 		}
 		return err
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, o.timeout, context.DeadlineExceeded)
-	defer cancel()
-	// progress: the --progress renderer; closed (spinner stopped) before
-	// anything else is printed, and on every return.
-	progress := newProgress(c)
-	defer progress.Close()
-	eng, rt, err := connect(ctx, &o.traefik, progress)
+	// The progress renderer is closed (spinner stopped) before anything
+	// else is printed, and on every return.
+	run, err := startEngine(ctx, c, &o.traefik, o.timeout, o.Drain)
 	if err != nil {
 		return err
 	}
-	defer rt.Close()
+	defer run.Close()
+	o.Probe = run.probe
 	if o.dryRun {
-		return printPlan(ctx, c, eng, o)
+		return printPlan(run, c, o)
 	}
-	probe, why := selfProbe()
-	if probe == nil && o.Drain != deploy.DrainSignal {
-		progress.Event(deploy.Event{Time: time.Now(), Phase: deploy.PhasePlan, Status: deploy.StatusWarn, Message: why})
-	}
-	o.Probe = probe
 	stderr := c.ErrOrStderr()
-	res, err := eng.Rollout(ctx, o.Options)
-	progress.Close()
+	res, err := run.eng.Rollout(run.ctx, o.Options)
+	run.progress.Close()
 	if o.json {
 		writeJSONResult(c.OutOrStdout(), res, err)
 		wroteJSON = true
