@@ -280,41 +280,23 @@ func hasType(v any, typ string) bool {
 // declared in package deploy.
 func engineConstants(t *testing.T) (phases, statuses []string) {
 	t.Helper()
-	fset := token.NewFileSet()
-	files, err := filepath.Glob(filepath.Join("..", "deploy", "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, path := range files {
-		if strings.HasSuffix(path, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, path, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range f.Decls {
-			gd, ok := d.(*ast.GenDecl)
-			if !ok || gd.Tok != token.CONST {
+	for _, gd := range genDecls(t, filepath.Join("..", "deploy"), token.CONST) {
+		for _, s := range gd.Specs {
+			vs := s.(*ast.ValueSpec)
+			id, ok := vs.Type.(*ast.Ident)
+			if !ok || len(vs.Values) != 1 {
 				continue
 			}
-			for _, s := range gd.Specs {
-				vs := s.(*ast.ValueSpec)
-				id, ok := vs.Type.(*ast.Ident)
-				if !ok || len(vs.Values) != 1 {
-					continue
-				}
-				lit, ok := vs.Values[0].(*ast.BasicLit)
-				if !ok || lit.Kind != token.STRING {
-					continue
-				}
-				v, _ := strconv.Unquote(lit.Value)
-				switch id.Name {
-				case "Phase":
-					phases = append(phases, v)
-				case "Status":
-					statuses = append(statuses, v)
-				}
+			lit, ok := vs.Values[0].(*ast.BasicLit)
+			if !ok || lit.Kind != token.STRING {
+				continue
+			}
+			v, _ := strconv.Unquote(lit.Value)
+			switch id.Name {
+			case "Phase":
+				phases = append(phases, v)
+			case "Status":
+				statuses = append(statuses, v)
 			}
 		}
 	}
@@ -770,4 +752,31 @@ func TestBinarySignalsRestoreTerminal(t *testing.T) {
 			t.Logf("terminal: %q", r.stderr)
 		})
 	}
+}
+
+// genDecls returns the top-level declarations of kind tok (CONST, VAR) in
+// the non-test Go files of dir.
+func genDecls(t *testing.T, dir string, tok token.Token) []*ast.GenDecl {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	var out []*ast.GenDecl
+	for _, path := range files {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			if gd, ok := d.(*ast.GenDecl); ok && gd.Tok == tok {
+				out = append(out, gd)
+			}
+		}
+	}
+	return out
 }

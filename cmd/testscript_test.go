@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"go/ast"
-	"go/parser"
 	"go/token"
 	"net"
 	"net/http"
@@ -229,29 +228,14 @@ func TestReleaseLdflags(t *testing.T) {
 // initialised with a string literal: what -X can set.
 func stringVars(t *testing.T) map[string]bool {
 	t.Helper()
-	files, _ := filepath.Glob("*.go")
-	fset := token.NewFileSet()
 	vars := map[string]bool{}
-	for _, path := range files {
-		if strings.HasSuffix(path, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, path, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range f.Decls {
-			gd, ok := d.(*ast.GenDecl)
-			if !ok || gd.Tok != token.VAR {
-				continue
-			}
-			for _, s := range gd.Specs {
-				vs := s.(*ast.ValueSpec)
-				for i, name := range vs.Names {
-					if i < len(vs.Values) {
-						if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-							vars[name.Name] = true
-						}
+	for _, gd := range genDecls(t, ".", token.VAR) {
+		for _, s := range gd.Specs {
+			vs := s.(*ast.ValueSpec)
+			for i, name := range vs.Names {
+				if i < len(vs.Values) {
+					if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+						vars[name.Name] = true
 					}
 				}
 			}
