@@ -19,6 +19,9 @@ func TestSmoke(t *testing.T) {
 	testenv.Docker(t) // skip (or, with CI set, fail) without an engine
 	cfg := Smoke()
 	cfg.Out = "-"
+	// A fresh machine builds Traefik first (10+ minutes, maybe waiting for
+	// another package's tests building it): not part of the smoke run's time.
+	testenv.TraefikBinary(t, cfg.Traefik)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, cfg, &testLog{t: t})

@@ -91,19 +91,27 @@ type Observed struct {
 	OldStopped time.Time `json:"old_stopped"`   // Docker: stop (the stop API returns)
 }
 
-// Floor is what the components themselves take in one deployctl rollout:
-// Docker to see the new container healthy (start -> healthy event),
-// Traefik to list it (healthy event -> listed), the drain to show in
-// Traefik (marker written -> not listed), and the old container to exit
-// (stop signal -> die). OverheadS is the wall time beyond their sum.
+// Floor is what the components themselves take in one deployctl rollout,
+// each from the moment deployctl asks for it (its progress line written
+// just before the Docker call) to the moment Docker or Traefik shows it
+// done: Docker creating and starting the new container (-> Docker's start
+// event), the new container turning healthy (start -> healthy event),
+// Traefik listing it (healthy event -> listed), the drain (the drain marker
+// requested -> Traefik no longer lists the old server; MarkerS of it is
+// Docker's copy of the marker into the container) and the old container's
+// exit (stop requested -> Docker's stop event, after its teardown).
+// OverheadS is the wall time beyond their sum: deployctl's start, planning
+// and lock, its reaction lags, the drain grace and the history record.
 type Floor struct {
+	CreateS    float64 `json:"create_s"`
 	HealthyS   float64 `json:"healthy_s"`
 	RegisterS  float64 `json:"register_s"`
 	DrainS     float64 `json:"drain_s"`
+	MarkerS    float64 `json:"marker_s"` // part of DrainS: Docker copying the marker in
 	ExitS      float64 `json:"exit_s"`
 	TotalS     float64 `json:"total_s"`
 	OverheadS  float64 `json:"overhead_s"`
-	BeforeNewS float64 `json:"before_new_start_s"` // process start -> new container started
+	BeforeNewS float64 `json:"before_create_s"` // process start -> create requested
 }
 
 // Lag is how long deployctl took to act on what had already happened, from
@@ -180,7 +188,7 @@ func (s *scenario) firstDeploy(ctx context.Context) (id, url string, err error) 
 	return id, url, nil
 }
 
-const pollInterval = 100 * time.Millisecond // the baselines' polling, as deployctl's default
+const pollInterval = deploy.DefaultPollInterval // the baselines poll as often as deployctl
 
 // startContainer runs a baseline container of version v.
 func (s *scenario) startContainer(v string) (id, url string, err error) {

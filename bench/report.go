@@ -194,9 +194,11 @@ func (s *ScenarioResult) aggregate() {
 		sm.PeakRSSMiB = max(sm.PeakRSSMiB, float64(r.PeakRSSKiB)/1024)
 		if f := r.Floor; f != nil {
 			nf++
+			floor.CreateS += f.CreateS
 			floor.HealthyS += f.HealthyS
 			floor.RegisterS += f.RegisterS
 			floor.DrainS += f.DrainS
+			floor.MarkerS += f.MarkerS
 			floor.ExitS += f.ExitS
 			floor.TotalS += f.TotalS
 			floor.OverheadS += f.OverheadS
@@ -223,7 +225,7 @@ func (s *ScenarioResult) aggregate() {
 	}
 	if nf > 0 {
 		k := float64(nf)
-		floor = Floor{HealthyS: floor.HealthyS / k, RegisterS: floor.RegisterS / k, DrainS: floor.DrainS / k,
+		floor = Floor{CreateS: floor.CreateS / k, HealthyS: floor.HealthyS / k, RegisterS: floor.RegisterS / k, DrainS: floor.DrainS / k, MarkerS: floor.MarkerS / k,
 			ExitS: floor.ExitS / k, TotalS: floor.TotalS / k, OverheadS: floor.OverheadS / k, BeforeNewS: floor.BeforeNewS / k}
 		sm.Floor = &floor
 	}
@@ -285,14 +287,15 @@ func PrintTables(w io.Writer, r *Report) {
 		}
 	}
 	if len(dc) > 0 {
-		fmt.Fprintf(w, "\ndeployctl against the physical floor (s, mean per rollout): floor = new healthy (Docker start -> healthy event)\n"+
-			"+ registered (-> Traefik lists it) + drain seen (marker written -> Traefik drops old) + exit (stop signal -> die)\n")
+		fmt.Fprintf(w, "\ndeployctl against the physical floor (s, mean per rollout): floor = Docker create + start (create requested -> start event)\n"+
+			"+ new healthy (start -> healthy event) + registered (-> Traefik lists it) + drain (marker requested -> Traefik drops old;\n"+
+			"'marker' is Docker copying it in) + exit (stop requested -> Docker's stop event); overhead = wall - floor, max = its max\n")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "app\twall\tfloor\thealthy\tregister\tdrain\texit\toverhead\tmax\tbefore new start\t")
+		fmt.Fprintln(tw, "app\twall\tfloor\tcreate+start\thealthy\tregister\tdrain\t(marker)\texit\toverhead\tmax\tbefore create\t")
 		for _, s := range dc {
 			f := s.Summary.Floor
-			fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", s.Kind, s.Summary.WallMeanS, f.TotalS,
-				f.HealthyS, f.RegisterS, f.DrainS, f.ExitS, f.OverheadS, s.Summary.OverMaxS, f.BeforeNewS)
+			fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", s.Kind, s.Summary.WallMeanS, f.TotalS,
+				f.CreateS, f.HealthyS, f.RegisterS, f.DrainS, f.MarkerS, f.ExitS, f.OverheadS, s.Summary.OverMaxS, f.BeforeNewS)
 		}
 		tw.Flush()
 		fmt.Fprintf(w, "\ndeployctl reaction lag (ms, mean / max; Traefik watcher polls every %s, progress lines have ms resolution)\n", r.Config.WatchInterval)

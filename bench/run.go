@@ -280,18 +280,23 @@ func (s *scenario) observe(r *Rollout, w *traefikWatcher) {
 		return
 	}
 	o.OldDrain = r.progress("drain", "info", "drain marker written")
-	if r.Error != "" || anyZero(o.NewStart, o.NewHealthy, o.NewListed, o.OldDrain, o.OldGone, o.OldKill, o.OldDie) {
+	createAsked := r.progress("create", "start", "")
+	drainAsked := r.progress("drain", "start", "")
+	stopAsked := r.progress("stop", "info", "stopping")
+	if r.Error != "" || anyZero(createAsked, drainAsked, stopAsked, o.NewStart, o.NewHealthy, o.NewListed, o.OldDrain, o.OldGone, o.OldKill, o.OldStopped) {
 		return
 	}
 	sec := func(a, b time.Time) float64 { return max(0, b.Sub(a).Seconds()) }
 	f := &Floor{
+		CreateS:    sec(createAsked, o.NewStart),
 		HealthyS:   sec(o.NewStart, o.NewHealthy),
 		RegisterS:  sec(o.NewHealthy, o.NewListed),
-		DrainS:     sec(o.OldDrain, o.OldGone),
-		ExitS:      sec(o.OldKill, o.OldDie),
-		BeforeNewS: sec(r.Start, o.NewStart),
+		DrainS:     sec(drainAsked, o.OldGone),
+		MarkerS:    sec(drainAsked, o.OldDrain),
+		ExitS:      sec(stopAsked, o.OldStopped),
+		BeforeNewS: sec(r.Start, createAsked),
 	}
-	f.TotalS = f.HealthyS + f.RegisterS + f.DrainS + f.ExitS
+	f.TotalS = f.CreateS + f.HealthyS + f.RegisterS + f.DrainS + f.ExitS
 	f.OverheadS = r.WallS - f.TotalS
 	r.Floor = f
 	ms := func(a, b time.Time) float64 {

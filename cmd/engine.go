@@ -84,4 +84,5 @@ func registerProcedureFlags(f *pflag.FlagSet, o *deploy.Options, drain *string, 
 	f.DurationVar(&o.RegisterTimeout, "register-timeout", deploy.DefaultRegisterTimeout, "bound on the wait for Traefik to list the new container")
 	f.DurationVar(&o.DeregisterTimeout, "deregister-timeout", deploy.DefaultDeregisterTimeout, "bound on the wait for Traefik to drop an old container")
 	f.DurationVar(&o.PollInterval, "poll-interval", deploy.DefaultPollInterval, "how often Docker and Traefik are polled while waiting")
+	f.DurationVar(&o.TraefikThrottle, "traefik-throttle", deploy.DefaultTraefikThrottle, "Traefik's providersThrottleDuration: if Traefik's API stops answering mid-rollout, a container Docker reports unhealthy for this long (+0.5s) counts as dropped by Traefik")
 }

@@ -201,7 +201,7 @@ func (j *jsonReporter) Event(e deploy.Event) {
 		Message:   e.Message,
 	}
 	if e.Elapsed > 0 && (e.Status == deploy.StatusDone || e.Status == deploy.StatusFail) {
-		secs := e.Elapsed.Round(time.Millisecond).Seconds()
+		secs := float64(e.Elapsed.Round(time.Millisecond).Milliseconds()) / 1000 // 1.503, not 1.5030000000000001
 		out.Elapsed = &secs
 	}
 	j.mu.Lock()

@@ -277,6 +277,10 @@ func printResult(w io.Writer, res *deploy.Result) {
 	}
 	fmt.Fprintf(w, "  phases: %s; total %s\n", strings.Join(parts, ", "), res.Total)
 	for _, old := range res.Old {
+		if old.Gone {
+			fmt.Fprintf(w, "  %s (%s) was removed by someone else during the rollout\n", old.Name, old.Version)
+			continue
+		}
 		fmt.Fprintf(w, "  stopped %s (%s, drained by %s), kept for rollback\n", old.Name, old.Version, old.Drain)
 	}
 	if len(res.Pruned) > 0 {

@@ -32,7 +32,7 @@ const (
 	ExitFailed      = 1 // the rollout failed; the old version is still serving
 	ExitUsage       = 2 // bad flags or input; nothing was changed
 	ExitNeedsHuman  = 3 // deployctl could not restore a known good state by itself
-	ExitUnreachable = 4 // Docker or Traefik could not be reached; nothing was changed
+	ExitUnreachable = 4 // Docker or Traefik could not be reached or used; the old version still serves
 	ExitLocked      = 5 // another run holds the app's deploy lock; nothing was changed
 	ExitSIGINT      = 130
 	ExitSIGTERM     = 143
@@ -46,7 +46,7 @@ var exitCodeTable = []struct {
 	{ExitFailed, "the rollout failed; the old version is untouched and still serving, the new container was removed"},
 	{ExitUsage, "usage error (bad flag, value or input); nothing was changed"},
 	{ExitNeedsHuman, "deployctl could not bring things back to a known good state by itself; the message says what is running"},
-	{ExitUnreachable, "Docker or Traefik could not be reached; nothing was changed"},
+	{ExitUnreachable, "Docker or Traefik could not be reached or used; the old version is still serving, anything started was removed"},
 	{ExitLocked, "another run holds the app's deploy lock (the message names it); nothing was changed"},
 	{ExitSIGINT, "interrupted by SIGINT (Ctrl-C); the old version keeps serving, the new container was removed"},
 	{ExitSIGTERM, "interrupted by SIGTERM; as for 130"},

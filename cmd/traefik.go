@@ -3,7 +3,6 @@ package cmd
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -87,9 +86,23 @@ func toDeployService(s traefikapi.Service) deploy.Service {
 func routerError(err error) error {
 	switch {
 	case errors.Is(err, traefikapi.ErrServiceNotFound):
-		return fmt.Errorf("%w: %v", deploy.ErrServiceNotFound, err)
+		return kindError{err, []error{deploy.ErrServiceNotFound}}
+	case errors.Is(err, traefikapi.ErrTLS):
+		return kindError{err, []error{deploy.ErrUnreachable, deploy.ErrTraefikTLS}}
 	case errors.Is(err, traefikapi.ErrUnreachable):
-		return fmt.Errorf("%w: %v", deploy.ErrUnreachable, err)
+		return kindError{err, []error{deploy.ErrUnreachable}}
+	case errors.Is(err, traefikapi.ErrUnauthorized):
+		return kindError{err, []error{deploy.ErrTraefikCredentials}}
 	}
 	return err
 }
+
+// kindError is err, also matching the engine's sentinel kinds, without
+// repeating their text ("unreachable: traefik API unreachable: ...").
+type kindError struct {
+	err   error
+	kinds []error
+}
+
+func (e kindError) Error() string   { return e.err.Error() }
+func (e kindError) Unwrap() []error { return append([]error{e.err}, e.kinds...) }

@@ -18,6 +18,10 @@ var (
 	ErrUnreachable = errors.New("unreachable")
 	// ErrInterrupted: the rollout was cancelled by a signal.
 	ErrInterrupted = errors.New("interrupted")
+	// ErrTraefikCredentials: Traefik's API refused the credentials (401/403).
+	ErrTraefikCredentials = errors.New("traefik API refused the credentials")
+	// ErrTraefikTLS: Traefik's API certificate could not be verified.
+	ErrTraefikTLS = errors.New("traefik API certificate not trusted")
 )
 
 // Kind classifies a failed rollout for the exit code.

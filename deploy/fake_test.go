@@ -33,6 +33,10 @@ type world struct {
 	copyErr      error
 	createHook   func(CreateSpec)
 	removeErr    error
+	// trackServed: after each op, served gets how many servers Traefik
+	// routes to in service web@docker (served[i] is after ops[i]).
+	trackServed bool
+	served      []int
 }
 
 type fakeContainer struct {
@@ -56,6 +60,15 @@ func newWorld() *world {
 
 func (w *world) op(format string, args ...any) {
 	w.ops = append(w.ops, fmt.Sprintf(format, args...))
+	if w.trackServed {
+		n := 0
+		for _, svc := range w.servicesLocked() {
+			if svc.Name == "web@docker" {
+				n = len(svc.Servers)
+			}
+		}
+		w.served = append(w.served, n)
+	}
 }
 
 // addImage registers image ref with an exposed port 8080.
@@ -155,6 +168,8 @@ func (f *fakeRuntime) Image(ctx context.Context, ref string) (Image, error) {
 }
 
 func (f *fakeRuntime) Pull(ctx context.Context, ref string) error {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
 	f.w.op("pull %s", ref)
 	return f.w.pullErr
 }
@@ -289,6 +304,11 @@ func (f *fakeRouter) services() ([]Service, error) {
 		return nil, w.traefikErr
 	}
 	w.routerCalls++
+	return w.servicesLocked(), nil
+}
+
+// servicesLocked is what Traefik lists now; w.mu is held.
+func (w *world) servicesLocked() []Service {
 	byName := map[string]*Service{}
 	ids := sortedKeys(w.containers)
 	for _, id := range ids {
@@ -317,7 +337,7 @@ func (f *fakeRouter) services() ([]Service, error) {
 	for _, n := range sortedKeys(byName) {
 		out = append(out, *byName[n])
 	}
-	return out, nil
+	return out
 }
 
 func (f *fakeRouter) Services(ctx context.Context) ([]Service, error) {

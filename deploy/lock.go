@@ -33,12 +33,13 @@ func (r *rollout) lock(ctx context.Context, image string) error {
 			return nil
 		}
 		if !errors.As(err, &le) {
-			return unreachable("Docker", fmt.Errorf("taking the deploy lock: %w", err))
+			return lockError(fmt.Errorf("taking the deploy lock of %s: %w", r.o.App, err), "then rerun")
 		}
 		if le.Holder.Stale(r.e.now(), thisHost, r.e.ProcessAlive) {
 			r.warn(PhasePlan, "breaking a stale deploy lock on %s held by %s (expired %s)", r.o.App, le.Holder, le.Holder.Expires.Local().Format("15:04:05"))
 			if err := j.Unlock(ctx, r.o.App); err != nil {
-				return unreachable("Docker", err)
+				return lockError(fmt.Errorf("breaking the stale deploy lock of %s: %w", r.o.App, err),
+					"or remove the lock by hand: deployctl unlock --app "+r.o.App)
 			}
 			continue
 		}
@@ -56,6 +57,19 @@ func (r *rollout) lock(ctx context.Context, image string) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// lockError explains a deploy lock that could not be taken or broken:
+// nothing was changed yet. Docker answering with an error (disk full,
+// permission denied) is no connection failure: the hint says what to fix.
+func lockError(err error, then string) error {
+	de, _ := unreachable("Docker", err).(*Error)
+	if de.Kind == KindUnreachable {
+		de.Hint += "; " + then
+	} else {
+		de.Hint = "the Docker engine's error above: the deploy lock is kept on the Docker host (a container that never runs), so it needs free disk space there (docker system df) and a user allowed to create containers (docker info); " + then
+	}
+	return de
 }
 
 // finish records the run in the history and releases the lock, also after

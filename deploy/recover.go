@@ -21,6 +21,7 @@ func (r *rollout) watch(ctx context.Context) error {
 	r.begin(PhaseWatch, fmt.Sprintf("watching %s for %s; the old version stays ready", r.newC.Short(), r.o.Watch))
 	restarts := r.newC.RestartCount
 	var reason string
+	var lastOldCheck time.Time
 	err := r.poll(ctx, r.o.Watch, func() (bool, error) {
 		c, err := r.e.Runtime.Inspect(ctx, r.newC.ID)
 		if err != nil {
@@ -43,6 +44,20 @@ func (r *rollout) watch(ctx context.Context) error {
 		}
 		if reason != "" {
 			return true, nil
+		}
+		// The old version is the way back: say so if it goes (checked
+		// about once a second).
+		if now := r.e.now(); now.Sub(lastOldCheck) >= time.Second {
+			lastOldCheck = now
+			for _, old := range r.olds {
+				if old.gone {
+					continue
+				}
+				if _, err := r.e.Runtime.Inspect(ctx, old.ID); errors.Is(err, ErrContainerNotFound) {
+					old.gone = true
+					r.warn(PhaseWatch, "old container %s was removed by someone else during the watch window: it can no longer be put back if %s fails", old.Short(), r.o.Version)
+				}
+			}
 		}
 		for _, name := range r.services {
 			svc, err := r.e.Router.Service(ctx, name)
@@ -111,11 +126,16 @@ func (r *rollout) revert(ctx context.Context, cause error) error {
 			State: fmt.Sprintf("the old container(s) were removed by someone else; the new container %s (%s) is serving", r.newC.Short(), r.o.Version),
 			Hint:  "deployctl status; rerun the rollout if the new version should not stay"}
 	}
+	back := r.restoreWitness(idsOf(restored)...)
+	var apiErr error
 	err := r.poll(ctx, r.o.DeregisterTimeout+r.o.RegisterTimeout, func() (bool, error) {
+		apiErr = nil
 		for _, name := range r.services {
 			svc, err := r.e.Router.Service(ctx, name)
 			if err != nil {
-				return false, nil
+				// Traefik's API did not answer: Docker's health stands in.
+				apiErr = err
+				return back.settled(ctx), nil
 			}
 			for _, old := range restored {
 				if srv, ok := svc.Server(old.url); old.url != "" && (!ok || !srv.Registered()) {
@@ -127,6 +147,9 @@ func (r *rollout) revert(ctx context.Context, cause error) error {
 	})
 	if err != nil {
 		return r.needsHuman(PhaseDrain, cause, fmt.Errorf("old container(s) did not come back into Traefik: %w", err))
+	}
+	if apiErr != nil {
+		r.warn(PhaseRevert, "Traefik's API stopped answering (%v); Docker has reported %s healthy for longer than Traefik's throttle, so it is taken to be back in rotation", apiErr, names(containersOf(restored)))
 	}
 	r.cutover = false
 	return cause
@@ -143,7 +166,7 @@ func (r *rollout) needsHuman(p Phase, cause, err error) error {
 // the cutover had not begun, so the old version keeps serving untouched.
 func (r *rollout) fail(ctx context.Context, p Phase, err error) error {
 	var de *Error
-	if !errors.As(err, &de) {
+	if !errors.As(classifyDocker(err), &de) { // Docker unreachable while polling: KindUnreachable
 		de = &Error{Kind: KindFailed, Err: err}
 	}
 	if de.Phase == "" || de.Phase == PhasePlan && p != PhasePlan {
@@ -165,7 +188,15 @@ func (r *rollout) fail(ctx context.Context, p Phase, err error) error {
 	if r.newC != nil && !r.cutover {
 		cctx, cancel := r.cleanupContext(ctx)
 		defer cancel()
-		if rmErr := r.removeNew(cctx); rmErr != nil {
+		rmErr := r.removeNew(cctx)
+		if rmErr != nil && r.reused {
+			// Never docker rm: it is the retained version rolled back to.
+			de.Kind = KindNeedsHuman
+			de.State = fmt.Sprintf("the old version is untouched, but the retained container %s could not be stopped again: %v", r.newC.Short(), rmErr)
+			de.Hint = "docker stop " + r.newC.Short()
+			return de
+		}
+		if rmErr != nil {
 			de.Kind = KindNeedsHuman
 			de.State = fmt.Sprintf("the old version is untouched, but the new container %s could not be removed: %v", r.newC.Short(), rmErr)
 			de.Hint = "docker rm -f " + r.newC.Short()
@@ -183,6 +214,8 @@ func (r *rollout) fail(ctx context.Context, p Phase, err error) error {
 			de.State = "first deploy: the new container was removed; nothing of the app is running"
 		case len(r.olds) == 0:
 			de.State = "nothing was changed"
+		case r.newC != nil && r.reused:
+			de.State = fmt.Sprintf("the old version (%s) is untouched and still serving; the retained container %s was stopped again", names(containersOf(r.olds)), r.newC.Short())
 		case r.newC != nil:
 			de.State = fmt.Sprintf("the old version (%s) is untouched and still serving; the new container was removed", names(containersOf(r.olds)))
 		default:
@@ -200,13 +233,20 @@ func (r *rollout) removeNew(ctx context.Context) error {
 	if errors.Is(err, ErrContainerNotFound) {
 		return nil
 	}
-	if err == nil && c.State == "running" {
+	if err != nil {
+		// Its state is unknown: as last seen, and maybe serving.
+		c = *r.newC
+		c.State = "running"
+	}
+	if c.Running() {
 		// Every network: wherever Traefik may have picked the address.
 		urls := serverURLs(c)
+		dropped := r.dropWitness(c.ID)
 		listed := func() bool {
 			all, err := r.e.Router.Services(ctx)
 			if err != nil {
-				return true // unknown: assume listed until the deadline
+				// Traefik's API did not answer: Docker's health stands in.
+				return !dropped.settled(ctx)
 			}
 			for _, svc := range all {
 				for _, srv := range svc.Servers {
@@ -243,7 +283,10 @@ func (r *rollout) removeNew(ctx context.Context) error {
 		if timeout == 0 {
 			timeout = DefaultStopTimeout
 		}
-		_ = r.e.Runtime.Stop(ctx, c.ID, timeout)
+		err := r.e.Runtime.Stop(ctx, c.ID, timeout)
+		if r.reused && err != nil && !errors.Is(err, ErrContainerNotFound) {
+			return fmt.Errorf("stopping %s: %w", c.Short(), err)
+		}
 	}
 	if r.reused {
 		return nil // stopped above: it goes back to being a retained version

@@ -59,7 +59,7 @@ func (e *Engine) PlanRollback(ctx context.Context, o Options) (*RollbackPlan, er
 	var records []Record
 	if e.Journal != nil {
 		if records, err = e.Journal.Records(ctx, o.App); err != nil {
-			return nil, unreachable("Docker", err)
+			return nil, unreachable("Docker", fmt.Errorf("reading the deploy history of %s: %w", o.App, err))
 		}
 	}
 	switch {
@@ -116,30 +116,37 @@ func (e *Engine) PlanRollback(ctx context.Context, o Options) (*RollbackPlan, er
 func (e *Engine) Rollback(ctx context.Context, o Options) (*RollbackPlan, *Result, error) {
 	r := &rollout{e: e, o: o, operation: "rollback"}
 	r.start = e.now()
+	r.phaseStart = r.start
+	// Until r.run, errors go through r.fail for their phase and state
+	// (nothing was changed).
 	if o.App == "" {
-		return nil, nil, usageError("--app is required for a rollback (deployctl status lists the apps)")
+		return nil, nil, r.fail(ctx, PhasePlan, usageError("--app is required for a rollback (deployctl status lists the apps)"))
 	}
 	cs, err := e.Runtime.List(ctx, map[string]string{LabelApp: o.App})
 	if err != nil {
-		return nil, nil, unreachable("Docker", err)
+		return nil, nil, r.fail(ctx, PhasePlan, unreachable("Docker", err))
 	}
 	if len(cs) == 0 {
-		return nil, nil, usageError("no containers of app %s on this Docker host (deployctl status lists the apps)", o.App)
+		return nil, nil, r.fail(ctx, PhasePlan, usageError("no containers of app %s on this Docker host (deployctl status lists the apps)", o.App))
 	}
 	r.o.PollInterval, r.o.HistoryKeep = max(o.PollInterval, time.Millisecond), max(o.HistoryKeep, DefaultHistoryKeep)
 	if err := r.lock(ctx, cs[0].ImageID); err != nil {
 		return nil, nil, r.fail(ctx, PhasePlan, err)
 	}
 	p, err := e.PlanRollback(ctx, o)
-	if err != nil || p.NoOp {
+	if err != nil {
 		r.release(ctx)
-		return p, nil, err
+		return p, nil, r.fail(ctx, PhasePlan, err)
+	}
+	if p.NoOp {
+		r.release(ctx)
+		return p, nil, nil
 	}
 	o.App, o.Image, o.Version, o.Reuse = p.App, p.Image, p.To, p.Reuse
 	o.Force = true // rolling back to a version that is also running is allowed
 	if err := o.Validate(); err != nil {
 		r.release(ctx)
-		return p, nil, err
+		return p, nil, r.fail(ctx, PhasePlan, err)
 	}
 	r.o, _ = o.normalize()
 	how := "restarting its retained container"

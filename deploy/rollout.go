@@ -54,6 +54,9 @@ type ContainerRef struct {
 type OldRef struct {
 	ContainerRef
 	Drain DrainMode `json:"drain"`
+	// Gone: removed by someone else during the rollout (so not kept for
+	// rollback).
+	Gone bool `json:"gone,omitempty"`
 }
 
 // PhaseTime is how long one phase took.
@@ -90,6 +93,8 @@ type oldContainer struct {
 	drain DrainMode
 	// drained: its marker says "drain" (so it must be restored on revert).
 	drained bool
+	// gone: removed by someone else during the rollout.
+	gone bool
 }
 
 // rollout is the state of one rollout in progress.
@@ -194,16 +199,19 @@ func (r *rollout) run(ctx context.Context) (res *Result, err error) {
 	if err := r.watch(ctx); err != nil {
 		return nil, r.fail(ctx, PhaseWatch, err)
 	}
+	// The cutover is done: pruning older stopped versions runs while the
+	// old containers stop, rather than after.
+	pruned := make(chan []string, 1)
+	go func() { pruned <- r.prune(ctx) }()
 	if err := r.stopOld(ctx); err != nil {
+		<-pruned
 		return nil, r.fail(ctx, PhaseStop, err)
 	}
-	var pruned []string
-	if ctx.Err() == nil {
-		pruned = r.prune(ctx)
-	} else {
-		r.warn(PhaseDone, "interrupted after the cutover: the rollout was finished; old containers were not pruned")
+	p := <-pruned
+	if ctx.Err() != nil {
+		r.warn(PhaseDone, "interrupted after the cutover: the rollout was finished; old containers may not all have been pruned")
 	}
-	return r.result(pruned), nil
+	return r.result(p), nil
 }
 
 // plan finds the current containers and their Traefik service, checks the
@@ -249,6 +257,7 @@ func (r *rollout) plan(ctx context.Context) error {
 	if err := r.findServices(ctx); err != nil {
 		return err
 	}
+
 	// Copy the configuration of the newest container Traefik serves: a
 	// newer one that it does not (left by an interrupted run) may be broken.
 	for i := len(r.olds) - 1; i >= 0; i-- {
@@ -677,19 +686,35 @@ func (r *rollout) waitRegistered(ctx context.Context) error {
 	restarts := r.newC.RestartCount
 	var lastErr error
 	var lastSeen map[string]Service
+	// Docker is watched alongside, for a new container that fails
+	// meanwhile, so that a slow inspect never delays noticing Traefik's
+	// change.
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	failed := r.watchNew(wctx, restarts)
 	err = r.poll(ctx, r.o.RegisterTimeout, func() (bool, error) {
-		c, err := r.e.Runtime.Inspect(ctx, r.newC.ID)
-		if err != nil {
+		select {
+		case err := <-failed:
 			return false, err
-		}
-		*r.newC = c
-		if err := r.newContainerFailed(ctx, c, restarts); err != nil {
-			return false, err
+		default:
 		}
 		ok, seen, err := r.registeredIn(ctx, urls)
 		lastErr, lastSeen = err, seen
 		return ok, nil
 	})
+	stop()
+	if err == nil {
+		// Traefik listed it while Docker's answer was on its way.
+		select {
+		case ferr := <-failed:
+			var de *Error
+			if errors.As(ferr, &de) || errors.Is(ferr, ErrContainerNotFound) {
+				return disappeared(ferr)
+			}
+			r.warn(PhaseRegister, "inspecting the new container failed (%v); Traefik lists it, going on", ferr)
+		default:
+		}
+	}
 	if err != nil {
 		if isTimeout(err) {
 			return r.notRoutable(urls, lastSeen, lastErr)
@@ -698,6 +723,35 @@ func (r *rollout) waitRegistered(ctx context.Context) error {
 	}
 	r.done(PhaseRegister, Event{Container: r.newC.Short(), URL: r.newURL, Message: "in Traefik service " + strings.Join(r.services, ", ")})
 	return nil
+}
+
+// watchNew inspects the new container every PollInterval until ctx ends
+// or it fails (exits, restarts, turns unhealthy, cannot be inspected); the
+// failure is sent on the returned channel.
+func (r *rollout) watchNew(ctx context.Context, restarts int) <-chan error {
+	failed := make(chan error, 1)
+	id := r.newC.ID
+	go func() {
+		for ctx.Err() == nil {
+			c, err := r.e.Runtime.Inspect(ctx, id)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				err = r.newContainerFailed(ctx, c, restarts)
+			}
+			if err != nil {
+				failed <- err
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(r.o.PollInterval):
+			}
+		}
+	}()
+	return failed
 }
 
 // registeredIn reports whether one of urls is registered in every service
@@ -768,11 +822,19 @@ func (r *rollout) notRoutable(urls map[string]string, seen map[string]Service, l
 	} else {
 		obs = append(obs, "the container is on network(s) "+strings.Join(sortedKeys(c.Networks), ", "))
 	}
-	if lastErr != nil {
-		obs = append(obs, "last Traefik error: "+lastErr.Error())
-	}
 	e.Observed = strings.Join(obs, "; ")
 	e.Hint = "that the container has traefik.enable=true (unless Traefik exposes containers by default), that it is on the network Traefik uses (--network or the traefik.docker.network label), and that its labels put it in the same Traefik service as the current version"
+	if lastErr != nil {
+		// The last answers were errors, not a list without the server:
+		// Traefik could not be asked.
+		e.Kind = KindUnreachable
+		e.Err = fmt.Errorf("Traefik's API did not answer whether it routes to container %s (%s) within %s: %w", c.Short(), want, r.o.RegisterTimeout, lastErr)
+		e.Observed = ""
+		if len(seen) > 0 {
+			e.Observed = strings.Join(obs[:len(seen)], "; ") // what it answered before it stopped
+		}
+		e.Hint = "--traefik-url (or DEPLOYCTL_TRAEFIK_URL), that Traefik is up and its API answers; then run the rollout again"
+	}
 	return e
 }
 
@@ -797,6 +859,7 @@ func (r *rollout) drainOld(ctx context.Context) error {
 		if errors.Is(err, ErrContainerNotFound) {
 			// Removed by someone else: Traefik drops it on its own, and
 			// the new container serves.
+			old.gone = true
 			r.warn(PhaseDrain, "old container %s disappeared during the rollout (removed by someone else)", old.Short())
 			return nil
 		}
@@ -821,11 +884,21 @@ func (r *rollout) drainOld(ctx context.Context) error {
 // makes sure the new container stays registered: if it drops out, the drain
 // is undone rather than leaving nothing to serve.
 func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew bool) error {
+	phase := PhaseStop
+	var stillUp *healthWitness // the new container, while the old ones drain
+	if guardNew {
+		phase = PhaseDrain
+		stillUp = r.restoreWitness(r.newC.ID)
+	}
+	dropped := r.dropWitness(idsOf(olds)...)
+	var apiErr error
 	err := r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) {
+		apiErr = nil
 		for _, name := range r.services {
 			svc, err := r.e.Router.Service(ctx, name)
 			if err != nil {
-				return false, nil // retried until the deadline
+				apiErr = err
+				break
 			}
 			if srv, ok := svc.Server(r.newURL); guardNew && (!ok || !srv.Registered()) {
 				return false, &Error{Kind: KindFailed, Err: fmt.Errorf("the new container's URL %s left service %s while the old version was being drained", r.newURL, name),
@@ -837,12 +910,27 @@ func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew b
 				}
 			}
 		}
-		return true, nil
+		if apiErr == nil {
+			return true, nil
+		}
+		// Traefik's API did not answer: Docker's health stands in (both
+		// clocks run from now on).
+		gone := dropped.settled(ctx)
+		up := stillUp == nil || stillUp.settled(ctx)
+		return gone && up, nil
 	})
+	if err == nil && apiErr != nil {
+		r.warn(phase, "Traefik's API stopped answering (%v); went on because Docker has reported %s unhealthy or stopped for longer than Traefik's throttle (--traefik-throttle %s + %s)",
+			apiErr, names(containersOf(olds)), r.o.TraefikThrottle, blindMargin)
+	}
 	if isTimeout(err) {
 		var urls []string
 		for _, old := range olds {
 			urls = append(urls, old.url)
+		}
+		if apiErr != nil {
+			return &Error{Kind: KindUnreachable, Err: fmt.Errorf("Traefik's API did not confirm that it dropped %s within %s: %w", strings.Join(urls, ", "), r.o.DeregisterTimeout, apiErr),
+				Hint: "--traefik-url and Traefik's health; docker inspect the containers"}
 		}
 		return &Error{Kind: KindFailed, Err: fmt.Errorf("Traefik still lists %s after %s", strings.Join(urls, ", "), r.o.DeregisterTimeout),
 			Hint: "that Traefik's docker provider watches this Docker host's events; use --drain=signal to stop old containers without waiting for Traefik"}
@@ -877,10 +965,17 @@ func (r *rollout) stopOld(ctx context.Context) error {
 		if timeout == 0 {
 			timeout = DefaultStopTimeout
 		}
-		if err := r.e.Runtime.Stop(ctx, old.ID, timeout); err != nil && !errors.Is(err, ErrContainerNotFound) {
+		r.info(PhaseStop, Event{Container: old.Short(), Message: fmt.Sprintf("stopping (stop signal, killed after %s)", timeout)})
+		err := r.e.Runtime.Stop(ctx, old.ID, timeout)
+		switch {
+		case errors.Is(err, ErrContainerNotFound):
+			old.gone = true
+			r.info(PhaseStop, Event{Container: old.Short(), Message: "already gone (removed by someone else)"})
+		case err != nil:
 			return fmt.Errorf("stopping %s: %w", old.Short(), err)
+		default:
+			r.info(PhaseStop, Event{Container: old.Short(), Message: "stopped"})
 		}
-		r.info(PhaseStop, Event{Container: old.Short(), Message: "stopped"})
 		return nil
 	})
 	if err != nil {
@@ -902,17 +997,26 @@ func (r *rollout) stopOld(ctx context.Context) error {
 	return nil
 }
 
-// prune removes stopped containers of the app beyond the newest o.Keep.
-// Failures are warnings: the rollout itself has succeeded.
+// prune removes stopped containers of the app beyond the newest o.Keep,
+// counting the old containers being stopped as the newest. Failures are
+// warnings: the rollout itself has succeeded.
 func (r *rollout) prune(ctx context.Context) []string {
+	if ctx.Err() != nil {
+		return nil
+	}
 	cs, err := r.e.Runtime.List(ctx, map[string]string{LabelApp: r.o.App})
 	if err != nil {
 		r.warn(PhasePrune, "listing old containers to prune: %v", err)
 		return nil
 	}
+	keep := r.o.Keep
 	var stopped []Container
 	for _, c := range cs {
-		if !c.Running() && c.ID != r.newC.ID {
+		isOld := slices.ContainsFunc(r.olds, func(o *oldContainer) bool { return o.ID == c.ID })
+		switch {
+		case isOld:
+			keep-- // stopped now, so among the newest
+		case !c.Running() && c.ID != r.newC.ID:
 			stopped = append(stopped, c)
 		}
 	}
@@ -921,7 +1025,7 @@ func (r *rollout) prune(ctx context.Context) []string {
 	sort.Slice(stopped, func(i, j int) bool { return lastServed(stopped[i]).After(lastServed(stopped[j])) })
 	var pruned []string
 	for i, c := range stopped {
-		if i < r.o.Keep {
+		if i < keep {
 			continue
 		}
 		if err := r.e.Runtime.Remove(ctx, c.ID); err != nil {
@@ -943,7 +1047,7 @@ func (r *rollout) result(pruned []string) *Result {
 		Phases: r.phases, Pruned: pruned, Total: Duration(r.e.now().Sub(r.start)),
 	}
 	for _, old := range r.olds {
-		res.Old = append(res.Old, OldRef{ContainerRef: ContainerRef{ID: old.ID, Name: old.Short(), Version: old.Labels[LabelVersion], URL: old.url}, Drain: old.drain})
+		res.Old = append(res.Old, OldRef{ContainerRef: ContainerRef{ID: old.ID, Name: old.Short(), Version: old.Labels[LabelVersion], URL: old.url}, Drain: old.drain, Gone: old.gone})
 	}
 	r.e.emit(Event{Phase: PhaseDone, Status: StatusDone, Container: r.newC.Short(), URL: r.newURL,
 		Message: fmt.Sprintf("%s %s is serving", r.o.App, r.o.Version), Elapsed: time.Duration(res.Total)})

@@ -32,9 +32,10 @@ type endpoint struct {
 func traefikEndpoint(c Container) (endpoint, error) {
 	ep := endpoint{Scheme: "http"}
 	portLabel, schemeLabel := "", ""
+	portKey := labelV1Port
 	for _, name := range v2ServiceNames(c.Labels) {
 		if p := c.Labels[prefixV2Services+name+".loadbalancer.server.port"]; p != "" && portLabel == "" {
-			portLabel = p
+			portLabel, portKey = p, prefixV2Services+name+".loadbalancer.server.port"
 		}
 		if s := c.Labels[prefixV2Services+name+".loadbalancer.server.scheme"]; s != "" && schemeLabel == "" {
 			schemeLabel = s
@@ -52,7 +53,7 @@ func traefikEndpoint(c Container) (endpoint, error) {
 	if portLabel != "" {
 		p, err := strconv.Atoi(portLabel)
 		if err != nil || p <= 0 || p > 65535 {
-			return ep, fmt.Errorf("label port %q is not a port number", portLabel)
+			return ep, fmt.Errorf("label %s=%q is not a port number (1-65535)", portKey, portLabel)
 		}
 		ep.Port = p
 		return ep, nil

@@ -61,10 +61,7 @@ func (r *rollout) poll(ctx context.Context, deadline time.Duration, check func()
 	for {
 		ok, err := check()
 		if err != nil {
-			if errors.Is(err, ErrContainerNotFound) {
-				return &Error{Kind: KindFailed, Err: fmt.Errorf("a container deployctl was waiting for disappeared: %w", err), Hint: "whether something else removed it (docker events)"}
-			}
-			return err
+			return disappeared(err)
 		}
 		if ok {
 			return nil
@@ -77,6 +74,15 @@ func (r *rollout) poll(ctx context.Context, deadline time.Duration, check func()
 		case <-tick.C:
 		}
 	}
+}
+
+// disappeared explains a container that is gone while deployctl waited
+// for it; other errors are returned as they are.
+func disappeared(err error) error {
+	if errors.Is(err, ErrContainerNotFound) {
+		return &Error{Kind: KindFailed, Err: fmt.Errorf("a container deployctl was waiting for disappeared: %w", err), Hint: "whether something else removed it (docker events)"}
+	}
+	return err
 }
 
 // parallel runs f for each item concurrently and joins the errors.
@@ -102,9 +108,25 @@ func unreachable(what string, err error) error {
 	if errors.As(err, &de) {
 		return de
 	}
+	if what == "Docker" && !errors.Is(err, ErrUnreachable) {
+		// Docker answered, with an error: it is reachable (the adapter
+		// marks connection failures with ErrUnreachable).
+		return &Error{Kind: KindFailed, Err: fmt.Errorf("%s: %w", what, err), Hint: dockerErrorHint}
+	}
 	hint := "that the Docker engine is running and DOCKER_HOST points at it"
 	if what == "Traefik" {
-		hint = "--traefik-url (or DEPLOYCTL_TRAEFIK_URL) and that Traefik's API is enabled (api.insecure, or a router to api@internal)"
+		switch {
+		case errors.Is(err, ErrTraefikCredentials):
+			hint = "the Traefik API credentials: --traefik-user and --traefik-password (DEPLOYCTL_TRAEFIK_USER, DEPLOYCTL_TRAEFIK_PASSWORD), or --traefik-header"
+		case errors.Is(err, ErrTraefikTLS):
+			hint = "--traefik-ca <PEM file> to trust the CA that signed Traefik's certificate (or --traefik-insecure to skip verification)"
+		default:
+			hint = "--traefik-url (or DEPLOYCTL_TRAEFIK_URL), with the API's base path if any, and that Traefik's API is enabled (api.insecure, or a router to api@internal)"
+		}
+		if strings.HasPrefix(strings.ToLower(err.Error()), "traefik") {
+			// The error names Traefik already.
+			return &Error{Kind: KindUnreachable, Err: err, Hint: hint}
+		}
 	}
 	return &Error{Kind: KindUnreachable, Err: fmt.Errorf("%s: %w", what, err), Hint: hint}
 }
@@ -116,8 +138,16 @@ func wrapDocker(err error) error {
 	return unreachable("Docker", err)
 }
 
+// dockerErrorHint is what to check when the Docker engine answered a call
+// with an error.
+const dockerErrorHint = "the Docker engine's error above, on the Docker host: free disk space (docker system df), and that this user may manage containers (docker info)"
+
 // classifyDocker marks Docker connection failures as such.
 func classifyDocker(err error) error {
+	var de *Error
+	if errors.As(err, &de) {
+		return err
+	}
 	if errors.Is(err, ErrUnreachable) {
 		return &Error{Kind: KindUnreachable, Err: err, Hint: "that the Docker engine is running and DOCKER_HOST points at it"}
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -57,8 +58,16 @@ func New(ctx context.Context, opts ...client.Opt) (*Runtime, error) {
 		host = cli.DaemonHost()
 	}
 	ping, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+	if m := unsupportedAPI.FindStringSubmatch(fmt.Sprint(err)); m != nil {
+		// The SDK itself refuses engines older than it supports.
+		ping.APIVersion, err = m[1], nil
+	}
 	if err != nil {
 		_ = cli.Close()
+		if errors.Is(err, os.ErrPermission) || strings.Contains(err.Error(), "permission denied") {
+			// The engine runs; this user may not open its socket.
+			return nil, fmt.Errorf("%w: Docker engine at %s: %v (this user, uid %d, may not use it: run deployctl as root or as a user in the docker group, or set DOCKER_HOST to an engine this user may use)", deploy.ErrUnreachable, host, err, os.Getuid())
+		}
 		return nil, fmt.Errorf("%w: Docker engine at %s: %v (is the engine running? is DOCKER_HOST right?)", deploy.ErrUnreachable, host, err)
 	}
 	if ping.APIVersion != "" && versionLess(ping.APIVersion, MinAPIVersion) {
@@ -67,6 +76,9 @@ func New(ctx context.Context, opts ...client.Opt) (*Runtime, error) {
 	}
 	return &Runtime{cli: cli, images: map[string]image.InspectResponse{}}, nil
 }
+
+// unsupportedAPI is the SDK's refusal of an old engine at ping.
+var unsupportedAPI = regexp.MustCompile(`API version ([0-9]+\.[0-9]+) is not supported by this client`)
 
 // Client is the underlying SDK client.
 func (r *Runtime) Client() *client.Client { return r.cli }
@@ -109,6 +121,10 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (deploy.Container, err
 		return deploy.Container{}, wrap(err)
 	}
 	ci := res.Container
+	if ci.State != nil && ci.State.Status == "removing" {
+		// Being removed (docker rm -f by someone else): gone for a rollout.
+		return deploy.Container{}, fmt.Errorf("%w: %s is being removed", deploy.ErrContainerNotFound, shortID(ci.ID))
+	}
 	var img *image.InspectResponse
 	if i, err := r.imageByID(ctx, ci.Image); err == nil {
 		img = &i
@@ -267,8 +283,8 @@ func (r *Runtime) Stop(ctx context.Context, id string, timeout time.Duration) er
 // Remove implements deploy.Runtime.
 func (r *Runtime) Remove(ctx context.Context, id string) error {
 	_, err := r.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && cerrdefs.IsNotFound(err) {
-		return nil
+	if err != nil && (cerrdefs.IsNotFound(err) || strings.Contains(err.Error(), "is already in progress")) {
+		return nil // gone, or going: someone else's docker rm
 	}
 	return wrap(err)
 }

@@ -6,6 +6,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +37,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	deployctlBin = filepath.Join(dir, "deployctl")
+	if err := initSecrets(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	// Static and stripped, as released: the binary is copied into
 	// containers as the probe.
 	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", deployctlBin, "github.com/deployctl/deployctl")
@@ -43,6 +49,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building deployctl: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	prebuildTraefik()
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -101,22 +108,32 @@ func (e *env) deployctl(args ...string) result {
 	e.t.Helper()
 	cmd := exec.Command(deployctlBin, append(args, "--json")...)
 	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL, "DEPLOYCTL_POLL_INTERVAL=50ms")
+	cmd.Env = append(cmd.Env, secretEnv()...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		e.t.Fatalf("running deployctl: %v", err)
-	}
+	expectNoSecrets(e.t, "deployctl "+strings.Join(args, " "), r.stdout, r.stderr)
+	r.code = exitCode(e.t, err)
 	if jerr := json.Unmarshal(stdout.Bytes(), &r.json); jerr != nil {
 		e.t.Errorf("--json output is not JSON: %v\n%s", jerr, r.stdout)
 	}
 	e.t.Logf("deployctl %s -> exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
 	return r
+}
+
+// exitCode is the exit code of a deployctl run that has ended; an error
+// other than a non-zero exit fails the test.
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return exit.ExitCode()
+	case err != nil:
+		t.Fatalf("running deployctl: %v", err)
+	}
+	return 0
 }
 
 // appLabels are the Traefik labels of an app routed by Host.
@@ -257,4 +274,43 @@ func runtime(t *testing.T) deploy.Runtime {
 		rt = r
 	})
 	return rt
+}
+
+// secrets are handed to every deployctl run of these tests (Traefik's API
+// here needs no credentials and ignores them; the env file's value goes
+// into the app's containers), and no output may show them: not the
+// progress lines, errors, --json documents, status or history.
+var secrets struct{ password, token, envValue, envFile string }
+
+func initSecrets(dir string) error {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	id := hex.EncodeToString(b[:])
+	secrets.password, secrets.token, secrets.envValue = "pw-"+id, "tok-"+id, "val-"+id
+	secrets.envFile = filepath.Join(dir, "secret.env")
+	return os.WriteFile(secrets.envFile, []byte("DEPLOYCTL_E2E_SECRET="+secrets.envValue+"\n"), 0o600)
+}
+
+// secretEnv sets the secrets through deployctl's environment variables.
+func secretEnv() []string {
+	return []string{
+		"DEPLOYCTL_TRAEFIK_USER=e2e",
+		"DEPLOYCTL_TRAEFIK_PASSWORD=" + secrets.password,
+		"DEPLOYCTL_TRAEFIK_HEADER=X-Token: " + secrets.token,
+		"DEPLOYCTL_ENV_FILE=" + secrets.envFile,
+	}
+}
+
+// expectNoSecrets fails the test if any output shows a secret.
+func expectNoSecrets(t *testing.T, what string, outputs ...string) {
+	t.Helper()
+	for _, out := range outputs {
+		for name, v := range map[string]string{"Traefik password": secrets.password, "header token": secrets.token, "--env-file value": secrets.envValue} {
+			if strings.Contains(out, v) {
+				t.Errorf("%s: its output shows the %s", what, name)
+			}
+		}
+	}
 }

@@ -22,6 +22,7 @@ func (e *env) run(args ...string) (int, string, string) {
 	e.t.Helper()
 	cmd := exec.Command(deployctlBin, args...)
 	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL, "DEPLOYCTL_POLL_INTERVAL=50ms", "DEPLOYCTL_PROGRESS=plain")
+	cmd.Env = append(cmd.Env, secretEnv()...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -32,6 +33,7 @@ func (e *env) run(args ...string) (int, string, string) {
 		e.t.Fatal(err)
 	}
 	e.t.Logf("deployctl %s -> exit %d\n%s%s", strings.Join(args, " "), code, stdout.String(), stderr.String())
+	expectNoSecrets(e.t, "deployctl "+strings.Join(args, " "), stdout.String(), stderr.String())
 	return code, stdout.String(), stderr.String()
 }
 

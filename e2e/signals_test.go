@@ -98,6 +98,7 @@ func (e *env) signalAt(trigger string, sig syscall.Signal, args ...string) (int,
 	}
 	cmd := exec.Command(deployctlBin, args...)
 	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL, "DEPLOYCTL_POLL_INTERVAL=50ms", "DEPLOYCTL_PROGRESS=plain")
+	cmd.Env = append(cmd.Env, secretEnv()...)
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		e.t.Fatal(err)
@@ -129,5 +130,6 @@ func (e *env) signalAt(trigger string, sig syscall.Signal, args ...string) (int,
 		e.t.Errorf("never saw %q; output:\n%s", trigger, all.String())
 	}
 	e.t.Logf("deployctl %s (signal %s at %q) -> exit %d\n%s", strings.Join(args, " "), sig, trigger, code, all.String())
+	expectNoSecrets(e.t, "deployctl "+strings.Join(args, " "), all.String())
 	return code, all.String()
 }

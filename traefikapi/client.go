@@ -17,6 +17,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -71,6 +72,9 @@ type Client struct {
 
 	mu   sync.Mutex
 	info *Info
+	// answered: Traefik's API has answered this client before, so a
+	// transport failure now is an outage, not a wrong URL.
+	answered atomic.Bool
 }
 
 // New checks cfg and returns a client. It does not contact Traefik.
@@ -227,6 +231,7 @@ func (c *Client) get(ctx context.Context, path string) (*answer, error) {
 		return nil, c.transportError(ctx, target, err)
 	}
 	defer resp.Body.Close()
+	c.answered.Store(true)
 
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
 	a := &answer{url: target, status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), header: resp.Header, body: body}
@@ -243,7 +248,7 @@ func (c *Client) get(ctx context.Context, path string) (*answer, error) {
 	status := fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode)) // not resp.Status: its text is the server's
 	switch resp.StatusCode {
 	case http.StatusUnauthorized, http.StatusForbidden:
-		hint := "check the Traefik API credentials (--traefik-user/--traefik-password or --traefik-header, or their environment variables)"
+		hint := "check the Traefik API credentials (--traefik-user/--traefik-password or --traefik-header, or DEPLOYCTL_TRAEFIK_USER/DEPLOYCTL_TRAEFIK_PASSWORD)"
 		if c.username == "" && c.password == "" && len(c.headers) == 0 {
 			hint = "Traefik's API needs credentials and none were given: " + hint
 		}
@@ -267,8 +272,11 @@ func (c *Client) transportError(ctx context.Context, target string, err error) e
 	if hint := tlsHint(err); hint != "" {
 		return fmt.Errorf("%w: %w: GET %s: %v; %s", ErrUnreachable, ErrTLS, target, cause, hint)
 	}
-	return fmt.Errorf("%w: GET %s failed after %d attempts: %v; check --traefik-url and that Traefik's API is enabled (--api, and --api.insecure=true for the :8080 entrypoint)",
-		ErrUnreachable, target, c.retry.RetryMax+1, cause)
+	hint := "check --traefik-url and that Traefik's API is enabled (--api, and --api.insecure=true for the :8080 entrypoint)"
+	if c.answered.Load() {
+		hint = "it answered earlier in this run: check that Traefik is still up (restarting, overloaded or cut off?)"
+	}
+	return fmt.Errorf("%w: GET %s failed after %d attempts: %v; %s", ErrUnreachable, target, c.retry.RetryMax+1, cause, hint)
 }
 
 // tlsHint says what to do about a TLS failure, or "" if err is not one.

@@ -552,6 +552,9 @@ func TestBadBodies(t *testing.T) {
 		{"service is array", "/api/http/services/web@docker", "application/json", `[]`, service,
 			[]string{"not an object"}},
 		{"version is html", "/api/version", "text/html", "<html>login</html>", services, []string{"no version JSON", "text/html"}},
+		// An API that answers {} everywhere must not pass for a Traefik v1
+		// without backends.
+		{"version without a version", "/api/version", "application/json", `{}`, services, []string{"without a Traefik version"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

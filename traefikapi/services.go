@@ -94,6 +94,11 @@ func (c *Client) detect(ctx context.Context) (Info, error) {
 		if info.Major > 0 {
 			return info, nil
 		}
+		if v.Version == "" {
+			// Every Traefik that serves /api/version (v1.7 on) names its
+			// version there (a dev build says "dev": probed below).
+			return Info{}, a.unexpected(c, "JSON without a Traefik version (another API, or an unexpected schema)")
+		}
 	case http.StatusNotFound:
 		// Traefik before v1.7 may lack /api/version: probe below.
 	default:
