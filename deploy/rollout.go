@@ -616,9 +616,7 @@ func (r *rollout) waitHealthy(ctx context.Context) error {
 	if deadline == 0 {
 		deadline = healthDeadline(c.Healthcheck)
 		if r.probe {
-			// The wrapped check's start period already includes the app's
-			// interval x retries.
-			deadline = c.Healthcheck.StartPeriod + c.Healthcheck.Timeout/2 + 10*time.Second
+			deadline = probeHealthDeadline(c.Healthcheck)
 		}
 	}
 	restarts := c.RestartCount

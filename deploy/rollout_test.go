@@ -550,6 +550,24 @@ func TestHealthDeadline(t *testing.T) {
 	if h.Interval != 500*time.Millisecond || h.Retries != 1 || h.StartPeriod != defaultTCPStartPeriod {
 		t.Errorf("tcp probe %+v", h)
 	}
+	if want := []string{"--timeout", "5s", "--retries", "3", "--tcp", "127.0.0.1:8080"}; !slices.Equal(h.Test[len(h.Test)-len(want):], want) {
+		t.Errorf("tcp probe runs %q, want it to end in %q", h.Test, want)
+	}
+	if got := probeHealthDeadline(&h); got != defaultTCPStartPeriod+2500*time.Millisecond+10*time.Second {
+		t.Errorf("tcp probe deadline %s", got)
+	}
+
+	// Docker's timeout on a probe run is far above what the probe itself
+	// may take: with retries=1, one run Docker gives up on would take the
+	// container out of Traefik.
+	own := &Healthcheck{Test: []string{"CMD", "check"}, Interval: 3 * time.Second, Timeout: 2 * time.Second, Retries: 3, StartPeriod: 4 * time.Second}
+	h = drainAwareHealthcheck(own, 8080, time.Second)
+	if h.Retries != 1 || h.Timeout < own.Timeout+20*time.Second {
+		t.Errorf("wrapped probe: retries %d, Docker timeout %s for a check bounded at %s", h.Retries, h.Timeout, own.Timeout)
+	}
+	if got := probeHealthDeadline(&h); got != 4*time.Second+3*3*time.Second+time.Second+10*time.Second {
+		t.Errorf("wrapped probe deadline %s, want start 4s + 3x3s + half the check's 2s + 10s slack", got)
+	}
 }
 
 func TestWatchWindowRollsBackWhenNewCrashes(t *testing.T) {
