@@ -76,6 +76,15 @@ func newEnv(t *testing.T, traefikVersion string) *env {
 	return &env{t: t, cli: cli, network: network, traefik: tr, api: api}
 }
 
+// with returns a copy of e whose helpers fail and clean up through t. Every
+// subtest must use one: a helper that called FailNow on the parent's t from
+// a subtest would end the parent test and skip its remaining subtests.
+func (e *env) with(t *testing.T) *env {
+	c := *e
+	c.t = t
+	return &c
+}
+
 // appName makes an app name unique to this test run, and removes the app's
 // deploy history and lock from the Docker host when the test ends.
 func (e *env) appName(base string) string {

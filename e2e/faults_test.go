@@ -30,14 +30,6 @@ import (
 // through Traefik fails, the version it says serves does, nothing of the run
 // is left behind, and no credential it was given appears in any output.
 
-// with returns a copy of e whose helpers fail and clean up through t (a
-// subtest).
-func (e *env) with(t *testing.T) *env {
-	c := *e
-	c.t = t
-	return &c
-}
-
 // progressEvent is one line of --progress=json.
 type progressEvent struct {
 	Time      time.Time     `json:"time"`

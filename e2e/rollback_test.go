@@ -249,6 +249,7 @@ func TestWatchWindowRollsBack(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.with(t)
 			app := e.appName("watch-" + tc.name)
 			e.firstDeploy(app, repo, "v1", "--restart", "no")
 			l := startLoad(t, e.traefik.EntryURL, app+".test", 100, true)

@@ -165,6 +165,7 @@ func TestRolloutFailuresLeaveV1Serving(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.with(t)
 			app := e.appName(fmt.Sprintf("fail%d", i))
 			e.firstDeploy(app, repo, "v1")
 			l := startLoad(t, e.traefik.EntryURL, app+".test", 50, true)

@@ -34,6 +34,7 @@ func TestSignalsInEachPhase(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.with(t)
 			app := e.appName("sig" + string(rune('a'+i)))
 			e.firstDeploy(app, repo, "v1")
 			l := startLoad(t, e.traefik.EntryURL, app+".test", 100, true)
@@ -61,6 +62,7 @@ func TestSignalsInEachPhase(t *testing.T) {
 	// A second signal exits at once; the next rollout repairs what was
 	// left: it breaks the dead run's lock and stops the half-made container.
 	t.Run("second signal, then the next rollout repairs", func(t *testing.T) {
+		e := e.with(t)
 		app := e.appName("sig2")
 		e.firstDeploy(app, repo, "v1")
 		start := time.Now()
