@@ -184,7 +184,7 @@ running: two at once would interleave.`,
 				fmt.Fprintf(c.OutOrStdout(), "%s: not locked\n", app)
 				return nil
 			}
-			if err := eng.Journal.Unlock(c.Context(), app); err != nil {
+			if err := eng.Journal.Unlock(c.Context(), app, h); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.OutOrStdout(), "%s: removed the deploy lock held by %s\n", app, h)

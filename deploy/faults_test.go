@@ -180,10 +180,12 @@ func (j *memJournal) Lock(ctx context.Context, app, image string, h Holder) erro
 	return nil
 }
 
-func (j *memJournal) Unlock(ctx context.Context, app string) error {
+func (j *memJournal) Unlock(ctx context.Context, app string, held *Holder) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	delete(j.holders, app)
+	if h, ok := j.holders[app]; ok && (held == nil || h.Same(*held)) {
+		delete(j.holders, app)
+	}
 	return nil
 }
 
@@ -266,11 +268,11 @@ func (f *faultyJournal) Lock(ctx context.Context, app, image string, h Holder) e
 	return f.Journal.Lock(ctx, app, image, h)
 }
 
-func (f *faultyJournal) Unlock(ctx context.Context, app string) error {
+func (f *faultyJournal) Unlock(ctx context.Context, app string, held *Holder) error {
 	if err := f.fault("Unlock"); err != nil {
 		return err
 	}
-	return f.Journal.Unlock(ctx, app)
+	return f.Journal.Unlock(ctx, app, held)
 }
 
 func (f *faultyJournal) LockHolder(ctx context.Context, app string) (*Holder, error) {

@@ -19,8 +19,11 @@ type Journal interface {
 	// another run holds it, the error is a *LockedError. image is any image
 	// present on the host (the lock is a container that never runs).
 	Lock(ctx context.Context, app, image string, holder Holder) error
-	// Unlock releases the app's lock, whoever holds it; no lock is no error.
-	Unlock(ctx context.Context, app string) error
+	// Unlock releases the app's lock if it is held by held (nil: whoever
+	// holds it), removing that very lock: a lock another run took after
+	// held's was removed is never touched. No lock, or a lock of another
+	// holder, is no error.
+	Unlock(ctx context.Context, app string, held *Holder) error
 	// LockHolder returns who holds the app's lock, nil when it is free.
 	LockHolder(ctx context.Context, app string) (*Holder, error)
 	// AddRecord stores a history record, keeping the newest keep records
@@ -40,6 +43,13 @@ type Holder struct {
 	// Expires is when the lock counts as stale: the holder's --timeout plus
 	// the cleanup time, after which no live run can still hold it.
 	Expires time.Time `json:"expires"`
+}
+
+// Same reports whether h and o are the same holder (times compared as
+// instants, so a holder read back from the journal matches the original).
+func (h Holder) Same(o Holder) bool {
+	return h.User == o.User && h.Host == o.Host && h.PID == o.PID && h.CI == o.CI &&
+		h.Since.Equal(o.Since) && h.Expires.Equal(o.Expires)
 }
 
 func (h Holder) String() string {

@@ -29,7 +29,7 @@ func (r *rollout) lock(ctx context.Context, image string) error {
 		err := j.Lock(ctx, r.o.App, image, holder)
 		var le *LockedError
 		if err == nil {
-			r.locked = true
+			r.locked, r.holder = true, holder
 			return nil
 		}
 		if !errors.As(err, &le) {
@@ -37,7 +37,9 @@ func (r *rollout) lock(ctx context.Context, image string) error {
 		}
 		if le.Holder.Stale(r.e.now(), thisHost, r.e.ProcessAlive) {
 			r.warn(PhasePlan, "breaking a stale deploy lock on %s held by %s (expired %s)", r.o.App, le.Holder, le.Holder.Expires.Local().Format("15:04:05"))
-			if err := j.Unlock(ctx, r.o.App); err != nil {
+			// Only that stale lock: another run breaking it at the same
+			// time may already have taken a fresh one.
+			if err := j.Unlock(ctx, r.o.App, &le.Holder); err != nil {
 				return lockError(fmt.Errorf("breaking the stale deploy lock of %s: %w", r.o.App, err),
 					"or remove the lock by hand: deployctl unlock --app "+r.o.App)
 			}
@@ -105,7 +107,7 @@ func (r *rollout) release(ctx context.Context) {
 	}
 	cctx, cancel := r.cleanupContext(ctx)
 	defer cancel()
-	if err := r.e.Journal.Unlock(cctx, r.o.App); err != nil {
+	if err := r.e.Journal.Unlock(cctx, r.o.App, &r.holder); err != nil {
 		r.warn(PhaseDone, "could not release the deploy lock: %v (deployctl unlock --app %s)", err, r.o.App)
 	}
 	r.locked = false

@@ -125,6 +125,7 @@ type rollout struct {
 	// operation is what the history calls this run: rollout or rollback.
 	operation string
 	locked    bool
+	holder    Holder // of the lock, while locked
 	// dryRun: plan only; nothing is pulled, locked or changed.
 	dryRun    bool
 	wouldPull bool

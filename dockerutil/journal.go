@@ -76,9 +76,15 @@ func (r *Runtime) lock(ctx context.Context, app, image string, h deploy.Holder, 
 	return fmt.Errorf("creating the lock container %s%s: %w", lockPrefix, app, wrap(err))
 }
 
-// Unlock implements deploy.Journal.
-func (r *Runtime) Unlock(ctx context.Context, app string) error {
-	_, err := r.cli.ContainerRemove(ctx, lockPrefix+app, client.ContainerRemoveOptions{Force: true})
+// Unlock implements deploy.Journal. The lock container is removed by its
+// ID, read together with its holder: a lock container of the same name
+// created in between (another run took the lock) is left alone.
+func (r *Runtime) Unlock(ctx context.Context, app string, held *deploy.Holder) error {
+	id, h, err := r.lockHolder(ctx, app)
+	if err != nil || h == nil || held != nil && !h.Same(*held) {
+		return err
+	}
+	_, err = r.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return wrap(err)
 	}
@@ -87,12 +93,19 @@ func (r *Runtime) Unlock(ctx context.Context, app string) error {
 
 // LockHolder implements deploy.Journal.
 func (r *Runtime) LockHolder(ctx context.Context, app string) (*deploy.Holder, error) {
+	_, h, err := r.lockHolder(ctx, app)
+	return h, err
+}
+
+// lockHolder returns the ID of the app's lock container and its holder; a
+// nil holder when there is none.
+func (r *Runtime) lockHolder(ctx context.Context, app string) (string, *deploy.Holder, error) {
 	res, err := r.cli.ContainerInspect(ctx, lockPrefix+app, client.ContainerInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
-		return nil, nil
+		return "", nil, nil
 	}
 	if err != nil {
-		return nil, wrap(err)
+		return "", nil, wrap(err)
 	}
 	var h deploy.Holder
 	if res.Container.Config != nil {
@@ -100,7 +113,7 @@ func (r *Runtime) LockHolder(ctx context.Context, app string) (*deploy.Holder, e
 			h = deploy.Holder{User: "unknown (unreadable lock label)"}
 		}
 	}
-	return &h, nil
+	return res.Container.ID, &h, nil
 }
 
 // AddRecord implements deploy.Journal.
