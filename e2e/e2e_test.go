@@ -24,6 +24,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/deployctl/deployctl/deploy"
+	"github.com/deployctl/deployctl/dockerutil"
 	"github.com/deployctl/deployctl/internal/testenv"
 	"github.com/deployctl/deployctl/traefikapi"
 )
@@ -62,6 +63,7 @@ type env struct {
 	network string
 	traefik *testenv.Traefik
 	api     *traefikapi.Client
+	rt      deploy.Runtime // on the same engine as cli
 }
 
 func newEnv(t *testing.T, traefikVersion string) *env {
@@ -73,7 +75,12 @@ func newEnv(t *testing.T, traefikVersion string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, cli: cli, network: network, traefik: tr, api: api}
+	rt, err := dockerutil.New(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return &env{t: t, cli: cli, network: network, traefik: tr, api: api, rt: rt}
 }
 
 // with returns a copy of e whose helpers fail and clean up through t. Every
@@ -178,8 +185,7 @@ func (e *env) expectServing(app, version string) {
 // containers lists the app's containers by deployctl's label.
 func (e *env) containers(app string) []deploy.Container {
 	e.t.Helper()
-	rt := runtime(e.t)
-	cs, err := rt.List(context.Background(), map[string]string{deploy.LabelApp: app})
+	cs, err := e.rt.List(context.Background(), map[string]string{deploy.LabelApp: app})
 	if err != nil {
 		e.t.Fatal(err)
 	}
