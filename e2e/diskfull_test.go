@@ -105,8 +105,8 @@ type smallEngine struct {
 }
 
 // startSmallEngine mounts a tmpfs of size bytes, runs dockerd with its data
-// root on it (vfs storage, no default bridge, no iptables rules, its own
-// containerd) and points DOCKER_HOST at it for the rest of the test. It needs root; when the
+// root on it (vfs storage, no default bridge, no iptables rules, networks
+// from 10.213.0.0/16, its own containerd) and points DOCKER_HOST at it for the rest of the test. It needs root; when the
 // environment variable CI is set, not being root fails the test.
 func startSmallEngine(t *testing.T, size int64) *smallEngine {
 	t.Helper()
@@ -152,7 +152,11 @@ func startSmallEngine(t *testing.T, size int64) *smallEngine {
 	cmd := exec.Command(dockerd, "--config-file", config,
 		"--data-root", filepath.Join(dir, "root"), "--exec-root", filepath.Join(run, "exec"),
 		"--pidfile", filepath.Join(run, "docker.pid"), "--host", "unix://"+sock,
-		"--storage-driver", "vfs", "--bridge", "none", "--iptables=false", "--ip-masq=false")
+		"--storage-driver", "vfs", "--bridge", "none", "--iptables=false", "--ip-masq=false",
+		// Networks from a pool the machine's engine does not use (its
+		// defaults are 172.17-31.0.0/16 and 192.168.0.0/16): two engines
+		// creating networks at the same moment could pick the same subnet.
+		"--default-address-pool", "base=10.213.0.0/16,size=24")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
