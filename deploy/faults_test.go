@@ -766,3 +766,48 @@ func TestJournalFaults(t *testing.T) {
 		}
 	})
 }
+
+// A signal or --timeout while a Docker call is in flight: the client gives
+// up on the call, which then reads like an unreachable engine. The run must
+// be reported as what happened (interrupted, or out of time) with a hint
+// that fits, never as "is the Docker engine running?".
+func TestCancelledDockerCallIsNotBlamedOnDocker(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cause error
+		kind  Kind
+		hint  string // "" : none
+	}{
+		{"signal", ErrInterrupted, KindInterrupted, ""},
+		{"--timeout", context.DeadlineExceeded, KindFailed, "--timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld()
+			w.addImage("web:v2", nil)
+			old := w.addRunning("web-v1", "v1", true)
+			fr := newFaultyRuntime(w.runtime())
+			fr.method, fr.failAt, fr.err = "Create", 1, errDaemonGone
+			e, ev := engine(w)
+			e.Runtime = fr
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			e.Reporter = ReporterFunc(func(e Event) {
+				ev.Event(e)
+				if e.Phase == PhaseCreate && e.Status == StatusStart {
+					cancel(tc.cause)
+				}
+			})
+			_, err := e.Rollout(ctx, testOptions("v2"))
+			de := assertKind(t, err, tc.kind)
+			if tc.hint == "" && de.Hint != "" || !strings.Contains(de.Hint, tc.hint) {
+				t.Errorf("hint %q, want one about %q", de.Hint, tc.hint)
+			}
+			if strings.Contains(de.Error(), "Docker engine is running") || strings.Contains(de.Hint, "DOCKER_HOST") {
+				t.Errorf("blamed on Docker: %v (hint %q)", de, de.Hint)
+			}
+			if old.State != "running" || len(w.containers) != 1 {
+				t.Errorf("old %s, %d containers", old.State, len(w.containers))
+			}
+		})
+	}
+}

@@ -172,12 +172,16 @@ func (r *rollout) fail(ctx context.Context, p Phase, err error) error {
 	if de.Phase == "" || de.Phase == PhasePlan && p != PhasePlan {
 		de.Phase = p
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil && de.Kind != KindNeedsHuman {
 		cause := context.Cause(ctx)
+		// What the cancelled call made of it (e.g. "is the engine
+		// running?") is not the cause.
 		if errors.Is(cause, ErrInterrupted) {
-			de.Kind, de.Err = KindInterrupted, cause
+			de.Kind, de.Err, de.Hint = KindInterrupted, cause, ""
 		} else if errors.Is(cause, context.DeadlineExceeded) {
+			de.Kind = KindFailed
 			de.Err = fmt.Errorf("the rollout did not finish within --timeout")
+			de.Hint = "the phase that took longest in the progress above; raise --timeout if it only needs more time"
 		}
 	}
 	elapsed := r.e.now().Sub(r.phaseStart)

@@ -27,6 +27,7 @@ func TestSignalsInEachPhase(t *testing.T) {
 		code    int
 		serving string
 	}{
+		{"SIGTERM while creating", "create     start", syscall.SIGTERM, nil, 143, "v1"},
 		{"SIGINT while waiting for health", "healthy    start", syscall.SIGINT, []string{"--env", "STARTUP_DELAY=8s"}, 130, "v1"},
 		{"SIGTERM while waiting for Traefik", "register   start", syscall.SIGTERM, []string{"--label", "traefik.enable=false"}, 143, "v1"},
 		{"SIGINT while draining", "drain marker written", syscall.SIGINT, nil, 130, "v1"},
@@ -41,6 +42,9 @@ func TestSignalsInEachPhase(t *testing.T) {
 			code, stderr := e.signalAt(tc.trigger, tc.sig, append([]string{"rollout", "--image", repo, "--version", "v2", "--app", app}, tc.args...)...)
 			if code != tc.code {
 				t.Errorf("exit %d, want %d\n%s", code, tc.code, stderr)
+			}
+			if strings.Contains(stderr, "DOCKER_HOST") {
+				t.Errorf("an interrupted run blamed on Docker:\n%s", stderr)
 			}
 			time.Sleep(300 * time.Millisecond)
 			l.expectNoFailures(t)
