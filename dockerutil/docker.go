@@ -375,6 +375,12 @@ func (r *Runtime) Create(ctx context.Context, spec deploy.CreateSpec) (deploy.Co
 		return deploy.Container{}, nil, err
 	}
 	warnings = append(warnings, plan.warnings...)
+	// From here on a cancellation (a signal, --timeout) waits for the
+	// answer: a create the client gave up on may still happen in the
+	// engine, and a container whose ID the caller never learnt could not be
+	// removed. Either the container is returned, or it does not exist.
+	ctx, cancel := uncancelled(ctx)
+	defer cancel()
 	res, err := r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: spec.Name, Config: plan.config, HostConfig: plan.host, NetworkingConfig: plan.netConfig,
 	})
@@ -386,12 +392,28 @@ func (r *Runtime) Create(ctx context.Context, spec deploy.CreateSpec) (deploy.Co
 	// before the container starts.
 	for _, n := range plan.extraNetworks {
 		if _, err := r.cli.NetworkConnect(ctx, n.name, client.NetworkConnectOptions{Container: res.ID, EndpointConfig: n.endpoint}); err != nil {
-			_ = r.Remove(context.WithoutCancel(ctx), res.ID)
+			_ = r.Remove(ctx, res.ID)
 			return deploy.Container{}, nil, fmt.Errorf("connecting the new container to network %s: %w", n.name, wrap(err))
 		}
 	}
 	c, err := r.Inspect(ctx, res.ID)
-	return c, warnings, err
+	if err != nil {
+		_ = r.Remove(ctx, res.ID)
+		return deploy.Container{}, nil, err
+	}
+	return c, warnings, nil
+}
+
+// uncancelledTimeout bounds a Docker call that must not be abandoned
+// half-way (see [uncancelled]).
+const uncancelledTimeout = time.Minute
+
+// uncancelled returns a context for Docker calls whose effect the caller
+// must learn even when ctx is cancelled meanwhile (creating a container or
+// the lock): it keeps ctx's values, not its cancellation, and is bounded
+// by uncancelledTimeout.
+func uncancelled(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), uncancelledTimeout)
 }
 
 // wrap marks connection failures with deploy.ErrUnreachable and missing

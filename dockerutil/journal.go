@@ -48,6 +48,10 @@ func (r *Runtime) lock(ctx context.Context, app, image string, h deploy.Holder, 
 	if err != nil {
 		return err
 	}
+	// Not abandoned half-way: a lock container created after the client
+	// gave up would be a lock nobody knows they hold.
+	ctx, cancel := uncancelled(ctx)
+	defer cancel()
 	_, err = r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: lockPrefix + app,
 		Config: &container.Config{
