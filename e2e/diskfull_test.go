@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,23 +81,14 @@ func TestDiskFullLeavesV1Serving(t *testing.T) {
 			return
 		}
 	}
-	t.Logf("failed at: %v (history record not written, with a warning, in %d of those runs); succeeded once there was room: %v", sortedKeys(failedAt), historyLost, succeeded)
+	t.Logf("failed at: %v (history record not written, with a warning, in %d of those runs); succeeded once there was room: %v", slices.Sorted(maps.Keys(failedAt)), historyLost, succeeded)
 	if !succeeded || len(failedAt) < 2 {
-		t.Errorf("the sweep should fail at several steps and then succeed; failed at %v, succeeded: %v", sortedKeys(failedAt), succeeded)
+		t.Errorf("the sweep should fail at several steps and then succeed; failed at %v, succeeded: %v", slices.Sorted(maps.Keys(failedAt)), succeeded)
 	}
 }
 
 // failedStep is what a rollout's error says it was doing.
 var failedStep = regexp.MustCompile(`failed: (?:Docker: )?(taking the deploy lock|creating container|copying the drain probe|[a-z ]+)`)
-
-func sortedKeys(m map[string]bool) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
-}
 
 // smallEngine is a Docker engine of its own whose data root is a size-limited
 // tmpfs.
