@@ -17,13 +17,14 @@ import (
 
 // TraefikVersions are the Traefik versions that have a build module under
 // testdata/traefik.
-var TraefikVersions = []string{"v3.0.0", "v2.11.0"}
+var TraefikVersions = []string{"v3.6.15", "v3.0.0", "v2.11.0"}
 
 // traefikCodenames are the codenames Traefik's release pipeline stamps into
 // its binaries (.semaphore/semaphore.yml, CODENAME), by major.minor.
 var traefikCodenames = map[string]string{
 	"v3.0":  "beaufort",
 	"v2.11": "mimolette",
+	"v3.6":  "ramequin",
 }
 
 // TraefikCacheDir is where built Traefik binaries are kept: the environment
