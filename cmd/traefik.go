@@ -29,7 +29,7 @@ func (t *traefikOptions) register(c *cobra.Command) {
 	f.StringVar(&t.url, "traefik-url", DefaultTraefikURL, "Traefik API URL, with the API base path if any (env DEPLOYCTL_TRAEFIK_URL)")
 	f.StringVar(&t.user, "traefik-user", "", "basic auth user for Traefik's API (env DEPLOYCTL_TRAEFIK_USER)")
 	f.StringVar(&t.password, "traefik-password", "", "basic auth password for Traefik's API; prefer env DEPLOYCTL_TRAEFIK_PASSWORD (never printed)")
-	f.StringArrayVar(&t.headers, "traefik-header", nil, "extra `Name: value` header on Traefik API requests, e.g. a token (never printed)")
+	f.StringArrayVar(&t.headers, "traefik-header", nil, "extra `Name: value` header on Traefik API requests, e.g. a token (never printed; prefer env DEPLOYCTL_TRAEFIK_HEADER, one header per line)")
 	f.StringVar(&t.ca, "traefik-ca", "", "PEM `file` of CA certificates to trust for an https Traefik API")
 	f.BoolVar(&t.insecure, "traefik-insecure", false, "do not verify the Traefik API's TLS certificate")
 }
