@@ -42,6 +42,9 @@ type engineRun struct {
 func startEngine(ctx context.Context, c *cobra.Command, t *traefikOptions, timeout time.Duration, drain deploy.DrainMode) (*engineRun, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, context.DeadlineExceeded)
 	progress := newProgress(c)
+	for _, w := range t.warnings() {
+		progress.Event(deploy.Event{Time: time.Now(), Phase: deploy.PhasePlan, Status: deploy.StatusWarn, Message: w})
+	}
 	eng, rt, err := connect(ctx, t, progress)
 	if err != nil {
 		progress.Close()

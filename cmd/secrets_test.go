@@ -113,3 +113,57 @@ func TestRepeatableFlagVariablesSplitOnNewlinesOnly(t *testing.T) {
 		t.Errorf("env %q, want A=1 and B=x,y", got.Env)
 	}
 }
+
+// --traefik-insecure, and credentials sent over plain http to a host that
+// is not loopback, are warned about; the run goes on.
+func TestTraefikAccessWarnings(t *testing.T) {
+	cases := []struct {
+		name string
+		o    traefikOptions
+		want []string
+	}{
+		{"default", traefikOptions{url: DefaultTraefikURL}, nil},
+		{"loopback with credentials", traefikOptions{url: "http://127.0.0.1:8080", user: "u", password: "p", headers: []string{"X-Token: t"}}, nil},
+		{"localhost with credentials", traefikOptions{url: "http://localhost:8080", password: "p"}, nil},
+		{"IPv6 loopback", traefikOptions{url: "http://[::1]:8080", password: "p"}, nil},
+		{"remote http without credentials", traefikOptions{url: "http://traefik.internal:8080"}, nil},
+		{"remote https with credentials", traefikOptions{url: "https://traefik.example.com", password: "p"}, nil},
+		{"remote http with a password", traefikOptions{url: "http://traefik.example.com/traefik", user: "u", password: "p"},
+			[]string{"credentials (--traefik-user/--traefik-password) are sent over plain http to traefik.example.com", "https://"}},
+		{"remote http with a header", traefikOptions{url: "http://10.0.0.5:8080", headers: []string{"X-Token: t"}},
+			[]string{"(--traefik-header) are sent over plain http to 10.0.0.5:8080"}},
+		{"remote http with userinfo", traefikOptions{url: "http://u:p@10.0.0.5:8080"},
+			[]string{"(the user:password in --traefik-url) are sent over plain http to 10.0.0.5:8080"}},
+		{"insecure", traefikOptions{url: "https://traefik.example.com", insecure: true},
+			[]string{"--traefik-insecure: the Traefik API's TLS certificate is not verified", "--traefik-ca"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := strings.Join(tc.o.warnings(), "\n")
+			if len(tc.want) == 0 && got != "" {
+				t.Errorf("warnings %q, want none", got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("warnings %q lack %q", got, w)
+				}
+			}
+			if strings.Contains(got, "u:p") {
+				t.Errorf("warnings show the URL's userinfo: %q", got)
+			}
+		})
+	}
+
+	// They reach the user as warning events, before Docker is contacted.
+	t.Setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+	t.Setenv("DEPLOYCTL_TRAEFIK_PASSWORD", "p4ssw0rd-xyz")
+	code, _, stderr := run(t, "rollout", "--image", "web", "--version", "v1", "--progress", "plain",
+		"--traefik-url", "https://traefik.example.com", "--traefik-insecure")
+	if code != ExitUnreachable || !strings.Contains(stderr, "warning --traefik-insecure: the Traefik API's TLS certificate is not verified") {
+		t.Errorf("exit %d, want %d and the --traefik-insecure warning:\n%s", code, ExitUnreachable, stderr)
+	}
+	code, _, stderr = run(t, "rollout", "--image", "web", "--version", "v1", "--progress", "plain", "--traefik-url", "http://traefik.example.com")
+	if code != ExitUnreachable || !strings.Contains(stderr, "warning the Traefik API credentials (--traefik-user/--traefik-password) are sent over plain http") {
+		t.Errorf("exit %d, want %d and the plain-http warning:\n%s", code, ExitUnreachable, stderr)
+	}
+}
