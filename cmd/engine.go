@@ -24,7 +24,7 @@ func connect(ctx context.Context, t *traefikOptions, reporter deploy.Reporter) (
 	if err != nil {
 		return nil, nil, &deploy.Error{Phase: deploy.PhasePlan, Kind: deploy.KindUnreachable, Err: err, State: "nothing was changed"}
 	}
-	return &deploy.Engine{Runtime: rt, Router: router, Journal: rt, Reporter: reporter, ProcessAlive: processAlive}, rt, nil
+	return &deploy.Engine{Runtime: rt, Router: router, Journal: rt, Reporter: reporter, ProcessAlive: processAlive, Secrets: t.secrets()}, rt, nil
 }
 
 // engineRun is one command's run of the engine: its context (bounded by

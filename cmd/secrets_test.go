@@ -167,3 +167,20 @@ func TestTraefikAccessWarnings(t *testing.T) {
 		t.Errorf("exit %d, want %d and the plain-http warning:\n%s", code, ExitUnreachable, stderr)
 	}
 }
+
+// The engine is given the Traefik credentials to redact from what it
+// relays: the password, the basic auth header, each header's value and a
+// bearer token alone.
+func TestTraefikSecretsForTheEngine(t *testing.T) {
+	o := traefikOptions{url: "http://localhost:8080", user: "deploy", password: "pw-123456", headers: []string{"Authorization: Bearer tok-abcdef", "X-Key:k-998877"}}
+	got := o.secrets()
+	for _, want := range []string{"pw-123456", "ZGVwbG95OnB3LTEyMzQ1Ng==", "Bearer tok-abcdef", "tok-abcdef", "k-998877"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("secrets %q lack %q", got, want)
+		}
+	}
+	o = traefikOptions{url: "https://deploy:pw-in-url@traefik.example.com"}
+	if got := o.secrets(); !slices.Contains(got, "pw-in-url") {
+		t.Errorf("secrets %q lack the password in the URL", got)
+	}
+}

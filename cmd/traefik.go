@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -63,6 +64,31 @@ func (t *traefikOptions) warnings() []string {
 			strings.Join(creds, ", "), u.Host))
 	}
 	return w
+}
+
+// secrets are the credentials for Traefik's API, for the engine to redact
+// from what it relays: the password, the header values, and the basic auth
+// header they make.
+func (t *traefikOptions) secrets() []string {
+	user, password := t.user, t.password
+	if u, err := url.Parse(t.url); err == nil && u.User != nil && user == "" {
+		user = u.User.Username()
+		password, _ = u.User.Password()
+	}
+	var out []string
+	if user != "" || password != "" {
+		out = append(out, password, base64.StdEncoding.EncodeToString([]byte(user+":"+password)))
+	}
+	for _, line := range t.headers {
+		if _, value, ok := strings.Cut(line, ":"); ok {
+			// "Bearer <token>": the token alone too.
+			out = append(out, strings.TrimSpace(value))
+			if f := strings.Fields(value); len(f) > 1 {
+				out = append(out, f[len(f)-1])
+			}
+		}
+	}
+	return out
 }
 
 // isLoopback reports whether host is localhost or a loopback IP address.
