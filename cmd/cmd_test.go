@@ -36,8 +36,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"rollout", "--version", "v1"}, "--image is required"},
 		{[]string{"rollout", "--image", "web:v1", "--version", "v2"}, "without tag"},
 		{[]string{"rollout", "--image", "web", "--version", "bad/tag"}, "not a valid Docker tag"},
-		{[]string{"rollout", "--image", "web", "--version", "v1", "--label", "novalue"}, "--label \"novalue\" must be key=value"},
-		{[]string{"rollout", "--image", "web", "--version", "v1", "--env", "SECRET"}, "--env \"SECRET\" must be KEY=VALUE"},
+		{[]string{"rollout", "--image", "web", "--version", "v1", "--label", "novalue"}, "the 1st --label value is 7 characters without '='"},
+		{[]string{"rollout", "--image", "web", "--version", "v1", "--env", "A=1", "--env", "NOVALUE"}, "the 2nd -e/--env value is 7 characters without '='"},
 		{[]string{"rollout", "--image", "web", "--version", "v1", "--select", "=x"}, "--select"},
 		{[]string{"rollout", "--image", "web", "--version", "v1", "--health-interval", "5s"}, "need --health-cmd"},
 		{[]string{"rollout", "--image", "web", "--version", "v1", "--no-healthcheck", "--health-cmd", "x"}, "cannot be combined"},
@@ -79,7 +79,7 @@ func TestEnvFillsFlagsAndFlagsWin(t *testing.T) {
 	t.Setenv("DEPLOYCTL_IMAGE", "from-env")
 	t.Setenv("DEPLOYCTL_VERSION", "v9")
 	t.Setenv("DEPLOYCTL_KEEP", "7")
-	t.Setenv("DEPLOYCTL_LABEL", "a=1,b=2")
+	t.Setenv("DEPLOYCTL_LABEL", "a=1\nb=2")
 	got := &rolloutOptions{}
 	c := rolloutCommand(got, func(_ context.Context, c *cobra.Command, o *rolloutOptions) error {
 		if err := flagsFromEnv(c); err != nil {

@@ -24,7 +24,7 @@ func connect(ctx context.Context, t *traefikOptions, reporter deploy.Reporter) (
 	if err != nil {
 		return nil, nil, &deploy.Error{Phase: deploy.PhasePlan, Kind: deploy.KindUnreachable, Err: err, State: "nothing was changed"}
 	}
-	return &deploy.Engine{Runtime: rt, Router: router, Journal: rt, Reporter: reporter, ProcessAlive: processAlive}, rt, nil
+	return &deploy.Engine{Runtime: rt, Router: router, Journal: rt, Reporter: reporter, ProcessAlive: processAlive, Secrets: t.secrets()}, rt, nil
 }
 
 // engineRun is one command's run of the engine: its context (bounded by
@@ -42,6 +42,9 @@ type engineRun struct {
 func startEngine(ctx context.Context, c *cobra.Command, t *traefikOptions, timeout time.Duration, drain deploy.DrainMode) (*engineRun, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, context.DeadlineExceeded)
 	progress := newProgress(c)
+	for _, w := range t.warnings() {
+		progress.Event(deploy.Event{Time: time.Now(), Phase: deploy.PhasePlan, Status: deploy.StatusWarn, Message: w})
+	}
 	eng, rt, err := connect(ctx, t, progress)
 	if err != nil {
 		progress.Close()

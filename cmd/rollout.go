@@ -63,7 +63,11 @@ them. Old containers are kept stopped for rollback (--keep).
 If anything fails before an old container is touched, the new container is
 removed and the old version keeps serving. ` + "`deployctl help exit-codes`" + ` lists
 the exit codes. Every flag can also be set as DEPLOYCTL_<FLAG>, e.g.
-DEPLOYCTL_TRAEFIK_URL; a flag on the command line wins over the environment.`,
+DEPLOYCTL_TRAEFIK_URL; a flag on the command line wins over the environment.
+A repeatable flag's variable holds one value per line, never split on commas:
+DEPLOYCTL_ENV=$'DATABASE_URL=postgres://db/shop?sslmode=require&x=a,b\nTOKEN=...'.
+Pass secrets that way, or in --env-file, not as flags: flags show in ps and
+shell history.`,
 		Example: `  # in CI, after pushing registry.example.com/shop/web:$CI_COMMIT_SHORT_SHA
   deployctl rollout --image registry.example.com/shop/web --version "$CI_COMMIT_SHORT_SHA"
 
@@ -89,8 +93,8 @@ DEPLOYCTL_TRAEFIK_URL; a flag on the command line wins over the environment.`,
 	f.StringArrayVar(&o.selectors, "select", nil, "also treat running containers with this `label=value` as the app's current version (adopt containers deployctl did not make)")
 	f.StringVar(&o.Service, "service", "", "Traefik service, e.g. web@docker (default: the one that lists the current container)")
 	f.StringVar(&o.Network, "network", "", "network Traefik reaches the app on; on a first deploy the container is attached to it")
-	f.StringArrayVar(&o.labels, "label", nil, "set a `key=value` label on the new container")
-	f.StringArrayVarP(&o.envs, "env", "e", nil, "set an environment variable `KEY=VALUE` on the new container")
+	f.StringArrayVar(&o.labels, "label", nil, "set a `key=value` label on the new container (DEPLOYCTL_LABEL: one per line)")
+	f.StringArrayVarP(&o.envs, "env", "e", nil, "set an environment variable `KEY=VALUE` on the new container; for secrets prefer --env-file or DEPLOYCTL_ENV (one per line, commas kept): flags show in ps")
 	f.StringArrayVar(&o.envFiles, "env-file", nil, "read environment variables from a `file` (KEY=VALUE lines, # comments)")
 	f.StringArrayVarP(&o.Volumes, "volume", "v", nil, "bind mount or volume `[source:]destination[:options]`, as in docker run")
 	f.StringVar(&o.restart, "restart", "", "restart policy: no, always, unless-stopped, on-failure[:N] (default: the current container's, unless-stopped on a first deploy)")
@@ -167,13 +171,15 @@ func runRollout(ctx context.Context, c *cobra.Command, o *rolloutOptions) (err e
 
 // complete turns the string flags into the engine's options.
 func (o *rolloutOptions) complete(c *cobra.Command) error {
-	var err error
-	if o.Select, err = parseKeyValues("--select", o.selectors); err != nil {
-		return err
+	for _, kv := range []struct {
+		flag  string
+		items []string
+	}{{"select", o.selectors}, {"label", o.labels}, {"env", o.envs}} {
+		if err := checkKeyValues(c, kv.flag, kv.items); err != nil {
+			return err
+		}
 	}
-	if o.Labels, err = parseKeyValues("--label", o.labels); err != nil {
-		return err
-	}
+	o.Select, o.Labels = parseKeyValues(o.selectors), parseKeyValues(o.labels)
 	var env []string
 	for _, path := range o.envFiles {
 		fromFile, err := readEnvFile(path)
@@ -181,11 +187,6 @@ func (o *rolloutOptions) complete(c *cobra.Command) error {
 			return err
 		}
 		env = append(env, fromFile...)
-	}
-	for _, e := range o.envs {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			return usagef("--env %q must be KEY=VALUE", redactValue(e))
-		}
 	}
 	o.Env = append(env, o.envs...)
 	f := c.Flags()
@@ -211,19 +212,18 @@ func (o *rolloutOptions) complete(c *cobra.Command) error {
 	return nil
 }
 
-func parseKeyValues(flag string, items []string) (map[string]string, error) {
+// parseKeyValues turns key=value items, already checked by
+// checkKeyValues, into a map.
+func parseKeyValues(items []string) map[string]string {
 	if len(items) == 0 {
-		return nil, nil
+		return nil
 	}
 	m := map[string]string{}
 	for _, it := range items {
-		k, v, ok := strings.Cut(it, "=")
-		if !ok || k == "" {
-			return nil, usagef("%s %q must be key=value", flag, it)
-		}
+		k, v, _ := strings.Cut(it, "=")
 		m[k] = v
 	}
-	return m, nil
+	return m
 }
 
 // readEnvFile reads KEY=VALUE lines as docker run --env-file does: blank
@@ -260,13 +260,6 @@ func readEnvFile(path string) ([]string, error) {
 		return nil, usagef("--env-file %s: %v", path, err)
 	}
 	return env, nil
-}
-
-func redactValue(e string) string {
-	if k, _, ok := strings.Cut(e, "="); ok {
-		return k + "=…"
-	}
-	return e
 }
 
 func printResult(w io.Writer, res *deploy.Result) {

@@ -203,7 +203,9 @@ and the old one keeps serving.
 
 Every flag can also be set as DEPLOYCTL_<FLAG> (upper case, '-' as '_'), e.g.
 DEPLOYCTL_TRAEFIK_URL: a flag on the command line wins over the environment,
-which wins over the default. Docker is reached as the docker CLI does it
+which wins over the default. A repeatable flag (--env, --label,
+--traefik-header, ...) takes one value per line of its variable, never split
+on commas, so a value may hold one. Docker is reached as the docker CLI does it
 (DOCKER_HOST, including ssh://user@host, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH,
 DOCKER_CONTEXT). Exit codes: deployctl help exit-codes.`,
 		SilenceUsage:  true,
@@ -226,7 +228,9 @@ DOCKER_CONTEXT). Exit codes: deployctl help exit-codes.`,
 }
 
 // flagsFromEnv sets every flag not given on the command line from
-// DEPLOYCTL_<FLAG> (upper case, '-' as '_'): flag > env > default.
+// DEPLOYCTL_<FLAG> (upper case, '-' as '_'): flag > env > default. A
+// repeatable flag (--env, --label, --traefik-header, ...) takes one value
+// per line of its variable (see splitList).
 func flagsFromEnv(c *cobra.Command) error {
 	var err error
 	c.Flags().VisitAll(func(f *pflag.Flag) {
@@ -244,10 +248,15 @@ func flagsFromEnv(c *cobra.Command) error {
 			err = f.Value.Set(v)
 		}
 		if err != nil {
-			err = usagef("%s=%q: %v", name, v, err)
+			if secretFlags[f.Name] {
+				err = usagef("%s: %v (the value is not shown: it may be a secret)", name, err)
+			} else {
+				err = usagef("%s=%q: %v", name, v, err)
+			}
 			return
 		}
 		f.Changed = true
+		markFromEnv(f)
 	})
 	return err
 }
@@ -256,15 +265,15 @@ func envName(flag string) string {
 	return "DEPLOYCTL_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
-// splitList splits a list from an env var on newlines (or commas when there
-// are none).
+// splitList splits the value of a repeatable flag's variable into one entry
+// per line; blank lines are skipped and each line is trimmed of surrounding
+// whitespace (and a trailing \r). Never on commas: a value may hold one
+// (DATABASE_URL=postgres://...?sslmode=require&options=a,b), and a comma
+// split once cut such a secret in two, printed its tail in an error or made
+// it a second variable. One entry needs no newline at all.
 func splitList(v string) []string {
-	sep := ","
-	if strings.Contains(v, "\n") {
-		sep = "\n"
-	}
 	var out []string
-	for _, s := range strings.Split(v, sep) {
+	for _, s := range strings.Split(v, "\n") {
 		if s = strings.TrimSpace(s); s != "" {
 			out = append(out, s)
 		}

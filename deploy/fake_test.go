@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ type world struct {
 	pullErr      error
 	traefikErr   error                // every Router call fails with it
 	behave       func(*fakeContainer) // called for each new container at start
+	logs         string               // what Logs returns; "" for a crash's few lines
 	healthyAfter int                  // inspects before a starting container turns healthy
 	drainIgnored bool                 // Traefik never drops drained containers
 	onInspect    func(*fakeContainer)
@@ -184,8 +186,10 @@ func (f *fakeRuntime) Create(ctx context.Context, spec CreateSpec) (Container, [
 	w.seq++
 	labels := map[string]string{}
 	network := "proxy"
+	var env []string
 	if spec.From != "" {
 		tmpl := w.containers[spec.From]
+		env = slices.Clone(tmpl.Env)
 		for k, v := range tmpl.Labels {
 			if !strings.HasPrefix(k, "deployctl.") {
 				labels[k] = v
@@ -207,6 +211,7 @@ func (f *fakeRuntime) Create(ctx context.Context, spec CreateSpec) (Container, [
 		ID: fmt.Sprintf("id-%s", spec.Name), Name: spec.Name, Image: spec.Image, Labels: labels,
 		Created: w.clock.Add(time.Duration(w.seq) * time.Minute), State: "created",
 		Networks: map[string]string{network: ""}, Ports: []int{8080}, Healthcheck: hc,
+		Env: append(env, spec.Env...), // overrides last: Docker keeps the last of a key
 	}, network: network, spec: spec}
 	w.containers[c.ID] = c
 	w.op("create %s", spec.Name)
@@ -290,6 +295,9 @@ func (f *fakeRuntime) Remove(ctx context.Context, id string) error {
 }
 
 func (f *fakeRuntime) Logs(ctx context.Context, id string, lines int) (string, error) {
+	if f.w.logs != "" {
+		return f.w.logs, nil
+	}
 	return "listening on :8080\npanic: boom\n", nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // DrainMode says how old containers are taken out of rotation.
@@ -230,9 +231,9 @@ func (o Options) normalize() (Options, error) {
 	if o.HistoryKeep <= 0 {
 		o.HistoryKeep = DefaultHistoryKeep
 	}
-	for _, e := range o.Env {
+	for i, e := range o.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			return o, usageError("env %q must be KEY=VALUE", redactEnv(e))
+			return o, usageError("env entry %d of %d is %s: it must be KEY=VALUE (the value is not shown: it may be a secret)", i+1, len(o.Env), EntryShape(e))
 		}
 	}
 	for k := range o.Labels {
@@ -252,17 +253,6 @@ func (o Options) normalize() (Options, error) {
 // ImageRef is the image reference to deploy.
 func (o Options) ImageRef() string { return o.Image + ":" + o.Version }
 
-// redactEnv shows an env entry's key only: values may be secrets.
-func redactEnv(e string) string {
-	if k, _, ok := strings.Cut(e, "="); ok {
-		return k + "=…"
-	}
-	if len(e) > 20 {
-		return e[:20] + "…"
-	}
-	return e
-}
-
 // containerName is <app>-<version>-<random>, a valid Docker name.
 func containerName(app, version, random string) string {
 	name := fmt.Sprintf("%s-%s-%s", app, version, random)
@@ -270,4 +260,20 @@ func containerName(app, version, random string) string {
 		name = name[:128]
 	}
 	return name
+}
+
+// EntryShape describes a malformed KEY=VALUE entry without showing any of
+// it, for error messages: its value may be a secret (a token given as
+// -e "$TOKEN"), and even a prefix of a token helps an attacker.
+func EntryShape(e string) string {
+	switch k, v, ok := strings.Cut(e, "="); {
+	case e == "":
+		return "empty"
+	case !ok:
+		return fmt.Sprintf("%d characters without '='", utf8.RuneCountInString(e))
+	case k == "":
+		return fmt.Sprintf("'=' followed by %d characters, with no key before it", utf8.RuneCountInString(v))
+	default:
+		return "well-formed"
+	}
 }

@@ -35,12 +35,12 @@ func (r *rollout) watch(ctx context.Context) error {
 		case c.Health == "unhealthy" && lastProbe(c) == "":
 			reason = "it turned unhealthy (its probe could not run: the container is probably exiting)"
 		case c.Health == "unhealthy":
-			reason = "it turned unhealthy: " + lastProbe(c)
+			reason = "it turned unhealthy: " + r.probeOutput(c)
 		case r.probe && strings.Contains(lastProbe(c), "check failed"):
 			// The probe still reports healthy while the app's own check
 			// has failed fewer times than its retries allow: act now,
 			// while the new container still serves.
-			reason = "its health check started failing: " + lastProbe(c)
+			reason = "its health check started failing: " + r.probeOutput(c)
 		}
 		if reason != "" {
 			return true, nil

@@ -27,6 +27,9 @@ type Engine struct {
 	// leave the old version serving (removing the new container, restoring a
 	// drained one); it runs even when the rollout's context is done.
 	CleanupTimeout time.Duration
+	// Secrets are values (the Traefik API's credentials) that never show
+	// in anything relayed from a container (see relay).
+	Secrets []string
 }
 
 // Result describes a finished rollout.
@@ -636,7 +639,7 @@ func (r *rollout) waitHealthy(ctx context.Context) error {
 		if isTimeout(err) {
 			c := *r.newC
 			return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s did not become healthy within %s", c.Short(), deadline),
-				Observed: fmt.Sprintf("Docker health %q; last probe output: %s; last log lines:\n%s", c.Health, lastProbe(c), r.logs(ctx, c.ID)),
+				Observed: fmt.Sprintf("Docker health %q; last probe output: %s; last log lines:\n%s", c.Health, r.probeOutput(c), r.logs(ctx, c.ID)),
 				Hint:     "the app's healthcheck (HEALTHCHECK in the image, or --health-cmd); raise --health-timeout if the app needs longer to start"}
 		}
 		return err
@@ -665,7 +668,7 @@ func (r *rollout) newContainerFailed(ctx context.Context, c Container, restarts 
 			Observed: "last log lines:\n" + r.logs(ctx, c.ID), Hint: "the app's logs above"}
 	case c.Health == "unhealthy":
 		return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s is unhealthy", c.Short()),
-			Observed: fmt.Sprintf("last probe output: %s; last log lines:\n%s", lastProbe(c), r.logs(ctx, c.ID)),
+			Observed: fmt.Sprintf("last probe output: %s; last log lines:\n%s", r.probeOutput(c), r.logs(ctx, c.ID)),
 			Hint:     "the app's healthcheck and logs; Traefik never routes to an unhealthy container"}
 	}
 	return nil

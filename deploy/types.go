@@ -58,6 +58,11 @@ type Container struct {
 	RestartCount int
 	// HealthLog is the output of the most recent health probes, newest last.
 	HealthLog []string
+	// Env is the container's own environment (KEY=VALUE), without what its
+	// image set: --env, --env-file and what was copied from the container
+	// it replaced. Its values may be secrets: they are only ever used to
+	// redact relayed output, never shown.
+	Env []string `json:"-"`
 
 	// Networks maps each network the container is attached to onto its IP
 	// address there ("" while the container is not running).

@@ -31,7 +31,8 @@ func firstLine(s string) string {
 	return line
 }
 
-// logs returns the container's last log lines, or why they are missing.
+// logs returns the container's last log lines, relayed (secrets redacted,
+// escapes dropped), or why they are missing.
 func (r *rollout) logs(ctx context.Context, id string) string {
 	ctx, cancel := r.cleanupContext(ctx)
 	defer cancel()
@@ -39,7 +40,7 @@ func (r *rollout) logs(ctx context.Context, id string) string {
 	if err != nil {
 		return "(logs unavailable: " + err.Error() + ")"
 	}
-	out = strings.TrimRight(out, "\n")
+	out = strings.TrimRight(r.relay(out), "\n")
 	if out == "" {
 		return "(no output)"
 	}
@@ -228,6 +229,8 @@ func statusSuffix(s string) string {
 	return " " + s
 }
 
+// lastProbe is the raw output of c's last health probe: show it only
+// through probeOutput.
 func lastProbe(c Container) string {
 	if len(c.HealthLog) == 0 {
 		return "(none)"

@@ -216,3 +216,17 @@ func writeFile(t *testing.T, path, data string) {
 		t.Fatal(err)
 	}
 }
+
+// A container's Env is its own environment, without what its image set:
+// the values the engine redacts from relayed output.
+func TestContainerEnvLeavesOutTheImages(t *testing.T) {
+	ci, img := template()
+	ci.Config.Env = []string{"PATH=/usr/bin", "API_KEY=k-123456", "LANG=C.UTF-8"}
+	img.Config.Env = []string{"PATH=/usr/bin", "LANG=C.UTF-8"}
+	if got := toContainer(*ci, img).Env; !slices.Equal(got, []string{"API_KEY=k-123456"}) {
+		t.Errorf("Env %q, want only API_KEY", got)
+	}
+	if got := toContainer(*ci, nil).Env; len(got) != 3 {
+		t.Errorf("image unknown: Env %q, want all of it", got)
+	}
+}

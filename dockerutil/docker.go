@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -166,6 +167,7 @@ func toContainer(ci container.InspectResponse, img *image.InspectResponse) deplo
 			}
 		}
 		sort.Ints(c.Ports)
+		c.Env = ownEnv(cfg.Env, img)
 		c.Healthcheck = toHealthcheck(cfg.Healthcheck)
 		c.OwnHealthcheck = c.Healthcheck
 		if img != nil && img.Config != nil && sameHealthcheck(cfg.Healthcheck, img.Config.Healthcheck) {
@@ -188,6 +190,22 @@ func toContainer(ci container.InspectResponse, img *image.InspectResponse) deplo
 		}
 	}
 	return c
+}
+
+// ownEnv is env without the entries the image set (PATH and the like): what
+// the user gave the container, or a run copied from the one before. When the
+// image is unknown, all of env.
+func ownEnv(env []string, img *image.InspectResponse) []string {
+	if img == nil || img.Config == nil {
+		return env
+	}
+	var own []string
+	for _, e := range env {
+		if !slices.Contains(img.Config.Env, e) {
+			own = append(own, e)
+		}
+	}
+	return own
 }
 
 func toHealthcheck(h *container.HealthConfig) *deploy.Healthcheck {

@@ -136,6 +136,12 @@ func New(cfg Config) (*Client, error) {
 		hc = &http.Client{Transport: tr, Timeout: timeout}
 	}
 
+	// Redirects: Go's client resends the request's headers to wherever a
+	// redirect points, custom ones (--traefik-header) even to another host,
+	// and the basic auth header even from https to http on the same host.
+	// Only redirects within the origin of --traefik-url are followed.
+	hc.CheckRedirect = checkRedirect
+
 	retryMax := cfg.RetryMax
 	switch {
 	case retryMax == 0:
@@ -178,6 +184,67 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 	return conf, nil
 }
 
+// maxRedirects bounds a chain of same-origin redirects, as Go's default.
+const maxRedirects = 10
+
+// redirectError is a redirect deployctl refused to follow.
+type redirectError struct {
+	from, to *url.URL
+	tooMany  bool
+}
+
+func (e *redirectError) Error() string {
+	if e.tooMany {
+		return fmt.Sprintf("stopped after %d redirects (the last to %s)", maxRedirects, shownURL(e.to))
+	}
+	why := "another origin"
+	if e.from.Scheme == "https" && e.to.Scheme == "http" {
+		why = "plain http"
+	}
+	return fmt.Sprintf("redirected to %s (%s): not followed, so that the Traefik credentials are sent nowhere but --traefik-url", shownURL(e.to), why)
+}
+
+// checkRedirect follows a redirect only within the origin (scheme, host,
+// port) of the first request: the credentials on it are Traefik's, and an
+// https -> http redirect, even to the same host, would send them in clear.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	first := via[0].URL
+	if !sameOrigin(first, req.URL) {
+		return &redirectError{from: first, to: req.URL}
+	}
+	if len(via) >= maxRedirects {
+		return &redirectError{from: first, to: req.URL, tooMany: true}
+	}
+	return nil
+}
+
+// sameOrigin reports whether a and b have the same scheme, host and port
+// (the scheme's default port when none is given).
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && portOf(a) == portOf(b)
+}
+
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return "443"
+	}
+	return "80"
+}
+
+// shownURL is u for a message: scheme, host and path, without userinfo or
+// query (either may carry a token).
+func shownURL(u *url.URL) string {
+	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
+	s := shown.String()
+	if u.RawQuery != "" {
+		s += "?(query not shown)"
+	}
+	return sanitize(s, 200)
+}
+
 // checkRetry retries connection errors and 5xx answers, never 4xx, and stops
 // as soon as ctx is done.
 func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
@@ -185,7 +252,8 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 		return false, ctx.Err()
 	}
 	if err != nil {
-		if tlsHint(err) != "" {
+		var rerr *redirectError
+		if tlsHint(err) != "" || errors.As(err, &rerr) {
 			return false, nil
 		}
 		return retryablehttp.DefaultRetryPolicy(ctx, resp, err) // also skips scheme and redirect errors
@@ -271,6 +339,10 @@ func (c *Client) transportError(ctx context.Context, target string, err error) e
 	}
 	if hint := tlsHint(err); hint != "" {
 		return fmt.Errorf("%w: %w: GET %s: %v; %s", ErrUnreachable, ErrTLS, target, cause, hint)
+	}
+	var rerr *redirectError
+	if errors.As(err, &rerr) {
+		return fmt.Errorf("%w: GET %s was %v; if Traefik's API is there, give that URL as --traefik-url", ErrUnexpectedAnswer, target, rerr)
 	}
 	hint := "check --traefik-url and that Traefik's API is enabled (--api, and --api.insecure=true for the :8080 entrypoint)"
 	if c.answered.Load() {

@@ -25,6 +25,9 @@
 //	               closed at once, as most apps do).
 //	DRAIN          lame-duck period (default 5s)
 //	CRASH_AFTER    exit 1 after this duration; "0" exits 1 at start
+//	CRASH_DUMP_ENV "1": on that crash, first print the whole environment,
+//	               one variable a line in red (ANSI escapes), as apps that
+//	               log their config on the way down do: secrets included
 //	NEVER_HEALTHY  "1": /health always answers 503
 //	UNHEALTHY_AFTER /health answers 503 from this long after start on (the
 //	               app keeps serving /): an app that degrades
@@ -162,12 +165,21 @@ func serve(args []string) int {
 			return "off"
 		}())
 
+	dumpEnv := func() {
+		if os.Getenv("CRASH_DUMP_ENV") == "1" {
+			for _, kv := range os.Environ() {
+				os.Stdout.WriteString("\x1b[31menv " + kv + "\x1b[0m\n")
+			}
+		}
+	}
 	if crash {
 		if crashAfter <= 0 {
+			dumpEnv()
 			logf("crash", "after", crashAfter)
 			return 1
 		}
 		time.AfterFunc(crashAfter, func() {
+			dumpEnv()
 			logf("crash", "after", crashAfter)
 			os.Exit(1)
 		})
