@@ -203,7 +203,7 @@ func (r *rollout) run(ctx context.Context) (res *Result, err error) {
 	// The cutover is done: pruning older stopped versions runs while the
 	// old containers stop, rather than after.
 	pruned := make(chan []string, 1)
-	go func() { pruned <- r.prune(ctx) }()
+	go func() { pruned <- r.prune(beside(ctx, "prune")) }()
 	if err := r.stopOld(ctx); err != nil {
 		<-pruned
 		return nil, r.fail(ctx, PhaseStop, err)
@@ -730,6 +730,7 @@ func (r *rollout) waitRegistered(ctx context.Context) error {
 func (r *rollout) watchNew(ctx context.Context, restarts int) <-chan error {
 	failed := make(chan error, 1)
 	id := r.newC.ID
+	ctx = beside(ctx, "watch")
 	go func() {
 		for ctx.Err() == nil {
 			c, err := r.e.Runtime.Inspect(ctx, id)
