@@ -20,9 +20,10 @@ type Engine struct {
 	Now func() time.Time
 	// Journal holds the deploy lock and the history; nil: neither.
 	Journal Journal
-	// ProcessAlive tells whether a process of this host exists, to detect
-	// a lock left by a killed run at once; nil: only expiry breaks locks.
-	ProcessAlive func(pid int) bool
+	// Processes looks at this machine's processes, to break at once a lock
+	// left by a killed run of the same machine and PID namespace; nil: only
+	// expiry breaks locks.
+	Processes Processes
 	// CleanupTimeout bounds the work done after a failure or a signal to
 	// leave the old version serving (removing the new container, restoring a
 	// drained one); it runs even when the rollout's context is done.
