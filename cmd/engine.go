@@ -2,8 +2,6 @@ package cmd
 
 import (
 	"context"
-	"errors"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/deployctl/deployctl/deploy"
 	"github.com/deployctl/deployctl/dockerutil"
+	"github.com/deployctl/deployctl/internal/procid"
 )
 
 // connect opens the Docker engine and Traefik's API and returns an engine
@@ -24,7 +23,7 @@ func connect(ctx context.Context, t *traefikOptions, reporter deploy.Reporter) (
 	if err != nil {
 		return nil, nil, &deploy.Error{Phase: deploy.PhasePlan, Kind: deploy.KindUnreachable, Err: err, State: "nothing was changed"}
 	}
-	return &deploy.Engine{Runtime: rt, Router: router, Journal: rt, Reporter: reporter, ProcessAlive: processAlive, Secrets: t.secrets()}, rt, nil
+	return &deploy.Engine{Runtime: rt, Router: router, Journal: rt, Reporter: reporter, Processes: procid.Local{}, Secrets: t.secrets()}, rt, nil
 }
 
 // engineRun is one command's run of the engine: its context (bounded by
@@ -64,13 +63,6 @@ func startEngine(ctx context.Context, c *cobra.Command, t *traefikOptions, timeo
 
 // Close ends the run.
 func (r *engineRun) Close() { r.close() }
-
-// processAlive reports whether a process of this host exists (a lock held
-// by a dead deployctl of this host is stale at once).
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
 
 // registerProcedureFlags registers the flags that tune the rollout
 // procedure, shared by rollout and rollback.

@@ -30,7 +30,7 @@ type world struct {
 	healthyAfter int                  // inspects before a starting container turns healthy
 	drainIgnored bool                 // Traefik never drops drained containers
 	onInspect    func(*fakeContainer)
-	traefikLag   int // Router calls before a change shows
+	unlisted     func(*fakeContainer) bool // while true, Traefik does not list that container
 	routerCalls  int
 	copyErr      error
 	createHook   func(CreateSpec)
@@ -329,6 +329,9 @@ func (w *world) servicesLocked() []Service {
 		}
 		if c.network != "proxy" {
 			continue // Traefik watches network proxy only
+		}
+		if w.unlisted != nil && w.unlisted(c) {
+			continue
 		}
 		name := serviceFromLabels(c.Labels)
 		if name == "" {

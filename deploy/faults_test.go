@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime/debug"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -45,117 +45,151 @@ var dockerFaults = []dockerFault{
 	{name: "unreachable from then on", err: errDaemonGone, sticky: true},
 }
 
-// faultyRuntime fails the N-th call of a Runtime: counting all calls, or
-// only those of one method. It records every call, as "Method arg".
+// faultyRuntime fails the N-th call of a Runtime: counting all calls of one
+// sequence, or only those of one method. A sequence is the run's own calls
+// ("") or those of a goroutine running beside it (see beside): each is the
+// same in every run, while how they interleave is not. It records every
+// call, as "Method arg" ("prune: Method arg" beside the run).
 type faultyRuntime struct {
 	Runtime
 	mu        sync.Mutex
-	calls     []string
-	perMethod map[string]int
+	calls     []string            // every call, in order
+	seqs      map[string][]string // the calls of each sequence
+	perMethod map[string]int      // calls of each method in sequence seq
 
 	failAt int    // 1-based; 0: never fail
+	seq    string // the sequence failAt counts in: "" the run's own calls
 	method string // when set, failAt counts calls of this method only
 	sticky bool
 	err    error
 	failed []string // the calls that failed
+	down   bool     // a sticky fault fired: every later call (of method) fails, of any sequence
 }
 
 func newFaultyRuntime(rt Runtime) *faultyRuntime {
-	return &faultyRuntime{Runtime: rt, perMethod: map[string]int{}}
+	return &faultyRuntime{Runtime: rt, seqs: map[string][]string{}, perMethod: map[string]int{}}
 }
 
 // idMethods take a container ID: only those can meaningfully say the
 // container is not found (Remove of a missing container is no error).
 var idMethods = []string{"Inspect", "CopyFiles", "Start", "Stop", "Logs"}
 
-func (f *faultyRuntime) fault(method, arg string) error {
+// canFail tells whether fault err can hit a call of method.
+func canFail(err error, method string) bool {
+	return !errors.Is(err, ErrContainerNotFound) || slices.Contains(idMethods, method)
+}
+
+func (f *faultyRuntime) fault(ctx context.Context, method, arg string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	seq := besideName(ctx)
 	call := method + " " + arg
+	if seq != "" {
+		call = seq + ": " + call
+	}
 	f.calls = append(f.calls, call)
-	f.perMethod[method]++
-	n := len(f.calls)
+	f.seqs[seq] = append(f.seqs[seq], call)
+	if seq == f.seq {
+		f.perMethod[method]++
+	}
+	if !canFail(f.err, method) || f.method != "" && method != f.method {
+		return nil
+	}
+	if f.down {
+		f.failed = append(f.failed, fmt.Sprintf("%s (call %d)", call, len(f.calls)))
+		return f.err
+	}
+	if seq != f.seq {
+		return nil
+	}
+	n := len(f.seqs[seq])
 	if f.method != "" {
-		if method != f.method {
-			return nil
-		}
 		n = f.perMethod[method]
 	}
-	if f.failAt == 0 || n < f.failAt || (!f.sticky && n != f.failAt) {
+	if f.failAt == 0 || n != f.failAt {
 		return nil
 	}
-	if errors.Is(f.err, ErrContainerNotFound) && !slices.Contains(idMethods, method) {
-		return nil
-	}
+	f.down = f.sticky
 	f.failed = append(f.failed, fmt.Sprintf("%s (call %d)", call, len(f.calls)))
 	return f.err
 }
 
+// fired fails the test when the fault never hit a call: a subtest that
+// injected nothing proves nothing.
+func (f *faultyRuntime) fired(t *testing.T) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.failed) == 0 {
+		t.Fatalf("the fault never fired (call %d of sequence %q, method %q): calls %q", f.failAt, f.seq, f.method, f.calls)
+	}
+}
+
 func (f *faultyRuntime) List(ctx context.Context, sel map[string]string) ([]Container, error) {
-	if err := f.fault("List", fmt.Sprint(sel)); err != nil {
+	if err := f.fault(ctx, "List", fmt.Sprint(sel)); err != nil {
 		return nil, err
 	}
 	return f.Runtime.List(ctx, sel)
 }
 
 func (f *faultyRuntime) Inspect(ctx context.Context, id string) (Container, error) {
-	if err := f.fault("Inspect", id); err != nil {
+	if err := f.fault(ctx, "Inspect", id); err != nil {
 		return Container{}, err
 	}
 	return f.Runtime.Inspect(ctx, id)
 }
 
 func (f *faultyRuntime) Image(ctx context.Context, ref string) (Image, error) {
-	if err := f.fault("Image", ref); err != nil {
+	if err := f.fault(ctx, "Image", ref); err != nil {
 		return Image{}, err
 	}
 	return f.Runtime.Image(ctx, ref)
 }
 
 func (f *faultyRuntime) Pull(ctx context.Context, ref string) error {
-	if err := f.fault("Pull", ref); err != nil {
+	if err := f.fault(ctx, "Pull", ref); err != nil {
 		return err
 	}
 	return f.Runtime.Pull(ctx, ref)
 }
 
 func (f *faultyRuntime) Create(ctx context.Context, spec CreateSpec) (Container, []string, error) {
-	if err := f.fault("Create", spec.Image); err != nil {
+	if err := f.fault(ctx, "Create", spec.Image); err != nil {
 		return Container{}, nil, err
 	}
 	return f.Runtime.Create(ctx, spec)
 }
 
 func (f *faultyRuntime) CopyFiles(ctx context.Context, id string, files []File) error {
-	if err := f.fault("CopyFiles", id); err != nil {
+	if err := f.fault(ctx, "CopyFiles", id); err != nil {
 		return err
 	}
 	return f.Runtime.CopyFiles(ctx, id, files)
 }
 
 func (f *faultyRuntime) Start(ctx context.Context, id string) error {
-	if err := f.fault("Start", id); err != nil {
+	if err := f.fault(ctx, "Start", id); err != nil {
 		return err
 	}
 	return f.Runtime.Start(ctx, id)
 }
 
 func (f *faultyRuntime) Stop(ctx context.Context, id string, timeout time.Duration) error {
-	if err := f.fault("Stop", id); err != nil {
+	if err := f.fault(ctx, "Stop", id); err != nil {
 		return err
 	}
 	return f.Runtime.Stop(ctx, id, timeout)
 }
 
 func (f *faultyRuntime) Remove(ctx context.Context, id string) error {
-	if err := f.fault("Remove", id); err != nil {
+	if err := f.fault(ctx, "Remove", id); err != nil {
 		return err
 	}
 	return f.Runtime.Remove(ctx, id)
 }
 
 func (f *faultyRuntime) Logs(ctx context.Context, id string, lines int) (string, error) {
-	if err := f.fault("Logs", id); err != nil {
+	if err := f.fault(ctx, "Logs", id); err != nil {
 		return "", err
 	}
 	return f.Runtime.Logs(ctx, id, lines)
@@ -482,38 +516,84 @@ func checkInvariants(t *testing.T, s *scenario, f dockerFault, fr *faultyRuntime
 	}
 }
 
-// countCalls runs a clean rollout or rollback and returns its Docker calls.
-func countCalls(t *testing.T, rollback bool, mk func() *scenario) []string {
-	s := mk()
-	fr := newFaultyRuntime(s.w.runtime())
-	e, _ := engine(s.w)
-	e.Runtime, e.Journal = fr, s.j
-	if _, err := run(t, rollback, e); err != nil {
-		t.Fatalf("clean run: %v\nops %q", err, s.w.ops)
+// countedSeqs are the sequences of calls the fault tests number: the
+// run's own and the pruning's. The watcher of the new container is left
+// out: how many inspects it makes depends on timing (its faults are
+// TestDockerFaultInWatcher's).
+var countedSeqs = []string{"", "prune"}
+
+// countCalls runs a clean rollout or rollback twice and returns its Docker
+// calls, by sequence; the two runs must agree.
+func countCalls(t *testing.T, rollback bool, mk func() *scenario) map[string][]string {
+	t.Helper()
+	var first map[string][]string
+	for range 2 {
+		s := mk()
+		fr := newFaultyRuntime(s.w.runtime())
+		e, _ := engine(s.w)
+		e.Runtime, e.Journal = fr, s.j
+		if _, err := run(t, rollback, e); err != nil {
+			t.Fatalf("clean run: %v\nops %q", err, s.w.ops)
+		}
+		for i, n := range s.w.served {
+			if n == 0 {
+				t.Fatalf("clean run: Traefik had no server after op %q (%q)", s.w.ops[i], s.w.ops)
+			}
+		}
+		seqs := map[string][]string{}
+		for _, seq := range countedSeqs {
+			seqs[seq] = fr.seqs[seq]
+		}
+		if first != nil && !reflect.DeepEqual(methodsOf(first), methodsOf(seqs)) {
+			t.Fatalf("two clean runs made different calls:\n%q\n%q", first, seqs)
+		}
+		first = seqs
 	}
-	for i, n := range s.w.served {
-		if n == 0 {
-			t.Fatalf("clean run: Traefik had no server after op %q (%q)", s.w.ops[i], s.w.ops)
+	return first
+}
+
+// methodsOf is the methods called in each sequence (a new container's
+// name is random).
+func methodsOf(seqs map[string][]string) map[string][]string {
+	out := map[string][]string{}
+	for seq, calls := range seqs {
+		for _, c := range calls {
+			out[seq] = append(out[seq], strings.Fields(strings.TrimPrefix(c, seqPrefix(seq)))[0])
 		}
 	}
-	return fr.calls
+	return out
+}
+
+// seqPrefix names a sequence in a subtest's name.
+func seqPrefix(seq string) string {
+	if seq == "" {
+		return ""
+	}
+	return seq + ": "
 }
 
 func testFaultAtEveryCall(t *testing.T, rollback bool, mk func() *scenario) {
-	calls := countCalls(t, rollback, mk)
-	t.Logf("clean run: %d Docker calls: %q", len(calls), calls)
+	seqs := countCalls(t, rollback, mk)
+	t.Logf("clean run: Docker calls: %q", seqs)
 	for _, f := range dockerFaults {
-		for n := 1; n <= len(calls); n++ {
-			t.Run(fmt.Sprintf("%s/call %d %s", f.name, n, strings.Fields(calls[n-1])[0]), func(t *testing.T) {
-				t.Parallel()
-				s := mk()
-				fr := newFaultyRuntime(s.w.runtime())
-				fr.failAt, fr.err, fr.sticky = n, f.err, f.sticky
-				e, ev := engine(s.w)
-				e.Runtime, e.Journal = fr, s.j
-				res, err := run(t, rollback, e)
-				checkInvariants(t, s, f, fr, ev, res, err)
-			})
+		for _, seq := range countedSeqs {
+			for n, call := range seqs[seq] {
+				method := strings.Fields(strings.TrimPrefix(call, seqPrefix(seq)))[0]
+				if !canFail(f.err, method) {
+					continue
+				}
+				t.Run(fmt.Sprintf("%s/%scall %d %s", f.name, seqPrefix(seq), n+1, method), func(t *testing.T) {
+					t.Parallel()
+					s := mk()
+					fr := newFaultyRuntime(s.w.runtime())
+					fr.seq, fr.failAt, fr.err, fr.sticky = seq, n+1, f.err, f.sticky
+					e, ev := engine(s.w)
+					e.Runtime, e.Journal = fr, s.j
+					res, err := run(t, rollback, e)
+					fr.fired(t)
+					checkInvariants(t, s, f, fr, ev, res, err)
+				})
+			}
 		}
 	}
 }
@@ -534,30 +614,62 @@ func TestDockerFaultPerMethod(t *testing.T) {
 		if rollback {
 			mk = rollbackScenario
 		}
-		per := map[string]int{}
-		for _, c := range countCalls(t, rollback, mk) {
-			per[strings.Fields(c)[0]]++
-		}
-		methods := sortedKeys(per)
-		sort.Strings(methods)
-		for _, m := range methods {
-			for n := 1; n <= per[m]; n++ {
-				for _, f := range []dockerFault{dockerFaults[0], dockerFaults[3]} {
-					t.Run(fmt.Sprintf("rollback=%v/%s/%s #%d", rollback, f.name, m, n), func(t *testing.T) {
-						t.Parallel()
-						s := mk()
-						fr := newFaultyRuntime(s.w.runtime())
-						fr.method, fr.failAt, fr.err, fr.sticky = m, n, f.err, f.sticky
-						e, ev := engine(s.w)
-						e.Runtime, e.Journal = fr, s.j
-						res, err := run(t, rollback, e)
-						if len(fr.failed) == 0 {
-							t.Fatalf("no call failed: calls %q", fr.calls)
-						}
-						checkInvariants(t, s, f, fr, ev, res, err)
-					})
+		seqs := countCalls(t, rollback, mk)
+		for _, seq := range countedSeqs {
+			per := map[string]int{}
+			for _, c := range seqs[seq] {
+				per[strings.Fields(strings.TrimPrefix(c, seqPrefix(seq)))[0]]++
+			}
+			for _, m := range sortedKeys(per) {
+				for n := 1; n <= per[m]; n++ {
+					for _, f := range []dockerFault{dockerFaults[0], dockerFaults[3]} {
+						t.Run(fmt.Sprintf("rollback=%v/%s/%s%s #%d", rollback, f.name, seqPrefix(seq), m, n), func(t *testing.T) {
+							t.Parallel()
+							s := mk()
+							fr := newFaultyRuntime(s.w.runtime())
+							fr.seq, fr.method, fr.failAt, fr.err, fr.sticky = seq, m, n, f.err, f.sticky
+							e, ev := engine(s.w)
+							e.Runtime, e.Journal = fr, s.j
+							res, err := run(t, rollback, e)
+							fr.fired(t)
+							checkInvariants(t, s, f, fr, ev, res, err)
+						})
+					}
 				}
 			}
+		}
+	}
+}
+
+// The watcher that inspects the new container while the run waits for
+// Traefik fails at its first inspect: Traefik lists the new container only
+// once that fault has fired, so it fires in every run.
+func TestDockerFaultInWatcher(t *testing.T) {
+	for _, rollback := range []bool{false, true} {
+		mk := rolloutScenario
+		if rollback {
+			mk = rollbackScenario
+		}
+		for _, f := range dockerFaults {
+			t.Run(fmt.Sprintf("rollback=%v/%s", rollback, f.name), func(t *testing.T) {
+				t.Parallel()
+				s := mk()
+				fr := newFaultyRuntime(s.w.runtime())
+				fr.seq, fr.failAt, fr.err, fr.sticky = "watch", 1, f.err, f.sticky
+				s.w.unlisted = func(c *fakeContainer) bool {
+					if c.ID == s.serving.ID {
+						return false
+					}
+					fr.mu.Lock()
+					defer fr.mu.Unlock()
+					return len(fr.failed) == 0
+				}
+				e, ev := engine(s.w)
+				e.Runtime, e.Journal = fr, s.j
+				res, err := run(t, rollback, e)
+				fr.fired(t)
+				checkInvariants(t, s, f, fr, ev, res, err)
+			})
 		}
 	}
 }

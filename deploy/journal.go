@@ -43,13 +43,45 @@ type Holder struct {
 	// Expires is when the lock counts as stale: the holder's --timeout plus
 	// the cleanup time, after which no live run can still hold it.
 	Expires time.Time `json:"expires"`
+	// ProcessID says which kernel and PID namespace PID belongs to (zero
+	// in a lock written by deployctl before it recorded them).
+	ProcessID
+}
+
+// ProcessID identifies a process beyond its host name and PID. A host name
+// names no machine (CI jobs in containers often share one), and a PID is a
+// process only within one PID namespace of one boot: two runners in
+// containers with one host name see each other's PIDs as free or as some
+// other process.
+type ProcessID struct {
+	// BootID is the kernel's boot ID (/proc/sys/kernel/random/boot_id):
+	// different on another machine, and after a reboot.
+	BootID string `json:"boot_id,omitempty"`
+	// PIDNS is the PID namespace, as the device and inode of
+	// /proc/self/ns/pid ("dev:ino").
+	PIDNS string `json:"pid_ns,omitempty"`
+	// Start is when the process started, in clock ticks after boot (field
+	// 22 of /proc/<pid>/stat): a PID used again later has another.
+	Start uint64 `json:"start,omitempty"`
+}
+
+// Processes looks at the processes of the machine deployctl runs on, to
+// tell at once that the holder of a lock is gone (see Holder.Stale).
+type Processes interface {
+	// Self identifies this process. A field it cannot establish for
+	// certain is zero (not Linux, a /proc of another PID namespace).
+	Self() ProcessID
+	// Lookup finds process pid in this process's PID namespace: found is
+	// false only when there is certainly no such live process (a zombie
+	// counts as gone); start is its start time, 0 when unreadable.
+	Lookup(pid int) (start uint64, found bool, err error)
 }
 
 // Same reports whether h and o are the same holder (times compared as
 // instants, so a holder read back from the journal matches the original).
 func (h Holder) Same(o Holder) bool {
 	return h.User == o.User && h.Host == o.Host && h.PID == o.PID && h.CI == o.CI &&
-		h.Since.Equal(o.Since) && h.Expires.Equal(o.Expires)
+		h.Since.Equal(o.Since) && h.Expires.Equal(o.Expires) && h.ProcessID == o.ProcessID
 }
 
 func (h Holder) String() string {
@@ -139,11 +171,32 @@ func ciJob(env func(string) string) string {
 	return ""
 }
 
-// Stale reports whether a lock held by h can be broken at now: past its
-// expiry, or held by a process of this host that no longer exists.
-func (h Holder) Stale(now time.Time, thisHost string, alive func(pid int) bool) bool {
+// Stale reports whether a lock held by h can be broken at now, and why:
+// it has expired, or its holder is certainly gone. self is this run's
+// holder (host and ProcessID); procs nil means only expiry counts.
+//
+// Gone at once needs certainty: the same host name, boot and PID namespace
+// as this process (so the PID names the same process table), and that PID
+// free or now another process (another start time). Anything else waits
+// for expiry: a lock of another PID namespace or machine with this host
+// name, and a lock written before deployctl recorded its boot and PID
+// namespace, whose holder could be a live run in a container next door.
+func (h Holder) Stale(now time.Time, self Holder, procs Processes) (bool, string) {
 	if !h.Expires.IsZero() && now.After(h.Expires) {
-		return true
+		return true, "it expired at " + h.Expires.Local().Format("15:04:05")
 	}
-	return h.Host != "" && h.Host == thisHost && h.PID > 0 && alive != nil && !alive(h.PID)
+	if procs == nil || h.PID <= 0 || h.Host == "" || h.Host != self.Host ||
+		h.BootID == "" || h.PIDNS == "" || h.BootID != self.BootID || h.PIDNS != self.PIDNS {
+		return false, ""
+	}
+	start, found, err := procs.Lookup(h.PID)
+	switch {
+	case err != nil:
+		return false, ""
+	case !found:
+		return true, fmt.Sprintf("its process %d no longer exists", h.PID)
+	case h.Start != 0 && start != 0 && start != h.Start:
+		return true, fmt.Sprintf("its process %d has exited (that PID is now another process)", h.PID)
+	}
+	return false, ""
 }

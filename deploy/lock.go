@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 )
 
@@ -18,12 +17,14 @@ func (r *rollout) lock(ctx context.Context, image string) error {
 		return nil
 	}
 	holder := CurrentHolder(r.e.now())
+	if r.e.Processes != nil {
+		holder.ProcessID = r.e.Processes.Self()
+	}
 	holder.Expires = holder.Since.Add(time.Hour)
 	if d, ok := ctx.Deadline(); ok {
 		holder.Expires = d.Add(r.cleanupTimeout() + time.Minute)
 	}
 	deadline := r.e.now().Add(r.o.LockWait)
-	thisHost, _ := os.Hostname()
 	waited := false
 	for {
 		err := j.Lock(ctx, r.o.App, image, holder)
@@ -35,8 +36,8 @@ func (r *rollout) lock(ctx context.Context, image string) error {
 		if !errors.As(err, &le) {
 			return lockError(fmt.Errorf("taking the deploy lock of %s: %w", r.o.App, err), "then rerun")
 		}
-		if le.Holder.Stale(r.e.now(), thisHost, r.e.ProcessAlive) {
-			r.warn(PhasePlan, "breaking a stale deploy lock on %s held by %s (expired %s)", r.o.App, le.Holder, le.Holder.Expires.Local().Format("15:04:05"))
+		if stale, why := le.Holder.Stale(r.e.now(), holder, r.e.Processes); stale {
+			r.warn(PhasePlan, "breaking a stale deploy lock on %s held by %s: %s", r.o.App, le.Holder, why)
 			// Only that stale lock: another run breaking it at the same
 			// time may already have taken a fresh one.
 			if err := j.Unlock(ctx, r.o.App, &le.Holder); err != nil {

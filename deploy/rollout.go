@@ -20,9 +20,10 @@ type Engine struct {
 	Now func() time.Time
 	// Journal holds the deploy lock and the history; nil: neither.
 	Journal Journal
-	// ProcessAlive tells whether a process of this host exists, to detect
-	// a lock left by a killed run at once; nil: only expiry breaks locks.
-	ProcessAlive func(pid int) bool
+	// Processes looks at this machine's processes, to break at once a lock
+	// left by a killed run of the same machine and PID namespace; nil: only
+	// expiry breaks locks.
+	Processes Processes
 	// CleanupTimeout bounds the work done after a failure or a signal to
 	// leave the old version serving (removing the new container, restoring a
 	// drained one); it runs even when the rollout's context is done.
@@ -206,7 +207,7 @@ func (r *rollout) run(ctx context.Context) (res *Result, err error) {
 	// The cutover is done: pruning older stopped versions runs while the
 	// old containers stop, rather than after.
 	pruned := make(chan []string, 1)
-	go func() { pruned <- r.prune(ctx) }()
+	go func() { pruned <- r.prune(beside(ctx, "prune")) }()
 	if err := r.stopOld(ctx); err != nil {
 		<-pruned
 		return nil, r.fail(ctx, PhaseStop, err)
@@ -733,6 +734,7 @@ func (r *rollout) waitRegistered(ctx context.Context) error {
 func (r *rollout) watchNew(ctx context.Context, restarts int) <-chan error {
 	failed := make(chan error, 1)
 	id := r.newC.ID
+	ctx = beside(ctx, "watch")
 	go func() {
 		for ctx.Err() == nil {
 			c, err := r.e.Runtime.Inspect(ctx, id)

@@ -86,6 +86,25 @@ func disappeared(err error) error {
 	return err
 }
 
+// besideKey tags the context of the Docker calls a goroutine makes beside
+// the run's own sequence of calls (watching the new container while waiting
+// for Traefik, pruning while the old containers stop) with that goroutine's
+// name. How many calls such a goroutine makes, and when, depends on timing;
+// the tag lets the fault tests number the run's own calls and each
+// goroutine's calls apart, so that "the n-th call" is the same call in every
+// run. The engine's decisions never depend on it.
+type besideKey struct{}
+
+func beside(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, besideKey{}, name)
+}
+
+// besideName is the name given by beside, "" for the run's own calls.
+func besideName(ctx context.Context) string {
+	s, _ := ctx.Value(besideKey{}).(string)
+	return s
+}
+
 // parallel runs f for each item concurrently and joins the errors.
 func parallel[T any](items []T, f func(T) error) error {
 	var wg sync.WaitGroup

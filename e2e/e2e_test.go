@@ -32,6 +32,9 @@ import (
 var deployctlBin string
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(lockHolderEnv); spec != "" {
+		os.Exit(holdLock(spec))
+	}
 	dir, err := os.MkdirTemp("", "deployctl-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
