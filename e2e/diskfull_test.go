@@ -18,6 +18,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/deployctl/deployctl/deploy"
+	"github.com/deployctl/deployctl/internal/harness"
 	"github.com/deployctl/deployctl/internal/testenv"
 )
 
@@ -127,6 +128,9 @@ func startSmallEngine(t *testing.T, size int64) *smallEngine {
 		os.Remove(run)
 		t.Fatalf("mounting a tmpfs for the second engine: %v", err)
 	}
+	// Also when this process is killed before its cleanups run.
+	harness.UnmountAtExit(dir)
+	harness.RemoveAtExit(run)
 	s := &smallEngine{dir: dir}
 	// Its own (empty) configuration: /etc/docker/daemon.json is the
 	// machine's engine's, and its data-root would conflict with the flag.
@@ -150,7 +154,9 @@ func startSmallEngine(t *testing.T, size int64) *smallEngine {
 		// creating networks at the same moment could pick the same subnet.
 		"--default-address-pool", "base=10.213.0.0/16,size=24")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// SIGTERM if this process dies: dockerd then stops its containers and
+	// its containerd (killed, it would leave them running on the tmpfs).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
