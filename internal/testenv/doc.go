@@ -11,8 +11,11 @@
 //
 // Everything a helper creates is removed in t.Cleanup, also when the test
 // fails. Docker objects carry the label [LabelKey] ("deployctl-testenv") whose
-// value is the run id of the test process ([RunID]), so that leftovers of a
-// test binary killed before its cleanups ran can be found with
+// value is the run id of the test process ([RunID]). A test binary killed
+// before its cleanups ran leaves nothing behind either: its helper
+// processes die with it and the harness's janitor removes its Docker
+// objects (TestKilledTestProcessLeavesNothing); should that fail, they can
+// be found with
 //
 //	docker ps -aq --filter label=deployctl-testenv
 //	docker network ls -q --filter label=deployctl-testenv
