@@ -196,6 +196,12 @@ func runJanitor(id string, r io.Reader) int {
 			sweepEngine(h, id, logf)
 		}
 	}
+	// Last the files: a second dockerd got SIGTERM as this process died
+	// and needs its exec root and data root while it stops its containers
+	// and its containerd (up to its 15 s shutdown timeout).
+	if len(mounts) > 0 {
+		time.Sleep(20 * time.Second)
+	}
 	for _, m := range mounts {
 		if err := unmount(m); err == nil {
 			logf("unmounted %s", m)

@@ -143,13 +143,16 @@ func killChild(t *testing.T) {
 	// the kill interrupts.
 	t.Setenv("DEPLOYCTL_TRAEFIK_CACHE", os.Getenv("DEPLOYCTL_KILLTEST_BUILD_CACHE"))
 	go harness.TraefikBinary("v2.11.0", nil)
-	// Until the go command runs and has started compilers or the linker.
-	for start := time.Now(); len(processesWith(os.Getenv("DEPLOYCTL_KILLTEST_BUILD_CACHE"))) < 2; {
+	// Until the go command runs, and a moment for it to start compilers or
+	// the linker (a build whose packages are all in Go's build cache takes
+	// about 20 s, mostly linking).
+	for start := time.Now(); len(processesWith(os.Getenv("DEPLOYCTL_KILLTEST_BUILD_CACHE"))) == 0; {
 		if time.Since(start) > time.Minute {
 			t.Fatal("the Traefik build did not start")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	time.Sleep(2 * time.Second)
 	fmt.Printf("READY run=%s network=%s container=%s image=%s traefik=%s\n",
 		RunID(), network, id, img, strings.TrimPrefix(tr.APIURL, "http://"))
 	select {} // until killed
