@@ -92,9 +92,17 @@ mkdir -p "$work/traefik-home"
   >"$work/traefik.log" 2>&1) &
 traefik_pid=$!
 export DEPLOYCTL_TRAEFIK_URL=http://127.0.0.1:$API_PORT
-for _ in $(seq 1 100); do
-  (exec 3<>/dev/tcp/127.0.0.1/$API_PORT) 2>/dev/null && break
+# Until the API answers 200: Traefik accepts connections on its port a
+# moment before it serves the API there (404 until then).
+api_ready() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$API_PORT" &&
+    printf 'GET /api/http/services HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 &&
+    head -1 <&3 | grep -q ' 200 ') 2>/dev/null
+}
+for i in $(seq 1 300); do
+  api_ready && break
   kill -0 "$traefik_pid" 2>/dev/null || { echo "demo: Traefik exited:" >&2; cat "$work/traefik.log" >&2; exit 1; }
+  [ "$i" = 300 ] && { echo "demo: Traefik's API did not answer within 30s:" >&2; tail -20 "$work/traefik.log" >&2; exit 1; }
   sleep 0.1
 done
 
