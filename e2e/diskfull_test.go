@@ -18,6 +18,8 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/deployctl/deployctl/deploy"
+	"github.com/deployctl/deployctl/internal/harness"
+	"github.com/deployctl/deployctl/internal/testenv"
 )
 
 // The Docker host's disk fills up: on a second Docker engine whose data
@@ -98,17 +100,16 @@ type smallEngine struct {
 
 // startSmallEngine mounts a tmpfs of size bytes, runs dockerd with its data
 // root on it (vfs storage, no default bridge, no iptables rules, networks
-// from 10.213.0.0/16, its own containerd) and points DOCKER_HOST at it for the rest of the test. It needs root; when the
-// environment variable CI is set, not being root fails the test.
+// from 10.213.0.0/16, its own containerd) and points DOCKER_HOST at it for
+// the rest of the test. It needs root and dockerd: without them the test
+// skips, unless DEPLOYCTL_REQUIRE_ROOT_TESTS=1 (not root) or
+// DEPLOYCTL_REQUIRE_DOCKER_TESTS=1 (no dockerd) makes that fatal.
 func startSmallEngine(t *testing.T, size int64) *smallEngine {
 	t.Helper()
+	testenv.RequireRoot(t, "to mount a tmpfs and run a second dockerd on it")
 	dockerd, err := exec.LookPath("dockerd")
-	if err != nil || os.Geteuid() != 0 {
-		msg := fmt.Sprintf("a second Docker engine needs root and dockerd (euid %d, dockerd: %v)", os.Geteuid(), err)
-		if _, ci := os.LookupEnv("CI"); ci {
-			t.Fatal(msg)
-		}
-		t.Skip(msg + "; set CI to make this fatal")
+	if err != nil {
+		testenv.NoDocker(t, "a second Docker engine needs dockerd: %v", err)
 	}
 	// Short: containerd's socket goes under the exec root, and a unix
 	// socket path has at most 108 bytes. The exec root (runtime state,
@@ -127,6 +128,9 @@ func startSmallEngine(t *testing.T, size int64) *smallEngine {
 		os.Remove(run)
 		t.Fatalf("mounting a tmpfs for the second engine: %v", err)
 	}
+	// Also when this process is killed before its cleanups run.
+	harness.UnmountAtExit(dir)
+	harness.RemoveAtExit(run)
 	s := &smallEngine{dir: dir}
 	// Its own (empty) configuration: /etc/docker/daemon.json is the
 	// machine's engine's, and its data-root would conflict with the flag.
@@ -150,7 +154,9 @@ func startSmallEngine(t *testing.T, size int64) *smallEngine {
 		// creating networks at the same moment could pick the same subnet.
 		"--default-address-pool", "base=10.213.0.0/16,size=24")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// SIGTERM if this process dies: dockerd then stops its containers and
+	// its containerd (killed, it would leave them running on the tmpfs).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

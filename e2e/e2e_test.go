@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,6 +58,16 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// deployctlCommand is exec.Command of the deployctl binary under test, which
+// gets SIGTERM if the test process dies (go test's -timeout, a kill): it
+// then undoes its rollout and exits, as for a Ctrl-C, rather than carry on
+// alone against an engine and a Traefik whose test is gone.
+func deployctlCommand(args ...string) *exec.Cmd {
+	cmd := exec.Command(deployctlBin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	return cmd
 }
 
 // env is one Docker network with a Traefik watching it.
@@ -125,7 +136,7 @@ type result struct {
 // deployctl runs the binary with the Traefik API of e, and --json.
 func (e *env) deployctl(args ...string) result {
 	e.t.Helper()
-	cmd := exec.Command(deployctlBin, append(args, "--json")...)
+	cmd := deployctlCommand(append(args, "--json")...)
 	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL, "DEPLOYCTL_POLL_INTERVAL=50ms")
 	cmd.Env = append(cmd.Env, secretEnv()...)
 	var stdout, stderr bytes.Buffer

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -105,7 +104,7 @@ func (r faultRun) warnings() []string {
 // FaultProxy.
 func (e *env) deployctlVia(apiURL string, env []string, trigger string, action func(), args ...string) faultRun {
 	e.t.Helper()
-	cmd := exec.Command(deployctlBin, append(args, "--json")...)
+	cmd := deployctlCommand(append(args, "--json")...)
 	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+apiURL, "DEPLOYCTL_POLL_INTERVAL=50ms", "DEPLOYCTL_PROGRESS=json")
 	cmd.Env = append(cmd.Env, env...)
 	var stdout bytes.Buffer
@@ -232,7 +231,7 @@ func (l *leakCheck) check(t *testing.T, app, apiURL string) {
 		{"status", "--app", app, "--json"}, {"history", "--app", app, "--json"},
 		{"status", "--app", app}, {"history", "--app", app},
 	} {
-		cmd := exec.Command(deployctlBin, append(args, l.traefikArgs()...)...)
+		cmd := deployctlCommand(append(args, l.traefikArgs()...)...)
 		cmd.Env = append(append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+apiURL), l.env()...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -20,7 +20,7 @@ import (
 // stdout and stderr (without adding --json).
 func (e *env) run(args ...string) (int, string, string) {
 	e.t.Helper()
-	cmd := exec.Command(deployctlBin, args...)
+	cmd := deployctlCommand(args...)
 	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL, "DEPLOYCTL_POLL_INTERVAL=50ms", "DEPLOYCTL_PROGRESS=plain")
 	cmd.Env = append(cmd.Env, secretEnv()...)
 	var stdout, stderr strings.Builder
@@ -157,7 +157,7 @@ func TestDeployLock(t *testing.T) {
 
 	// A rollout in progress holds the lock: a second one fails at once,
 	// naming the holder, and changes nothing.
-	first := exec.Command(deployctlBin, "rollout", "--image", repo, "--version", "v2", "--app", app)
+	first := deployctlCommand("rollout", "--image", repo, "--version", "v2", "--app", app)
 	first.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL, "GITHUB_RUN_ID=4242", "GITHUB_REPOSITORY=shop/web", "GITHUB_SERVER_URL=https://github.example")
 	var firstErr strings.Builder
 	first.Stderr = &firstErr
@@ -180,7 +180,7 @@ func TestDeployLock(t *testing.T) {
 	}
 
 	// --lock-wait: waits for the holder, then proceeds.
-	second := exec.Command(deployctlBin, "rollout", "--image", repo, "--version", "v3", "--app", app)
+	second := deployctlCommand("rollout", "--image", repo, "--version", "v3", "--app", app)
 	second.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL)
 	if err := second.Start(); err != nil {
 		t.Fatal(err)
@@ -196,7 +196,7 @@ func TestDeployLock(t *testing.T) {
 
 	// A run killed with SIGKILL leaves its lock; on this host the dead
 	// holder is detected and the lock broken by the next run.
-	killed := exec.Command(deployctlBin, "rollout", "--image", repo, "--version", "v1", "--app", app)
+	killed := deployctlCommand("rollout", "--image", repo, "--version", "v1", "--app", app)
 	killed.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL)
 	if err := killed.Start(); err != nil {
 		t.Fatal(err)

@@ -102,7 +102,7 @@ func (e *env) signalAt(trigger string, sig syscall.Signal, args ...string) (int,
 	if n := len(args); n > 0 && args[n-1] == "--double-signal-for-test" {
 		double, args = true, args[:n-1]
 	}
-	cmd := exec.Command(deployctlBin, args...)
+	cmd := deployctlCommand(args...)
 	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL, "DEPLOYCTL_POLL_INTERVAL=50ms", "DEPLOYCTL_PROGRESS=plain")
 	cmd.Env = append(cmd.Env, secretEnv()...)
 	pipe, err := cmd.StderrPipe()

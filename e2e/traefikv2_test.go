@@ -25,3 +25,9 @@ func prebuildTraefik() {
 		}
 	}()
 }
+
+// TestTraefikAPIClientTraefikV2 is TestTraefikAPIClient against Traefik
+// v2.11.0.
+func TestTraefikAPIClientTraefikV2(t *testing.T) {
+	testTraefikAPIClient(t, "v2.11.0")
+}

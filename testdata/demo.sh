@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # A real rollout, end to end, on this machine's Docker engine:
-#   builds deployctl, the sample app (FROM scratch, two versions) and
-#   Traefik v3.0.0 from Go modules; starts Traefik on 127.0.0.1 with the
-#   docker provider; deploys v1; then rolls v1 -> v2 with deployctl while
-#   HTTP load flows through Traefik, and prints how many requests failed.
-# Everything it creates is removed on exit. Needs: Go, a Docker engine.
+#   builds deployctl and the sample app (FROM scratch, two versions), takes
+#   Traefik v3.0.0 from the tests' cache (internal/harness.TraefikBinary,
+#   built from Go modules the first time); starts Traefik on 127.0.0.1 with
+#   the docker provider; deploys v1; then rolls v1 -> v2 with deployctl
+#   while HTTP load flows through Traefik, and prints how many requests
+#   failed. The app, network and images are named deployctl-demo-<pid>-<random>;
+#   only they are removed on exit. The engine is the one DOCKER_HOST names
+#   (for Traefik too), else the local socket. Needs: Go, a Docker engine.
 #
 #   ./testdata/demo.sh            # env: DEMO_RATE (req/s, default 100)
 set -euo pipefail
@@ -24,40 +27,42 @@ free_port() {
 }
 WEB_PORT=${DEMO_WEB_PORT:-$(free_port)}
 API_PORT=${DEMO_API_PORT:-$(free_port)}
-NET=deployctl-demo
-IMAGE=deployctl-demo-app
-CACHE=${DEPLOYCTL_TRAEFIK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/deployctl-test}
+# Names no one else uses: the app, its network and its image repository
+# carry this run's id, and the cleanup removes only what carries it (a
+# user's own app named "demo" is not touched, nor a second demo running).
+ID=$$-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+APP=deployctl-demo-$ID
+NET=$APP
+IMAGE=$APP-app
 work=$(mktemp -d)
 traefik_pid=""
+net_id=""
 
 cleanup() {
   set +e
   [ -n "$traefik_pid" ] && kill "$traefik_pid" 2>/dev/null && wait "$traefik_pid" 2>/dev/null
-  ids=$(docker ps -aq --filter label=deployctl.app=demo)
+  ids=$(docker ps -aq --filter "label=deployctl.app=$APP")
   [ -n "$ids" ] && docker rm -f $ids >/dev/null
-  vols=$(docker volume ls -q --filter label=deployctl.history=demo)
+  docker rm -f "deployctl-lock-$APP" >/dev/null 2>&1
+  vols=$(docker volume ls -q --filter "label=deployctl.history=$APP")
   [ -n "$vols" ] && docker volume rm $vols >/dev/null
-  docker rm -f deployctl-lock-demo >/dev/null 2>&1
-  docker network rm "$NET" >/dev/null 2>&1
+  [ -n "$net_id" ] && docker network rm "$net_id" >/dev/null
   docker rmi "$IMAGE:v1" "$IMAGE:v2" >/dev/null 2>&1
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-docker info >/dev/null 2>&1 || { echo "demo: no Docker engine answers (docker info failed)" >&2; exit 1; }
+# Everything below talks to the engine DOCKER_HOST names (the docker CLI,
+# deployctl and Traefik alike), else the local socket.
+docker info >/dev/null 2>&1 || { echo "demo: no Docker engine answers at ${DOCKER_HOST:-the default socket} (docker info failed)" >&2; exit 1; }
 
 say "building deployctl (static) and the sample app"
 CGO_ENABLED=0 go build -o "$work/deployctl" .
 mkdir -p "$work/image"
 CGO_ENABLED=0 go build -o "$work/image/app" ./testdata/app
 
-traefik="$CACHE/demo-traefik-$TRAEFIK_VERSION"
-if [ ! -x "$traefik" ]; then
-  say "building Traefik $TRAEFIK_VERSION from Go modules (once; a few minutes on 2 cores)"
-  mkdir -p "$CACHE"
-  (cd "testdata/traefik/$TRAEFIK_VERSION" && CGO_ENABLED=0 go build -ldflags '-s -w' -o "$traefik.tmp" github.com/traefik/traefik/v3/cmd/traefik)
-  mv "$traefik.tmp" "$traefik"
-fi
+say "Traefik $TRAEFIK_VERSION from the tests' cache (built from Go modules the first time: many minutes on 2 cores)"
+traefik=$(go run ./internal/cmd/traefikbin "$TRAEFIK_VERSION")
 
 say "building images $IMAGE:v1 and $IMAGE:v2 (FROM scratch, HEALTHCHECK in the image)"
 for v in v1 v2; do
@@ -74,25 +79,35 @@ EOF
 done
 
 say "starting Traefik $TRAEFIK_VERSION: entrypoint 127.0.0.1:$WEB_PORT, API 127.0.0.1:$API_PORT"
-docker network create "$NET" >/dev/null
+net_id=$(docker network create --label "deployctl.demo=$APP" "$NET")
+endpoint=()
+[ -n "${DOCKER_HOST:-}" ] && endpoint=(--providers.docker.endpoint="$DOCKER_HOST")
 mkdir -p "$work/traefik-home"
 (cd "$work/traefik-home" && HOME="$work/traefik-home" exec "$traefik" \
   --global.checknewversion=false --global.sendanonymoususage=false \
   --entrypoints.web.address=127.0.0.1:$WEB_PORT --entrypoints.traefik.address=127.0.0.1:$API_PORT \
   --api.insecure=true --api.dashboard=false \
-  --providers.docker=true --providers.docker.exposedbydefault=false \
-  --providers.docker.network=$NET --providers.docker.constraints="Label(\`deployctl.app\`,\`demo\`)" \
+  --providers.docker=true --providers.docker.exposedbydefault=false ${endpoint[@]+"${endpoint[@]}"} \
+  --providers.docker.network="$NET" --providers.docker.constraints="Label(\`deployctl.app\`,\`$APP\`)" \
   >"$work/traefik.log" 2>&1) &
 traefik_pid=$!
 export DEPLOYCTL_TRAEFIK_URL=http://127.0.0.1:$API_PORT
-for _ in $(seq 1 100); do
-  (exec 3<>/dev/tcp/127.0.0.1/$API_PORT) 2>/dev/null && break
+# Until the API answers 200: Traefik accepts connections on its port a
+# moment before it serves the API there (404 until then).
+api_ready() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$API_PORT" &&
+    printf 'GET /api/http/services HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 &&
+    head -1 <&3 | grep -q ' 200 ') 2>/dev/null
+}
+for i in $(seq 1 300); do
+  api_ready && break
   kill -0 "$traefik_pid" 2>/dev/null || { echo "demo: Traefik exited:" >&2; cat "$work/traefik.log" >&2; exit 1; }
+  [ "$i" = 300 ] && { echo "demo: Traefik's API did not answer within 30s:" >&2; tail -20 "$work/traefik.log" >&2; exit 1; }
   sleep 0.1
 done
 
 say "first deploy: v1 (configuration from flags)"
-"$work/deployctl" rollout --app demo --image "$IMAGE" --version v1 --network "$NET" \
+"$work/deployctl" rollout --app "$APP" --image "$IMAGE" --version v1 --network "$NET" \
   --label traefik.enable=true \
   --label 'traefik.http.routers.demo.rule=Host(`demo.localhost`)' \
   --label traefik.http.services.demo.loadbalancer.server.port=8080
@@ -102,7 +117,7 @@ go build -o "$work/load" ./testdata/load
 "$work/load" -url "http://127.0.0.1:$WEB_PORT/" -host demo.localhost -rate "$RATE" >"$work/load.out" &
 load_pid=$!
 sleep 1
-"$work/deployctl" rollout --app demo --image "$IMAGE" --version v2
+"$work/deployctl" rollout --app "$APP" --image "$IMAGE" --version v2
 sleep 1
 kill -INT "$load_pid"
 load_status=0
@@ -110,5 +125,5 @@ wait "$load_pid" || load_status=$?
 
 say "result"
 cat "$work/load.out"
-docker ps -a --filter label=deployctl.app=demo --format 'table {{.Names}}\t{{.Label "deployctl.version"}}\t{{.Status}}'
+docker ps -a --filter "label=deployctl.app=$APP" --format 'table {{.Names}}\t{{.Label "deployctl.version"}}\t{{.Status}}'
 exit "$load_status"

@@ -11,10 +11,14 @@
 //
 // Nothing here registers cleanups: every constructor returns what undoes
 // it (a remove function, or [Traefik.Close]), and the caller runs it, also
-// on failure or interruption. Docker objects carry the label [LabelKey]
-// ("deployctl-testenv") whose value is the run id of the process
-// ([RunID]), so that leftovers of a process killed before its cleanups
-// ran can be found with
+// on failure or interruption. A process killed before its cleanups ran
+// (go test's -timeout, a kill) leaves nothing either: the processes it
+// started die with it (Traefik, go builds with their compilers), and a
+// janitor process removes its Docker objects, build directories and
+// mounts (see janitorEnv, [RemoveAtExit], [UnmountAtExit]). Docker objects
+// carry the label [LabelKey] ("deployctl-testenv") whose value is the run
+// id of the process ([RunID]); should even the janitor fail, they can be
+// found with
 //
 //	docker ps -aq --filter label=deployctl-testenv
 //	docker network ls -q --filter label=deployctl-testenv

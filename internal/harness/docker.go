@@ -56,7 +56,9 @@ var ErrNoEngine = errors.New("no Docker engine")
 // Docker returns a client for the local Docker engine (DOCKER_HOST and the
 // other DOCKER_* variables are honoured; the API version is negotiated),
 // after a successful ping. The error wraps [ErrNoEngine] when no engine
-// answers. The caller closes the client.
+// answers. The caller closes the client. The engine is registered with the
+// janitor (see janitorEnv): whatever this process leaves on it labelled
+// [LabelKey]=[RunID] is removed when the process ends, however it ends.
 func Docker() (*client.Client, error) {
 	cli, err := client.New(client.FromEnv)
 	if err != nil {
@@ -68,6 +70,9 @@ func Docker() (*client.Client, error) {
 		cli.Close()
 		return nil, fmt.Errorf("%w: ping %s: %v", ErrNoEngine, cli.DaemonHost(), err)
 	}
+	// What this process makes on this engine is removed when it ends, also
+	// when it is killed before its cleanups run (see janitorEnv).
+	registerDockerHost(cli.DaemonHost())
 	return cli, nil
 }
 

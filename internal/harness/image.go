@@ -72,12 +72,15 @@ func AppBinary() ([]byte, error) {
 			return
 		}
 		defer os.RemoveAll(dir)
+		RemoveAtExit(dir)
 		out := filepath.Join(dir, "app")
 		cmd := exec.Command("go", "build", "-buildvcs=false", "-o", out, "./testdata/app")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOWORK=off")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			appBinErr = fmt.Errorf("go build ./testdata/app: %v\n%s", err, b)
+		var b bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &b, &b
+		if err := runBuild(cmd, dir); err != nil {
+			appBinErr = fmt.Errorf("go build ./testdata/app: %v\n%s", err, b.String())
 			return
 		}
 		appBin, appBinErr = os.ReadFile(out)

@@ -205,6 +205,7 @@ func startTraefik(bin, version, network string, cfg traefikConfig) (_ *Traefik, 
 			return nil, err
 		}
 		removeDir = func() { os.RemoveAll(dir) }
+		RemoveAtExit(dir)
 		defer func() {
 			if err != nil {
 				removeDir()

@@ -180,12 +180,21 @@ func TraefikBinary(version string, logf func(string, ...any)) (string, error) {
 	if _, err := os.Stat(path); err == nil {
 		return path, nil // built by someone else meanwhile
 	}
+	// Under the lock, no build of this key runs: a temporary directory
+	// of one is what a killed process left (the janitor removes it, but
+	// not when it could not run).
+	if stale, err := filepath.Glob(filepath.Join(cache, b.key+".tmp-*")); err == nil {
+		for _, d := range stale {
+			os.RemoveAll(d)
+		}
+	}
 
 	tmpDir, err := os.MkdirTemp(cache, b.key+".tmp-")
 	if err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(tmpDir)
+	RemoveAtExit(tmpDir)
 	tmp := filepath.Join(tmpDir, "traefik")
 
 	msg := fmt.Sprintf("building Traefik %s into %s (a cold build takes 10+ minutes on 2 cores)", b.version, path)
@@ -195,7 +204,9 @@ func TraefikBinary(version string, logf func(string, ...any)) (string, error) {
 	cmd := b.command(tmp)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
+	// No build outlives this process (see runBuild): its go command, its
+	// compilers and its work directory, under tmpDir, go when it dies.
+	if err := runBuild(cmd, tmpDir); err != nil {
 		return "", fmt.Errorf("%s (in %s): %v\n%s", strings.Join(cmd.Args, " "), b.dir, err, out.String())
 	}
 	if err := os.Rename(tmp, path); err != nil {

@@ -11,8 +11,11 @@
 //
 // Everything a helper creates is removed in t.Cleanup, also when the test
 // fails. Docker objects carry the label [LabelKey] ("deployctl-testenv") whose
-// value is the run id of the test process ([RunID]), so that leftovers of a
-// test binary killed before its cleanups ran can be found with
+// value is the run id of the test process ([RunID]). A test binary killed
+// before its cleanups ran leaves nothing behind either: its helper
+// processes die with it and the harness's janitor removes its Docker
+// objects (TestKilledTestProcessLeavesNothing); should that fail, they can
+// be found with
 //
 //	docker ps -aq --filter label=deployctl-testenv
 //	docker network ls -q --filter label=deployctl-testenv
@@ -25,8 +28,11 @@
 // container made from them has it (also containers made by deployctl);
 // [StartContainer] adds it; for anything else use [IsolationLabels].
 //
-// No engine: [Docker] calls t.Skip, unless the environment variable CI is
-// set, in which case it calls t.Fatal: CI never skips silently.
+// No engine: [Docker] calls t.Skip with the reason, unless
+// DEPLOYCTL_REQUIRE_DOCKER_TESTS=1, in which case it calls t.Fatal. Tests
+// that need root call [RequireRoot], which skips with "needs root (...)"
+// unless DEPLOYCTL_REQUIRE_ROOT_TESTS=1. The project's CI (.ci/run) sets
+// both, so that it never skips; the generic CI variable changes nothing.
 //
 // Traefik binaries are cached outside the repository (see [TraefikBinary]);
 // the first build of a version takes many minutes, longer than go test's

@@ -2,8 +2,6 @@ package testenv
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -31,28 +29,17 @@ func RunID() string { return runID }
 // uniqueName returns prefix + run id + a per-process sequence number.
 func uniqueName(prefix string) string { return harness.UniqueName(prefix) }
 
-// requireEngine reports that no Docker engine is usable: t.Skip when the
-// environment variable CI is unset, t.Fatal when it is set.
-func requireEngine(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if _, ci := os.LookupEnv("CI"); ci {
-		t.Fatalf("Docker engine required (CI is set, not skipping): %s", msg)
-	}
-	t.Skipf("no Docker engine, skipping (set CI to make this fatal): %s", msg)
-}
-
 // Docker returns a client for the local Docker engine (DOCKER_HOST and the
 // other DOCKER_* variables are honoured; the API version is negotiated). It
 // closes the client in t.Cleanup.
 //
-// When no engine answers, the test is skipped, unless the environment
-// variable CI is set: then it fails.
+// When no engine answers, the test is skipped, unless
+// DEPLOYCTL_REQUIRE_DOCKER_TESTS=1: then it fails (see [NoDocker]).
 func Docker(t testing.TB) *client.Client {
 	t.Helper()
 	cli, err := harness.Docker()
 	if err != nil {
-		requireEngine(t, "%v", err)
+		NoDocker(t, "%v", err)
 	}
 	t.Cleanup(func() { cli.Close() })
 	return cli
