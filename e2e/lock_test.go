@@ -55,20 +55,6 @@ func holdLock(spec string) int {
 	return 0
 }
 
-// requireRoot skips a test that needs root, unless
-// DEPLOYCTL_REQUIRE_ROOT_TESTS=1 (CI): then it fails.
-func requireRoot(t *testing.T, why string) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	msg := fmt.Sprintf("needs root (euid %d): %s", os.Geteuid(), why)
-	if os.Getenv("DEPLOYCTL_REQUIRE_ROOT_TESTS") == "1" {
-		t.Fatal(msg + "; DEPLOYCTL_REQUIRE_ROOT_TESTS=1 requires it")
-	}
-	t.Skip(msg + " (set DEPLOYCTL_REQUIRE_ROOT_TESTS=1 to make this a failure)")
-}
-
 // lockHolder is a process of this test binary holding a deploy lock.
 type lockHolder struct {
 	cmd    *exec.Cmd
@@ -146,7 +132,7 @@ func freePID(t *testing.T) int {
 // process in a real PID namespace holding the real Docker lock; the run is
 // the deployctl binary.
 func TestLockOfAnotherPIDNamespaceIsNotBroken(t *testing.T) {
-	requireRoot(t, "a lock holder runs in a PID namespace of its own (unshare --pid)")
+	testenv.RequireRoot(t, "a lock holder runs in a PID namespace of its own (unshare --pid)")
 	cli := testenv.Docker(t)
 	ref := testenv.AppImage(t, cli, testenv.AppImageOptions{Tag: "v1"})
 	repo, tag, _ := strings.Cut(ref, ":")
