@@ -51,8 +51,8 @@ func TestCheckFindings(t *testing.T) {
 	c := w.addRunning("web-v1", "v1", true)
 	c.Labels[LabelImage] = "web"
 	e, _ := engine(w)
-	probe := testOptions("v1").Probe
-	findings, err := e.Check(context.Background(), Options{App: "web", Probe: probe})
+	probe := testOptions("v1").Probes
+	findings, err := e.Check(context.Background(), Options{App: "web", Probes: probe})
 	if err != nil || len(findings) != 0 {
 		t.Fatalf("healthy app: %+v %v", findings, err)
 	}
@@ -65,7 +65,7 @@ func TestCheckFindings(t *testing.T) {
 			delete(c.Labels, k)
 		}
 	}
-	findings, err = e.Check(context.Background(), Options{App: "web", Probe: probe})
+	findings, err = e.Check(context.Background(), Options{App: "web", Probes: probe})
 	if err != nil {
 		t.Fatal(err)
 	}
