@@ -113,12 +113,12 @@ type rollout struct {
 	baseline map[string]bool // server URLs those services had at plan time
 	network  string          // the network Traefik reaches the app on, if known
 
-	probe  bool       // the new container gets the drain-aware probe
+	probe bool // the new container gets the drain-aware probe
 	// probeBin is the probe executable for the new container's platform,
 	// once chosen (nil in a dry run of an image not yet pulled).
 	probeBin []byte
-	newC   *Container // the new container, once created
-	newURL string
+	newC     *Container // the new container, once created
+	newURL   string
 	// cutover is set once an old container has been touched; after that a
 	// failure can no longer just remove the new container.
 	cutover bool
