@@ -122,7 +122,13 @@ type result struct {
 // deployctl runs the binary with the Traefik API of e, and --json.
 func (e *env) deployctl(args ...string) result {
 	e.t.Helper()
-	cmd := exec.Command(deployctlBin, append(args, "--json")...)
+	return e.deployctlBuild(deployctlBin, args...)
+}
+
+// deployctlBuild runs the deployctl binary bin like deployctl does.
+func (e *env) deployctlBuild(bin string, args ...string) result {
+	e.t.Helper()
+	cmd := exec.Command(bin, append(args, "--json")...)
 	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL, "DEPLOYCTL_POLL_INTERVAL=50ms")
 	cmd.Env = append(cmd.Env, secretEnv()...)
 	var stdout, stderr bytes.Buffer
