@@ -6,6 +6,6 @@ package embedded
 const goVersion = "go1.26.8"
 
 var manifest = map[string]entry{
-	"linux/amd64": {size: 2568318, sha256: "a1d72481c8212d9c7312cb0e86508d1356f20d93efddaf98611e1db9d56caf09"},
-	"linux/arm64": {size: 2490494, sha256: "00e37205a6c3a5d2fb53bb14e8f3b7a99a198c366426f901b3e485ea4d3c2edc"},
+	"linux/amd64": {size: 2568318, sha256: "585b8fa5a6962b0d8e99567cc181fc6b47f91cf414a3f3a4f9cd1b29f317f9bd"},
+	"linux/arm64": {size: 2490494, sha256: "0e4c3e6d40444cbca75951be5d05718857765790a7b6bb70a7520f1901e8568d"},
 }
