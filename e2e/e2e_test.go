@@ -42,8 +42,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	// Static and stripped, as released: the binary is copied into
-	// containers as the probe.
+	// Static and stripped, as released (TestCgoBuildDrainsWithoutLoss
+	// builds its own with cgo, as go install does with a C compiler).
 	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", deployctlBin, "github.com/deployctl/deployctl")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
