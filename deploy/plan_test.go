@@ -82,3 +82,20 @@ func TestCheckFindings(t *testing.T) {
 		t.Errorf("unknown app accepted")
 	}
 }
+
+// check reports an image platform deployctl has no probe for as a finding
+// with its fix, not as a failure of check itself.
+func TestCheckReportsPlatformWithoutProbe(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v1", nil)
+	img := w.images["web:v1"]
+	img.Arch = "s390x"
+	w.images["web:v1"] = img
+	c := w.addRunning("web-v1", "v1", true)
+	c.Labels[LabelImage] = "web"
+	e, _ := engine(w)
+	findings, err := e.Check(context.Background(), Options{App: "web", Probes: fakeProbes{}})
+	if err != nil || len(findings) != 1 || !strings.Contains(findings[0].Problem, "linux/s390x") || !strings.Contains(findings[0].Fix, "--drain=signal") {
+		t.Errorf("findings %+v, err %v; want one naming linux/s390x with --drain=signal in its fix", findings, err)
+	}
+}
