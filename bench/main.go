@@ -113,7 +113,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	drain := fs.Duration("lameduck-drain", d.LameDuckDrain, "how long the lame-duck app keeps serving after SIGTERM")
 	hi := fs.Duration("health-interval", d.HealthInterval, "the app image's HEALTHCHECK interval")
 	timeout := fs.Duration("timeout", d.Timeout, "client timeout per request")
-	runs := fs.Int("startup-runs", d.StartupRuns, "times to run 'deployctl version' and 'deployctl probe' to measure start time")
+	runs := fs.Int("startup-runs", d.StartupRuns, "times to run 'deployctl version' and the embedded probe to measure start time")
 	bin := fs.String("deployctl", "", "use this deployctl binary (static) instead of building the module's")
 	var env multiFlag
 	fs.Var(&env, "deployctl-env", "KEY=VALUE for deployctl, e.g. DEPLOYCTL_POLL_INTERVAL=20ms (repeatable)")

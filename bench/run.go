@@ -16,6 +16,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/deployctl/deployctl/internal/harness"
+	"github.com/deployctl/deployctl/internal/probe/embedded"
 )
 
 // bench is the shared setup of one run.
@@ -64,7 +65,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (rep *Report, err error
 	cl.add(func() { b.cli.Close() })
 	rep.Machine = machine(ctx, b.cli)
 
-	// deployctl, static as released: it is copied into containers as the probe.
+	// deployctl, static as released.
 	if cfg.Deployctl != "" {
 		b.deployctlBin = cfg.Deployctl
 	} else {
@@ -79,8 +80,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (rep *Report, err error
 		if err != nil {
 			return rep, err
 		}
-		// Built as .goreleaser.yaml builds releases: the binary's size is
-		// what the probe copy into every new container costs.
+		// Built as .goreleaser.yaml builds releases.
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", b.deployctlBin, ".")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -353,8 +353,9 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// measureStartup times "deployctl version" and "deployctl probe --tcp" to
-// a listening port (the probe's cheapest path), runs times each.
+// measureStartup times "deployctl version", and the drain-aware probe
+// deployctl embeds (for this machine's platform) with --tcp to a listening
+// port (its cheapest path), runs times each.
 func measureStartup(ctx context.Context, bin string, runs int) StartTimes {
 	var st StartTimes
 	if runs <= 0 {
@@ -374,7 +375,7 @@ func measureStartup(ctx context.Context, bin string, runs int) StartTimes {
 			c.Close()
 		}
 	}()
-	timeIt := func(args ...string) []float64 {
+	timeIt := func(bin string, args ...string) []float64 {
 		var ms []float64
 		for i := 0; i < runs && ctx.Err() == nil; i++ {
 			cmd := exec.Command(bin, args...)
@@ -388,8 +389,16 @@ func measureStartup(ctx context.Context, bin string, runs int) StartTimes {
 		return ms
 	}
 	st.Runs = runs
-	st.VersionMS = dist(timeIt("version"))
-	st.ProbeMS = dist(timeIt("probe", "--tcp", ln.Addr().String()))
+	st.VersionMS = dist(timeIt(bin, "version"))
+	if probe, err := embedded.Binary(runtime.GOOS, runtime.GOARCH); err == nil {
+		if f, err := os.CreateTemp("", "deployctl-probe-"); err == nil {
+			defer os.Remove(f.Name())
+			_, werr := f.Write(probe)
+			if f.Close() == nil && werr == nil && os.Chmod(f.Name(), 0o755) == nil {
+				st.ProbeMS = dist(timeIt(f.Name(), "--tcp", ln.Addr().String()))
+			}
+		}
+	}
 	return st
 }
 

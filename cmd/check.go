@@ -73,7 +73,7 @@ so CI can run it before the rollout. Changes nothing.`,
 				return err
 			}
 			defer rt.Close()
-			o.Probe, _ = selfProbe()
+			o.Probes = embeddedProbes{}
 			findings, err := eng.Check(c.Context(), o)
 			if err != nil {
 				return err

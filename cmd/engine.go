@@ -27,18 +27,18 @@ func connect(ctx context.Context, t *traefikOptions, reporter deploy.Reporter) (
 }
 
 // engineRun is one command's run of the engine: its context (bounded by
-// --timeout), the progress renderer, the engine and the probe binary.
+// --timeout), the progress renderer, the engine and the probes.
 type engineRun struct {
 	ctx      context.Context
 	progress progress
 	eng      *deploy.Engine
-	probe    *deploy.ProbeBinary
+	probes   deploy.ProbeSource
 	close    func()
 }
 
 // startEngine connects to Docker and Traefik for a command that runs the
 // engine; Close ends the run (stops the spinner, closes the connection).
-func startEngine(ctx context.Context, c *cobra.Command, t *traefikOptions, timeout time.Duration, drain deploy.DrainMode) (*engineRun, error) {
+func startEngine(ctx context.Context, c *cobra.Command, t *traefikOptions, timeout time.Duration) (*engineRun, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, context.DeadlineExceeded)
 	progress := newProgress(c)
 	for _, w := range t.warnings() {
@@ -50,11 +50,7 @@ func startEngine(ctx context.Context, c *cobra.Command, t *traefikOptions, timeo
 		cancel()
 		return nil, err
 	}
-	probe, why := selfProbe()
-	if probe == nil && drain != deploy.DrainSignal {
-		progress.Event(deploy.Event{Time: time.Now(), Phase: deploy.PhasePlan, Status: deploy.StatusWarn, Message: why})
-	}
-	return &engineRun{ctx: ctx, progress: progress, eng: eng, probe: probe, close: func() {
+	return &engineRun{ctx: ctx, progress: progress, eng: eng, probes: embeddedProbes{}, close: func() {
 		progress.Close()
 		rt.Close()
 		cancel()

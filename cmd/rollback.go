@@ -56,12 +56,12 @@ func runRollback(ctx context.Context, c *cobra.Command, o *rollbackOptions) erro
 		return usagef("--timeout must be positive (got %s)", o.timeout)
 	}
 	o.Drain = deploy.DrainMode(o.drain)
-	run, err := startEngine(ctx, c, &o.traefik, o.timeout, o.Drain)
+	run, err := startEngine(ctx, c, &o.traefik, o.timeout)
 	if err != nil {
 		return err
 	}
 	defer run.Close()
-	o.Probe = run.probe
+	o.Probes = run.probes
 	plan, res, err := run.eng.Rollback(run.ctx, o.Options)
 	run.progress.Close()
 	if err == nil && plan.NoOp {

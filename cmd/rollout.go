@@ -138,12 +138,12 @@ func runRollout(ctx context.Context, c *cobra.Command, o *rolloutOptions) (err e
 	}
 	// The progress renderer is closed (spinner stopped) before anything
 	// else is printed, and on every return.
-	run, err := startEngine(ctx, c, &o.traefik, o.timeout, o.Drain)
+	run, err := startEngine(ctx, c, &o.traefik, o.timeout)
 	if err != nil {
 		return err
 	}
 	defer run.Close()
-	o.Probe = run.probe
+	o.Probes = run.probes
 	if o.dryRun {
 		return printPlan(run, c, o)
 	}

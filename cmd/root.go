@@ -99,8 +99,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	code := exitCode(err)
 	var reported *reportedError
-	var pe probeExit
-	if !errors.As(err, &reported) && !errors.As(err, &pe) {
+	if !errors.As(err, &reported) {
 		fmt.Fprintf(stderr, "deployctl: %v\n", err)
 	}
 	if code == ExitUsage && isFlagError(err) {
@@ -115,10 +114,6 @@ type reportedError struct{ error }
 func (r *reportedError) Unwrap() error { return r.error }
 
 func exitCode(err error) int {
-	var pe probeExit
-	if errors.As(err, &pe) {
-		return int(pe)
-	}
 	var sig interrupt
 	if errors.As(err, &sig) {
 		return signalExitCode(sig.sig)
@@ -218,7 +213,7 @@ DOCKER_CONTEXT). Exit codes: deployctl help exit-codes.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return flagError{err} })
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return flagsFromEnv(c) }
 	root.AddCommand(newRolloutCmd(), newRollbackCmd(), newStatusCmd(), newHistoryCmd(), newUnlockCmd(), newCheckCmd(),
-		newProbeCmd(), newVersionCmd(), newExitCodesHelp())
+		newVersionCmd(), newExitCodesHelp())
 	// progress and completion (cmd/progress.go, cmd/completion.go): keep
 	// these after every AddCommand, so the completions reach all commands.
 	addProgressFlag(root)

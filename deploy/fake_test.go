@@ -34,6 +34,7 @@ type world struct {
 	routerCalls  int
 	copyErr      error
 	createHook   func(CreateSpec)
+	copied       map[string]map[string][]byte // container name -> path -> data, of CopyFiles
 	removeErr    error
 	// trackServed: after each op, served gets how many servers Traefik
 	// routes to in service web@docker (served[i] is after ops[i]).
@@ -109,6 +110,9 @@ func (w *world) addRunning(name, version string, byDeployctl bool) *fakeContaine
 		Healthcheck: &Healthcheck{Test: []string{"CMD", "probe"}},
 	}, marker: MarkerServe, network: "proxy"}
 	w.containers[c.ID] = c
+	if _, ok := w.images[c.Image]; !ok {
+		w.images[c.Image] = Image{ID: "sha256:" + c.Image, OS: "linux", Arch: "amd64", ExposedPorts: []int{8080}}
+	}
 	return c
 }
 
@@ -230,6 +234,13 @@ func (f *fakeRuntime) CopyFiles(ctx context.Context, id string, files []File) er
 		return fmt.Errorf("%w: %s", ErrContainerNotFound, id)
 	}
 	for _, file := range files {
+		if w.copied == nil {
+			w.copied = map[string]map[string][]byte{}
+		}
+		if w.copied[c.Name] == nil {
+			w.copied[c.Name] = map[string][]byte{}
+		}
+		w.copied[c.Name][file.Path] = file.Data
 		if file.Path == MarkerPath {
 			was := c.marker
 			c.marker = string(file.Data)
@@ -396,4 +407,17 @@ func (e *events) warnings() []string {
 		}
 	}
 	return out
+}
+
+// fakeProbes has a probe for linux/amd64 and linux/arm64, whose bytes name
+// the platform.
+type fakeProbes struct{}
+
+func (fakeProbes) Platforms() []string { return []string{"linux/amd64", "linux/arm64"} }
+
+func (fakeProbes) Probe(os, arch string) ([]byte, error) {
+	if os == "linux" && (arch == "amd64" || arch == "arm64") {
+		return []byte("probe for " + os + "/" + arch), nil
+	}
+	return nil, fmt.Errorf("%w: %s/%s", ErrNoProbe, os, arch)
 }

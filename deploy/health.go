@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -28,7 +29,7 @@ import (
 // container is declared unhealthy at about the time the app's own check
 // would have declared it so.
 func drainAwareHealthcheck(orig *Healthcheck, port int, drainInterval time.Duration) Healthcheck {
-	args := []string{"CMD", ProbePath, "probe", "--marker", MarkerPath, "--state", ProbeState}
+	args := []string{"CMD", ProbePath, "--marker", MarkerPath, "--state", ProbeState}
 	var h Healthcheck
 	if orig.Disabled() {
 		h = Healthcheck{Interval: drainInterval, Timeout: tcpCheckTimeout + probeExecAllowance, StartPeriod: defaultTCPStartPeriod, Retries: 1}
@@ -68,6 +69,16 @@ const (
 	// matters when Docker is slow to run it.
 	probeExecAllowance = 30 * time.Second
 )
+
+// probePathOf is where container c's healthcheck runs the probe from: the
+// path in its drain-aware healthcheck (LegacyProbePath for containers made
+// by earlier deployctl versions), else ProbePath.
+func probePathOf(c Container) string {
+	if h := c.Healthcheck; h != nil && len(h.Test) >= 2 && h.Test[0] == "CMD" && strings.HasPrefix(h.Test[1], ProbeDir+"/") {
+		return h.Test[1]
+	}
+	return ProbePath
+}
 
 // probeHealthDeadline is how long to wait for a container with the
 // drain-aware healthcheck h to turn healthy: its start period already

@@ -35,13 +35,21 @@ const (
 	PullNever   PullPolicy = "never"
 )
 
-// ProbeBinary is the static probe deployctl copies into the containers it
-// creates: usually the deployctl binary itself.
-type ProbeBinary struct {
-	OS, Arch string
-	// Path is the binary on this machine; it is streamed into containers.
-	Path string
+// ProbeSource supplies deployctl's drain-aware probe (package probe), built
+// as a static executable for the platform a container runs on. deployctl
+// embeds one for each platform it supports (internal/probe/embedded), so
+// the probe does not depend on how deployctl itself was built.
+type ProbeSource interface {
+	// Probe returns the probe executable for containers of os/arch (as
+	// Docker names them: "linux", "arm64"), or an error wrapping
+	// ErrNoProbe when there is none for that platform.
+	Probe(os, arch string) ([]byte, error)
+	// Platforms lists the platforms it has a probe for, as os/arch.
+	Platforms() []string
 }
+
+// ErrNoProbe: deployctl has no drain probe for a container's platform.
+var ErrNoProbe = errors.New("no drain probe for this platform")
 
 // Options is one rollout request.
 type Options struct {
@@ -111,9 +119,11 @@ type Options struct {
 	// instead of creating one: set by Rollback.
 	Reuse string
 
-	// Probe is the binary to install as the drain-aware probe; nil when
-	// deployctl cannot provide one (the rollout then drains by signal).
-	Probe *ProbeBinary
+	// Probes supplies the drain-aware probe installed in every container
+	// the rollout creates or restarts. Without a probe for the container's
+	// platform the rollout is refused before anything changes, unless
+	// Drain is DrainSignal.
+	Probes ProbeSource
 }
 
 // Defaults for Options' zero values.

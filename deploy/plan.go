@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -121,6 +122,11 @@ func (e *Engine) Check(ctx context.Context, o Options) ([]Finding, error) {
 		return nil, usageError("container %s has no %s label", newest.Short(), LabelVersion)
 	}
 	p, err := e.Plan(ctx, o)
+	if errors.Is(err, ErrNoProbe) {
+		var de *Error
+		errors.As(err, &de)
+		return []Finding{{de.Err.Error(), de.Hint}}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +154,7 @@ func (e *Engine) Check(ctx context.Context, o Options) ([]Finding, error) {
 	}
 	if !p.Probe {
 		out = append(out, Finding{"the new container could not get deployctl's drain probe, so it would be stopped by signal on the next rollout",
-			"use a static Linux deployctl (CGO_ENABLED=0, as released) of the image's platform, and no read-only root filesystem"})
+			"give the container a writable root filesystem (no --read-only)"})
 	}
 	if p.Lock != nil {
 		out = append(out, Finding{"the deploy lock is held by " + p.Lock.String(), "wait, or deployctl unlock --app " + o.App + " if that run is dead"})

@@ -51,8 +51,8 @@ func TestCheckFindings(t *testing.T) {
 	c := w.addRunning("web-v1", "v1", true)
 	c.Labels[LabelImage] = "web"
 	e, _ := engine(w)
-	probe := testOptions("v1").Probe
-	findings, err := e.Check(context.Background(), Options{App: "web", Probe: probe})
+	probe := testOptions("v1").Probes
+	findings, err := e.Check(context.Background(), Options{App: "web", Probes: probe})
 	if err != nil || len(findings) != 0 {
 		t.Fatalf("healthy app: %+v %v", findings, err)
 	}
@@ -65,7 +65,7 @@ func TestCheckFindings(t *testing.T) {
 			delete(c.Labels, k)
 		}
 	}
-	findings, err = e.Check(context.Background(), Options{App: "web", Probe: probe})
+	findings, err = e.Check(context.Background(), Options{App: "web", Probes: probe})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,5 +80,22 @@ func TestCheckFindings(t *testing.T) {
 	}
 	if _, err := e.Check(context.Background(), Options{App: "nope"}); err == nil {
 		t.Errorf("unknown app accepted")
+	}
+}
+
+// check reports an image platform deployctl has no probe for as a finding
+// with its fix, not as a failure of check itself.
+func TestCheckReportsPlatformWithoutProbe(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v1", nil)
+	img := w.images["web:v1"]
+	img.Arch = "s390x"
+	w.images["web:v1"] = img
+	c := w.addRunning("web-v1", "v1", true)
+	c.Labels[LabelImage] = "web"
+	e, _ := engine(w)
+	findings, err := e.Check(context.Background(), Options{App: "web", Probes: fakeProbes{}})
+	if err != nil || len(findings) != 1 || !strings.Contains(findings[0].Problem, "linux/s390x") || !strings.Contains(findings[0].Fix, "--drain=signal") {
+		t.Errorf("findings %+v, err %v; want one naming linux/s390x with --drain=signal in its fix", findings, err)
 	}
 }

@@ -117,9 +117,12 @@ type rollout struct {
 	baseline map[string]bool // server URLs those services had at plan time
 	network  string          // the network Traefik reaches the app on, if known
 
-	probe  bool       // the new container gets the drain-aware probe
-	newC   *Container // the new container, once created
-	newURL string
+	probe bool // the new container gets the drain-aware probe
+	// probeBin is the probe executable for the new container's platform,
+	// once chosen (nil in a dry run of an image not yet pulled).
+	probeBin []byte
+	newC     *Container // the new container, once created
+	newURL   string
 	// cutover is set once an old container has been touched; after that a
 	// failure can no longer just remove the new container.
 	cutover bool
@@ -278,9 +281,13 @@ func (r *rollout) plan(ctx context.Context) error {
 	}
 
 	// The new container gets the probe unless it cannot run it; a reused
-	// container has it or not already.
+	// container has it or not already, and gets it again (its copy may be
+	// one of an earlier deployctl).
 	if o.Reuse != "" {
 		r.probe = o.Drain != DrainSignal
+		if r.probe {
+			err = r.reuseProbe(ctx)
+		}
 	} else {
 		r.probe, err = r.canProbe()
 	}
@@ -427,29 +434,104 @@ func (r *rollout) checkTraefik(ctx context.Context) error {
 	return nil
 }
 
-// canProbe decides whether the new container gets the drain-aware probe.
+// canProbe decides whether the new container gets the drain-aware probe,
+// and chooses the probe for the image's platform. A platform deployctl has
+// no probe for is refused before anything changes: without the probe the
+// next rollout could only stop this container before Traefik drops it.
+// Only --drain=signal, which accepts that, goes on without it.
 func (r *rollout) canProbe() (bool, error) {
 	o := r.o
 	if o.Drain == DrainSignal {
 		return false, nil
 	}
-	why := ""
-	switch {
-	case o.Probe == nil:
-		why = "this deployctl binary cannot serve as the probe (it must be a static Linux binary: build with CGO_ENABLED=0)"
-	case r.image.OS != "" && (r.image.OS != o.Probe.OS || r.image.Arch != o.Probe.Arch):
-		why = fmt.Sprintf("the image is %s/%s but this deployctl binary is %s/%s", r.image.OS, r.image.Arch, o.Probe.OS, o.Probe.Arch)
-	case r.template != nil && r.template.ReadOnlyRootfs:
-		why = "the container has a read-only root filesystem"
+	if r.template != nil && r.template.ReadOnlyRootfs {
+		const why = "the container has a read-only root filesystem"
+		if o.Drain == DrainHealth {
+			return false, usageError("--drain=health: the new container cannot get deployctl's drain probe: %s", why)
+		}
+		r.warn(PhasePlan, "the new container cannot get deployctl's drain probe (%s): the next rollout will stop it by signal before Traefik drops it", why)
+		return false, nil
 	}
-	if why == "" {
-		return true, nil
+	if r.dryRun && r.image.OS == "" {
+		// Not pulled yet: the rollout chooses once it knows the platform.
+		return o.Probes != nil, nil
 	}
-	if o.Drain == DrainHealth {
-		return false, usageError("--drain=health: the new container cannot get deployctl's drain probe: %s", why)
+	bin, err := r.selectProbe("image "+o.ImageRef(), r.image)
+	if err != nil {
+		return false, err
 	}
-	r.warn(PhasePlan, "the new container cannot get deployctl's drain probe (%s): the next rollout will stop it by signal before Traefik drops it", why)
-	return false, nil
+	r.probeBin = bin
+	return true, nil
+}
+
+// reuseProbe chooses the probe for the retained container a rollback
+// restarts, by its image's platform, if it has the probe at all.
+func (r *rollout) reuseProbe(ctx context.Context) error {
+	c, err := r.e.Runtime.Inspect(ctx, r.o.Reuse)
+	if err != nil {
+		return classifyDocker(err)
+	}
+	if c.Labels[LabelDrain] != "probe" {
+		return nil // restart says so
+	}
+	ref := c.ImageID
+	if ref == "" {
+		ref = c.Image
+	}
+	img, err := r.e.Runtime.Image(ctx, ref)
+	if err != nil {
+		return classifyDocker(fmt.Errorf("inspecting the image of %s: %w", c.Short(), err))
+	}
+	r.probeBin, err = r.selectProbe("container "+c.Short(), img)
+	return err
+}
+
+// selectProbe returns the probe for img's platform, or the refusal that
+// says which platform, which ones deployctl has, and what to do.
+func (r *rollout) selectProbe(what string, img Image) ([]byte, error) {
+	platform := img.OS + "/" + img.Arch
+	if img.OS == "" || img.Arch == "" {
+		platform = "of an unknown platform (Docker reports no OS/architecture for it)"
+	}
+	var have []string
+	var err error
+	if r.o.Probes == nil {
+		err = ErrNoProbe
+	} else {
+		have = r.o.Probes.Platforms()
+		var bin []byte
+		if bin, err = r.o.Probes.Probe(img.OS, img.Arch); err == nil {
+			return bin, nil
+		}
+	}
+	if !errors.Is(err, ErrNoProbe) {
+		// Not a missing platform: the embedded probe is broken.
+		return nil, &Error{Phase: PhasePlan, Kind: KindFailed, State: "nothing was changed",
+			Err:  fmt.Errorf("the drain probe for %s cannot be used: %w", platform, err),
+			Hint: "this deployctl build is damaged: reinstall it"}
+	}
+	return nil, &Error{Phase: PhasePlan, Kind: KindUsage, State: "nothing was changed",
+		Err: &wrapped{err: ErrNoProbe, msg: fmt.Sprintf("%s is %s, and this deployctl carries its drain probe only for %s: "+
+			"without the probe, old containers cannot be taken out of Traefik before they are stopped, so a rollout may fail requests",
+			what, platform, joinOr(have, "no platform"))},
+		Hint: "deploy an image built for one of those platforms, or pass --drain=signal to deploy anyway with the lossy stop-then-wait drain"}
+}
+
+// wrapped is an error with its own message that still matches err.
+type wrapped struct {
+	err error
+	msg string
+}
+
+func (w *wrapped) Error() string { return w.msg }
+func (w *wrapped) Unwrap() error { return w.err }
+
+// joinOr joins s with ", ", or is none when s is empty.
+func joinOr(s []string, none string) string {
+	if len(s) == 0 {
+		return none
+	}
+	return strings.Join(s, ", ")
 }
 
 // create creates the new container from the current one's configuration
@@ -501,9 +583,18 @@ func (r *rollout) create(ctx context.Context) error {
 		labels[LabelDrain] = "probe"
 		labels[LabelHealthcheck] = encodeHealthcheck(own)
 	} else {
-		// Keep the record of the user's healthcheck, whatever drains it.
 		delete(labels, LabelDrain)
 		delete(labels, LabelHealthcheck)
+		if spec.Healthcheck == nil && r.template != nil && r.template.Labels[LabelDrain] == "probe" {
+			// The copied configuration's healthcheck runs the probe, which
+			// this container will not have: it would never turn healthy.
+			// Give it the app's own check instead.
+			h, err := r.appHealthcheck()
+			if err != nil {
+				return err
+			}
+			spec.Healthcheck = h
+		}
 	}
 
 	c, warnings, err := r.e.Runtime.Create(ctx, spec)
@@ -531,7 +622,7 @@ func (r *rollout) create(ctx context.Context) error {
 	if r.probe {
 		files := []File{
 			{Path: ProbeDir + "/", Mode: 0o1777},
-			{Path: ProbePath, Mode: 0o755, Source: o.Probe.Path},
+			{Path: ProbePath, Mode: 0o755, Data: r.probeBin},
 			{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)},
 		}
 		if err := r.e.Runtime.CopyFiles(ctx, c.ID, files); err != nil {
@@ -551,10 +642,18 @@ func (r *rollout) restart(ctx context.Context) error {
 		return classifyDocker(err)
 	}
 	r.newC, r.reused = &c, true
-	r.probe = r.probe && c.Labels[LabelDrain] == "probe"
+	r.probe = r.probe && c.Labels[LabelDrain] == "probe" && r.probeBin != nil
 	if r.probe {
-		if err := r.e.Runtime.CopyFiles(ctx, c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}}); err != nil {
-			return classifyDocker(fmt.Errorf("resetting the drain marker of %s: %w", c.Short(), err))
+		// The probe goes in again, at the path the container's healthcheck
+		// runs it from: the copy in it may be one of an earlier deployctl
+		// (LegacyProbePath), and this one is known to speak the protocol.
+		files := []File{
+			{Path: ProbeDir + "/", Mode: 0o1777},
+			{Path: probePathOf(c), Mode: 0o755, Data: r.probeBin},
+			{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)},
+		}
+		if err := r.e.Runtime.CopyFiles(ctx, c.ID, files); err != nil {
+			return classifyDocker(fmt.Errorf("installing the drain probe in %s and resetting its marker: %w", c.Short(), err))
 		}
 	}
 	if err := checkNetwork(c, r.network); err != nil {
@@ -580,6 +679,23 @@ func (r *rollout) ownHealthcheck() (*Healthcheck, error) {
 		return decodeHealthcheck(r.template.Labels[LabelHealthcheck])
 	}
 	return r.template.OwnHealthcheck, nil
+}
+
+// appHealthcheck is the app's own healthcheck for a container without the
+// probe: the user's (flags, else the current container's), else the new
+// image's, else none at all ("NONE": nothing is copied from the current
+// container).
+func (r *rollout) appHealthcheck() (*Healthcheck, error) {
+	own, err := r.ownHealthcheck()
+	switch {
+	case err != nil:
+		return nil, err
+	case own != nil:
+		return own, nil
+	case r.image.Healthcheck != nil:
+		return r.image.Healthcheck, nil
+	}
+	return &Healthcheck{Test: []string{"NONE"}}, nil
 }
 
 // newPort is the port Traefik will use for the new container, known before

@@ -14,7 +14,7 @@ func testOptions(version string) Options {
 		Image: "web", Version: version, Keep: DefaultKeep,
 		PollInterval: time.Millisecond, RegisterTimeout: 300 * time.Millisecond,
 		DeregisterTimeout: 300 * time.Millisecond, HealthTimeout: 300 * time.Millisecond,
-		Probe: &ProbeBinary{OS: "linux", Arch: "amd64", Path: "/bin/true"},
+		Probes: fakeProbes{},
 	}
 }
 
@@ -90,7 +90,7 @@ func TestRolloutDrainsOldBeforeStopping(t *testing.T) {
 	if spec.Labels[LabelApp] != "web" || spec.Labels[LabelVersion] != "v2" || spec.Labels[LabelDrain] != "probe" {
 		t.Errorf("labels %v", spec.Labels)
 	}
-	want := []string{"CMD", ProbePath, "probe", "--marker", MarkerPath, "--state", ProbeState, "--interval", "2s", "--timeout", "30s", "--retries", "2", "--", "CMD", "/app", "probe"}
+	want := []string{"CMD", ProbePath, "--marker", MarkerPath, "--state", ProbeState, "--interval", "2s", "--timeout", "30s", "--retries", "2", "--", "CMD", "/app", "probe"}
 	if !slices.Equal(spec.Healthcheck.Test, want) {
 		t.Errorf("healthcheck\n got %q\nwant %q", spec.Healthcheck.Test, want)
 	}
@@ -462,8 +462,14 @@ func TestNoProbeWithDrainSignal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if spec.Healthcheck != nil || spec.Labels[LabelDrain] != "" {
+	if spec.Labels[LabelDrain] != "" {
 		t.Errorf("drain=signal still installed the probe: %+v", spec)
+	}
+	// The current container's healthcheck runs the probe, which the new one
+	// does not get: copied, it would never turn healthy. The new one gets
+	// the app's own check (here the image's: none was recorded).
+	if spec.Healthcheck == nil || !slices.Equal(spec.Healthcheck.Test, []string{"CMD", "image-check"}) {
+		t.Errorf("healthcheck %+v, want the image's own check instead of the inherited probe", spec.Healthcheck)
 	}
 	if res.Old[0].Drain != DrainSignal || hasOp(w.ops, "marker") {
 		t.Errorf("old drained by %s; ops %q", res.Old[0].Drain, w.ops)

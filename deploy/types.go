@@ -33,12 +33,16 @@ const (
 
 // Paths inside containers made by deployctl (see the probe package).
 const (
-	ProbeDir    = "/.deployctl"
-	ProbePath   = ProbeDir + "/deployctl"
-	MarkerPath  = ProbeDir + "/drain"
-	ProbeState  = ProbeDir + "/state"
-	MarkerDrain = "drain\n"
-	MarkerServe = "serve\n"
+	ProbeDir  = "/.deployctl"
+	ProbePath = ProbeDir + "/probe"
+	// LegacyProbePath is where earlier deployctl versions copied
+	// themselves as the probe: the healthchecks of containers they made
+	// run `LegacyProbePath probe ...`, which the probe program accepts.
+	LegacyProbePath = ProbeDir + "/deployctl"
+	MarkerPath      = ProbeDir + "/drain"
+	ProbeState      = ProbeDir + "/state"
+	MarkerDrain     = "drain\n"
+	MarkerServe     = "serve\n"
 )
 
 // Container is what the engine knows about a Docker container.

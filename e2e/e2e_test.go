@@ -46,8 +46,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	// Static and stripped, as released: the binary is copied into
-	// containers as the probe.
+	// Static and stripped, as released (TestCgoBuildDrainsWithoutLoss
+	// builds its own with cgo, as go install does with a C compiler).
 	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", deployctlBin, "github.com/deployctl/deployctl")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -65,7 +65,13 @@ func TestMain(m *testing.M) {
 // then undoes its rollout and exits, as for a Ctrl-C, rather than carry on
 // alone against an engine and a Traefik whose test is gone.
 func deployctlCommand(args ...string) *exec.Cmd {
-	cmd := exec.Command(deployctlBin, args...)
+	return buildCommand(deployctlBin, args...)
+}
+
+// buildCommand is deployctlCommand for the deployctl binary bin (another
+// build of it).
+func buildCommand(bin string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	return cmd
 }
@@ -136,7 +142,13 @@ type result struct {
 // deployctl runs the binary with the Traefik API of e, and --json.
 func (e *env) deployctl(args ...string) result {
 	e.t.Helper()
-	cmd := deployctlCommand(append(args, "--json")...)
+	return e.deployctlBuild(deployctlBin, args...)
+}
+
+// deployctlBuild runs the deployctl binary bin like deployctl does.
+func (e *env) deployctlBuild(bin string, args ...string) result {
+	e.t.Helper()
+	cmd := buildCommand(bin, append(args, "--json")...)
 	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL, "DEPLOYCTL_POLL_INTERVAL=50ms")
 	cmd.Env = append(cmd.Env, secretEnv()...)
 	var stdout, stderr bytes.Buffer

@@ -20,7 +20,13 @@ import (
 // stdout and stderr (without adding --json).
 func (e *env) run(args ...string) (int, string, string) {
 	e.t.Helper()
-	cmd := deployctlCommand(args...)
+	return e.runBuild(deployctlBin, args...)
+}
+
+// runBuild is run with the deployctl binary bin.
+func (e *env) runBuild(bin string, args ...string) (int, string, string) {
+	e.t.Helper()
+	cmd := buildCommand(bin, args...)
 	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL, "DEPLOYCTL_POLL_INTERVAL=50ms", "DEPLOYCTL_PROGRESS=plain")
 	cmd.Env = append(cmd.Env, secretEnv()...)
 	var stdout, stderr strings.Builder

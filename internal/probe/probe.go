@@ -1,6 +1,7 @@
-// Package probe is deployctl's drain-aware health probe. deployctl copies
-// its own (static) binary into every container it creates and makes
-// `deployctl probe ...` the container's Docker healthcheck. The probe fails
+// Package probe is deployctl's drain-aware health probe. It is built as a
+// small static program (cmd/deployctl-probe, embedded in deployctl) that
+// deployctl copies into every container it creates and makes the
+// container's Docker healthcheck (see Main). The probe fails
 // as soon as the drain marker says "drain", which makes Docker report the
 // container unhealthy and Traefik's docker provider drop it, before the
 // container gets any signal. Otherwise it runs the app's own healthcheck
