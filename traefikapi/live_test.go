@@ -16,7 +16,7 @@ import (
 // real Docker network: version detection, listing, lookup by name and by
 // server URL, unknown services, and a server going away.
 func TestLiveTraefik(t *testing.T) {
-	for _, version := range []string{"v3.0.0", "v2.11.0"} {
+	for _, version := range []string{"v3.0.0", "v3.6.15", "v2.11.0"} {
 		t.Run(version, func(t *testing.T) {
 			cli := testenv.Docker(t)
 			network := testenv.Network(t, cli)
