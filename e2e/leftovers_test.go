@@ -69,11 +69,12 @@ func TestSIGKILLedRunLeftoversRepaired(t *testing.T) {
 		name    string
 		trigger string   // the progress line at which the run is killed
 		args    []string // of the killed run
+		drained bool     // the killed run drained v1: wait until Traefik dropped it
 		warn    []string // what the next run says
 	}{
-		{"killed while the new container starts", "healthy    start", []string{"--env", "STARTUP_DELAY=30s"},
+		{"killed while the new container starts", "healthy    start", []string{"--env", "STARTUP_DELAY=30s"}, false,
 			[]string{"breaking a stale deploy lock"}},
-		{"killed after the old one was drained", "drain marker written", nil,
+		{"killed after the old one was drained", "drain marker written", nil, true,
 			[]string{"breaking a stale deploy lock", "probably left by an interrupted run"}},
 	}
 	for i, tc := range cases {
@@ -88,6 +89,18 @@ func TestSIGKILLedRunLeftoversRepaired(t *testing.T) {
 			}
 			if len(e.containers(app)) < 2 {
 				t.Errorf("the killed run left no container: the test did not kill it mid-rollout")
+			}
+			if tc.drained {
+				// The marker stays: Docker turns v1 unhealthy within about
+				// a second and Traefik drops it, with no run left to care.
+				waitFor(t, 20*time.Second, "the drained v1 to leave Traefik", func() bool {
+					for _, c := range e.status(app).Containers {
+						if c.Version == "v1" {
+							return c.Health == "unhealthy" && c.Traefik == "absent"
+						}
+					}
+					return false
+				})
 			}
 
 			r := e.deployctl("rollout", "--image", repo, "--version", "v3", "--app", app)
