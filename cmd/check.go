@@ -60,7 +60,8 @@ func newCheckCmd() *cobra.Command {
 		Long: `Check the app's current deployment for what would make the next rollout fail
 or drop requests (Traefik cannot see the current container, an ambiguous
 network, labels that put each version in its own service, no way to add the
-drain probe, a held lock), each with its fix. Exits 1 when it finds anything,
+drain probe, a held lock, a Traefik too old for the Docker engine), each with
+its fix and a stable code (in --json too). Exits 1 when it finds anything,
 so CI can run it before the rollout. Changes nothing.`,
 		Example: `  deployctl check --app web`,
 		Args:    noArgs,
@@ -90,7 +91,7 @@ so CI can run it before the rollout. Changes nothing.`,
 				fmt.Fprintf(w, "%s: nothing found that would make a rollout fail or drop requests\n", o.App)
 			} else {
 				for _, f := range findings {
-					fmt.Fprintf(w, "! %s\n  fix: %s\n", f.Problem, f.Fix)
+					fmt.Fprintf(w, "! %s\n  fix: %s\n  (%s)\n", f.Problem, f.Fix, f.Code)
 				}
 			}
 			if len(findings) > 0 {

@@ -44,6 +44,17 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"rollout", "--image", "web", "--version", "v1", "--drain", "maybe"}, "--drain"},
 		{[]string{"rollout", "--image", "web", "--version", "v1", "--stop-timeout", "-1s"}, "must not be negative"},
 		{[]string{"rollout", "--image", "web", "--version", "v1", "--timeout", "0s"}, "--timeout must be positive"},
+		// Zero where it means nothing: the engine would quietly take the
+		// default (see positiveDurations).
+		{[]string{"rollout", "--image", "web", "--version", "v1", "--poll-interval", "0"}, "--poll-interval must be positive (got 0s): polling without a pause"},
+		{[]string{"rollout", "--image", "web", "--version", "v1", "--register-timeout", "0s"}, "--register-timeout must be positive"},
+		{[]string{"rollout", "--image", "web", "--version", "v1", "--drain-interval", "0s"}, "--drain-interval must be positive"},
+		{[]string{"rollout", "--image", "web", "--version", "v1", "--traefik-throttle", "0s"}, "pass 1ms"},
+		{[]string{"rollout", "--image", "web", "--version", "v1", "--healthy-timeout", "-5s"}, "--healthy-timeout must not be negative (got -5s)"},
+		{[]string{"rollout", "--image", "web", "--version", "v1", "--health-cmd", "true", "--health-timeout", "-5s"}, "--health-timeout must not be negative (got -5s)"},
+		// rollback checks its flags before it contacts Docker too.
+		{[]string{"rollback", "--app", "web", "--poll-interval", "0"}, "--poll-interval must be positive"},
+		{[]string{"rollback", "--app", "web", "--drain-grace", "-1ms"}, "--drain-grace must not be negative"},
 		{[]string{"rollout", "--image", "web", "--version", "v1", "--traefik-url", "ftp://x"}, "--traefik-url"},
 		{[]string{"rollout", "--image", "web", "--version", "v1", "--traefik-header", "nocolon"}, "Name: value"},
 		{[]string{"rollout", "--image", "web", "--version", "v1", "--env-file", "/does/not/exist"}, "--env-file"},
@@ -64,6 +75,39 @@ func TestUsageErrors(t *testing.T) {
 		if stdout != "" {
 			t.Errorf("%q: stdout %q", tc.args, stdout)
 		}
+	}
+}
+
+// Zero is a legitimate value of these duration flags (README, "Usage"):
+// they pass validation and the run goes on to contact Docker, which here
+// is unreachable (exit 4, not 2).
+func TestZeroDurationsThatMeanSomething(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+	for _, flag := range []string{"--drain-grace", "--stop-timeout", "--watch", "--lock-wait", "--healthy-timeout"} {
+		for _, args := range [][]string{{"rollout", "--image", "web", "--version", "v1"}, {"rollback", "--app", "web"}} {
+			args = append(args, flag, "0")
+			if code, _, stderr := run(t, args...); code != ExitUnreachable {
+				t.Errorf("%q: exit %d, want %d (validation passed, Docker unreachable):\n%s", args, code, ExitUnreachable, stderr)
+			}
+		}
+	}
+	// --drain-grace 0 reaches the engine as "no wait".
+	got := &rolloutOptions{}
+	c := rolloutCommand(got, func(_ context.Context, c *cobra.Command, o *rolloutOptions) error {
+		if err := checkProcedureDurations(c.Flags()); err != nil {
+			return err
+		}
+		return o.complete(c)
+	})
+	c.SetArgs([]string{"--image", "web", "--version", "v1", "--drain-grace", "0"})
+	if err := c.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got.DrainGrace != 0 {
+		t.Errorf("DrainGrace %s, want 0", got.DrainGrace)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("--drain-grace 0: %v", err)
 	}
 }
 

@@ -52,8 +52,8 @@ func runRollback(ctx context.Context, c *cobra.Command, o *rollbackOptions) erro
 	if o.App == "" {
 		return usagef("--app is required (deployctl status lists the apps)")
 	}
-	if o.timeout <= 0 {
-		return usagef("--timeout must be positive (got %s)", o.timeout)
+	if err := checkProcedureDurations(c.Flags()); err != nil {
+		return err
 	}
 	o.Drain = deploy.DrainMode(o.drain)
 	run, err := startEngine(ctx, c, &o.traefik, o.timeout)

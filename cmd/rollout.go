@@ -126,8 +126,8 @@ func runRollout(ctx context.Context, c *cobra.Command, o *rolloutOptions) (err e
 	if err := o.complete(c); err != nil {
 		return err
 	}
-	if o.timeout <= 0 {
-		return usagef("--timeout must be positive (got %s)", o.timeout)
+	if err := checkProcedureDurations(c.Flags()); err != nil {
+		return err
 	}
 	if err := o.Validate(); err != nil {
 		var de *deploy.Error
@@ -201,8 +201,13 @@ func (o *rolloutOptions) complete(c *cobra.Command) error {
 		if h.cmd == "" {
 			return usagef("--health-interval, --health-timeout, --health-start-period and --health-retries need --health-cmd")
 		}
-		if h.interval < 0 || h.timeout < 0 || h.startPeriod < 0 || h.retries < 0 {
-			return usagef("--health-* durations and retries must not be negative")
+		for name, d := range map[string]time.Duration{"--health-interval": h.interval, "--health-timeout": h.timeout, "--health-start-period": h.startPeriod} {
+			if d < 0 {
+				return usagef("%s must not be negative (got %s)", name, d)
+			}
+		}
+		if h.retries < 0 {
+			return usagef("--health-retries must not be negative (got %d)", h.retries)
 		}
 		o.Healthcheck = &deploy.Healthcheck{Test: []string{"CMD-SHELL", h.cmd}, Interval: h.interval, Timeout: h.timeout, StartPeriod: h.startPeriod, Retries: h.retries}
 	}

@@ -141,6 +141,15 @@ func (r traefikRouter) Service(ctx context.Context, name string) (deploy.Service
 	return toDeployService(s), nil
 }
 
+// TraefikVersion implements deploy.TraefikVersioner from /api/version.
+func (r traefikRouter) TraefikVersion(ctx context.Context) (string, error) {
+	info, err := r.c.Info(ctx)
+	if err != nil {
+		return "", routerError(err)
+	}
+	return info.Version, nil
+}
+
 func toDeployService(s traefikapi.Service) deploy.Service {
 	out := deploy.Service{Name: s.Name, Servers: make([]deploy.Server, len(s.Servers))}
 	for i, srv := range s.Servers {
@@ -172,3 +181,5 @@ type kindError struct {
 
 func (e kindError) Error() string   { return e.err.Error() }
 func (e kindError) Unwrap() []error { return append([]error{e.err}, e.kinds...) }
+
+var _ deploy.TraefikVersioner = traefikRouter{}

@@ -68,8 +68,8 @@ func TestNewBudgetRounding(t *testing.T) {
 	if _, err := NewBudget(3, cnt(0), pct(0)); err == nil || !strings.Contains(err.Error(), "both 0") {
 		t.Errorf("surge 0, unavailable 0%%: %v; want a usage error", err)
 	}
-	if _, err := NewBudget(0, cnt(1), cnt(0)); err == nil || !strings.Contains(err.Error(), "--replicas") {
-		t.Errorf("0 replicas: %v; want a usage error naming --replicas", err)
+	if _, err := NewBudget(0, cnt(1), cnt(0)); err == nil || !strings.Contains(err.Error(), "replicas") {
+		t.Errorf("0 replicas: %v; want a usage error about the replicas", err)
 	}
 }
 

@@ -208,7 +208,7 @@ func (o Options) normalize() (Options, error) {
 	}
 	for name, d := range map[string]time.Duration{
 		"--stop-timeout": o.StopTimeout, "--drain-interval": o.DrainInterval,
-		"--health-timeout": o.HealthTimeout, "--register-timeout": o.RegisterTimeout,
+		"--healthy-timeout": o.HealthTimeout, "--register-timeout": o.RegisterTimeout,
 		"--deregister-timeout": o.DeregisterTimeout, "--poll-interval": o.PollInterval,
 		"--lock-wait": o.LockWait, "--watch": o.Watch, "--drain-grace": o.DrainGrace,
 		"--traefik-throttle": o.TraefikThrottle,

@@ -91,11 +91,26 @@ func (e *Engine) Plan(ctx context.Context, o Options) (*Plan, error) {
 }
 
 // Finding is one thing `deployctl check` found that would make a rollout
-// fail or drop requests, with how to fix it.
+// fail or drop requests, with how to fix it. Code is stable (scripts and
+// tests read it, not the message).
 type Finding struct {
+	Code    string `json:"code"`
 	Problem string `json:"problem"`
 	Fix     string `json:"fix"`
 }
+
+// Finding codes.
+const (
+	FindingNotListed              = "not-listed-by-traefik"
+	FindingNoProbeOnCurrent       = "current-without-drain-probe"
+	FindingSlowDrainProbe         = "slow-drain-probe"
+	FindingAmbiguousNetwork       = "ambiguous-network"
+	FindingNoServiceLabel         = "no-service-label"
+	FindingNoProbe                = "no-drain-probe"
+	FindingLockHeld               = "lock-held"
+	FindingPlanWarning            = "plan-warning"
+	FindingTraefikTooOldForDocker = "traefik-too-old-for-docker"
+)
 
 // Check reports what would make a rollout of app fail or drop requests,
 // for its current deployment: a dry run of redeploying the serving version,
@@ -117,7 +132,9 @@ func (e *Engine) Check(ctx context.Context, o Options) ([]Finding, error) {
 	sort.Slice(current, func(i, j int) bool { return current[i].Created.After(current[j].Created) })
 	newest := current[0]
 	o.Image, o.Version, o.Force = imageRepo(newest), newest.Labels[LabelVersion], true
-	var out []Finding
+	// A Traefik that cannot talk to this Docker engine explains every
+	// other finding (it lists nothing): it comes first.
+	out := e.versionFindings(ctx)
 	if o.Version == "" {
 		return nil, usageError("container %s has no %s label", newest.Short(), LabelVersion)
 	}
@@ -125,43 +142,43 @@ func (e *Engine) Check(ctx context.Context, o Options) ([]Finding, error) {
 	if errors.Is(err, ErrNoProbe) {
 		var de *Error
 		errors.As(err, &de)
-		return []Finding{{de.Err.Error(), de.Hint}}, nil
+		return append(out, Finding{FindingNoProbe, de.Err.Error(), de.Hint}), nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	for _, old := range p.Current {
 		if old.URL == "" {
-			out = append(out, Finding{fmt.Sprintf("Traefik does not list %s: the app is not served through Traefik, or deployctl looks on the wrong network", old.Name),
+			out = append(out, Finding{FindingNotListed, fmt.Sprintf("Traefik does not list %s: the app is not served through Traefik, or deployctl looks on the wrong network", old.Name),
 				"check traefik.enable and the service labels; pass --network (or set the traefik.docker.network label) to the network Traefik uses"})
 		}
 		if old.Drain == DrainSignal {
-			out = append(out, Finding{fmt.Sprintf("%s cannot be taken out of Traefik before it is stopped (it has no deployctl probe): the next rollout may fail some requests once", old.Name),
+			out = append(out, Finding{FindingNoProbeOnCurrent, fmt.Sprintf("%s cannot be taken out of Traefik before it is stopped (it has no deployctl probe): the next rollout may fail some requests once", old.Name),
 				"nothing to do: containers deployctl creates have the probe, so later rollouts drain cleanly"})
 		}
 	}
 	if hc := newest.Healthcheck; newest.Labels[LabelDrain] == "probe" && hc != nil && hc.Interval > 5*time.Second {
-		out = append(out, Finding{fmt.Sprintf("%s's drain probe runs every %s, so taking it out of Traefik will take about that long", newest.Short(), hc.Interval),
+		out = append(out, Finding{FindingSlowDrainProbe, fmt.Sprintf("%s's drain probe runs every %s, so taking it out of Traefik will take about that long", newest.Short(), hc.Interval),
 			"nothing now; the next rollout's container gets --drain-interval (default 1s)"})
 	}
 	if len(newest.Networks) > 1 && newest.Labels[labelTraefikNetwork] == "" && o.Network == "" {
-		out = append(out, Finding{fmt.Sprintf("%s is on several networks (%s) and nothing says which one Traefik uses: Traefik then picks one at random", newest.Short(), strings.Join(sortedKeys(newest.Networks), ", ")),
+		out = append(out, Finding{FindingAmbiguousNetwork, fmt.Sprintf("%s is on several networks (%s) and nothing says which one Traefik uses: Traefik then picks one at random", newest.Short(), strings.Join(sortedKeys(newest.Networks), ", ")),
 			"set the traefik.docker.network label (--label traefik.docker.network=NET) or Traefik's providers.docker.network"})
 	}
 	if len(v2ServiceNames(newest.Labels)) == 0 && newest.Labels[labelV1Backend] == "" {
-		out = append(out, Finding{"the labels name no Traefik service: Traefik names the service after each container, so two versions would be two services behind one router",
+		out = append(out, Finding{FindingNoServiceLabel, "the labels name no Traefik service: Traefik names the service after each container, so two versions would be two services behind one router",
 			"add --label traefik.http.services.<app>.loadbalancer.server.port=<port>"})
 	}
 	if !p.Probe {
-		out = append(out, Finding{"the new container could not get deployctl's drain probe, so it would be stopped by signal on the next rollout",
+		out = append(out, Finding{FindingNoProbe, "the new container could not get deployctl's drain probe, so it would be stopped by signal on the next rollout",
 			"give the container a writable root filesystem (no --read-only)"})
 	}
 	if p.Lock != nil {
-		out = append(out, Finding{"the deploy lock is held by " + p.Lock.String(), "wait, or deployctl unlock --app " + o.App + " if that run is dead"})
+		out = append(out, Finding{FindingLockHeld, "the deploy lock is held by " + p.Lock.String(), "wait, or deployctl unlock --app " + o.App + " if that run is dead"})
 	}
 	for _, w := range p.Warnings {
 		if !strings.Contains(w, "not created by deployctl") && !strings.Contains(w, "Traefik does not list") && !strings.Contains(w, "drain probe") {
-			out = append(out, Finding{w, "see the message"})
+			out = append(out, Finding{FindingPlanWarning, w, "see the message"})
 		}
 	}
 	return out, nil

@@ -757,7 +757,7 @@ func (r *rollout) waitHealthy(ctx context.Context) error {
 			c := *r.newC
 			return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s did not become healthy within %s", c.Short(), deadline),
 				Observed: fmt.Sprintf("Docker health %q; last probe output: %s; last log lines:\n%s", c.Health, r.probeOutput(c), r.logs(ctx, c.ID)),
-				Hint:     "the app's healthcheck (HEALTHCHECK in the image, or --health-cmd); raise --health-timeout if the app needs longer to start"}
+				Hint:     "the app's healthcheck (HEALTHCHECK in the image, or --health-cmd); raise --healthy-timeout if the app needs longer to start"}
 		}
 		return err
 	}

@@ -219,7 +219,7 @@ func TestFailuresBeforeCutoverLeaveOldServing(t *testing.T) {
 		}, PhaseHealthy, KindFailed, []string{"unhealthy", "503"}},
 		{"never healthy", func(w *world, o *Options) {
 			w.behave = func(c *fakeContainer) { c.never = true }
-		}, PhaseHealthy, KindFailed, []string{"did not become healthy within 300ms", `"starting"`}},
+		}, PhaseHealthy, KindFailed, []string{"did not become healthy within 300ms", `"starting"`, "raise --healthy-timeout"}},
 		{"not on Traefik's network", func(w *world, o *Options) {
 			w.behave = func(c *fakeContainer) {
 				c.network = "other"

@@ -84,6 +84,17 @@ var unsupportedAPI = regexp.MustCompile(`API version ([0-9]+\.[0-9]+) is not sup
 // Client is the underlying SDK client.
 func (r *Runtime) Client() *client.Client { return r.cli }
 
+// DockerVersion implements deploy.DockerVersioner: the engine's release
+// and the oldest API version it accepts (check compares them with what
+// Traefik's docker provider asks for).
+func (r *Runtime) DockerVersion(ctx context.Context) (deploy.DockerVersion, error) {
+	v, err := r.cli.ServerVersion(ctx, client.ServerVersionOptions{})
+	if err != nil {
+		return deploy.DockerVersion{}, err
+	}
+	return deploy.DockerVersion{Version: v.Version, MinAPIVersion: v.MinAPIVersion}, nil
+}
+
 // Close closes the connection to the engine.
 func (r *Runtime) Close() error { return r.cli.Close() }
 
@@ -482,3 +493,5 @@ func versionLess(a, b string) bool {
 func registryAuth(ref string) string {
 	return lookupAuth(ref, dockerConfigPath())
 }
+
+var _ deploy.DockerVersioner = (*Runtime)(nil)

@@ -44,3 +44,38 @@ func TestOldDockerAPIRefused(t *testing.T) {
 		}
 	}
 }
+
+// DockerVersion reads the engine's release and minimum API version from
+// GET /version, as Docker 29 answers it (the stub's body is the one
+// `docker version` shows: "API version: 1.52 (minimum version 1.44)").
+func TestDockerVersionOfDocker29(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", "1.52")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/_ping"):
+			_, _ = w.Write([]byte("OK"))
+		case strings.HasSuffix(r.URL.Path, "/version"):
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"Platform":{"Name":"Docker Engine - Community"},"Version":"29.0.0","ApiVersion":"1.52","MinAPIVersion":"1.44","GitCommit":"d105562","GoVersion":"go1.25.4","Os":"linux","Arch":"amd64"}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	t.Setenv("DOCKER_HOST", "tcp://"+strings.TrimPrefix(srv.URL, "http://"))
+	t.Setenv("DOCKER_CONTEXT", "")
+	t.Setenv("DOCKER_TLS_VERIFY", "")
+	t.Setenv("DOCKER_API_VERSION", "")
+	rt, err := New(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	v, err := rt.DockerVersion(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != (deploy.DockerVersion{Version: "29.0.0", MinAPIVersion: "1.44"}) {
+		t.Errorf("got %+v", v)
+	}
+}

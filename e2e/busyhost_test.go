@@ -22,7 +22,7 @@ import (
 // it healthy, Traefik keep routing to it, and no request through Traefik
 // fail.
 func TestBusyHostSlowProbeKeepsServing(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	const checkTimeout = 500 * time.Millisecond
 	ref := testenv.AppImage(t, e.cli, testenv.AppImageOptions{
 		Tag: "v1", Version: "v1",

@@ -31,7 +31,7 @@ import (
 // remove what it made and release the lock.
 func TestDiskFullLeavesV1Serving(t *testing.T) {
 	small := startSmallEngine(t, 256<<20)
-	e := newEnv(t, "v3.0.0") // on the small engine: DOCKER_HOST points at it
+	e := newEnv(t, traefikFor(t)) // on the small engine: DOCKER_HOST points at it
 	repo := appImages(t, e.cli, "v1", "v2")
 	app := e.appName("full")
 	e.firstDeploy(app, repo, "v1")

@@ -76,6 +76,28 @@ func buildCommand(bin string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// The Traefik versions the end-to-end tests run against.
+const (
+	// traefikCurrent is the one the whole suite runs against: the newest
+	// release that builds here of the v3.6 line users run today, the first
+	// (with v2.11.31) whose docker provider talks to Docker 29.
+	traefikCurrent = "v3.6.15"
+	// traefikFirstV3 is the first v3 release: the core tests run against
+	// it too (TestCoreOnTraefikV3_0_0), for users who have not upgraded.
+	traefikFirstV3 = "v3.0.0"
+	// traefikV2 is the last v2 minor: the v2 API shape (TestRolloutV1ToV2TraefikV2).
+	traefikV2 = "v2.11.0"
+)
+
+// traefikFor is the Traefik version test t runs against: traefikFirstV3
+// under TestCoreOnTraefikV3_0_0, else traefikCurrent.
+func traefikFor(t *testing.T) string {
+	if strings.HasPrefix(t.Name(), coreOnFirstV3+"/") {
+		return traefikFirstV3
+	}
+	return traefikCurrent
+}
+
 // env is one Docker network with a Traefik watching it.
 type env struct {
 	t       *testing.T

@@ -33,7 +33,7 @@ import (
 // complete go to v2, v3 and v4 in turn (each target is new, so a failed
 // subtest does not change what the next one expects).
 func TestFaultTraefikAPIAccess(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2", "v3", "v4")
 	f := &accessFixture{e: e, repo: repo, app: e.appName("fapi"), serving: "v1"}
 	e.firstDeploy(f.app, repo, "v1")

@@ -393,7 +393,7 @@ func TestFaultTraefikHangsMidRollout(t *testing.T) {
 // transientAPIFault puts Traefik's API in mode for 3s from the start of the
 // register phase: deployctl retries and the rollout completes.
 func transientAPIFault(t *testing.T, name string, mode testenv.FaultMode, doing string) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	s := newFaultSetup(t, e, repo, name)
 	r := s.run("register   start", func() { s.proxy.SetModeFor(mode, 3*time.Second) })
@@ -411,7 +411,7 @@ func transientAPIFault(t *testing.T, name string, mode testenv.FaultMode, doing 
 // container: before anything of the old version was touched, so deployctl
 // gives up, removes the new container and says Traefik could not be reached.
 func TestFaultTraefikDownBeforeDrain(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	s := newFaultSetup(t, e, repo, "fdown1")
 	r := s.run("register   start", func() { s.proxy.SetMode(testenv.FaultDown) }, "--register-timeout", "5s")
@@ -445,7 +445,7 @@ func TestFaultTraefikDownBeforeDrain(t *testing.T) {
 // an unhealthy container) plus a safety wait, finishes the rollout, and
 // warns that the drain was confirmed by Docker health only.
 func TestFaultTraefikDownDuringDrain(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	s := newFaultSetup(t, e, repo, "fdown2")
 	r := s.run("drain marker written", func() { s.proxy.SetMode(testenv.FaultDown) })
@@ -486,7 +486,7 @@ func failedAfter(r faultRun) time.Duration {
 // before it changes anything, says what was wrong with the answer, and
 // reads a huge answer in bounded memory.
 func TestFaultTraefikBadAnswers(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	cases := []struct {
 		name string
@@ -542,7 +542,7 @@ func TestFaultTraefikBadAnswers(t *testing.T) {
 // Docker to report it healthy: deployctl says it disappeared and the old
 // version keeps serving.
 func TestFaultNewContainerRemovedFromOutside(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	s := newFaultSetup(t, e, repo, "fnewrm")
 	removed := ""
@@ -582,7 +582,7 @@ func TestFaultNewContainerRemovedFromOutside(t *testing.T) {
 // The drained old container is restarted or removed from outside during the
 // watch window: the new version is fine, so the rollout completes.
 func TestFaultOldContainerRestartedOrRemovedDuringWatch(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	for i, what := range []string{"restarted", "removed"} {
 		t.Run(what, func(t *testing.T) {

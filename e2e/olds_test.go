@@ -14,7 +14,7 @@ import (
 // that crashed half-way, or a container started by hand): the rollout
 // drains and stops both, and no request fails.
 func TestTwoOldContainersDrainedAndStopped(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	app := e.appName("twoold")
 	e.firstDeploy(app, repo, "v1")

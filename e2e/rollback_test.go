@@ -73,7 +73,7 @@ func versions(st deploy.AppStatus) map[string]string {
 }
 
 func TestRollbackStatusHistoryRetention(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2", "v3")
 	app := e.appName("shop")
 	e.firstDeploy(app, repo, "v1")
@@ -156,7 +156,7 @@ func TestRollbackStatusHistoryRetention(t *testing.T) {
 }
 
 func TestDeployLock(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2", "v3")
 	app := e.appName("locked")
 	e.firstDeploy(app, repo, "v1")
@@ -242,7 +242,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // until Traefik notices the exit: the test reports them, and checks that v1
 // serves again and nothing of v2 is left.
 func TestWatchWindowRollsBack(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	cases := []struct {
 		name       string
@@ -284,7 +284,7 @@ func TestWatchWindowRollsBack(t *testing.T) {
 }
 
 func TestDryRunAndCheck(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	app := e.appName("plan")
 	e.firstDeploy(app, repo, "v1")

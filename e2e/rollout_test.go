@@ -36,11 +36,11 @@ func serverURL(c deploy.Container, network string) string {
 	return "http://" + net.JoinHostPort(c.Networks[network], "8080")
 }
 
-// TestRolloutV1ToV2 runs against Traefik v3.0.0; traefikv2_test.go runs
-// the same against v2.11.0, last, so that on a fresh machine the other
-// tests run while v2.11.0 is being built.
+// TestRolloutV1ToV2 runs against the Traefik under test (traefikFor);
+// traefikv2_test.go runs the same against v2.11.0, last, so that on a
+// fresh machine the other tests run while v2.11.0 is being built.
 func TestRolloutV1ToV2(t *testing.T) {
-	testRolloutV1ToV2(t, "v3.0.0")
+	testRolloutV1ToV2(t, traefikFor(t))
 }
 
 func testRolloutV1ToV2(t *testing.T, versions ...string) {
@@ -112,7 +112,7 @@ func testRolloutV1ToV2(t *testing.T, versions ...string) {
 // image without a HEALTHCHECK: deployctl's probe checks the port, drains
 // them through Docker health, and nothing fails.
 func TestRolloutListenerClosingAppWithoutHealthcheck(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	var repo string
 	for _, v := range []string{"v1", "v2"} {
 		ref := testenv.AppImage(t, e.cli, testenv.AppImageOptions{Tag: v, Version: v, Env: map[string]string{"SHUTDOWN": "immediate"}})
@@ -139,7 +139,7 @@ func TestRolloutListenerClosingAppWithoutHealthcheck(t *testing.T) {
 // Each failure happens before the old container is touched: deployctl exits
 // non-zero, says why, removes the new container, and v1 serves throughout.
 func TestRolloutFailuresLeaveV1Serving(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	other := testenv.Network(t, e.cli)
 	cases := []struct {

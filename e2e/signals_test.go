@@ -17,7 +17,7 @@ import (
 // rotation and being stopped, deployctl finishes. No request fails, and the
 // lock is released.
 func TestSignalsInEachPhase(t *testing.T) {
-	e := newEnv(t, "v3.0.0")
+	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	cases := []struct {
 		name    string

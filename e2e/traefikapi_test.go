@@ -13,7 +13,7 @@ import (
 )
 
 // TestTraefikAPIClient runs the traefikapi client against a real Traefik
-// v3.0.0 process watching a real Docker network: version detection,
+// process (v3.6.15; v3.0.0 under TestCoreOnTraefikV3_0_0) watching a real Docker network: version detection,
 // listing, lookup by name and by server URL, unknown services, and a server
 // going away. It lives here, with the end-to-end tests, rather than in
 // traefikapi/: it needs Docker and a Traefik build (many minutes on a fresh
@@ -21,7 +21,7 @@ import (
 // TestTraefikAPIClientTraefikV2 (traefikv2_test.go) is the same against
 // v2.11.0.
 func TestTraefikAPIClient(t *testing.T) {
-	testTraefikAPIClient(t, "v3.0.0")
+	testTraefikAPIClient(t, traefikFor(t))
 }
 
 func testTraefikAPIClient(t *testing.T, version string) {

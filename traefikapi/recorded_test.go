@@ -17,12 +17,15 @@ import (
 	"testing"
 )
 
-// Real answers of Traefik v2.11.0 and v3.0.0, recorded by internal/testenv
-// (see testdata/recorded/*_setup.txt): name.json is the body, name.headers.txt
-// holds "GET <uri>", "HTTP <code> <text>" and the answer's headers.
+// Real answers of Traefik v2.11.0, v3.0.0 and v3.6.15, recorded by
+// internal/testenv (see testdata/recorded/*_setup.txt): name.json is the
+// body, name.headers.txt holds "GET <uri>", "HTTP <code> <text>" and the
+// answer's headers. v3.6.15 answers like v3.0.0 but for a
+// loadBalancer.strategy ("wrr") and serverStatus after type.
 var recordedVersions = []struct{ prefix, version, codename string }{
 	{"v2.11.0", "2.11.0", "mimolette"},
 	{"v3.0.0", "3.0.0", "beaufort"},
+	{"v3.6.15", "3.6.15", "ramequin"},
 }
 
 type recording struct {

@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/deployctl/deployctl/deploy"
+)
+
+// The version already serving, deployed again: refused (exit 2, nothing
+// changed) unless --force, which replaces the serving container with a
+// new one of the same version the same zero-downtime way, under load.
+func TestRedeployServingVersion(t *testing.T) {
+	e := newEnv(t, traefikFor(t))
+	repo := appImages(t, e.cli, "v1")
+	app := e.appName("again")
+	e.firstDeploy(app, repo, "v1")
+	before := e.containers(app)
+	if len(before) != 1 {
+		t.Fatalf("after the first deploy: %d containers", len(before))
+	}
+
+	l := startLoad(t, e.traefik.EntryURL, app+".test", 100, true)
+	r := e.deployctl("rollout", "--image", repo, "--version", "v1", "--app", app)
+	if r.code != 2 || !strings.Contains(r.stderr, "already serving") || !strings.Contains(r.stderr, "--force") {
+		t.Errorf("redeploy without --force: exit %d, want 2 saying it is already serving and naming --force", r.code)
+	}
+	if after := e.containers(app); len(after) != 1 || after[0].ID != before[0].ID || !after[0].Running() {
+		t.Errorf("the refused redeploy changed the containers: %d now", len(after))
+	}
+
+	r = e.deployctl("rollout", "--image", repo, "--version", "v1", "--app", app, "--force")
+	if r.code != 0 {
+		t.Fatalf("redeploy with --force: exit %d", r.code)
+	}
+	time.Sleep(300 * time.Millisecond)
+	l.expectNoFailures(t)
+	e.expectServing(app, "v1")
+	running, stopped := 0, 0
+	for _, c := range e.containers(app) {
+		switch {
+		case c.ID == before[0].ID && !c.Running():
+			stopped++ // kept for rollback, as after any rollout
+		case c.ID != before[0].ID && c.Running() && c.Labels[deploy.LabelVersion] == "v1":
+			running++
+		default:
+			t.Errorf("unexpected container %s (%s, %s)", c.Name, c.Labels[deploy.LabelVersion], c.State)
+		}
+	}
+	if running != 1 || stopped != 1 {
+		t.Errorf("after --force: %d new v1 running, %d old v1 stopped; want 1 and 1", running, stopped)
+	}
+	if st := e.status(app); st.Lock != nil {
+		t.Errorf("lock not released: %+v", st.Lock)
+	}
+}
+
+// A rollout killed with SIGKILL (no cleanup at all) leaves its lock and a
+// half-made state: a new container still starting, or an old one drained
+// (out of Traefik, still running) beside a new one that serves. The next
+// run, under load, breaks the dead run's lock, says what it found, and
+// ends with only its own version running: no request fails.
+func TestSIGKILLedRunLeftoversRepaired(t *testing.T) {
+	e := newEnv(t, traefikFor(t))
+	repo := appImages(t, e.cli, "v1", "v2", "v3")
+	cases := []struct {
+		name    string
+		trigger string   // the progress line at which the run is killed
+		args    []string // of the killed run
+		drained bool     // the killed run drained v1: wait until Traefik dropped it
+		warn    []string // what the next run says
+	}{
+		{"killed while the new container starts", "healthy    start", []string{"--env", "STARTUP_DELAY=30s"}, false,
+			[]string{"breaking a stale deploy lock"}},
+		{"killed after the old one was drained", "drain marker written", nil, true,
+			[]string{"breaking a stale deploy lock", "probably left by an interrupted run"}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := e.with(t)
+			app := e.appName("kill" + string(rune('a'+i)))
+			e.firstDeploy(app, repo, "v1")
+			l := startLoad(t, e.traefik.EntryURL, app+".test", 100, true)
+			e.signalAt(tc.trigger, syscall.SIGKILL, append([]string{"rollout", "--image", repo, "--version", "v2", "--app", app}, tc.args...)...)
+			if st := e.status(app); st.Lock == nil {
+				t.Errorf("the killed run left no lock: the test did not kill it while it held one")
+			}
+			if len(e.containers(app)) < 2 {
+				t.Errorf("the killed run left no container: the test did not kill it mid-rollout")
+			}
+			if tc.drained {
+				// The marker stays: Docker turns v1 unhealthy within about
+				// a second and Traefik drops it, with no run left to care.
+				waitFor(t, 20*time.Second, "the drained v1 to leave Traefik", func() bool {
+					for _, c := range e.status(app).Containers {
+						if c.Version == "v1" {
+							return c.Health == "unhealthy" && c.Traefik == "absent"
+						}
+					}
+					return false
+				})
+			}
+
+			r := e.deployctl("rollout", "--image", repo, "--version", "v3", "--app", app)
+			if r.code != 0 {
+				t.Fatalf("the next rollout: exit %d", r.code)
+			}
+			for _, w := range tc.warn {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("the next rollout does not say %q", w)
+				}
+			}
+			time.Sleep(300 * time.Millisecond)
+			l.expectNoFailures(t)
+			e.expectServing(app, "v3")
+			for _, c := range e.containers(app) {
+				if c.Running() && c.Labels[deploy.LabelVersion] != "v3" {
+					t.Errorf("still running after the repair: %s (%s)", c.Name, c.Labels[deploy.LabelVersion])
+				}
+			}
+			if st := e.status(app); st.Lock != nil {
+				t.Errorf("lock not released: %+v", st.Lock)
+			}
+		})
+	}
+}
