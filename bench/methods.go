@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -426,8 +425,6 @@ func (r *Rollout) progress(phase, status, substr string) time.Time {
 	}
 	return time.Time{}
 }
-
-var errInterrupted = errors.New("interrupted")
 
 // watchHWM samples the peak resident set size (VmHWM) of process pid every
 // 10ms until the returned function is called, which returns the last value

@@ -50,7 +50,8 @@ func New(ctx context.Context, opts ...client.Opt) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", deploy.ErrUnreachable, err)
 	}
-	opts = append(append(hostOpts, client.WithAPIVersionNegotiation()), opts...)
+	// The client negotiates the API version by default (moby client v0.6+).
+	opts = append(hostOpts, opts...)
 	cli, err := client.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Docker client: %v (check DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH)", deploy.ErrUnreachable, err)

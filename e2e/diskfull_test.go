@@ -185,7 +185,7 @@ func startSmallEngine(t *testing.T, size int64) *smallEngine {
 	})
 	host := "unix://" + sock
 	t.Setenv("DOCKER_HOST", host)
-	cli, err := client.New(client.WithHost(host), client.WithAPIVersionNegotiation())
+	cli, err := client.New(client.WithHost(host))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -229,7 +229,7 @@ func runJanitor(id string, r io.Reader) int {
 // sweepEngine removes from the engine at host the objects of run id:
 // containers, then networks, volumes and images.
 func sweepEngine(host, id string, logf func(string, ...any)) {
-	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	opts := []client.Opt{client.FromEnv}
 	if host != "" {
 		opts = append(opts, client.WithHost(host))
 	}
