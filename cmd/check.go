@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -10,13 +11,13 @@ import (
 )
 
 // printPlan is rollout --dry-run: the plan, changing nothing.
-func printPlan(run *engineRun, c *cobra.Command, o *rolloutOptions) error {
+func printPlan(run *engineRun, o *rolloutOptions) error {
 	p, err := run.eng.Plan(run.ctx, o.Options)
 	run.progress.Close()
 	if err != nil {
 		return err
 	}
-	w := c.OutOrStdout()
+	w := o.io.out
 	if o.json {
 		return writeJSON(w, p)
 	}
@@ -48,12 +49,18 @@ func printPlan(run *engineRun, c *cobra.Command, o *rolloutOptions) error {
 	return nil
 }
 
-func newCheckCmd() *cobra.Command {
-	var (
-		o      deploy.Options
-		asJSON bool
-		tr     traefikOptions
-	)
+// checkOptions are check's flags.
+type checkOptions struct {
+	deploy.Options
+	io      ioStreams
+	json    bool
+	traefik traefikOptions
+}
+
+// newCheckCmd is the check command: RunE checks the flags, then calls
+// runF, or runCheck when runF is nil.
+func newCheckCmd(f *factory, runF func(*checkOptions) error) *cobra.Command {
+	o := &checkOptions{}
 	c := &cobra.Command{
 		Use:   "check --app APP",
 		Short: "Preflight: report what would make the next rollout fail or drop requests",
@@ -66,44 +73,54 @@ so CI can run it before the rollout. Changes nothing.`,
 		Example: `  deployctl check --app web`,
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			o.io = streamsOf(c)
 			if o.App == "" {
 				return usagef("--app is required (deployctl status lists the apps)")
 			}
-			eng, rt, err := connect(c.Context(), &tr, nil)
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(o)
 			}
-			defer rt.Close()
-			o.Probes = embeddedProbes{}
-			findings, err := eng.Check(c.Context(), o)
-			if err != nil {
-				return err
-			}
-			w := c.OutOrStdout()
-			if asJSON {
-				if findings == nil {
-					findings = []deploy.Finding{}
-				}
-				if err := writeJSON(w, findings); err != nil {
-					return err
-				}
-			} else if len(findings) == 0 {
-				fmt.Fprintf(w, "%s: nothing found that would make a rollout fail or drop requests\n", o.App)
-			} else {
-				for _, f := range findings {
-					fmt.Fprintf(w, "! %s\n  fix: %s\n  (%s)\n", f.Problem, f.Fix, f.Code)
-				}
-			}
-			if len(findings) > 0 {
-				return &reportedError{fmt.Errorf("%d finding(s)", len(findings))}
-			}
-			return nil
+			return runCheck(c.Context(), f, o)
 		},
 	}
 	c.Flags().StringVar(&o.App, "app", "", "the app (required)")
 	c.Flags().StringVar(&o.Network, "network", "", "the network Traefik reaches the app on")
 	c.Flags().StringVar(&o.Service, "service", "", "the app's Traefik service (default: found)")
-	c.Flags().BoolVar(&asJSON, "json", false, "print the findings as JSON")
-	tr.register(c)
+	c.Flags().BoolVar(&o.json, "json", false, "print the findings as JSON")
+	o.traefik.register(c)
 	return c
+}
+
+// runCheck prints what would make the next rollout fail or drop requests;
+// anything found is exit 1.
+func runCheck(ctx context.Context, f *factory, o *checkOptions) error {
+	eng, done, err := f.engine(ctx, &o.traefik, nil)
+	if err != nil {
+		return err
+	}
+	defer done()
+	o.Probes = f.Probes
+	findings, err := eng.Check(ctx, o.Options)
+	if err != nil {
+		return err
+	}
+	w := o.io.out
+	if o.json {
+		if findings == nil {
+			findings = []deploy.Finding{}
+		}
+		if err := writeJSON(w, findings); err != nil {
+			return err
+		}
+	} else if len(findings) == 0 {
+		fmt.Fprintf(w, "%s: nothing found that would make a rollout fail or drop requests\n", o.App)
+	} else {
+		for _, finding := range findings {
+			fmt.Fprintf(w, "! %s\n  fix: %s\n  (%s)\n", finding.Problem, finding.Fix, finding.Code)
+		}
+	}
+	if len(findings) > 0 {
+		return &reportedError{fmt.Errorf("%d finding(s)", len(findings))}
+	}
+	return nil
 }

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/cobra"
-
 	"github.com/deployctl/deployctl/deploy"
 )
 
@@ -92,15 +90,8 @@ func TestZeroDurationsThatMeanSomething(t *testing.T) {
 		}
 	}
 	// --drain-grace 0 reaches the engine as "no wait".
-	got := &rolloutOptions{}
-	c := rolloutCommand(got, func(_ context.Context, c *cobra.Command, o *rolloutOptions) error {
-		if err := checkProcedureDurations(c.Flags()); err != nil {
-			return err
-		}
-		return o.complete(c)
-	})
-	c.SetArgs([]string{"--image", "web", "--version", "v1", "--drain-grace", "0"})
-	if err := c.Execute(); err != nil {
+	got, err := parseCmd(t, rolloutCmdF, "rollout", "--image", "web", "--version", "v1", "--drain-grace", "0")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got.DrainGrace != 0 {
@@ -124,15 +115,8 @@ func TestEnvFillsFlagsAndFlagsWin(t *testing.T) {
 	t.Setenv("DEPLOYCTL_VERSION", "v9")
 	t.Setenv("DEPLOYCTL_KEEP", "7")
 	t.Setenv("DEPLOYCTL_LABEL", "a=1\nb=2")
-	got := &rolloutOptions{}
-	c := rolloutCommand(got, func(_ context.Context, c *cobra.Command, o *rolloutOptions) error {
-		if err := flagsFromEnv(c); err != nil {
-			return err
-		}
-		return o.complete(c)
-	})
-	c.SetArgs([]string{"--version", "v1"})
-	if err := c.Execute(); err != nil {
+	got, err := parseCmd(t, rolloutCmdF, "rollout", "--version", "v1")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Image != "from-env" || got.Version != "v1" || got.Keep != 7 {
@@ -153,11 +137,9 @@ func TestHealthFlagsAndEnvFile(t *testing.T) {
 	envFile := filepath.Join(dir, "web.env")
 	os.WriteFile(envFile, []byte("# comment\n\nDB=postgres://x\nFROM_HOST\nUNSET_ONE\n"), 0o600)
 	t.Setenv("FROM_HOST", "h")
-	got := &rolloutOptions{}
-	c := rolloutCommand(got, func(_ context.Context, c *cobra.Command, o *rolloutOptions) error { return o.complete(c) })
-	c.SetArgs([]string{"--image", "web", "--version", "v1", "--env-file", envFile, "-e", "X=1",
-		"--health-cmd", "wget -qO- localhost:8080/up", "--health-interval", "2s", "--health-retries", "5"})
-	if err := c.Execute(); err != nil {
+	got, err := parseCmd(t, rolloutCmdF, "rollout", "--image", "web", "--version", "v1", "--env-file", envFile, "-e", "X=1",
+		"--health-cmd", "wget -qO- localhost:8080/up", "--health-interval", "2s", "--health-retries", "5")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(got.Env, []string{"DB=postgres://x", "FROM_HOST=h", "X=1"}) {

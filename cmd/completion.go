@@ -7,21 +7,29 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
 	"github.com/deployctl/deployctl/deploy"
-	"github.com/deployctl/deployctl/dockerutil"
 )
 
 // completionTimeout bounds the Docker calls behind one dynamic completion: a
 // shell waits for them on every <Tab>.
 const completionTimeout = 3 * time.Second
 
+// completionOptions are the completion command's: the shell, and whether
+// to leave out the descriptions.
+type completionOptions struct {
+	io     ioStreams
+	shell  string
+	noDesc bool
+	root   *cobra.Command // the command tree to complete
+}
+
 // newCompletionCmd replaces cobra's default completion command, to give
-// every shell an example and to make an extra argument a usage error.
-func newCompletionCmd() *cobra.Command {
-	var noDesc bool
+// every shell an example and to make an extra argument a usage error. Each
+// shell is a subcommand; they call runF, or runCompletion when runF is nil.
+func newCompletionCmd(runF func(*completionOptions) error) *cobra.Command {
+	o := &completionOptions{}
 	c := &cobra.Command{
 		Use:   "completion bash|zsh|fish|powershell",
 		Short: "Print the shell completion script for bash, zsh, fish or powershell",
@@ -50,31 +58,8 @@ complete to nothing, silently.`,
 			return flagError{fmt.Errorf("name the shell: bash, zsh, fish or powershell")}
 		},
 	}
-	c.PersistentFlags().BoolVar(&noDesc, "no-descriptions", false, "leave out completion descriptions")
-	shells := []struct {
-		name, example string
-		gen           func(root *cobra.Command, c *cobra.Command) error
-	}{
-		{"bash", "source <(deployctl completion bash)", func(root, c *cobra.Command) error {
-			return root.GenBashCompletionV2(c.OutOrStdout(), !noDesc)
-		}},
-		{"zsh", `deployctl completion zsh > "${fpath[1]}/_deployctl"`, func(root, c *cobra.Command) error {
-			if noDesc {
-				return root.GenZshCompletionNoDesc(c.OutOrStdout())
-			}
-			return root.GenZshCompletion(c.OutOrStdout())
-		}},
-		{"fish", "deployctl completion fish > ~/.config/fish/completions/deployctl.fish", func(root, c *cobra.Command) error {
-			return root.GenFishCompletion(c.OutOrStdout(), !noDesc)
-		}},
-		{"powershell", "deployctl completion powershell | Out-String | Invoke-Expression", func(root, c *cobra.Command) error {
-			if noDesc {
-				return root.GenPowerShellCompletion(c.OutOrStdout())
-			}
-			return root.GenPowerShellCompletionWithDesc(c.OutOrStdout())
-		}},
-	}
-	for _, sh := range shells {
+	c.PersistentFlags().BoolVar(&o.noDesc, "no-descriptions", false, "leave out completion descriptions")
+	for _, sh := range completionShells {
 		c.AddCommand(&cobra.Command{
 			Use:               sh.name,
 			Short:             fmt.Sprintf("Print the %s completion script", sh.name),
@@ -82,23 +67,57 @@ complete to nothing, silently.`,
 			Args:              noArgs,
 			ValidArgsFunction: cobra.NoFileCompletions,
 			RunE: func(c *cobra.Command, _ []string) error {
-				return sh.gen(c.Root(), c)
+				o.io, o.shell, o.root = streamsOf(c), sh.name, c.Root()
+				if runF != nil {
+					return runF(o)
+				}
+				return runCompletion(o)
 			},
 		})
 	}
 	return c
 }
 
+// completionShells are the shells deployctl writes completion scripts for.
+var completionShells = []struct{ name, example string }{
+	{"bash", "source <(deployctl completion bash)"},
+	{"zsh", `deployctl completion zsh > "${fpath[1]}/_deployctl"`},
+	{"fish", "deployctl completion fish > ~/.config/fish/completions/deployctl.fish"},
+	{"powershell", "deployctl completion powershell | Out-String | Invoke-Expression"},
+}
+
+// runCompletion writes o.shell's completion script for o.root.
+func runCompletion(o *completionOptions) error {
+	w, desc := o.io.out, !o.noDesc
+	switch o.shell {
+	case "bash":
+		return o.root.GenBashCompletionV2(w, desc)
+	case "zsh":
+		if !desc {
+			return o.root.GenZshCompletionNoDesc(w)
+		}
+		return o.root.GenZshCompletion(w)
+	case "fish":
+		return o.root.GenFishCompletion(w, desc)
+	case "powershell":
+		if !desc {
+			return o.root.GenPowerShellCompletion(w)
+		}
+		return o.root.GenPowerShellCompletionWithDesc(w)
+	}
+	return usagef("no completion for shell %q: bash, zsh, fish or powershell", o.shell)
+}
+
 // registerCompletions adds dynamic completion of --app, --version and --to to
 // every command below root that has those flags (the value completion of
-// --progress is registered with the flag).
-func registerCompletions(root *cobra.Command) {
+// --progress is registered with the flag); they ask Docker through f.
+func registerCompletions(root *cobra.Command, f *factory) {
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
 		for _, sub := range c.Commands() {
-			register(sub, "app", completeApps)
-			register(sub, "version", completeVersions)
-			register(sub, "to", completeVersions) // rollback --to
+			register(sub, "app", f.completeApps)
+			register(sub, "version", f.completeVersions)
+			register(sub, "to", f.completeVersions) // rollback --to
 			walk(sub)
 		}
 	}
@@ -117,33 +136,19 @@ func register(c *cobra.Command, flag string, f cobra.CompletionFunc) {
 
 // completeApps lists the values of the deployctl.app label on the Docker
 // host's containers.
-func completeApps(c *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
-	rt, ctx, done, ok := completionRuntime(c)
+func (f *factory) completeApps(c *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	docker, ctx, done, ok := f.completionDocker(c)
 	if !ok {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	defer done()
-	return withPrefix(labelValues(ctx, rt, deploy.LabelApp, deploy.LabelApp), toComplete), cobra.ShellCompDirectiveNoFileComp
-}
-
-// labelValues returns the values of label on the containers that have
-// filter (key or key=value), running or not; nil on any error. One list
-// call (Runtime.List would inspect every container): a shell is waiting.
-func labelValues(ctx context.Context, rt *dockerutil.Runtime, filter, label string) []string {
-	res, err := rt.Client().ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", filter)})
-	if err != nil {
-		return nil
-	}
-	var values []string
-	for _, ct := range res.Items {
-		values = append(values, ct.Labels[label])
-	}
-	return values
+	apps, _ := docker.LabelValues(ctx, deploy.LabelApp, deploy.LabelApp)
+	return withPrefix(apps, toComplete), cobra.ShellCompDirectiveNoFileComp
 }
 
 // completeVersions lists the local tags of --image and the versions
 // (deployctl.version labels) of the app's containers.
-func completeVersions(c *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+func (f *factory) completeVersions(c *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 	image, app := flagValue(c, "image"), flagValue(c, "app")
 	if app == "" && image != "" {
 		app = image[strings.LastIndex(image, "/")+1:]
@@ -151,33 +156,31 @@ func completeVersions(c *cobra.Command, _ []string, toComplete string) ([]string
 	if image == "" && app == "" {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	rt, ctx, done, ok := completionRuntime(c)
+	docker, ctx, done, ok := f.completionDocker(c)
 	if !ok {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	defer done()
 	var versions []string
 	if image != "" {
-		res, err := rt.Client().ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("reference", image)})
-		if err == nil {
-			for _, img := range res.Items {
-				for _, ref := range img.RepoTags {
-					if tag, ok := tagOf(ref, image); ok {
-						versions = append(versions, tag)
-					}
-				}
+		refs, _ := docker.RepoTags(ctx, image)
+		for _, ref := range refs {
+			if tag, ok := tagOf(ref, image); ok {
+				versions = append(versions, tag)
 			}
 		}
 	}
 	if app != "" {
-		versions = append(versions, labelValues(ctx, rt, deploy.LabelApp+"="+app, deploy.LabelVersion)...)
+		labelled, _ := docker.LabelValues(ctx, deploy.LabelApp+"="+app, deploy.LabelVersion)
+		versions = append(versions, labelled...)
 	}
 	return withPrefix(versions, toComplete), cobra.ShellCompDirectiveNoFileComp
 }
 
-// completionRuntime connects to Docker for a completion; ok is false, and
-// nothing is printed, when it cannot be reached.
-func completionRuntime(c *cobra.Command) (rt *dockerutil.Runtime, ctx context.Context, done func(), ok bool) {
+// completionDocker connects to Docker for a completion; ok is false, and
+// nothing is printed, when it cannot be reached. An error of a list call
+// completes to nothing too: a shell is waiting.
+func (f *factory) completionDocker(c *cobra.Command) (docker completer, ctx context.Context, done func(), ok bool) {
 	// A completion does not run the PersistentPreRunE that reads
 	// DEPLOYCTL_*; read it here so DEPLOYCTL_IMAGE and DEPLOYCTL_APP count.
 	_ = flagsFromEnv(c)
@@ -186,12 +189,12 @@ func completionRuntime(c *cobra.Command) (rt *dockerutil.Runtime, ctx context.Co
 		parent = context.Background()
 	}
 	ctx, cancel := context.WithTimeout(parent, completionTimeout)
-	rt, err := dockerutil.New(ctx)
+	docker, err := f.Completer(ctx)
 	if err != nil {
 		cancel()
 		return nil, nil, nil, false
 	}
-	return rt, ctx, func() { rt.Close(); cancel() }, true
+	return docker, ctx, func() { docker.Close(); cancel() }, true
 }
 
 // flagValue is a flag's value from the command line or DEPLOYCTL_<FLAG>.

@@ -1,64 +1,12 @@
 package cmd
 
 import (
-	"context"
 	"time"
 
-	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/deployctl/deployctl/deploy"
-	"github.com/deployctl/deployctl/dockerutil"
-	"github.com/deployctl/deployctl/internal/procid"
 )
-
-// connect opens the Docker engine and Traefik's API and returns an engine
-// that reports to reporter. The caller closes the runtime.
-func connect(ctx context.Context, t *traefikOptions, reporter deploy.Reporter) (*deploy.Engine, *dockerutil.Runtime, error) {
-	router, err := t.router()
-	if err != nil {
-		return nil, nil, err
-	}
-	rt, err := dockerutil.New(ctx)
-	if err != nil {
-		return nil, nil, &deploy.Error{Phase: deploy.PhasePlan, Kind: deploy.KindUnreachable, Err: err, State: "nothing was changed"}
-	}
-	return &deploy.Engine{Runtime: rt, Router: router, Journal: rt, Reporter: reporter, Processes: procid.Local{}, Secrets: t.secrets()}, rt, nil
-}
-
-// engineRun is one command's run of the engine: its context (bounded by
-// --timeout), the progress renderer, the engine and the probes.
-type engineRun struct {
-	ctx      context.Context
-	progress progress
-	eng      *deploy.Engine
-	probes   deploy.ProbeSource
-	close    func()
-}
-
-// startEngine connects to Docker and Traefik for a command that runs the
-// engine; Close ends the run (stops the spinner, closes the connection).
-func startEngine(ctx context.Context, c *cobra.Command, t *traefikOptions, timeout time.Duration) (*engineRun, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, timeout, context.DeadlineExceeded)
-	progress := newProgress(c)
-	for _, w := range t.warnings() {
-		progress.Event(deploy.Event{Time: time.Now(), Phase: deploy.PhasePlan, Status: deploy.StatusWarn, Message: w})
-	}
-	eng, rt, err := connect(ctx, t, progress)
-	if err != nil {
-		progress.Close()
-		cancel()
-		return nil, err
-	}
-	return &engineRun{ctx: ctx, progress: progress, eng: eng, probes: embeddedProbes{}, close: func() {
-		progress.Close()
-		rt.Close()
-		cancel()
-	}}, nil
-}
-
-// Close ends the run.
-func (r *engineRun) Close() { r.close() }
 
 // registerProcedureFlags registers the flags that tune the rollout
 // procedure, shared by rollout and rollback.

@@ -37,7 +37,7 @@ func definedFlags(t *testing.T) map[string]bool {
 			walk(sub)
 		}
 	}
-	walk(newRootCmd(io.Discard, io.Discard))
+	walk(newRootCmd(newFactory(), io.Discard, io.Discard))
 	return flags
 }
 
@@ -154,9 +154,9 @@ func TestNegativeDurationNamesItsFlag(t *testing.T) {
 	for _, command := range []string{"rollout", "rollback"} {
 		var c *cobra.Command
 		if command == "rollout" {
-			c = newRolloutCmd()
+			c = newRolloutCmd(newFactory(), nil)
 		} else {
-			c = newRollbackCmd()
+			c = newRollbackCmd(newFactory(), nil)
 		}
 		c.Flags().VisitAll(func(f *pflag.Flag) {
 			if f.Value.Type() != "duration" {

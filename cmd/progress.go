@@ -70,11 +70,7 @@ type progress interface {
 //	res, err := eng.Rollout(ctx, o)
 //	p.Close() // before printing the result or the error
 func newProgress(c *cobra.Command) progress {
-	mode := progressAuto
-	if f := c.Flags().Lookup("progress"); f != nil {
-		mode = f.Value.String()
-	}
-	return newProgressFor(mode, c.ErrOrStderr(), os.Getenv)
+	return newProgressFor(streamsOf(c).progress, c.ErrOrStderr(), os.Getenv)
 }
 
 // newProgressFor picks the renderer for mode writing to w; getenv reads

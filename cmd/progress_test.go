@@ -372,7 +372,7 @@ func TestProgressFlagAndEnv(t *testing.T) {
 	}
 	// The flag wins over the environment, and the value reaches newProgress.
 	t.Setenv("DEPLOYCTL_PROGRESS", "json")
-	root := newRootCmd(io.Discard, io.Discard)
+	root := newRootCmd(newFactory(), io.Discard, io.Discard)
 	var got progress
 	for _, c := range root.Commands() {
 		if c.Name() == "rollout" {
@@ -386,7 +386,7 @@ func TestProgressFlagAndEnv(t *testing.T) {
 	if r, ok := got.(nopClose); !ok || !isPlain(r.Reporter) {
 		t.Errorf("--progress plain with DEPLOYCTL_PROGRESS=json: %T", got)
 	}
-	root = newRootCmd(io.Discard, io.Discard)
+	root = newRootCmd(newFactory(), io.Discard, io.Discard)
 	for _, c := range root.Commands() {
 		if c.Name() == "rollout" {
 			c.RunE = func(c *cobra.Command, _ []string) error { got = newProgress(c); return nil }

@@ -11,15 +11,19 @@ import (
 	"github.com/deployctl/deployctl/deploy"
 )
 
+// rollbackOptions are rollback's flags.
 type rollbackOptions struct {
 	deploy.Options
 	traefik traefikOptions
+	io      ioStreams
 	drain   string
 	timeout time.Duration
 	json    bool
 }
 
-func newRollbackCmd() *cobra.Command {
+// newRollbackCmd is the rollback command: RunE checks the flags, then
+// calls runF, or runRollback when runF is nil.
+func newRollbackCmd(f *factory, runF func(*rollbackOptions) error) *cobra.Command {
 	o := &rollbackOptions{}
 	c := &cobra.Command{
 		Use:   "rollback --app APP [--to VERSION]",
@@ -36,52 +40,59 @@ previous rollback.`,
 		Example: `  deployctl rollback --app web
   deployctl rollback --app web --to 3f9ace5`,
 		Args: noArgs,
-		RunE: func(c *cobra.Command, _ []string) error { return runRollback(c.Context(), c, o) },
+		RunE: func(c *cobra.Command, _ []string) error {
+			o.io = streamsOf(c)
+			if o.App == "" {
+				return usagef("--app is required (deployctl status lists the apps)")
+			}
+			if err := checkProcedureDurations(c.Flags()); err != nil {
+				return err
+			}
+			o.Drain = deploy.DrainMode(o.drain)
+			if runF != nil {
+				return runF(o)
+			}
+			return runRollback(c.Context(), f, o)
+		},
 	}
-	f := c.Flags()
-	f.SortFlags = false
-	f.StringVar(&o.App, "app", "", "the app to roll back (required)")
-	f.StringVar(&o.Version, "to", "", "the version to go back to (default: the previous one)")
-	registerProcedureFlags(f, &o.Options, &o.drain, &o.timeout)
-	f.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
+	fl := c.Flags()
+	fl.SortFlags = false
+	fl.StringVar(&o.App, "app", "", "the app to roll back (required)")
+	fl.StringVar(&o.Version, "to", "", "the version to go back to (default: the previous one)")
+	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout)
+	fl.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
 	o.traefik.register(c)
 	return c
 }
 
-func runRollback(ctx context.Context, c *cobra.Command, o *rollbackOptions) error {
-	if o.App == "" {
-		return usagef("--app is required (deployctl status lists the apps)")
-	}
-	if err := checkProcedureDurations(c.Flags()); err != nil {
-		return err
-	}
-	o.Drain = deploy.DrainMode(o.drain)
-	run, err := startEngine(ctx, c, &o.traefik, o.timeout)
+// runRollback rolls the app back with o, checked by newRollbackCmd.
+func runRollback(ctx context.Context, f *factory, o *rollbackOptions) error {
+	run, err := f.startEngine(ctx, o.io, &o.traefik, o.timeout)
 	if err != nil {
 		return err
 	}
 	defer run.Close()
-	o.Probes = run.probes
+	o.Probes = f.Probes
 	plan, res, err := run.eng.Rollback(run.ctx, o.Options)
 	run.progress.Close()
 	if err == nil && plan.NoOp {
-		fmt.Fprintf(c.OutOrStdout(), "%s: %s\n", plan.App, plan.Reason)
+		fmt.Fprintf(o.io.out, "%s: %s\n", plan.App, plan.Reason)
 		return nil
 	}
 	if o.json {
-		writeJSONResult(c.OutOrStdout(), res, err)
+		writeJSONResult(o.io.out, res, err)
 	}
 	if err != nil {
 		var de *deploy.Error
 		if errors.As(err, &de) && de.Kind == deploy.KindUsage {
 			return err
 		}
-		fmt.Fprintf(c.ErrOrStderr(), "deployctl: rollback of %s failed: %v\n", o.App, err)
+		fmt.Fprintf(o.io.errOut, "deployctl: rollback of %s failed: %v\n", o.App, err)
 		return &reportedError{err}
 	}
 	if !o.json {
-		fmt.Fprintf(c.OutOrStdout(), "rolled back from %s to %s (%s)\n", orDash(plan.From), plan.To, plan.Reason)
-		printResult(c.OutOrStdout(), res)
+		fmt.Fprintf(o.io.out, "rolled back from %s to %s (%s)\n", orDash(plan.From), plan.To, plan.Reason)
+		printResult(o.io.out, res)
 	}
 	return nil
 }

@@ -16,9 +16,12 @@ import (
 	"github.com/deployctl/deployctl/deploy"
 )
 
+// rolloutOptions are rollout's flags; RunE completes them into the
+// engine's options (deploy.Options) before the run function gets them.
 type rolloutOptions struct {
 	deploy.Options
 	traefik traefikOptions
+	io      ioStreams
 
 	selectors []string
 	labels    []string
@@ -41,13 +44,11 @@ type healthFlags struct {
 	anySet                         bool
 }
 
-func newRolloutCmd() *cobra.Command {
-	return rolloutCommand(&rolloutOptions{}, runRollout)
-}
-
-// rolloutCommand binds the flags to o; run is runRollout, or a stand-in in
-// tests of flag handling.
-func rolloutCommand(o *rolloutOptions, run func(context.Context, *cobra.Command, *rolloutOptions) error) *cobra.Command {
+// newRolloutCmd is the rollout command. Its RunE turns the flags into
+// options and checks them (usage errors, before Docker or Traefik is
+// contacted), then calls runF with them, or runRollout when runF is nil.
+func newRolloutCmd(f *factory, runF func(*rolloutOptions) error) *cobra.Command {
+	o := &rolloutOptions{}
 	c := &cobra.Command{
 		Use:   "rollout --image IMAGE --version TAG",
 		Short: "Roll a new version out with zero failed requests",
@@ -82,76 +83,76 @@ shell history.`,
   deployctl rollout --image web --version 3f9ace5 --select app=web`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return run(c.Context(), c, o)
+			o.io = streamsOf(c)
+			if err := o.complete(c); err != nil {
+				// --json: bad input is a JSON document too.
+				if o.json && !o.dryRun {
+					writeJSONResult(o.io.out, nil, err)
+				}
+				return err
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return runRollout(c.Context(), f, o)
 		},
 	}
-	f := c.Flags()
-	f.SortFlags = false
-	f.StringVar(&o.Image, "image", "", "image repository to deploy, without tag (required)")
-	f.StringVar(&o.Version, "version", "", "image tag to deploy, e.g. a commit SHA (required)")
-	f.StringVar(&o.App, "app", "", "app name (default: the image name's last path element)")
-	f.StringArrayVar(&o.selectors, "select", nil, "also treat running containers with this `label=value` as the app's current version (adopt containers deployctl did not make)")
-	f.StringVar(&o.Service, "service", "", "Traefik service, e.g. web@docker (default: the one that lists the current container)")
-	f.StringVar(&o.Network, "network", "", "network Traefik reaches the app on; on a first deploy the container is attached to it")
-	f.StringArrayVar(&o.labels, "label", nil, "set a `key=value` label on the new container (DEPLOYCTL_LABEL: one per line)")
-	f.StringArrayVarP(&o.envs, "env", "e", nil, "set an environment variable `KEY=VALUE` on the new container; for secrets prefer --env-file or DEPLOYCTL_ENV (one per line, commas kept): flags show in ps")
-	f.StringArrayVar(&o.envFiles, "env-file", nil, "read environment variables from a `file` (KEY=VALUE lines, # comments)")
-	f.StringArrayVarP(&o.Volumes, "volume", "v", nil, "bind mount or volume `[source:]destination[:options]`, as in docker run")
-	f.StringVar(&o.restart, "restart", "", "restart policy: no, always, unless-stopped, on-failure[:N] (default: the current container's, unless-stopped on a first deploy)")
-	f.StringVar(&o.health.cmd, "health-cmd", "", "healthcheck command, run by the container's shell")
-	f.DurationVar(&o.health.interval, "health-interval", 0, "time between health checks (default 30s)")
-	f.DurationVar(&o.health.timeout, "health-timeout", 0, "maximum time one health check may take (default 30s)")
-	f.DurationVar(&o.health.startPeriod, "health-start-period", 0, "time the app may take to start before failed checks count")
-	f.IntVar(&o.health.retries, "health-retries", 0, "consecutive failures before the container counts as unhealthy (default 3)")
-	f.BoolVar(&o.health.none, "no-healthcheck", false, "ignore the image's healthcheck (deployctl then checks that the port accepts connections)")
+	fl := c.Flags()
+	fl.SortFlags = false
+	fl.StringVar(&o.Image, "image", "", "image repository to deploy, without tag (required)")
+	fl.StringVar(&o.Version, "version", "", "image tag to deploy, e.g. a commit SHA (required)")
+	fl.StringVar(&o.App, "app", "", "app name (default: the image name's last path element)")
+	fl.StringArrayVar(&o.selectors, "select", nil, "also treat running containers with this `label=value` as the app's current version (adopt containers deployctl did not make)")
+	fl.StringVar(&o.Service, "service", "", "Traefik service, e.g. web@docker (default: the one that lists the current container)")
+	fl.StringVar(&o.Network, "network", "", "network Traefik reaches the app on; on a first deploy the container is attached to it")
+	fl.StringArrayVar(&o.labels, "label", nil, "set a `key=value` label on the new container (DEPLOYCTL_LABEL: one per line)")
+	fl.StringArrayVarP(&o.envs, "env", "e", nil, "set an environment variable `KEY=VALUE` on the new container; for secrets prefer --env-file or DEPLOYCTL_ENV (one per line, commas kept): flags show in ps")
+	fl.StringArrayVar(&o.envFiles, "env-file", nil, "read environment variables from a `file` (KEY=VALUE lines, # comments)")
+	fl.StringArrayVarP(&o.Volumes, "volume", "v", nil, "bind mount or volume `[source:]destination[:options]`, as in docker run")
+	fl.StringVar(&o.restart, "restart", "", "restart policy: no, always, unless-stopped, on-failure[:N] (default: the current container's, unless-stopped on a first deploy)")
+	fl.StringVar(&o.health.cmd, "health-cmd", "", "healthcheck command, run by the container's shell")
+	fl.DurationVar(&o.health.interval, "health-interval", 0, "time between health checks (default 30s)")
+	fl.DurationVar(&o.health.timeout, "health-timeout", 0, "maximum time one health check may take (default 30s)")
+	fl.DurationVar(&o.health.startPeriod, "health-start-period", 0, "time the app may take to start before failed checks count")
+	fl.IntVar(&o.health.retries, "health-retries", 0, "consecutive failures before the container counts as unhealthy (default 3)")
+	fl.BoolVar(&o.health.none, "no-healthcheck", false, "ignore the image's healthcheck (deployctl then checks that the port accepts connections)")
 
-	registerProcedureFlags(f, &o.Options, &o.drain, &o.timeout)
-	f.BoolVar(&o.Force, "force", false, "redeploy the version that is already serving")
-	f.StringVar(&o.pull, "pull", "missing", "pull the image: missing, always, never")
-	f.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
-	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan (current containers, service, drain method, what would be pruned) and change nothing")
+	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout)
+	fl.BoolVar(&o.Force, "force", false, "redeploy the version that is already serving")
+	fl.StringVar(&o.pull, "pull", "missing", "pull the image: missing, always, never")
+	fl.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
+	fl.BoolVar(&o.dryRun, "dry-run", false, "print the plan (current containers, service, drain method, what would be pruned) and change nothing")
 	o.traefik.register(c)
 	return c
 }
 
-func runRollout(ctx context.Context, c *cobra.Command, o *rolloutOptions) (err error) {
-	// --json: a failure before the engine ran (bad input, Docker or
-	// Traefik unreachable) is a JSON document too.
+// runRollout runs the rollout (or, with --dry-run, prints its plan) with
+// o, completed and checked by newRolloutCmd.
+func runRollout(ctx context.Context, f *factory, o *rolloutOptions) (err error) {
+	// --json: a failure before the engine ran (Docker or Traefik
+	// unreachable) is a JSON document too.
 	wroteJSON := false
 	defer func() {
 		if err != nil && o.json && !wroteJSON && !o.dryRun {
-			writeJSONResult(c.OutOrStdout(), nil, err)
+			writeJSONResult(o.io.out, nil, err)
 		}
 	}()
-	if err := o.complete(c); err != nil {
-		return err
-	}
-	if err := checkProcedureDurations(c.Flags()); err != nil {
-		return err
-	}
-	if err := o.Validate(); err != nil {
-		var de *deploy.Error
-		if errors.As(err, &de) {
-			return usageErr{de.Err}
-		}
-		return err
-	}
 	// The progress renderer is closed (spinner stopped) before anything
 	// else is printed, and on every return.
-	run, err := startEngine(ctx, c, &o.traefik, o.timeout)
+	run, err := f.startEngine(ctx, o.io, &o.traefik, o.timeout)
 	if err != nil {
 		return err
 	}
 	defer run.Close()
-	o.Probes = run.probes
+	o.Probes = f.Probes
 	if o.dryRun {
-		return printPlan(run, c, o)
+		return printPlan(run, o)
 	}
-	stderr := c.ErrOrStderr()
+	stderr := o.io.errOut
 	res, err := run.eng.Rollout(run.ctx, o.Options)
 	run.progress.Close()
 	if o.json {
-		writeJSONResult(c.OutOrStdout(), res, err)
+		writeJSONResult(o.io.out, res, err)
 		wroteJSON = true
 	}
 	if err != nil {
@@ -164,13 +165,33 @@ func runRollout(ctx context.Context, c *cobra.Command, o *rolloutOptions) (err e
 		return &reportedError{err}
 	}
 	if !o.json {
-		printResult(c.OutOrStdout(), res)
+		printResult(o.io.out, res)
 	}
 	return nil
 }
 
-// complete turns the string flags into the engine's options.
+// complete turns the string flags into the engine's options and checks
+// them: every error is a usage error, found before Docker or Traefik is
+// contacted.
 func (o *rolloutOptions) complete(c *cobra.Command) error {
+	if err := o.fromFlags(c); err != nil {
+		return err
+	}
+	if err := checkProcedureDurations(c.Flags()); err != nil {
+		return err
+	}
+	if err := o.Validate(); err != nil {
+		var de *deploy.Error
+		if errors.As(err, &de) {
+			return usageErr{de.Err}
+		}
+		return err
+	}
+	return nil
+}
+
+// fromFlags turns the string flags into the engine's options.
+func (o *rolloutOptions) fromFlags(c *cobra.Command) error {
 	for _, kv := range []struct {
 		flag  string
 		items []string

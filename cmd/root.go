@@ -91,7 +91,7 @@ func Main() int {
 
 // Run runs deployctl with args and returns the exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCmd(stdout, stderr)
+	root := newRootCmd(newFactory(), stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -181,7 +181,23 @@ func commandPath(root *cobra.Command, args []string) string {
 	return c.CommandPath()
 }
 
-func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+// newRootCmd is deployctl's command tree; every command's run gets what it
+// needs from f.
+func newRootCmd(f *factory, stdout, stderr io.Writer) *cobra.Command {
+	root := newBareRoot(stdout, stderr)
+	root.AddCommand(newRolloutCmd(f, nil), newRollbackCmd(f, nil), newStatusCmd(f, nil), newHistoryCmd(f, nil),
+		newUnlockCmd(f, nil), newCheckCmd(f, nil), newVersionCmd(), newExitCodesHelp())
+	// completion (cmd/completion.go): keep these after every AddCommand,
+	// so the completions reach all commands.
+	root.AddCommand(newCompletionCmd(nil))
+	registerCompletions(root, f)
+	return root
+}
+
+// newBareRoot is the root command without its commands: help, version,
+// --progress, flag errors as usage errors, DEPLOYCTL_* read before any
+// command runs.
+func newBareRoot(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "deployctl",
 		Short: "Zero-downtime rollouts of containerised web apps behind Traefik",
@@ -212,13 +228,7 @@ DOCKER_CONTEXT). Exit codes: deployctl help exit-codes.`,
 	root.SetVersionTemplate("deployctl {{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return flagError{err} })
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return flagsFromEnv(c) }
-	root.AddCommand(newRolloutCmd(), newRollbackCmd(), newStatusCmd(), newHistoryCmd(), newUnlockCmd(), newCheckCmd(),
-		newVersionCmd(), newExitCodesHelp())
-	// progress and completion (cmd/progress.go, cmd/completion.go): keep
-	// these after every AddCommand, so the completions reach all commands.
 	addProgressFlag(root)
-	root.AddCommand(newCompletionCmd())
-	registerCompletions(root)
 	return root
 }
 

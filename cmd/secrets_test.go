@@ -1,12 +1,9 @@
 package cmd
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/spf13/cobra"
 )
 
 // A malformed -e/--env, --label or --select value is never shown, on
@@ -76,15 +73,8 @@ func TestRepeatableFlagVariablesSplitOnNewlinesOnly(t *testing.T) {
 	t.Setenv("DEPLOYCTL_ENV", dbURL)
 	t.Setenv("DEPLOYCTL_LABEL", "  traefik.http.routers.web.rule=Host(`a.example.com`,`b.example.com`)\r\n\n  team=shop  \n")
 	t.Setenv("DEPLOYCTL_TRAEFIK_HEADER", "Authorization: Bearer abc,def")
-	got := &rolloutOptions{}
-	c := rolloutCommand(got, func(_ context.Context, c *cobra.Command, o *rolloutOptions) error {
-		if err := flagsFromEnv(c); err != nil {
-			return err
-		}
-		return o.complete(c)
-	})
-	c.SetArgs(nil)
-	if err := c.Execute(); err != nil {
+	got, err := parseCmd(t, rolloutCmdF, "rollout")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(got.Env, []string{dbURL}) {
@@ -98,15 +88,8 @@ func TestRepeatableFlagVariablesSplitOnNewlinesOnly(t *testing.T) {
 	}
 
 	t.Setenv("DEPLOYCTL_ENV", "A=1\n\nB=x,y\n")
-	got = &rolloutOptions{}
-	c = rolloutCommand(got, func(_ context.Context, c *cobra.Command, o *rolloutOptions) error {
-		if err := flagsFromEnv(c); err != nil {
-			return err
-		}
-		return o.complete(c)
-	})
-	c.SetArgs(nil)
-	if err := c.Execute(); err != nil {
+	got, err = parseCmd(t, rolloutCmdF, "rollout")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(got.Env, []string{"A=1", "B=x,y"}) {

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,13 +14,18 @@ import (
 	"github.com/deployctl/deployctl/deploy"
 )
 
-func newStatusCmd() *cobra.Command {
-	var (
-		app      string
-		asJSON   bool
-		tr       traefikOptions
-		nopeProg = deploy.ReporterFunc(func(deploy.Event) {})
-	)
+// statusOptions are status's flags.
+type statusOptions struct {
+	io      ioStreams
+	app     string
+	json    bool
+	traefik traefikOptions
+}
+
+// newStatusCmd is the status command: it calls runF with the flags, or
+// runStatus when runF is nil.
+func newStatusCmd(f *factory, runF func(*statusOptions) error) *cobra.Command {
+	o := &statusOptions{}
 	c := &cobra.Command{
 		Use:   "status [--app APP]",
 		Short: "Show each app's containers, versions, Docker health and what Traefik routes to",
@@ -27,26 +33,36 @@ func newStatusCmd() *cobra.Command {
   deployctl status --app web --json`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			eng, rt, err := connect(c.Context(), &tr, nopeProg)
-			if err != nil {
-				return err
+			o.io = streamsOf(c)
+			if runF != nil {
+				return runF(o)
 			}
-			defer rt.Close()
-			apps, err := eng.Status(c.Context(), app)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(c.OutOrStdout(), apps)
-			}
-			printStatus(c.OutOrStdout(), apps, time.Now())
-			return nil
+			return runStatus(c.Context(), f, o)
 		},
 	}
-	c.Flags().StringVar(&app, "app", "", "only this app")
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	tr.register(c)
+	c.Flags().StringVar(&o.app, "app", "", "only this app")
+	c.Flags().BoolVar(&o.json, "json", false, "print JSON")
+	o.traefik.register(c)
 	return c
+}
+
+// runStatus prints what Docker and Traefik say of the apps; it shows no
+// progress.
+func runStatus(ctx context.Context, f *factory, o *statusOptions) error {
+	eng, done, err := f.engine(ctx, &o.traefik, deploy.ReporterFunc(func(deploy.Event) {}))
+	if err != nil {
+		return err
+	}
+	defer done()
+	apps, err := eng.Status(ctx, o.app)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeJSON(o.io.out, apps)
+	}
+	printStatus(o.io.out, apps, f.Now())
+	return nil
 }
 
 func printStatus(w io.Writer, apps []deploy.AppStatus, now time.Time) {
@@ -87,12 +103,18 @@ func age(d time.Duration) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
-func newHistoryCmd() *cobra.Command {
-	var (
-		app    string
-		asJSON bool
-		tr     traefikOptions
-	)
+// historyOptions are history's flags.
+type historyOptions struct {
+	io      ioStreams
+	app     string
+	json    bool
+	traefik traefikOptions
+}
+
+// newHistoryCmd is the history command: it calls runF with the flags, or
+// runHistory when runF is nil.
+func newHistoryCmd(f *factory, runF func(*historyOptions) error) *cobra.Command {
+	o := &historyOptions{}
 	c := &cobra.Command{
 		Use:   "history [--app APP]",
 		Short: "List rollouts and rollbacks, kept on the Docker host",
@@ -104,29 +126,38 @@ throw-away CI runners and is the same from every machine that deploys there.`,
   deployctl history --json`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			eng, rt, err := connect(c.Context(), &tr, nil)
-			if err != nil {
-				return err
+			o.io = streamsOf(c)
+			if runF != nil {
+				return runF(o)
 			}
-			defer rt.Close()
-			recs, err := eng.History(c.Context(), app)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if recs == nil {
-					recs = []deploy.Record{}
-				}
-				return writeJSON(c.OutOrStdout(), recs)
-			}
-			printHistory(c.OutOrStdout(), recs)
-			return nil
+			return runHistory(c.Context(), f, o)
 		},
 	}
-	c.Flags().StringVar(&app, "app", "", "only this app")
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	tr.register(c)
+	c.Flags().StringVar(&o.app, "app", "", "only this app")
+	c.Flags().BoolVar(&o.json, "json", false, "print JSON")
+	o.traefik.register(c)
 	return c
+}
+
+// runHistory prints the deploy history kept on the Docker host.
+func runHistory(ctx context.Context, f *factory, o *historyOptions) error {
+	eng, done, err := f.engine(ctx, &o.traefik, nil)
+	if err != nil {
+		return err
+	}
+	defer done()
+	recs, err := eng.History(ctx, o.app)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		if recs == nil {
+			recs = []deploy.Record{}
+		}
+		return writeJSON(o.io.out, recs)
+	}
+	printHistory(o.io.out, recs)
+	return nil
 }
 
 func printHistory(w io.Writer, recs []deploy.Record) {
@@ -155,8 +186,16 @@ func printHistory(w io.Writer, recs []deploy.Record) {
 	}
 }
 
-func newUnlockCmd() *cobra.Command {
-	var app string
+// unlockOptions are unlock's flags.
+type unlockOptions struct {
+	io  ioStreams
+	app string
+}
+
+// newUnlockCmd is the unlock command: RunE checks the flags, then calls
+// runF, or runUnlock when runF is nil.
+func newUnlockCmd(f *factory, runF func(*unlockOptions) error) *cobra.Command {
+	o := &unlockOptions{}
 	c := &cobra.Command{
 		Use:   "unlock --app APP",
 		Short: "Break an app's deploy lock left by a killed run",
@@ -168,31 +207,41 @@ running: two at once would interleave.`,
 		Example: `  deployctl unlock --app web`,
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if app == "" {
+			o.io = streamsOf(c)
+			if o.app == "" {
 				return usagef("--app is required")
 			}
-			eng, rt, err := connect(c.Context(), &traefikOptions{url: DefaultTraefikURL}, nil)
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(o)
 			}
-			defer rt.Close()
-			h, err := eng.Journal.LockHolder(c.Context(), app)
-			if err != nil {
-				return err
-			}
-			if h == nil {
-				fmt.Fprintf(c.OutOrStdout(), "%s: not locked\n", app)
-				return nil
-			}
-			if err := eng.Journal.Unlock(c.Context(), app, h); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.OutOrStdout(), "%s: removed the deploy lock held by %s\n", app, h)
-			return nil
+			return runUnlock(c.Context(), f, o)
 		},
 	}
-	c.Flags().StringVar(&app, "app", "", "the app (required)")
+	c.Flags().StringVar(&o.app, "app", "", "the app (required)")
 	return c
+}
+
+// runUnlock removes the app's deploy lock, whoever holds it. It needs the
+// journal only: Traefik is not contacted.
+func runUnlock(ctx context.Context, f *factory, o *unlockOptions) error {
+	journal, err := f.docker(ctx)
+	if err != nil {
+		return err
+	}
+	defer journal.Close()
+	h, err := journal.LockHolder(ctx, o.app)
+	if err != nil {
+		return err
+	}
+	if h == nil {
+		fmt.Fprintf(o.io.out, "%s: not locked\n", o.app)
+		return nil
+	}
+	if err := journal.Unlock(ctx, o.app, h); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.io.out, "%s: removed the deploy lock held by %s\n", o.app, h)
+	return nil
 }
 
 func writeJSON(w io.Writer, v any) error {

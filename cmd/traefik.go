@@ -1,9 +1,7 @@
 package cmd
 
 import (
-	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -100,6 +98,8 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// router is the engine's view of Traefik's API as t says how to reach it
+// (the adapter lives beside the client, in traefikapi).
 func (t *traefikOptions) router() (deploy.Router, error) {
 	h := http.Header{}
 	for _, line := range t.headers {
@@ -115,71 +115,5 @@ func (t *traefikOptions) router() (deploy.Router, error) {
 	if err != nil {
 		return nil, usagef("--traefik-url: %v", err)
 	}
-	return traefikRouter{cli}, nil
+	return cli.Router(), nil
 }
-
-// traefikRouter adapts traefikapi.Client to deploy.Router.
-type traefikRouter struct{ c *traefikapi.Client }
-
-func (r traefikRouter) Services(ctx context.Context) ([]deploy.Service, error) {
-	svcs, err := r.c.Services(ctx)
-	if err != nil {
-		return nil, routerError(err)
-	}
-	out := make([]deploy.Service, len(svcs))
-	for i, s := range svcs {
-		out[i] = toDeployService(s)
-	}
-	return out, nil
-}
-
-func (r traefikRouter) Service(ctx context.Context, name string) (deploy.Service, error) {
-	s, err := r.c.Service(ctx, name)
-	if err != nil {
-		return deploy.Service{}, routerError(err)
-	}
-	return toDeployService(s), nil
-}
-
-// TraefikVersion implements deploy.TraefikVersioner from /api/version.
-func (r traefikRouter) TraefikVersion(ctx context.Context) (string, error) {
-	info, err := r.c.Info(ctx)
-	if err != nil {
-		return "", routerError(err)
-	}
-	return info.Version, nil
-}
-
-func toDeployService(s traefikapi.Service) deploy.Service {
-	out := deploy.Service{Name: s.Name, Servers: make([]deploy.Server, len(s.Servers))}
-	for i, srv := range s.Servers {
-		out.Servers[i] = deploy.Server{URL: srv.URL, Status: strings.ToUpper(srv.Status)}
-	}
-	return out
-}
-
-func routerError(err error) error {
-	switch {
-	case errors.Is(err, traefikapi.ErrServiceNotFound):
-		return kindError{err, []error{deploy.ErrServiceNotFound}}
-	case errors.Is(err, traefikapi.ErrTLS):
-		return kindError{err, []error{deploy.ErrUnreachable, deploy.ErrTraefikTLS}}
-	case errors.Is(err, traefikapi.ErrUnreachable):
-		return kindError{err, []error{deploy.ErrUnreachable}}
-	case errors.Is(err, traefikapi.ErrUnauthorized):
-		return kindError{err, []error{deploy.ErrTraefikCredentials}}
-	}
-	return err
-}
-
-// kindError is err, also matching the engine's sentinel kinds, without
-// repeating their text ("unreachable: traefik API unreachable: ...").
-type kindError struct {
-	err   error
-	kinds []error
-}
-
-func (e kindError) Error() string   { return e.err.Error() }
-func (e kindError) Unwrap() []error { return append([]error{e.err}, e.kinds...) }
-
-var _ deploy.TraefikVersioner = traefikRouter{}

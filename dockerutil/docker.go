@@ -82,9 +82,6 @@ func New(ctx context.Context, opts ...client.Opt) (*Runtime, error) {
 // unsupportedAPI is the SDK's refusal of an old engine at ping.
 var unsupportedAPI = regexp.MustCompile(`API version ([0-9]+\.[0-9]+) is not supported by this client`)
 
-// Client is the underlying SDK client.
-func (r *Runtime) Client() *client.Client { return r.cli }
-
 // DockerVersion implements deploy.DockerVersioner: the engine's release
 // and the oldest API version it accepts (check compares them with what
 // Traefik's docker provider asks for).

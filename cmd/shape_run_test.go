@@ -1,0 +1,184 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/deployctl/deployctl/deploy"
+)
+
+// webWorld is app web at v1, serving through Traefik, with the image of v2
+// on the host.
+func webWorld() (*fakeDocker, fakeRouter) {
+	docker := &fakeDocker{
+		containers: []deploy.Container{webContainer("v1", "10.0.0.2")},
+		images: map[string]deploy.Image{
+			"web:v1": {ID: "sha256:1", OS: "linux", Arch: "amd64", ExposedPorts: []int{8080}},
+			"web:v2": {ID: "sha256:2", OS: "linux", Arch: "amd64", ExposedPorts: []int{8080}},
+		},
+	}
+	router := fakeRouter{[]deploy.Service{{Name: "web@docker", Servers: []deploy.Server{{URL: "http://10.0.0.2:8080", Status: "UP"}}}}}
+	return docker, router
+}
+
+func TestRunRolloutDryRun(t *testing.T) {
+	docker, router := webWorld()
+	f := fakeFactory(t, docker, router)
+	o := rolloutDefaults()
+	o.Version, o.dryRun = "v2", true
+	var out, errOut bytes.Buffer
+	o.io = ioStreams{out: &out, errOut: &errOut, progress: progressPlain}
+	if err := runRollout(context.Background(), f, &o); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"plan: roll web out to web:v2", "Traefik service: web@docker", "then drain", "web-v1-abcdef"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, out.String())
+		}
+	}
+	if len(docker.calls) != 0 || !docker.closed {
+		t.Errorf("dry run: Docker calls %q, closed %v", docker.calls, docker.closed)
+	}
+}
+
+func TestRunRolloutFails(t *testing.T) {
+	docker, router := webWorld()
+	f := fakeFactory(t, docker, router)
+	o := rolloutDefaults()
+	o.Version, o.json = "v2", true
+	var out, errOut bytes.Buffer
+	o.io = ioStreams{out: &out, errOut: &errOut, progress: progressPlain}
+	err := runRollout(context.Background(), f, &o)
+	if exitCode(err) != ExitFailed {
+		t.Errorf("exit %d, want %d: %v", exitCode(err), ExitFailed, err)
+	}
+	var doc jsonResult
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil || doc.OK || doc.ExitCode != ExitFailed || !strings.Contains(doc.Error.Message, errNotScripted.Error()) {
+		t.Errorf("--json: %v %+v\n%s", err, doc, out.String())
+	}
+	if !strings.Contains(errOut.String(), "rollout of web:v2 failed") || !docker.closed {
+		t.Errorf("stderr %q, closed %v", errOut.String(), docker.closed)
+	}
+}
+
+func TestRunRollback(t *testing.T) {
+	docker, router := webWorld()
+	f := fakeFactory(t, docker, router)
+	o := &rollbackOptions{timeout: time.Minute}
+	o.App = "web"
+	var out, errOut bytes.Buffer
+	o.io = ioStreams{out: &out, errOut: &errOut, progress: progressPlain}
+	// Nothing to go back to: a usage error, left for Run to print.
+	err := runRollback(context.Background(), f, o)
+	if exitCode(err) != ExitUsage || !strings.Contains(err.Error(), "no earlier version of web") || strings.Contains(errOut.String(), "deployctl:") {
+		t.Errorf("exit %d: %v\nstderr: %s", exitCode(err), err, errOut.String())
+	}
+	// --to a version whose image is on the host: the engine creates its
+	// container, which fails here; reported, exit 1.
+	docker.images["web:v0"] = docker.images["web:v1"]
+	o.Version = "v0"
+	errOut.Reset()
+	err = runRollback(context.Background(), f, o)
+	if exitCode(err) != ExitFailed || !strings.Contains(errOut.String(), "deployctl: rollback of web failed") || !strings.Contains(strings.Join(docker.calls, ","), "create web:v0") {
+		t.Errorf("exit %d: %v\nstderr: %s\nDocker calls: %q", exitCode(err), err, errOut.String(), docker.calls)
+	}
+}
+
+func TestRunCheck(t *testing.T) {
+	docker, router := webWorld()
+	f := fakeFactory(t, docker, router)
+	var out bytes.Buffer
+	o := &checkOptions{io: ioStreams{out: &out}}
+	o.App = "web"
+	if err := runCheck(context.Background(), f, o); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "web: nothing found that would make a rollout fail or drop requests\n" || !docker.closed {
+		t.Errorf("check: %q, closed %v", out.String(), docker.closed)
+	}
+	// A held lock is a finding: exit 1, already reported.
+	docker.holder = &deploy.Holder{User: "ci", Host: "runner-1", PID: 42, Since: fakeNow, Expires: fakeNow.Add(time.Hour)}
+	out.Reset()
+	o.json = true
+	err := runCheck(context.Background(), f, o)
+	var findings []deploy.Finding
+	if jerr := json.Unmarshal(out.Bytes(), &findings); jerr != nil || len(findings) == 0 || exitCode(err) != ExitFailed {
+		t.Errorf("check with a held lock: exit %d, %v: %s", exitCode(err), jerr, out.String())
+	}
+}
+
+// --app and --version complete from what the factory's completer lists;
+// when it cannot connect they complete to nothing.
+func TestCompletionsThroughTheFactory(t *testing.T) {
+	comp := &fakeCompleter{
+		containers: []map[string]string{
+			{deploy.LabelApp: "shop", deploy.LabelVersion: "v1"},
+			{deploy.LabelApp: "shop", deploy.LabelVersion: "v2"},
+			{deploy.LabelApp: "blog", deploy.LabelVersion: "2024"},
+			{"com.example": "x"},
+		},
+		repoTags: []string{"registry.example.com/shop:v3", "registry.example.com/shop:v2", "registry.example.com/shop-admin:v9"},
+	}
+	f := fakeFactory(t, nil, nil)
+	f.Completer = func(context.Context) (completer, error) { return comp, nil }
+	complete := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		root := newRootCmd(f, &out, &out)
+		root.SetArgs(append([]string{cobra.ShellCompRequestCmd}, args...))
+		if err := root.Execute(); err != nil {
+			t.Fatal(err)
+		}
+		// The values, one a line, then ":<directive>".
+		var values []string
+		for _, line := range strings.Split(out.String(), "\n") {
+			if strings.HasPrefix(line, ":") {
+				break
+			}
+			values = append(values, line)
+		}
+		return strings.Join(values, " ")
+	}
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", "--app", ""}, "blog shop"},
+		{[]string{"unlock", "--app", "s"}, "shop"},
+		{[]string{"rollout", "--image", "registry.example.com/shop", "--version", ""}, "v1 v2 v3"},
+		{[]string{"rollback", "--app", "shop", "--to", "v"}, "v1 v2"},
+		{[]string{"rollout", "--version", ""}, ""},
+	}
+	for _, tc := range cases {
+		if got := complete(tc.args...); got != tc.want {
+			t.Errorf("%q: completes to %q, want %q", tc.args, got, tc.want)
+		}
+	}
+	if !comp.closed {
+		t.Error("the completer was not closed")
+	}
+	f.Completer = func(context.Context) (completer, error) { return nil, deploy.ErrUnreachable }
+	if got := complete("status", "--app", ""); got != "" {
+		t.Errorf("Docker unreachable: completes to %q, want nothing", got)
+	}
+}
+
+func TestRunCompletion(t *testing.T) {
+	root := newRootCmd(fakeFactory(t, nil, nil), &bytes.Buffer{}, &bytes.Buffer{})
+	for _, sh := range completionShells {
+		var out bytes.Buffer
+		if err := runCompletion(&completionOptions{io: ioStreams{out: &out}, shell: sh.name, root: root}); err != nil || !strings.Contains(out.String(), "deployctl") {
+			t.Errorf("%s: %v\n%.200s", sh.name, err, out.String())
+		}
+	}
+	err := runCompletion(&completionOptions{io: ioStreams{out: &bytes.Buffer{}}, shell: "tcsh", root: root})
+	if exitCode(err) != ExitUsage {
+		t.Errorf("tcsh: exit %d: %v", exitCode(err), err)
+	}
+}
