@@ -34,8 +34,8 @@ func printPlan(run *engineRun, o *rolloutOptions) error {
 	if len(p.Current) == 0 {
 		fmt.Fprintln(w, "  first deploy: no current container")
 	}
-	for _, old := range p.Current {
-		fmt.Fprintf(w, "  then drain (%s) and stop %s (%s, %s)\n", old.Drain, old.Name, orDash(old.Version), orDash(old.URL))
+	for i, st := range p.Steps {
+		fmt.Fprint(w, stepLines(i+1, st, p.Current))
 	}
 	if len(p.Prune) > 0 {
 		fmt.Fprintf(w, "  then remove old containers beyond --keep %d: %s\n", o.Keep, strings.Join(p.Prune, ", "))
@@ -44,9 +44,33 @@ func printPlan(run *engineRun, o *rolloutOptions) error {
 		fmt.Fprintf(w, "  ! the deploy lock is held by %s\n", p.Lock)
 	}
 	for _, warning := range p.Warnings {
-		fmt.Fprintf(w, "  ! %s\n", warning)
+		fmt.Fprintf(w, "  ! %s (%s)\n", warning.Message, warning.Code)
 	}
 	return nil
+}
+
+// stepLines renders step n of a plan: what it starts, then each current
+// container it drains and stops, one per line.
+func stepLines(n int, st deploy.Step, current []deploy.PlannedOld) string {
+	var lines []string
+	then := ""
+	if st.Start > 0 {
+		noun := "container"
+		if st.Start > 1 {
+			noun = "containers"
+		}
+		lines = append(lines, fmt.Sprintf("start %d new %s", st.Start, noun))
+		then = "then "
+	}
+	for _, i := range st.Drain {
+		if i < 0 || i >= len(current) {
+			continue // the engine's steps index into current
+		}
+		old := current[i]
+		lines = append(lines, fmt.Sprintf("%sdrain (%s) and stop %s (%s, %s)", then, old.Drain, old.Name, orDash(old.Version), orDash(old.URL)))
+	}
+	head := fmt.Sprintf("  step %d: ", n)
+	return head + strings.Join(lines, "\n"+strings.Repeat(" ", len(head))) + "\n"
 }
 
 // checkOptions are check's flags.

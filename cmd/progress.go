@@ -169,6 +169,8 @@ type jsonEvent struct {
 	Container string        `json:"container,omitempty"`
 	URL       string        `json:"url,omitempty"`
 	Message   string        `json:"message,omitempty"`
+	// Code is a warning's stable code (deploy's Warn constants).
+	Code string `json:"code,omitempty"`
 	// Elapsed is the time spent in the phase, in seconds: on the done and
 	// failed events of the phases the engine times.
 	Elapsed *float64 `json:"elapsed,omitempty"`
@@ -195,6 +197,7 @@ func (j *jsonReporter) Event(e deploy.Event) {
 		Container: e.Container,
 		URL:       e.URL,
 		Message:   e.Message,
+		Code:      e.Code,
 	}
 	if e.Elapsed > 0 && (e.Status == deploy.StatusDone || e.Status == deploy.StatusFail) {
 		secs := float64(e.Elapsed.Round(time.Millisecond).Milliseconds()) / 1000 // 1.503, not 1.5030000000000001

@@ -36,7 +36,7 @@ func scriptedEvents(start time.Time) []deploy.Event {
 	return []deploy.Event{
 		{Time: at(0), Phase: deploy.PhasePlan, Status: deploy.StatusStart},
 		{Time: at(5), Phase: deploy.PhasePlan, Status: deploy.StatusInfo, Message: "pulling web:v2"},
-		{Time: at(9), Phase: deploy.PhasePlan, Status: deploy.StatusWarn, Message: "container web-old was not created by deployctl"},
+		{Time: at(9), Phase: deploy.PhasePlan, Status: deploy.StatusWarn, Code: deploy.WarnNoProbeOnCurrent, Message: "container web-old was not created by deployctl"},
 		{Time: at(12), Phase: deploy.PhasePlan, Status: deploy.StatusDone, Message: "1 current container", Elapsed: 12 * time.Millisecond},
 		{Time: at(12), Phase: deploy.PhaseCreate, Status: deploy.StatusStart, Message: "web:v2"},
 		{Time: at(300), Phase: deploy.PhaseCreate, Status: deploy.StatusDone, Container: "web-v2-1a2b3c", Message: "started", Elapsed: 288 * time.Millisecond},
@@ -132,7 +132,7 @@ func TestJSONEventsMatchSchema(t *testing.T) {
 		if ts, _ := time.Parse(time.RFC3339Nano, obj["time"].(string)); !ts.Equal(e.Time) {
 			t.Errorf("line %d: time %v, want %v", n+1, obj["time"], e.Time)
 		}
-		if obj["message"] != nilIfEmpty(e.Message) || obj["container"] != nilIfEmpty(e.Container) || obj["url"] != nilIfEmpty(e.URL) {
+		if obj["message"] != nilIfEmpty(e.Message) || obj["container"] != nilIfEmpty(e.Container) || obj["url"] != nilIfEmpty(e.URL) || obj["code"] != nilIfEmpty(e.Code) {
 			t.Errorf("line %d does not carry the event's fields: %s", n+1, line)
 		}
 		n++
@@ -141,10 +141,11 @@ func TestJSONEventsMatchSchema(t *testing.T) {
 		t.Errorf("%d lines for %d events", n, len(events))
 	}
 
-	// Every phase and status the engine declares must be in the schema.
+	// Every phase, status and warning code the engine declares must be in
+	// the schema.
 	phases, statuses := engineConstants(t)
 	props := schema["properties"].(map[string]any)
-	for name, want := range map[string][]string{"phase": phases, "status": statuses} {
+	for name, want := range map[string][]string{"phase": phases, "status": statuses, "code": warningCodes(t)} {
 		enum := props[name].(map[string]any)["enum"].([]any)
 		for _, w := range want {
 			if !slices.Contains(enum, any(w)) {
@@ -304,6 +305,28 @@ func engineConstants(t *testing.T) (phases, statuses []string) {
 		t.Fatalf("found no Phase or Status constants in deploy")
 	}
 	return phases, statuses
+}
+
+// warningCodes are the values of deploy's Warn* constants.
+func warningCodes(t *testing.T) []string {
+	t.Helper()
+	var codes []string
+	for _, gd := range genDecls(t, filepath.Join("..", "deploy"), token.CONST) {
+		for _, s := range gd.Specs {
+			vs := s.(*ast.ValueSpec)
+			if len(vs.Names) != 1 || len(vs.Values) != 1 || !strings.HasPrefix(vs.Names[0].Name, "Warn") {
+				continue
+			}
+			if lit, ok := vs.Values[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				v, _ := strconv.Unquote(lit.Value)
+				codes = append(codes, v)
+			}
+		}
+	}
+	if len(codes) == 0 {
+		t.Fatalf("found no Warn constants in deploy")
+	}
+	return codes
 }
 
 func TestProgressModeSelection(t *testing.T) {

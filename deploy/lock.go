@@ -37,7 +37,7 @@ func (r *rollout) lock(ctx context.Context, image string) error {
 			return lockError(fmt.Errorf("taking the deploy lock of %s: %w", r.o.App, err), "then rerun")
 		}
 		if stale, why := le.Holder.Stale(r.e.now(), holder, r.e.Processes); stale {
-			r.warn(PhasePlan, "breaking a stale deploy lock on %s held by %s: %s", r.o.App, le.Holder, why)
+			r.warn(PhasePlan, WarnStaleLockBroken, "breaking a stale deploy lock on %s held by %s: %s", r.o.App, le.Holder, why)
 			// Only that stale lock: another run breaking it at the same
 			// time may already have taken a fresh one.
 			if err := j.Unlock(ctx, r.o.App, &le.Holder); err != nil {
@@ -96,7 +96,7 @@ func (r *rollout) finish(ctx context.Context, err error) {
 		rec.Result, rec.Error = "failed", firstLine(err.Error())
 	}
 	if werr := j.AddRecord(cctx, rec, r.o.HistoryKeep); werr != nil {
-		r.warn(PhaseDone, "could not write the history record: %v", werr)
+		r.warn(PhaseDone, WarnHistoryNotWritten, "could not write the history record: %v", werr)
 	}
 	r.release(cctx)
 }
@@ -109,7 +109,7 @@ func (r *rollout) release(ctx context.Context) {
 	cctx, cancel := r.cleanupContext(ctx)
 	defer cancel()
 	if err := r.e.Journal.Unlock(cctx, r.o.App, &r.holder); err != nil {
-		r.warn(PhaseDone, "could not release the deploy lock: %v (deployctl unlock --app %s)", err, r.o.App)
+		r.warn(PhaseDone, WarnLockNotReleased, "could not release the deploy lock: %v (deployctl unlock --app %s)", err, r.o.App)
 	}
 	r.locked = false
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // Plan is what a rollout would do, worked out without changing anything:
-// the output of --dry-run.
+// the output of --dry-run. It is the rollout's own plan (decide), with the
+// facts the dry run adds (the lock holder, what --keep would prune).
 type Plan struct {
 	App       string       `json:"app"`
 	Image     string       `json:"image"`
@@ -21,9 +22,13 @@ type Plan struct {
 	Port      int          `json:"port,omitempty"`
 	Probe     bool         `json:"probe"` // the new container gets the drain-aware probe
 	Current   []PlannedOld `json:"current"`
-	Prune     []string     `json:"prune,omitempty"`
-	Lock      *Holder      `json:"lock,omitempty"`
-	Warnings  []string     `json:"warnings,omitempty"`
+	// Steps are the rollout's steps: each starts Start new containers,
+	// then drains and stops the current containers it names (indexes into
+	// Current). The single-container rollout is one step.
+	Steps    []Step    `json:"steps"`
+	Prune    []string  `json:"prune,omitempty"`
+	Lock     *Holder   `json:"lock,omitempty"`
+	Warnings []Warning `json:"warnings,omitempty"`
 }
 
 // PlannedOld is a current container and how it would be drained.
@@ -42,20 +47,16 @@ func (e *Engine) Plan(ctx context.Context, o Options) (*Plan, error) {
 		return nil, err
 	}
 	o, _ = o.normalize()
-	var warnings []string
 	quiet := *e
-	quiet.Reporter = ReporterFunc(func(ev Event) {
-		if ev.Status == StatusWarn {
-			warnings = append(warnings, ev.Message)
-		}
-	})
+	quiet.Reporter = nil // the plan is the value returned, not progress
 	r := &rollout{e: &quiet, o: o, operation: "rollout", dryRun: true}
 	r.start = e.now()
 	if err := r.plan(ctx); err != nil {
 		return nil, err
 	}
-	p := &Plan{App: o.App, Image: o.Image, Version: o.Version, WouldPull: r.wouldPull, Services: r.services,
-		Network: r.network, Probe: r.probe, Warnings: warnings}
+	d := r.decision
+	p := &Plan{App: o.App, Image: o.Image, Version: o.Version, WouldPull: r.wouldPull, Services: d.services,
+		Network: d.network, Probe: d.probe, Steps: d.steps, Warnings: d.warnings}
 	labels := map[string]string{}
 	for k, v := range o.Labels {
 		labels[k] = v
@@ -63,7 +64,7 @@ func (e *Engine) Plan(ctx context.Context, o Options) (*Plan, error) {
 	if port, err := r.newPort(labels); err == nil {
 		p.Port = port
 	}
-	for _, old := range r.olds {
+	for _, old := range d.olds {
 		p.Current = append(p.Current, PlannedOld{Name: old.Short(), Version: old.Labels[LabelVersion], URL: old.url, Drain: old.drain})
 	}
 	if e.Journal != nil {
@@ -71,20 +72,11 @@ func (e *Engine) Plan(ctx context.Context, o Options) (*Plan, error) {
 			p.Lock = h
 		}
 	}
-	// What --keep would prune once the current containers are stopped.
-	cs, err := e.Runtime.List(ctx, map[string]string{LabelApp: o.App})
-	if err == nil {
-		var stopped []Container
-		for _, c := range cs {
-			if !c.Running() {
-				stopped = append(stopped, c)
-			}
-		}
-		sort.Slice(stopped, func(i, j int) bool { return lastServed(stopped[i]).After(lastServed(stopped[j])) })
-		for i, c := range stopped {
-			if i+len(r.olds) >= o.Keep {
-				p.Prune = append(p.Prune, c.Short())
-			}
+	// What --keep would prune once the current containers are stopped:
+	// the rollout's own decision (pruneList), on today's containers.
+	if listed, err := e.Runtime.List(ctx, map[string]string{LabelApp: o.App}); err == nil {
+		for _, c := range pruneList(listed, containersOf(d.olds), "", o.Keep) {
+			p.Prune = append(p.Prune, c.Short())
 		}
 	}
 	return p, nil
@@ -99,18 +91,42 @@ type Finding struct {
 	Fix     string `json:"fix"`
 }
 
-// Finding codes.
+// Finding codes. A plan warning is the finding of the same code (the
+// first group); the others are check's own.
 const (
-	FindingNotListed              = "not-listed-by-traefik"
-	FindingNoProbeOnCurrent       = "current-without-drain-probe"
+	FindingNotListed         = WarnNotListed
+	FindingNoServerURL       = WarnNoServerURL
+	FindingNoProbeOnCurrent  = WarnNoProbeOnCurrent
+	FindingNoProbe           = WarnNoProbe
+	FindingLeftOutOfRotation = WarnLeftOutOfRotation
+	FindingAmbiguousNetwork  = WarnAmbiguousNetwork
+
 	FindingSlowDrainProbe         = "slow-drain-probe"
-	FindingAmbiguousNetwork       = "ambiguous-network"
 	FindingNoServiceLabel         = "no-service-label"
-	FindingNoProbe                = "no-drain-probe"
 	FindingLockHeld               = "lock-held"
-	FindingPlanWarning            = "plan-warning"
 	FindingTraefikTooOldForDocker = "traefik-too-old-for-docker"
+	// FindingPlanWarning is a plan warning whose code check has no fix for
+	// (none today).
+	FindingPlanWarning = "plan-warning"
 )
+
+// warningFixes are the fixes check gives for the plan's warnings, by code.
+var warningFixes = map[string]string{
+	WarnNotListed:         "check traefik.enable and the service labels; pass --network (or set the traefik.docker.network label) to the network Traefik uses",
+	WarnNoServerURL:       "pass --network (or set the traefik.docker.network label) to the network Traefik uses, and attach the container to it",
+	WarnNoProbeOnCurrent:  "nothing to do: containers deployctl creates have the probe, so later rollouts drain cleanly",
+	WarnNoProbe:           "give the container a writable root filesystem (no --read-only)",
+	WarnLeftOutOfRotation: "nothing to do: the next rollout stops it; or docker stop it now if it is left over",
+}
+
+// findingOf is check's finding for a plan warning: its code and message,
+// with the fix for that code.
+func findingOf(w Warning) Finding {
+	if fix, ok := warningFixes[w.Code]; ok {
+		return Finding{Code: w.Code, Problem: w.Message, Fix: fix}
+	}
+	return Finding{Code: FindingPlanWarning, Problem: w.Message, Fix: "see the message"}
+}
 
 // Check reports what would make a rollout of app fail or drop requests,
 // for its current deployment: a dry run of redeploying the serving version,
@@ -147,15 +163,10 @@ func (e *Engine) Check(ctx context.Context, o Options) ([]Finding, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, old := range p.Current {
-		if old.URL == "" {
-			out = append(out, Finding{FindingNotListed, fmt.Sprintf("Traefik does not list %s: the app is not served through Traefik, or deployctl looks on the wrong network", old.Name),
-				"check traefik.enable and the service labels; pass --network (or set the traefik.docker.network label) to the network Traefik uses"})
-		}
-		if old.Drain == DrainSignal {
-			out = append(out, Finding{FindingNoProbeOnCurrent, fmt.Sprintf("%s cannot be taken out of Traefik before it is stopped (it has no deployctl probe): the next rollout may fail some requests once", old.Name),
-				"nothing to do: containers deployctl creates have the probe, so later rollouts drain cleanly"})
-		}
+	// What the plan warns about, by code: the same decisions the rollout
+	// makes, so check and the rollout cannot disagree.
+	for _, w := range p.Warnings {
+		out = append(out, findingOf(w))
 	}
 	if hc := newest.Healthcheck; newest.Labels[LabelDrain] == "probe" && hc != nil && hc.Interval > 5*time.Second {
 		out = append(out, Finding{FindingSlowDrainProbe, fmt.Sprintf("%s's drain probe runs every %s, so taking it out of Traefik will take about that long", newest.Short(), hc.Interval),
@@ -169,17 +180,8 @@ func (e *Engine) Check(ctx context.Context, o Options) ([]Finding, error) {
 		out = append(out, Finding{FindingNoServiceLabel, "the labels name no Traefik service: Traefik names the service after each container, so two versions would be two services behind one router",
 			"add --label traefik.http.services.<app>.loadbalancer.server.port=<port>"})
 	}
-	if !p.Probe {
-		out = append(out, Finding{FindingNoProbe, "the new container could not get deployctl's drain probe, so it would be stopped by signal on the next rollout",
-			"give the container a writable root filesystem (no --read-only)"})
-	}
 	if p.Lock != nil {
 		out = append(out, Finding{FindingLockHeld, "the deploy lock is held by " + p.Lock.String(), "wait, or deployctl unlock --app " + o.App + " if that run is dead"})
-	}
-	for _, w := range p.Warnings {
-		if !strings.Contains(w, "not created by deployctl") && !strings.Contains(w, "Traefik does not list") && !strings.Contains(w, "drain probe") {
-			out = append(out, Finding{FindingPlanWarning, w, "see the message"})
-		}
 	}
 	return out, nil
 }

@@ -2,6 +2,9 @@ package deploy
 
 import (
 	"context"
+	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,8 +43,12 @@ func TestPlanChangesNothing(t *testing.T) {
 	if len(p.Prune) != 1 || p.Prune[0] != "web-v0" {
 		t.Errorf("prune %v", p.Prune)
 	}
-	if len(p.Warnings) == 0 || !strings.Contains(strings.Join(p.Warnings, "\n"), "not created by deployctl") {
-		t.Errorf("warnings %q", p.Warnings)
+	if len(p.Warnings) != 1 || p.Warnings[0].Code != WarnNoProbeOnCurrent || !strings.Contains(p.Warnings[0].Message, "legacy") {
+		t.Errorf("warnings %+v, want one %s about legacy", p.Warnings, WarnNoProbeOnCurrent)
+	}
+	// One step: start the new container, then drain both current ones.
+	if want := []Step{{Start: 1, Drain: []int{0, 1}}}; !reflect.DeepEqual(p.Steps, want) {
+		t.Errorf("steps %+v, want %+v", p.Steps, want)
 	}
 }
 
@@ -97,5 +104,79 @@ func TestCheckReportsPlatformWithoutProbe(t *testing.T) {
 	findings, err := e.Check(context.Background(), Options{App: "web", Probes: fakeProbes{}})
 	if err != nil || len(findings) != 1 || !strings.Contains(findings[0].Problem, "linux/s390x") || !strings.Contains(findings[0].Fix, "--drain=signal") {
 		t.Errorf("findings %+v, err %v; want one naming linux/s390x with --drain=signal in its fix", findings, err)
+	}
+}
+
+// The dry run's prune list is the one the rollout then removes, also when
+// --select adopts a running container without the deployctl.app label
+// (issue 11: the dry run had its own prune arithmetic, which counted the
+// adopted container among the just-stopped versions kept by --keep).
+func TestDryRunPrunesWhatTheRolloutPrunes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		adopt  bool // a running container the --select adopts, without deployctl.app
+		keep   int
+		stoppd int // stopped versions of the app
+	}{
+		{name: "labelled only", keep: 2, stoppd: 3},
+		{name: "adopted", adopt: true, keep: 2, stoppd: 3},
+		{name: "adopted keep 1", adopt: true, keep: 1, stoppd: 2},
+		{name: "adopted keep 3", adopt: true, keep: 3, stoppd: 3},
+		{name: "nothing to prune", adopt: true, keep: 5, stoppd: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld()
+			w.addImage("web:v9", nil)
+			for i := range tc.stoppd {
+				c := w.addRunning(fmt.Sprintf("web-old%d", i), fmt.Sprintf("v%d", i), true)
+				c.State = "exited"
+			}
+			if tc.adopt {
+				w.addRunning("legacy", "v0", false)
+			}
+			w.addRunning("web-v5", "v5", true)
+			e, _ := engine(w)
+			o := testOptions("v9")
+			o.Keep = tc.keep
+			o.Select = map[string]string{"app": "web"}
+			p, err := e.Plan(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.Rollout(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(p.Prune, res.Pruned) {
+				t.Errorf("the dry run would prune %q, the rollout pruned %q", p.Prune, res.Pruned)
+			}
+		})
+	}
+}
+
+// check's findings for the plan's warnings are read by code: a current
+// container Traefik does not list and one without the probe.
+func TestCheckReadsWarningCodes(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v1", nil)
+	legacy := w.addRunning("legacy", "v0", false)
+	legacy.Labels[LabelApp] = "web"
+	c := w.addRunning("web-v1", "v1", true)
+	c.Labels[LabelImage] = "web"
+	w.unlisted = func(fc *fakeContainer) bool { return fc.Name == "legacy" }
+	e, _ := engine(w)
+	findings, err := e.Check(context.Background(), Options{App: "web", Probes: fakeProbes{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for _, f := range findings {
+		codes = append(codes, f.Code)
+		if !strings.Contains(f.Problem, "legacy") || f.Fix == "" {
+			t.Errorf("finding %+v: want one about legacy, with a fix", f)
+		}
+	}
+	if want := []string{FindingNotListed, FindingNoProbeOnCurrent}; !slices.Equal(codes, want) {
+		t.Errorf("codes %v, want %v", codes, want)
 	}
 }

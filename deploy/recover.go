@@ -55,7 +55,7 @@ func (r *rollout) watch(ctx context.Context) error {
 				}
 				if _, err := r.e.Runtime.Inspect(ctx, old.ID); errors.Is(err, ErrContainerNotFound) {
 					old.gone = true
-					r.warn(PhaseWatch, "old container %s was removed by someone else during the watch window: it can no longer be put back if %s fails", old.Short(), r.o.Version)
+					r.warn(PhaseWatch, WarnOldGone, "old container %s was removed by someone else during the watch window: it can no longer be put back if %s fails", old.Short(), r.o.Version)
 				}
 			}
 		}
@@ -80,7 +80,7 @@ func (r *rollout) watch(ctx context.Context) error {
 	case ctx.Err() != nil:
 		reason = "the rollout was interrupted"
 	}
-	r.warn(PhaseWatch, "%s %s failed within the watch window: %s; putting %s back", r.o.App, r.o.Version, reason, names(containersOf(r.olds)))
+	r.warn(PhaseWatch, WarnWatchFailed, "%s %s failed within the watch window: %s; putting %s back", r.o.App, r.o.Version, reason, names(containersOf(r.olds)))
 	cause := fmt.Errorf("%s %s failed within the watch window: %s", r.o.App, r.o.Version, reason)
 	if ctx.Err() != nil {
 		cause = context.Cause(ctx)
@@ -149,7 +149,7 @@ func (r *rollout) revert(ctx context.Context, cause error) error {
 		return r.needsHuman(PhaseDrain, cause, fmt.Errorf("old container(s) did not come back into Traefik: %w", err))
 	}
 	if apiErr != nil {
-		r.warn(PhaseRevert, "Traefik's API stopped answering (%v); Docker has reported %s healthy for longer than Traefik's throttle, so it is taken to be back in rotation", apiErr, names(containersOf(restored)))
+		r.warn(PhaseRevert, WarnTraefikBlind, "Traefik's API stopped answering (%v); Docker has reported %s healthy for longer than Traefik's throttle, so it is taken to be back in rotation", apiErr, names(containersOf(restored)))
 	}
 	r.cutover = false
 	return cause

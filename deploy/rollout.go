@@ -110,7 +110,10 @@ type rollout struct {
 	phaseStart time.Time
 	phases     []PhaseTime
 
-	image    Image
+	image Image
+	// decision is what plan decided (decide). The fields below start as
+	// its values; olds then change as the run goes on (drained, gone).
+	decision *decision
 	olds     []*oldContainer
 	template *Container
 	services []string        // Traefik services the app's servers must be in
@@ -178,8 +181,13 @@ func (r *rollout) done(p Phase, ev Event) {
 	r.e.emit(ev)
 }
 
-func (r *rollout) warn(p Phase, format string, args ...any) {
-	r.e.emit(Event{Phase: p, Status: StatusWarn, Message: fmt.Sprintf(format, args...)})
+// warn emits a warning with its stable code (the Warn constants).
+func (r *rollout) warn(p Phase, code, format string, args ...any) {
+	r.warning(p, warningf(code, format, args...))
+}
+
+func (r *rollout) warning(p Phase, w Warning) {
+	r.e.emit(Event{Phase: p, Status: StatusWarn, Code: w.Code, Message: w.Message})
 }
 
 func (r *rollout) info(p Phase, ev Event) {
@@ -217,14 +225,15 @@ func (r *rollout) run(ctx context.Context) (res *Result, err error) {
 	}
 	p := <-pruned
 	if ctx.Err() != nil {
-		r.warn(PhaseDone, "interrupted after the cutover: the rollout was finished; old containers may not all have been pruned")
+		r.warn(PhaseDone, WarnInterrupted, "interrupted after the cutover: the rollout was finished; old containers may not all have been pruned")
 	}
 	return r.result(p), nil
 }
 
-// plan finds the current containers and their Traefik service, checks the
-// image, and decides how each old container will be drained. It changes
-// nothing.
+// plan gathers the facts (the image, the app's current containers, the
+// router's services) and decides from them (decide): how each old
+// container will be drained, whether the new one gets the probe, the
+// steps and the warnings. It changes nothing but the lock.
 func (r *rollout) plan(ctx context.Context) error {
 	r.begin(PhasePlan, "")
 	o := r.o
@@ -251,66 +260,29 @@ func (r *rollout) plan(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for i := range current {
-		r.olds = append(r.olds, &oldContainer{Container: current[i]})
-	}
-	if len(current) > 0 {
-		newest := current[len(current)-1]
-		r.template = &newest
-		if !o.Force && allVersion(current, o.Version) {
-			return usageError("version %s is already serving (%s); use --force to redeploy it with the same zero-downtime procedure", o.Version, names(current))
-		}
-	}
-
-	if err := r.findServices(ctx); err != nil {
+	// Refused before Traefik is asked anything.
+	if err := refuseRedeploy(current, o); err != nil {
 		return err
 	}
-
-	// Copy the configuration of the newest container Traefik serves: a
-	// newer one that it does not (left by an interrupted run) may be broken.
-	for i := len(r.olds) - 1; i >= 0; i-- {
-		if r.olds[i].url != "" {
-			r.template = &r.olds[i].Container
-			break
-		}
+	// Traefik must answer before anything is changed, also on a first
+	// deploy, when there is nothing to look up in it yet.
+	services, err := r.e.Router.Services(ctx)
+	if err != nil {
+		return unreachable("Traefik", err)
 	}
-	for _, old := range r.olds {
-		if old.url == "" && old.Labels[LabelDrain] == "probe" && old.Health == "unhealthy" {
-			r.warn(PhasePlan, "container %s is running but out of Traefik (drained or unhealthy), probably left by an interrupted run: it will be stopped with the other old containers", old.Short())
-		}
-	}
-
-	// The new container gets the probe unless it cannot run it; a reused
-	// container has it or not already, and gets it again (its copy may be
-	// one of an earlier deployctl).
-	if o.Reuse != "" {
-		r.probe = o.Drain != DrainSignal
-		if r.probe {
-			err = r.reuseProbe(ctx)
-		}
-	} else {
-		r.probe, err = r.canProbe()
+	d, err := decide(facts{image: r.image, current: current, services: services}, o, r.dryRun)
+	for _, w := range d.warnings {
+		r.warning(PhasePlan, w) // also those that came before a refusal
 	}
 	if err != nil {
 		return err
 	}
-	for _, old := range r.olds {
-		old.drain = DrainSignal
-		switch {
-		case o.Drain == DrainSignal:
-		case old.Labels[LabelDrain] == "probe" && !old.ReadOnlyRootfs:
-			old.drain = DrainHealth
-		case o.Drain == DrainHealth:
-			return usageError("--drain=health: container %s has no deployctl probe (it was not created by deployctl, or has a read-only root filesystem); use --drain=auto to stop it by signal once, after which containers made by deployctl drain cleanly", old.Short())
-		default:
-			r.warn(PhasePlan, "container %s was not created by deployctl, so it cannot be taken out of Traefik before it is stopped: it gets its stop signal first, and requests Traefik sends it until Traefik notices may fail. Later rollouts drain cleanly.", old.Short())
-		}
-	}
-	if o.Watch > 0 {
-		for _, old := range r.olds {
-			if old.drain != DrainHealth {
-				return usageError("--watch keeps the old version ready to take over, which needs deployctl's drain probe in it; container %s has none (it was not created by deployctl, or --drain=signal): roll out once without --watch", old.Short())
-			}
+	r.decision = d
+	r.olds, r.template, r.services, r.baseline, r.network = d.olds, d.template, d.services, d.baseline, d.network
+	r.probe, r.probeBin = d.probe, d.probeBin
+	if o.Reuse != "" && r.probe {
+		if err := r.reuseProbe(ctx); err != nil {
+			return err
 		}
 	}
 	msg := fmt.Sprintf("app %s: %s -> %s", o.App, describeCurrent(r.olds), o.Version)
@@ -373,97 +345,6 @@ func (r *rollout) ensureImage(ctx context.Context) (Image, error) {
 	return img, wrapDocker(err)
 }
 
-// findServices looks up the current containers in Traefik: the services
-// whose servers include their URLs are the ones the new container must join.
-func (r *rollout) findServices(ctx context.Context) error {
-	if r.o.Service != "" {
-		r.services = []string{r.o.Service}
-	}
-	r.network = r.o.Network
-	if len(r.olds) == 0 {
-		return r.checkTraefik(ctx)
-	}
-	all, err := r.e.Router.Services(ctx)
-	if err != nil {
-		return unreachable("Traefik", err)
-	}
-	found := map[string]bool{}
-	for _, old := range r.olds {
-		urls, err := candidateURLs(old.Container, r.o.Network)
-		if err != nil {
-			r.warn(PhasePlan, "%v", err)
-			continue
-		}
-		for _, svc := range all {
-			if r.o.Service != "" && !sameService(svc.Name, r.o.Service) {
-				continue
-			}
-			for netName, u := range urls {
-				if _, ok := svc.Server(u); ok {
-					old.url = u
-					found[svc.Name] = true
-					if r.network == "" {
-						r.network = netName
-					}
-				}
-			}
-		}
-		if old.url == "" {
-			r.warn(PhasePlan, "Traefik does not list container %s (looked for %s in %s): it is not being served through Traefik now", old.Short(), strings.Join(sortedValues(urls), ", "), serviceScope(r.o.Service))
-		}
-	}
-	if r.o.Service == "" {
-		r.services = sortedKeys(found)
-	}
-	r.baseline = map[string]bool{}
-	for _, svc := range all {
-		if slices.Contains(r.services, svc.Name) {
-			for _, srv := range svc.Servers {
-				r.baseline[normalizeURL(srv.URL)] = true
-			}
-		}
-	}
-	return nil
-}
-
-// checkTraefik makes sure Traefik answers before anything is changed.
-func (r *rollout) checkTraefik(ctx context.Context) error {
-	if _, err := r.e.Router.Services(ctx); err != nil {
-		return unreachable("Traefik", err)
-	}
-	return nil
-}
-
-// canProbe decides whether the new container gets the drain-aware probe,
-// and chooses the probe for the image's platform. A platform deployctl has
-// no probe for is refused before anything changes: without the probe the
-// next rollout could only stop this container before Traefik drops it.
-// Only --drain=signal, which accepts that, goes on without it.
-func (r *rollout) canProbe() (bool, error) {
-	o := r.o
-	if o.Drain == DrainSignal {
-		return false, nil
-	}
-	if r.template != nil && r.template.ReadOnlyRootfs {
-		const why = "the container has a read-only root filesystem"
-		if o.Drain == DrainHealth {
-			return false, usageError("--drain=health: the new container cannot get deployctl's drain probe: %s", why)
-		}
-		r.warn(PhasePlan, "the new container cannot get deployctl's drain probe (%s): the next rollout will stop it by signal before Traefik drops it", why)
-		return false, nil
-	}
-	if r.dryRun && r.image.OS == "" {
-		// Not pulled yet: the rollout chooses once it knows the platform.
-		return o.Probes != nil, nil
-	}
-	bin, err := r.selectProbe("image "+o.ImageRef(), r.image)
-	if err != nil {
-		return false, err
-	}
-	r.probeBin = bin
-	return true, nil
-}
-
 // reuseProbe chooses the probe for the retained container a rollback
 // restarts, by its image's platform, if it has the probe at all.
 func (r *rollout) reuseProbe(ctx context.Context) error {
@@ -482,25 +363,25 @@ func (r *rollout) reuseProbe(ctx context.Context) error {
 	if err != nil {
 		return classifyDocker(fmt.Errorf("inspecting the image of %s: %w", c.Short(), err))
 	}
-	r.probeBin, err = r.selectProbe("container "+c.Short(), img)
+	r.probeBin, err = selectProbe(r.o.Probes, "container "+c.Short(), img)
 	return err
 }
 
 // selectProbe returns the probe for img's platform, or the refusal that
 // says which platform, which ones deployctl has, and what to do.
-func (r *rollout) selectProbe(what string, img Image) ([]byte, error) {
+func selectProbe(probes ProbeSource, what string, img Image) ([]byte, error) {
 	platform := img.OS + "/" + img.Arch
 	if img.OS == "" || img.Arch == "" {
 		platform = "of an unknown platform (Docker reports no OS/architecture for it)"
 	}
 	var have []string
 	var err error
-	if r.o.Probes == nil {
+	if probes == nil {
 		err = ErrNoProbe
 	} else {
-		have = r.o.Probes.Platforms()
+		have = probes.Platforms()
 		var bin []byte
-		if bin, err = r.o.Probes.Probe(img.OS, img.Arch); err == nil {
+		if bin, err = probes.Probe(img.OS, img.Arch); err == nil {
 			return bin, nil
 		}
 	}
@@ -603,7 +484,7 @@ func (r *rollout) create(ctx context.Context) error {
 	}
 	r.newC = &c
 	for _, w := range warnings {
-		r.warn(PhaseCreate, "%s", w)
+		r.warn(PhaseCreate, WarnDockerCreate, "%s", w)
 	}
 	// Before it starts, and so before Traefik can route to it: the network
 	// Traefik must reach it on has to be one it is attached to, or Traefik
@@ -800,7 +681,7 @@ func (r *rollout) waitRegistered(ctx context.Context) error {
 		return &Error{Kind: KindFailed, Err: err, Hint: "attach the container to the network Traefik uses (--network, or the traefik.docker.network label)"}
 	}
 	if len(urls) > 1 {
-		r.warn(PhaseRegister, "container %s is on several networks (%s) and neither --network nor the traefik.docker.network label says which one Traefik uses: Traefik then picks one at random", r.newC.Short(), strings.Join(sortedKeys(urls), ", "))
+		r.warn(PhaseRegister, WarnAmbiguousNetwork, "container %s is on several networks (%s) and neither --network nor the traefik.docker.network label says which one Traefik uses: Traefik then picks one at random", r.newC.Short(), strings.Join(sortedKeys(urls), ", "))
 	}
 	restarts := r.newC.RestartCount
 	var lastErr error
@@ -830,7 +711,7 @@ func (r *rollout) waitRegistered(ctx context.Context) error {
 			if errors.As(ferr, &de) || errors.Is(ferr, ErrContainerNotFound) {
 				return disappeared(ferr)
 			}
-			r.warn(PhaseRegister, "inspecting the new container failed (%v); Traefik lists it, going on", ferr)
+			r.warn(PhaseRegister, WarnInspectFailed, "inspecting the new container failed (%v); Traefik lists it, going on", ferr)
 		default:
 		}
 	}
@@ -980,7 +861,7 @@ func (r *rollout) drainOld(ctx context.Context) error {
 			// Removed by someone else: Traefik drops it on its own, and
 			// the new container serves.
 			old.gone = true
-			r.warn(PhaseDrain, "old container %s disappeared during the rollout (removed by someone else)", old.Short())
+			r.warn(PhaseDrain, WarnOldGone, "old container %s disappeared during the rollout (removed by someone else)", old.Short())
 			return nil
 		}
 		if err != nil {
@@ -1040,7 +921,7 @@ func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew b
 		return gone && up, nil
 	})
 	if err == nil && apiErr != nil {
-		r.warn(phase, "Traefik's API stopped answering (%v); went on because Docker has reported %s unhealthy or stopped for longer than Traefik's throttle (--traefik-throttle %s + %s)",
+		r.warn(phase, WarnTraefikBlind, "Traefik's API stopped answering (%v); went on because Docker has reported %s unhealthy or stopped for longer than Traefik's throttle (--traefik-throttle %s + %s)",
 			apiErr, names(containersOf(olds)), r.o.TraefikThrottle, blindMargin)
 	}
 	if isTimeout(err) {
@@ -1110,7 +991,7 @@ func (r *rollout) stopOld(ctx context.Context) error {
 	}
 	if len(bySignal) > 0 {
 		if err := r.waitGone(ctx, bySignal, false); err != nil {
-			r.warn(PhaseStop, "%v", err)
+			r.warn(PhaseStop, WarnStopNotConfirmed, "%v", err)
 		}
 	}
 	r.done(PhaseStop, Event{Message: "old container(s) stopped: " + names(containersOf(r.olds))})
@@ -1126,30 +1007,13 @@ func (r *rollout) prune(ctx context.Context) []string {
 	}
 	cs, err := r.e.Runtime.List(ctx, map[string]string{LabelApp: r.o.App})
 	if err != nil {
-		r.warn(PhasePrune, "listing old containers to prune: %v", err)
+		r.warn(PhasePrune, WarnPruneFailed, "listing old containers to prune: %v", err)
 		return nil
 	}
-	keep := r.o.Keep
-	var stopped []Container
-	for _, c := range cs {
-		isOld := slices.ContainsFunc(r.olds, func(o *oldContainer) bool { return o.ID == c.ID })
-		switch {
-		case isOld:
-			keep-- // stopped now, so among the newest
-		case !c.Running() && c.ID != r.newC.ID:
-			stopped = append(stopped, c)
-		}
-	}
-	// The versions that served most recently are the likeliest rollback
-	// targets: keep by when they stopped, not when they were created.
-	sort.Slice(stopped, func(i, j int) bool { return lastServed(stopped[i]).After(lastServed(stopped[j])) })
 	var pruned []string
-	for i, c := range stopped {
-		if i < keep {
-			continue
-		}
+	for _, c := range pruneList(cs, containersOf(r.olds), r.newC.ID, r.o.Keep) {
 		if err := r.e.Runtime.Remove(ctx, c.ID); err != nil {
-			r.warn(PhasePrune, "removing old container %s: %v", c.Short(), err)
+			r.warn(PhasePrune, WarnPruneFailed, "removing old container %s: %v", c.Short(), err)
 			continue
 		}
 		pruned = append(pruned, c.Short())

@@ -283,11 +283,13 @@ const (
 
 // Event is one step of progress.
 type Event struct {
-	Time      time.Time     `json:"time"`
-	Phase     Phase         `json:"phase"`
-	Status    Status        `json:"status"`
-	Container string        `json:"container,omitempty"`
-	URL       string        `json:"url,omitempty"`
-	Message   string        `json:"message,omitempty"`
-	Elapsed   time.Duration `json:"elapsed,omitempty"` // time spent in the phase, on done/failed
+	Time      time.Time `json:"time"`
+	Phase     Phase     `json:"phase"`
+	Status    Status    `json:"status"`
+	Container string    `json:"container,omitempty"`
+	URL       string    `json:"url,omitempty"`
+	Message   string    `json:"message,omitempty"`
+	// Code is a warning's stable code (the Warn constants), on warnings.
+	Code    string        `json:"code,omitempty"`
+	Elapsed time.Duration `json:"elapsed,omitempty"` // time spent in the phase, on done/failed
 }

@@ -1,0 +1,34 @@
+package cmd
+
+import (
+	"testing"
+
+	"github.com/deployctl/deployctl/deploy"
+)
+
+// The --dry-run renderer's steps: what each starts, then each current
+// container it drains and stops.
+func TestStepLines(t *testing.T) {
+	current := []deploy.PlannedOld{
+		{Name: "web-v1", Version: "v1", URL: "http://10.0.0.2:8080", Drain: deploy.DrainHealth},
+		{Name: "legacy", Drain: deploy.DrainSignal},
+	}
+	for _, tc := range []struct {
+		name string
+		st   deploy.Step
+		want string
+	}{
+		{"first deploy", deploy.Step{Start: 1}, "  step 1: start 1 new container\n"},
+		{"one step", deploy.Step{Start: 1, Drain: []int{0, 1}}, "  step 1: start 1 new container\n" +
+			"          then drain (health) and stop web-v1 (v1, http://10.0.0.2:8080)\n" +
+			"          then drain (signal) and stop legacy (-, -)\n"},
+		{"drain only", deploy.Step{Drain: []int{1}}, "  step 1: drain (signal) and stop legacy (-, -)\n"},
+		{"several", deploy.Step{Start: 3}, "  step 1: start 3 new containers\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := stepLines(1, tc.st, current); got != tc.want {
+				t.Errorf("got\n%s\nwant\n%s", got, tc.want)
+			}
+		})
+	}
+}

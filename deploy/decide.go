@@ -1,0 +1,327 @@
+package deploy
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// A rollout's plan is worked out in two halves (issue 11): rollout.plan
+// gathers the facts (I/O: the image, the app's containers, the router's
+// services), and the functions of this file decide from those facts and
+// the options alone (no I/O): how each old container is drained, whether
+// the new one gets the probe, the steps, what to warn about, and what
+// --keep prunes. The dry run (Engine.Plan) and the rollout run the same
+// functions, so --dry-run shows the plan the rollout executes.
+
+// Warning is something the user should know about a rollout that goes on
+// anyway. Code is stable (check, scripts and tests read it, not Message).
+type Warning struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func warningf(code, format string, args ...any) Warning {
+	return Warning{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Warning codes, kebab-case. Those of the plan also appear in --dry-run's
+// plan, and check turns them into findings of the same code; the others
+// come during the run, on warning events only.
+const (
+	// WarnNotListed: Traefik lists no current container's URL in any
+	// (or the --service) service: the app is not served through Traefik,
+	// or deployctl looks on the wrong network.
+	WarnNotListed = "not-listed-by-traefik"
+	// WarnNoServerURL: a current container has no address on the network
+	// Traefik reaches it on, so it cannot be looked up in Traefik at all.
+	WarnNoServerURL = "no-server-url"
+	// WarnLeftOutOfRotation: a current container has the probe but is out
+	// of Traefik (drained or unhealthy), probably left by an interrupted
+	// run; it is stopped with the other old containers.
+	WarnLeftOutOfRotation = "left-out-of-rotation"
+	// WarnNoProbeOnCurrent: a current container has no deployctl probe, so
+	// it gets its stop signal before Traefik drops it.
+	WarnNoProbeOnCurrent = "current-without-drain-probe"
+	// WarnNoProbe: the new container cannot get the drain probe (a
+	// read-only root filesystem): the next rollout stops it by signal.
+	WarnNoProbe = "no-drain-probe"
+	// WarnStaleLockBroken: the deploy lock of a run that is gone (expired,
+	// or its process died) was broken.
+	WarnStaleLockBroken = "stale-lock-broken"
+
+	// WarnDockerCreate: Docker's own warnings on creating the container
+	// (e.g. host port bindings that were not copied).
+	WarnDockerCreate = "docker-create-warning"
+	// WarnAmbiguousNetwork: the new container is on several networks and
+	// nothing says which one Traefik uses.
+	WarnAmbiguousNetwork = "ambiguous-network"
+	// WarnInspectFailed: inspecting the new container failed while Traefik
+	// already listed it; the rollout went on.
+	WarnInspectFailed = "inspect-failed"
+	// WarnOldGone: an old container was removed by someone else during
+	// the rollout.
+	WarnOldGone = "old-container-gone"
+	// WarnTraefikBlind: Traefik's API stopped answering and the run went
+	// on by Docker's health and Traefik's throttle (deploy/blind.go).
+	WarnTraefikBlind = "traefik-api-blind"
+	// WarnStopNotConfirmed: Traefik did not confirm that it dropped an old
+	// container stopped by signal.
+	WarnStopNotConfirmed = "stop-not-confirmed"
+	// WarnWatchFailed: the new version failed within --watch; the old one
+	// is put back.
+	WarnWatchFailed = "watch-failed"
+	// WarnPruneFailed: an old version could not be listed or removed by
+	// --keep's pruning (the rollout itself succeeded).
+	WarnPruneFailed = "prune-failed"
+	// WarnInterrupted: a signal came after the cutover; the rollout was
+	// finished, pruning may not have been.
+	WarnInterrupted = "interrupted-after-cutover"
+	// WarnHistoryNotWritten: the history record could not be written.
+	WarnHistoryNotWritten = "history-not-written"
+	// WarnLockNotReleased: the deploy lock could not be released.
+	WarnLockNotReleased = "lock-not-released"
+)
+
+// facts is what a rollout finds out before it changes anything: the I/O
+// half of its plan. (The dry run adds the lock holder and the app's
+// stopped containers; the rollout lists those when it prunes.)
+type facts struct {
+	image Image // the new version's image; zero in a dry run of one to pull
+	// current are the app's running containers and those --select adopts,
+	// oldest first.
+	current []Container
+	// services is the router's view: every service with its servers.
+	services []Service
+}
+
+// decision is what a rollout decided from its facts and options: pure.
+type decision struct {
+	olds     []*oldContainer // with their URL and drain method
+	template *Container      // the container whose configuration is copied
+	services []string        // the router services the new container must join
+	baseline map[string]bool // server URLs those services have now
+	network  string          // the network the router reaches the app on, if known
+	probe    bool            // the new container gets the drain-aware probe
+	probeBin []byte          // its probe, when known now
+	steps    []Step
+	warnings []Warning
+}
+
+// refuseRedeploy refuses a version that already serves, without --force.
+func refuseRedeploy(current []Container, o Options) error {
+	if len(current) > 0 && !o.Force && allVersion(current, o.Version) {
+		return usageError("version %s is already serving (%s); use --force to redeploy it with the same zero-downtime procedure", o.Version, names(current))
+	}
+	return nil
+}
+
+// decide works out the rollout from its facts: the old containers' URLs
+// and drain methods, the router services, the template, the probe, the
+// steps, and the warnings, in the order the user reads them. A rollout it
+// refuses returns the error, with the warnings decided until then. A rollback (o.Reuse) decides its probe from
+// the retained container instead (rollout.reuseProbe).
+func decide(f facts, o Options, dryRun bool) (*decision, error) {
+	d := &decision{}
+	for _, c := range f.current {
+		d.olds = append(d.olds, &oldContainer{Container: c})
+	}
+	d.route(f.services, o)
+	if len(d.olds) > 0 {
+		d.template = d.chooseTemplate()
+	}
+	for _, old := range d.olds {
+		if old.url == "" && old.Labels[LabelDrain] == "probe" && old.Health == "unhealthy" {
+			d.warn(WarnLeftOutOfRotation, "container %s is running but out of Traefik (drained or unhealthy), probably left by an interrupted run: it will be stopped with the other old containers", old.Short())
+		}
+	}
+	// The new container gets the probe unless it cannot run it; a reused
+	// container has it or not already, and gets it again (its copy may be
+	// one of an earlier deployctl).
+	if o.Reuse != "" {
+		d.probe = o.Drain != DrainSignal
+	} else {
+		probe, bin, w, err := decideProbe(o, d.template, f.image, dryRun)
+		if err != nil {
+			return d, err
+		}
+		d.probe, d.probeBin = probe, bin
+		if w != nil {
+			d.warnings = append(d.warnings, *w)
+		}
+	}
+	modes, ws, err := drainModes(containersOf(d.olds), o)
+	d.warnings = append(d.warnings, ws...)
+	if err != nil {
+		return d, err
+	}
+	for i, old := range d.olds {
+		old.drain = modes[i]
+	}
+	d.steps, err = PlanSteps(len(d.olds), currentBudget(len(d.olds)))
+	if err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+func (d *decision) warn(code, format string, args ...any) {
+	d.warnings = append(d.warnings, warningf(code, format, args...))
+}
+
+// route looks up the old containers in the router's services: the
+// services whose servers include their URLs are the ones the new container
+// must join, and the network of those URLs the one the router reaches the
+// app on. With no old container (a first deploy) nothing is known yet:
+// the new container's registration finds it.
+func (d *decision) route(all []Service, o Options) {
+	if o.Service != "" {
+		d.services = []string{o.Service}
+	}
+	d.network = o.Network
+	if len(d.olds) == 0 {
+		return
+	}
+	found := map[string]bool{}
+	for _, old := range d.olds {
+		urls, err := candidateURLs(old.Container, o.Network)
+		if err != nil {
+			d.warn(WarnNoServerURL, "%v", err)
+			continue
+		}
+		for _, svc := range all {
+			if o.Service != "" && !sameService(svc.Name, o.Service) {
+				continue
+			}
+			for netName, u := range urls {
+				if _, ok := svc.Server(u); ok {
+					old.url = u
+					found[svc.Name] = true
+					if d.network == "" {
+						d.network = netName
+					}
+				}
+			}
+		}
+		if old.url == "" {
+			d.warn(WarnNotListed, "Traefik does not list container %s (looked for %s in %s): it is not being served through Traefik now", old.Short(), strings.Join(sortedValues(urls), ", "), serviceScope(o.Service))
+		}
+	}
+	if o.Service == "" {
+		d.services = sortedKeys(found)
+	}
+	d.baseline = map[string]bool{}
+	for _, svc := range all {
+		if slices.Contains(d.services, svc.Name) {
+			for _, srv := range svc.Servers {
+				d.baseline[normalizeURL(srv.URL)] = true
+			}
+		}
+	}
+}
+
+// chooseTemplate picks the configuration to copy: the newest old container
+// Traefik serves, since a newer one it does not (left by an interrupted
+// run) may be broken; else the newest.
+func (d *decision) chooseTemplate() *Container {
+	for i := len(d.olds) - 1; i >= 0; i-- {
+		if d.olds[i].url != "" {
+			return &d.olds[i].Container
+		}
+	}
+	return &d.olds[len(d.olds)-1].Container
+}
+
+// decideProbe decides whether the new container gets the drain-aware
+// probe, and chooses the probe for the image's platform. A platform
+// deployctl has no probe for is refused before anything changes: without
+// the probe the next rollout could only stop this container before Traefik
+// drops it. Only --drain=signal, which accepts that, goes on without it.
+func decideProbe(o Options, template *Container, img Image, dryRun bool) (bool, []byte, *Warning, error) {
+	if o.Drain == DrainSignal {
+		return false, nil, nil, nil
+	}
+	if template != nil && template.ReadOnlyRootfs {
+		const why = "the container has a read-only root filesystem"
+		if o.Drain == DrainHealth {
+			return false, nil, nil, usageError("--drain=health: the new container cannot get deployctl's drain probe: %s", why)
+		}
+		w := warningf(WarnNoProbe, "the new container cannot get deployctl's drain probe (%s): the next rollout will stop it by signal before Traefik drops it", why)
+		return false, nil, &w, nil
+	}
+	if dryRun && img.OS == "" {
+		// Not pulled yet: the rollout chooses once it knows the platform.
+		return o.Probes != nil, nil, nil, nil
+	}
+	bin, err := selectProbe(o.Probes, "image "+o.ImageRef(), img)
+	if err != nil {
+		return false, nil, nil, err
+	}
+	return true, bin, nil, nil
+}
+
+// drainModes decides how each old container is taken out of Traefik: by
+// its probe (health) when it has one, else by its stop signal, which
+// --drain=health and --watch refuse.
+func drainModes(olds []Container, o Options) ([]DrainMode, []Warning, error) {
+	modes := make([]DrainMode, len(olds))
+	var warnings []Warning
+	for i, old := range olds {
+		modes[i] = DrainSignal
+		switch {
+		case o.Drain == DrainSignal:
+		case old.Labels[LabelDrain] == "probe" && !old.ReadOnlyRootfs:
+			modes[i] = DrainHealth
+		case o.Drain == DrainHealth:
+			return nil, nil, usageError("--drain=health: container %s has no deployctl probe (it was not created by deployctl, or has a read-only root filesystem); use --drain=auto to stop it by signal once, after which containers made by deployctl drain cleanly", old.Short())
+		default:
+			warnings = append(warnings, warningf(WarnNoProbeOnCurrent, "container %s was not created by deployctl, so it cannot be taken out of Traefik before it is stopped: it gets its stop signal first, and requests Traefik sends it until Traefik notices may fail. Later rollouts drain cleanly.", old.Short()))
+		}
+	}
+	if o.Watch > 0 {
+		for i, old := range olds {
+			if modes[i] != DrainHealth {
+				return nil, nil, usageError("--watch keeps the old version ready to take over, which needs deployctl's drain probe in it; container %s has none (it was not created by deployctl, or --drain=signal): roll out once without --watch", old.Short())
+			}
+		}
+	}
+	return modes, warnings, nil
+}
+
+// currentBudget is the budget the single-container engine keeps: one new
+// container, started while every old one still serves (a surge of all of
+// them), and no old one drained before it is routed to. Its plan is one
+// step: start 1, then drain and stop every old container.
+func currentBudget(olds int) Budget {
+	return Budget{Replicas: 1, MaxSurge: max(olds, 1), MaxUnavailable: 0}
+}
+
+// pruneList decides which stopped containers of the app --keep removes:
+// listed are the app's containers by its label (running or not), olds the
+// ones being replaced (stopped by this run, so the newest of the kept:
+// only those among listed count, since a container --select adopted
+// without the app's label is no rollback target), newID the new container
+// ("" in a dry run). The versions that served most recently are the
+// likeliest rollback targets: kept by when they stopped, not when they
+// were created.
+func pruneList(listed []Container, olds []Container, newID string, keep int) []Container {
+	var stopped []Container
+	for _, c := range listed {
+		isOld := slices.ContainsFunc(olds, func(o Container) bool { return o.ID == c.ID })
+		switch {
+		case isOld:
+			keep-- // stopped now, so among the newest
+		case !c.Running() && c.ID != newID:
+			stopped = append(stopped, c)
+		}
+	}
+	sort.SliceStable(stopped, func(i, j int) bool { return lastServed(stopped[i]).After(lastServed(stopped[j])) })
+	if keep < 0 {
+		keep = 0
+	}
+	if keep >= len(stopped) {
+		return nil
+	}
+	return stopped[keep:]
+}
