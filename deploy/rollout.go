@@ -1009,13 +1009,19 @@ func (r *rollout) prune(ctx context.Context) []string {
 		return nil
 	}
 	keep := r.o.Keep
-	var stopped []Container
+	var stopped, neverStarted []Container
 	for _, c := range cs {
 		isOld := slices.ContainsFunc(r.olds, func(o *oldContainer) bool { return o.ID == c.ID })
 		switch {
 		case isOld:
 			keep-- // stopped now, so among the newest
-		case !c.Running() && c.ID != r.newC.ID:
+		case c.ID == r.newC.ID:
+		case c.State == "created":
+			// Never started: left by a run killed between creating and
+			// starting it (this run holds the lock, so no other run is
+			// making it). It never served: no version to keep.
+			neverStarted = append(neverStarted, c)
+		case !c.Running():
 			stopped = append(stopped, c)
 		}
 	}
@@ -1023,8 +1029,8 @@ func (r *rollout) prune(ctx context.Context) []string {
 	// targets: keep by when they stopped, not when they were created.
 	sort.Slice(stopped, func(i, j int) bool { return lastServed(stopped[i]).After(lastServed(stopped[j])) })
 	var pruned []string
-	for i, c := range stopped {
-		if i < keep {
+	for i, c := range append(stopped, neverStarted...) {
+		if i < keep && i < len(stopped) {
 			continue
 		}
 		if err := r.e.Runtime.Remove(ctx, c.ID); err != nil {
@@ -1034,7 +1040,11 @@ func (r *rollout) prune(ctx context.Context) []string {
 		pruned = append(pruned, c.Short())
 	}
 	if len(pruned) > 0 {
-		r.info(PhasePrune, Event{Message: fmt.Sprintf("removed %d old container(s) beyond --keep %d: %s", len(pruned), r.o.Keep, strings.Join(pruned, ", "))})
+		msg := fmt.Sprintf("removed %d old container(s) beyond --keep %d: %s", len(pruned), r.o.Keep, strings.Join(pruned, ", "))
+		if len(neverStarted) > 0 {
+			msg = fmt.Sprintf("removed %d old or never started container(s) (--keep %d): %s", len(pruned), r.o.Keep, strings.Join(pruned, ", "))
+		}
+		r.info(PhasePrune, Event{Message: msg})
 	}
 	return pruned
 }

@@ -663,3 +663,45 @@ func TestOldContainerRemovedDuringDrain(t *testing.T) {
 		t.Errorf("warnings %q", ws)
 	}
 }
+
+// A container that never started was made by a run killed between
+// creating and starting it: it never served, so it is no retained version.
+// The next rollout removes it, and it takes no --keep slot from a version
+// that served.
+func TestPruneRemovesNeverStartedContainers(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v3", nil)
+	w.addImage("web:v5", nil)
+	served := w.addRunning("web-v0", "v0", true)
+	served.State, served.Finished = "exited", w.clock.Add(30*time.Minute)
+	w.addRunning("web-v1", "v1", true)
+	half := w.addRunning("web-v2-half", "v2", true) // made after v0 stopped
+	half.State, half.Health, half.Networks["proxy"] = "created", "", ""
+	half.Created = w.clock.Add(60 * time.Minute)
+	e, _ := engine(w)
+	o := testOptions("v3")
+	o.Keep = 2
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Pruned, []string{"web-v2-half"}) {
+		t.Errorf("pruned %v, want only the never-started web-v2-half", res.Pruned)
+	}
+	// With room to spare under --keep, too.
+	half = w.addRunning("web-v4-half", "v4", true)
+	half.State, half.Health, half.Networks["proxy"] = "created", "", ""
+	o = testOptions("v5")
+	o.Keep = 10
+	if res, err = e.Rollout(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Pruned, []string{"web-v4-half"}) {
+		t.Errorf("pruned %v, want only the never-started web-v2-half", res.Pruned)
+	}
+	for _, id := range []string{"id-web-v0", "id-web-v1"} {
+		if _, ok := w.containers[id]; !ok {
+			t.Errorf("%s pruned: it served and is within --keep 2", id)
+		}
+	}
+}
