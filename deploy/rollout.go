@@ -268,8 +268,8 @@ func (r *rollout) plan(ctx context.Context) error {
 		}
 	}
 	for _, old := range r.olds {
-		if old.url == "" && old.Labels[LabelDrain] == "probe" && old.Health == "unhealthy" {
-			r.warn(PhasePlan, "container %s is running but out of Traefik (drained or unhealthy), probably left by an interrupted run: it will be stopped with the other old containers", old.Short())
+		if old.url == "" && old.Labels[LabelDrain] == "probe" && (old.Health == "unhealthy" || old.Health == "starting") {
+			r.warn(PhasePlan, "container %s is running but out of Traefik (drained, unhealthy or still starting), probably left by an interrupted run: it will be drained and stopped with the other old containers", old.Short())
 		}
 	}
 
@@ -904,8 +904,10 @@ func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew b
 					Hint: "the new container's health and logs (docker inspect " + r.newC.Short() + ")"}
 			}
 			for _, old := range olds {
-				if srv, ok := svc.Server(old.url); old.url != "" && ok && srv.Registered() {
-					return false, nil
+				for _, u := range r.oldURLs(old) {
+					if srv, ok := svc.Server(u); ok && srv.Registered() {
+						return false, nil
+					}
 				}
 			}
 		}
@@ -935,6 +937,21 @@ func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew b
 			Hint: "that Traefik's docker provider watches this Docker host's events; use --drain=signal to stop old containers without waiting for Traefik"}
 	}
 	return err
+}
+
+// oldURLs are the URLs under which Traefik may route to old: the one it
+// listed at the plan, else every one it could use. A container it did not
+// list then (left starting by a killed run) may have turned healthy and
+// joined the service since.
+func (r *rollout) oldURLs(old *oldContainer) []string {
+	if old.url != "" {
+		return []string{old.url}
+	}
+	urls, err := candidateURLs(old.Container, r.network)
+	if err != nil {
+		return nil
+	}
+	return sortedValues(urls)
 }
 
 // stopOld stops the old containers: drained ones right away, the others by

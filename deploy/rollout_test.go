@@ -705,3 +705,44 @@ func TestPruneRemovesNeverStartedContainers(t *testing.T) {
 		}
 	}
 }
+
+// A run killed after starting its new container leaves it running, not yet
+// healthy. The next run's plan finds it out of Traefik, but it turns
+// healthy and Traefik routes to it while that run goes on: it is drained
+// with the old version, and not stopped before Traefik has dropped it too,
+// even if Traefik drops it later than the old one.
+func TestLeftRunningContainerListedAfterThePlanIsDrainedBeforeStop(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v3", nil)
+	w.addRunning("web-v1", "v1", true)
+	half := w.addRunning("web-v2-half", "v2", true)
+	half.Health = "starting"
+	half.drainLag = 5
+	w.onInspect = func(c *fakeContainer) {
+		if strings.HasPrefix(c.Name, "web-v3") && half.marker == MarkerServe {
+			half.Health = "healthy" // Traefik lists it from now on
+		}
+	}
+	rt := w.runtime()
+	e, ev := engine(w)
+	e.Runtime = &stopSpy{fakeRuntime: rt, before: func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, svc := range w.servicesLocked() {
+			for _, srv := range svc.Servers {
+				if srv.URL == "http://"+half.Networks["proxy"]+":8080" {
+					t.Errorf("an old container is stopped while Traefik still routes to %s (web-v2-half)", srv.URL)
+				}
+			}
+		}
+	}}
+	if _, err := e.Rollout(context.Background(), testOptions("v3")); err != nil {
+		t.Fatal(err)
+	}
+	if half.State != "exited" || half.marker != MarkerDrain {
+		t.Errorf("web-v2-half: %s, marker %q; want drained and stopped", half.State, half.marker)
+	}
+	if !slices.ContainsFunc(ev.warnings(), func(s string) bool { return strings.Contains(s, "probably left by an interrupted run") }) {
+		t.Errorf("no warning about the leftover: %q", ev.warnings())
+	}
+}
