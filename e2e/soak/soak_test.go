@@ -388,8 +388,18 @@ func (s *soak) expectRepaired(t *testing.T, what, version string) {
 	if len(running) != 1 || len(stopped) > keep {
 		t.Errorf("%s: running %v, stopped %v; want 1 running and at most %d stopped", what, running, stopped, keep)
 	}
+	// What deployctl itself says of the app: no problem, no lock.
+	st := exec.Command(deployctlBin, "status", "--app", s.app, "--json")
+	st.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+s.traefik.APIURL)
+	out, err := st.Output()
+	var apps []deploy.AppStatus
+	if err != nil || json.Unmarshal(out, &apps) != nil || len(apps) != 1 {
+		t.Errorf("%s: deployctl status --json: %v %q", what, err, out)
+	} else if len(apps[0].Problems) > 0 || apps[0].Lock != nil {
+		t.Errorf("%s: deployctl status: problems %q, lock %v", what, apps[0].Problems, apps[0].Lock)
+	}
 	// Each retained container has run and stopped (Docker recorded when
-	// it finished).
+	// it started).
 	for _, c := range cs.Items {
 		if c.State != container.StateExited || c.Labels[deploy.LabelApp] != s.app {
 			continue
