@@ -105,16 +105,18 @@ func TestSoakSIGKILLedRollouts(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 
 	// A normal rollout's duration, process start to exit, under the same
-	// load: the kill instants are drawn uniformly over it.
-	var span time.Duration
+	// load: the kill instants are drawn uniformly over it. The span is the
+	// mean of every normal rollout so far (the repairs included), so that
+	// it follows the machine's load; the seed fixes the fractions of it.
+	var normal []time.Duration
 	for _, v := range []string{"cal1", "cal2"} {
 		r := s.run(v, false)
 		if r.code != 0 {
 			t.Fatalf("calibration rollout to %s: exit %d", v, r.code)
 		}
-		span = max(span, r.wall)
+		normal = append(normal, r.wall)
 	}
-	t.Logf("soak: a normal rollout takes %s; kill instants drawn from [0, %s)", span.Round(time.Millisecond), span.Round(time.Millisecond))
+	t.Logf("soak: a normal rollout takes %s", summary(normal))
 
 	type iteration struct {
 		at         time.Duration
@@ -128,14 +130,22 @@ func TestSoakSIGKILLedRollouts(t *testing.T) {
 	phases := map[string]int{}
 	for i := range iterations {
 		killedV, repairV := fmt.Sprintf("k%d", i), fmt.Sprintf("r%d", i)
-		at := time.Duration(rng.Int64N(int64(span)))
+		frac := rng.Float64()
+		span := mean(normal)
+		at := time.Duration(frac * float64(span))
 		k := s.run(killedV, true, at)
+		// The repair starts at once, as a retry in CI would: what the dead
+		// run left is listed meanwhile (a snapshot as the repair begins).
+		leftc := make(chan string, 1)
+		go func() { leftc <- s.leftovers() }()
 		r := s.run(repairV, false)
+		left := <-leftc
+		normal = append(normal, r.wall)
 		it := iteration{at: at, lastEvent: k.lastEvent, exit: k.exit(), killedWall: k.wall, repairWall: r.wall, repairs: r.repairs()}
 		its = append(its, it)
 		phases[k.lastPhase()]++
-		t.Logf("soak %2d: kill at %6s (%s), last event %q; repair rollout to %s: exit %d in %s; %s",
-			i, at.Round(time.Millisecond), it.exit, it.lastEvent, repairV, r.code, r.wall.Round(time.Millisecond), strings.Join(it.repairs, "; "))
+		t.Logf("soak %2d: kill at %.3f x %s = %s (%s), last event %q; left: %s; repair rollout to %s: exit %d in %s; it said: %s",
+			i, frac, span.Round(time.Millisecond), at.Round(time.Millisecond), it.exit, it.lastEvent, left, repairV, r.code, r.wall.Round(time.Millisecond), strings.Join(it.repairs, "; "))
 		if r.code != 0 {
 			t.Errorf("soak %d (seed %d, kill at %s, last event %q): the repair rollout to %s exited %d\n%s", i, seed, at, k.lastEvent, repairV, r.code, r.stderr)
 		}
@@ -162,16 +172,43 @@ func TestSoakSIGKILLedRollouts(t *testing.T) {
 		len(its), time.Since(started).Round(time.Second), seed, summary(kw), summary(rw), phases)
 }
 
+// mean is the mean of ds (not empty).
+func mean(ds []time.Duration) time.Duration {
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return sum / time.Duration(len(ds))
+}
+
+// leftovers describes what a killed run left: the lock, and each
+// container of the app that is not simply stopped.
+func (s *soak) leftovers() string {
+	ctx := context.Background()
+	cs, err := s.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: client.Filters{}.Add("name", s.app)})
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, c := range cs.Items {
+		name := strings.TrimPrefix(c.Names[0], "/")
+		switch {
+		case name == "deployctl-lock-"+s.app:
+			out = append(out, "lock")
+		case c.State != container.StateExited:
+			out = append(out, fmt.Sprintf("%s %s (%s)", c.Labels[deploy.LabelVersion], c.State, c.Status))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
+}
+
 // summary is "mean m, max x" of ds.
 func summary(ds []time.Duration) string {
 	if len(ds) == 0 {
 		return "none"
 	}
-	var sum time.Duration
-	for _, d := range ds {
-		sum += d
-	}
-	return fmt.Sprintf("mean %s, max %s", (sum / time.Duration(len(ds))).Round(time.Millisecond), slices.Max(ds).Round(time.Millisecond))
+	return fmt.Sprintf("mean %s, max %s", mean(ds).Round(time.Millisecond), slices.Max(ds).Round(time.Millisecond))
 }
 
 // soak is one app behind one Traefik, and the versions of its image.
@@ -280,12 +317,12 @@ func (r outcome) lastPhase() string {
 func (r outcome) repairs() []string {
 	var out []string
 	for _, ev := range r.events {
-		if ev.Status == "warn" {
+		if ev.Status == string(deploy.StatusWarn) {
 			out = append(out, ev.Message)
 		}
 	}
 	if len(out) == 0 {
-		out = []string{"nothing to repair"}
+		out = []string{"no warning"}
 	}
 	return out
 }
