@@ -57,6 +57,9 @@ type OldRef struct {
 	// Gone: removed by someone else during the rollout (so not kept for
 	// rollback).
 	Gone bool `json:"gone,omitempty"`
+	// HalfMade: the new container of an interrupted run, never in
+	// Traefik: stopped and removed, not kept for rollback.
+	HalfMade bool `json:"half_made,omitempty"`
 }
 
 // PhaseTime is how long one phase took.
@@ -95,6 +98,9 @@ type oldContainer struct {
 	drained bool
 	// gone: removed by someone else during the rollout.
 	gone bool
+	// halfMade: the new container of an interrupted run that never got
+	// into Traefik; removed once stopped, not kept as a version.
+	halfMade bool
 }
 
 // rollout is the state of one rollout in progress.
@@ -267,10 +273,25 @@ func (r *rollout) plan(ctx context.Context) error {
 			break
 		}
 	}
+	var oldestServing time.Time
 	for _, old := range r.olds {
-		if old.url == "" && old.Labels[LabelDrain] == "probe" && (old.Health == "unhealthy" || old.Health == "starting") {
-			r.warn(PhasePlan, "container %s is running but out of Traefik (drained, unhealthy or still starting), probably left by an interrupted run: it will be drained and stopped with the other old containers", old.Short())
+		if old.url != "" && (oldestServing.IsZero() || old.Created.Before(oldestServing)) {
+			oldestServing = old.Created
 		}
+	}
+	for _, old := range r.olds {
+		if old.url != "" || old.Labels[LabelDrain] != "probe" || (old.Health != "unhealthy" && old.Health != "starting") {
+			continue
+		}
+		// Newer than a container Traefik routes to, and never healthy
+		// since: the new container of a run killed before Traefik routed
+		// to it (a drained old container is older than what serves).
+		if !oldestServing.IsZero() && old.Created.After(oldestServing) {
+			old.halfMade = true
+			r.warn(PhasePlan, "container %s (%s) is running but out of Traefik and newer than the serving version: left half-made by an interrupted run, it will be drained, stopped and removed", old.Short(), old.Labels[LabelVersion])
+			continue
+		}
+		r.warn(PhasePlan, "container %s is running but out of Traefik (drained, unhealthy or still starting), probably left by an interrupted run: it will be drained and stopped with the other old containers", old.Short())
 	}
 
 	// The new container gets the probe unless it cannot run it; a reused
@@ -992,6 +1013,13 @@ func (r *rollout) stopOld(ctx context.Context) error {
 		default:
 			r.info(PhaseStop, Event{Container: old.Short(), Message: "stopped"})
 		}
+		if old.halfMade && !old.gone {
+			if err := r.e.Runtime.Remove(ctx, old.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+				r.warn(PhaseStop, "removing %s, left half-made by an interrupted run: %v", old.Short(), err)
+			} else {
+				r.info(PhaseStop, Event{Container: old.Short(), Message: "removed (left half-made by an interrupted run)"})
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -1028,9 +1056,10 @@ func (r *rollout) prune(ctx context.Context) []string {
 	keep := r.o.Keep
 	var stopped, neverStarted []Container
 	for _, c := range cs {
-		isOld := slices.ContainsFunc(r.olds, func(o *oldContainer) bool { return o.ID == c.ID })
+		i := slices.IndexFunc(r.olds, func(o *oldContainer) bool { return o.ID == c.ID })
 		switch {
-		case isOld:
+		case i >= 0 && r.olds[i].halfMade: // removed by stopOld
+		case i >= 0:
 			keep-- // stopped now, so among the newest
 		case c.ID == r.newC.ID:
 		case c.State == "created":
@@ -1073,7 +1102,7 @@ func (r *rollout) result(pruned []string) *Result {
 		Phases: r.phases, Pruned: pruned, Total: Duration(r.e.now().Sub(r.start)),
 	}
 	for _, old := range r.olds {
-		res.Old = append(res.Old, OldRef{ContainerRef: ContainerRef{ID: old.ID, Name: old.Short(), Version: old.Labels[LabelVersion], URL: old.url}, Drain: old.drain, Gone: old.gone})
+		res.Old = append(res.Old, OldRef{ContainerRef: ContainerRef{ID: old.ID, Name: old.Short(), Version: old.Labels[LabelVersion], URL: old.url}, Drain: old.drain, Gone: old.gone, HalfMade: old.halfMade})
 	}
 	r.e.emit(Event{Phase: PhaseDone, Status: StatusDone, Container: r.newC.Short(), URL: r.newURL,
 		Message: fmt.Sprintf("%s %s is serving", r.o.App, r.o.Version), Elapsed: time.Duration(res.Total)})

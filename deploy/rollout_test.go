@@ -742,7 +742,54 @@ func TestLeftRunningContainerListedAfterThePlanIsDrainedBeforeStop(t *testing.T)
 	if half.State != "exited" || half.marker != MarkerDrain {
 		t.Errorf("web-v2-half: %s, marker %q; want drained and stopped", half.State, half.marker)
 	}
-	if !slices.ContainsFunc(ev.warnings(), func(s string) bool { return strings.Contains(s, "probably left by an interrupted run") }) {
+	if !slices.ContainsFunc(ev.warnings(), func(s string) bool {
+		return strings.Contains(s, "web-v2-half") && strings.Contains(s, "interrupted run")
+	}) {
 		t.Errorf("no warning about the leftover: %q", ev.warnings())
+	}
+}
+
+// A run killed after starting its new container but before Traefik routed
+// to it leaves it running, out of Traefik, and newer than the version that
+// serves (often without the probe, which was being copied in). It never
+// served: the next rollout drains and stops it with the old version, then
+// removes it rather than keeping it as a version to roll back to, and it
+// takes no --keep slot from the version that served.
+func TestHalfMadeContainerIsRemovedNotKept(t *testing.T) {
+	for _, health := range []string{"unhealthy", "starting"} {
+		t.Run(health, func(t *testing.T) {
+			w := newWorld()
+			w.addImage("web:v3", nil)
+			w.addRunning("web-v1", "v1", true)
+			half := w.addRunning("web-v2-half", "v2", true)
+			half.Health = health
+			e, ev := engine(w)
+			o := testOptions("v3")
+			o.Keep = 1
+			res, err := e.Rollout(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := w.containers["id-web-v2-half"]; ok {
+				t.Errorf("web-v2-half kept (%s); want it removed", half.State)
+			}
+			if i, j := indexOf(t, w.ops, "stop web-v2-half"), indexOf(t, w.ops, "remove web-v2-half"); j < i {
+				t.Errorf("removed before it was stopped: %q", w.ops)
+			}
+			if v1, ok := w.containers["id-web-v1"]; !ok || v1.State != "exited" {
+				t.Errorf("web-v1 not kept stopped for rollback (--keep 1): %v", ok)
+			}
+			if len(res.Pruned) != 0 {
+				t.Errorf("pruned %v", res.Pruned)
+			}
+			for _, old := range res.Old {
+				if old.HalfMade != (old.Name == "web-v2-half") || old.Gone {
+					t.Errorf("result: %+v", old)
+				}
+			}
+			if !slices.ContainsFunc(ev.warnings(), func(s string) bool { return strings.Contains(s, "web-v2-half") && strings.Contains(s, "removed") }) {
+				t.Errorf("no warning saying web-v2-half will be removed: %q", ev.warnings())
+			}
+		})
 	}
 }
