@@ -300,6 +300,10 @@ func printResult(w io.Writer, res *deploy.Result) {
 			fmt.Fprintf(w, "  %s (%s) was removed by someone else during the rollout\n", old.Name, old.Version)
 			continue
 		}
+		if old.HalfMade {
+			fmt.Fprintf(w, "  stopped and removed %s (%s), left half-made by an interrupted run\n", old.Name, old.Version)
+			continue
+		}
 		fmt.Fprintf(w, "  stopped %s (%s, drained by %s), kept for rollback\n", old.Name, old.Version, old.Drain)
 	}
 	if len(res.Pruned) > 0 {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // A rollout's plan is worked out in two halves (issue 11): rollout.plan
@@ -41,6 +42,10 @@ const (
 	// of Traefik (drained or unhealthy), probably left by an interrupted
 	// run; it is stopped with the other old containers.
 	WarnLeftOutOfRotation = "left-out-of-rotation"
+	// WarnHalfMade: a current container is the new container of a run
+	// killed before Traefik routed to it (out of Traefik, newer than the
+	// serving version); it is drained, stopped and removed.
+	WarnHalfMade = "half-made-by-interrupted-run"
 	// WarnNoProbeOnCurrent: a current container has no deployctl probe, so
 	// it gets its stop signal before Traefik drops it.
 	WarnNoProbeOnCurrent = "current-without-drain-probe"
@@ -131,11 +136,7 @@ func decide(f facts, o Options, dryRun bool) (*decision, error) {
 	if len(d.olds) > 0 {
 		d.template = d.chooseTemplate()
 	}
-	for _, old := range d.olds {
-		if old.url == "" && old.Labels[LabelDrain] == "probe" && old.Health == "unhealthy" {
-			d.warn(WarnLeftOutOfRotation, "container %s is running but out of Traefik (drained or unhealthy), probably left by an interrupted run: it will be stopped with the other old containers", old.Short())
-		}
-	}
+	d.leftovers()
 	// The new container gets the probe unless it cannot run it; a reused
 	// container has it or not already, and gets it again (its copy may be
 	// one of an earlier deployctl).
@@ -164,6 +165,33 @@ func decide(f facts, o Options, dryRun bool) (*decision, error) {
 		return d, err
 	}
 	return d, nil
+}
+
+// leftovers finds the containers an interrupted run left running out of
+// Traefik: a container with the probe, not listed, unhealthy or still
+// starting. One newer than a container Traefik routes to is the new
+// container of a run killed before Traefik routed to it (a drained old
+// container is older than what serves): half-made, it is drained, stopped
+// and removed, not kept as a version. The others are old containers left
+// drained: stopped with the rest.
+func (d *decision) leftovers() {
+	var oldestServing time.Time
+	for _, old := range d.olds {
+		if old.url != "" && (oldestServing.IsZero() || old.Created.Before(oldestServing)) {
+			oldestServing = old.Created
+		}
+	}
+	for _, old := range d.olds {
+		if old.url != "" || old.Labels[LabelDrain] != "probe" || (old.Health != "unhealthy" && old.Health != "starting") {
+			continue
+		}
+		if !oldestServing.IsZero() && old.Created.After(oldestServing) {
+			old.halfMade = true
+			d.warn(WarnHalfMade, "container %s (%s) is running but out of Traefik and newer than the serving version: left half-made by an interrupted run, it will be drained, stopped and removed", old.Short(), old.Labels[LabelVersion])
+			continue
+		}
+		d.warn(WarnLeftOutOfRotation, "container %s is running but out of Traefik (drained, unhealthy or still starting), probably left by an interrupted run: it will be drained and stopped with the other old containers", old.Short())
+	}
 }
 
 func (d *decision) warn(code, format string, args ...any) {
@@ -301,27 +329,39 @@ func currentBudget(olds int) Budget {
 // listed are the app's containers by its label (running or not), olds the
 // ones being replaced (stopped by this run, so the newest of the kept:
 // only those among listed count, since a container --select adopted
-// without the app's label is no rollback target), newID the new container
-// ("" in a dry run). The versions that served most recently are the
-// likeliest rollback targets: kept by when they stopped, not when they
-// were created.
-func pruneList(listed []Container, olds []Container, newID string, keep int) []Container {
-	var stopped []Container
+// without the app's label is no rollback target), halfMade those of olds
+// the run removes itself (never served: no version to keep), newID the new
+// container ("" in a dry run). The versions that served most recently are
+// the likeliest rollback targets: kept by when they stopped, not when they
+// were created. A container that was never started (a run killed between
+// creating and starting it; this run holds the lock, so no run is making
+// it now) never served either: always removed.
+func pruneList(listed []Container, olds []Container, halfMade map[string]bool, newID string, keep int) []Container {
+	var stopped, neverStarted []Container
 	for _, c := range listed {
 		isOld := slices.ContainsFunc(olds, func(o Container) bool { return o.ID == c.ID })
 		switch {
+		case halfMade[c.ID], c.ID == newID:
 		case isOld:
 			keep-- // stopped now, so among the newest
-		case !c.Running() && c.ID != newID:
+		case c.State == "created":
+			neverStarted = append(neverStarted, c)
+		case !c.Running():
 			stopped = append(stopped, c)
 		}
 	}
 	sort.SliceStable(stopped, func(i, j int) bool { return lastServed(stopped[i]).After(lastServed(stopped[j])) })
-	if keep < 0 {
-		keep = 0
+	keep = min(max(keep, 0), len(stopped))
+	return append(stopped[keep:], neverStarted...)
+}
+
+// halfMadeIDs are the IDs of the olds an interrupted run left half-made.
+func halfMadeIDs(olds []*oldContainer) map[string]bool {
+	ids := map[string]bool{}
+	for _, old := range olds {
+		if old.halfMade {
+			ids[old.ID] = true
+		}
 	}
-	if keep >= len(stopped) {
-		return nil
-	}
-	return stopped[keep:]
+	return ids
 }

@@ -186,13 +186,13 @@ func TestRoute(t *testing.T) {
 // decide as a whole: the template, the warnings in the order the user
 // reads them, and the one step of the single-container rollout.
 func TestDecide(t *testing.T) {
-	served, left := container("web-v1", 1, true), container("web-v2", 2, true)
+	left, served := container("web-v1", 1, true), container("web-v2", 2, true)
 	left.Health = "unhealthy" // drained by an interrupted run: Traefik does not list it
 	legacy := container("legacy", 3, false)
 	legacy.Networks = map[string]string{"proxy": "10.0.0.4"}
-	routed := []Service{{Name: "web@docker", Servers: []Server{{URL: "http://10.0.0.1:8080"}, {URL: "http://10.0.0.4:8080"}}}}
+	routed := []Service{{Name: "web@docker", Servers: []Server{{URL: "http://10.0.0.2:8080"}, {URL: "http://10.0.0.4:8080"}}}}
 	o := Options{Image: "web", Version: "v3", Probes: fakeProbes{}}
-	d, err := decide(facts{image: Image{OS: "linux", Arch: "amd64"}, current: []Container{served, left, legacy}, services: routed}, o, false)
+	d, err := decide(facts{image: Image{OS: "linux", Arch: "amd64"}, current: []Container{left, served, legacy}, services: routed}, o, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,9 +213,21 @@ func TestDecide(t *testing.T) {
 		t.Errorf("drains %v %v %v, want %v", d.olds[0].drain, d.olds[1].drain, d.olds[2].drain, want)
 	}
 
+	// Out of Traefik and newer than what serves: the new container of a
+	// run killed before Traefik routed to it, removed rather than kept.
+	halfMade := container("web-v4", 5, true)
+	halfMade.Health = "starting"
+	d, err = decide(facts{image: Image{OS: "linux", Arch: "amd64"}, current: []Container{served, halfMade}, services: routed}, o, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{WarnNotListed, WarnHalfMade}; !slices.Equal(codesOf(d.warnings), want) || d.olds[0].halfMade || !d.olds[1].halfMade {
+		t.Errorf("half-made: warnings %v, want %v; half-made %v %v, want false true", codesOf(d.warnings), want, d.olds[0].halfMade, d.olds[1].halfMade)
+	}
+
 	// A refusal keeps the warnings decided before it.
 	o.Drain = DrainHealth
-	d, err = decide(facts{image: Image{OS: "linux", Arch: "amd64"}, current: []Container{served, left, legacy}, services: routed}, o, false)
+	d, err = decide(facts{image: Image{OS: "linux", Arch: "amd64"}, current: []Container{left, served, legacy}, services: routed}, o, false)
 	assertKind(t, err, KindUsage)
 	if want := []string{WarnNotListed, WarnLeftOutOfRotation}; !slices.Equal(codesOf(d.warnings), want) {
 		t.Errorf("warnings before the refusal %v, want %v", codesOf(d.warnings), want)
@@ -256,7 +268,7 @@ func TestPruneList(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
-			for _, c := range pruneList(tc.listed, tc.olds, tc.newID, tc.keep) {
+			for _, c := range pruneList(tc.listed, tc.olds, nil, tc.newID, tc.keep) {
 				got = append(got, c.Name)
 			}
 			if !slices.Equal(got, tc.want) {

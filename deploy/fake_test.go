@@ -49,6 +49,9 @@ type fakeContainer struct {
 	crash    bool // exits once started
 	never    bool // never healthy
 	sick     bool // turns unhealthy
+	// drainLag: Traefik still lists it for this many Router calls after
+	// its drain marker is written (a later health check, Traefik's throttle).
+	drainLag int
 	network  string
 	spec     CreateSpec
 }
@@ -323,7 +326,13 @@ func (f *fakeRouter) services() ([]Service, error) {
 		return nil, w.traefikErr
 	}
 	w.routerCalls++
-	return w.servicesLocked(), nil
+	svcs := w.servicesLocked()
+	for _, c := range w.containers {
+		if c.marker == MarkerDrain && c.drainLag > 0 {
+			c.drainLag--
+		}
+	}
+	return svcs, nil
 }
 
 // servicesLocked is what Traefik lists now; w.mu is held.
@@ -335,7 +344,7 @@ func (w *world) servicesLocked() []Service {
 		if c.State != "running" {
 			continue
 		}
-		if c.Health != "" && c.Health != "healthy" && !(w.drainIgnored && c.marker == MarkerDrain) {
+		if c.Health != "" && c.Health != "healthy" && !((w.drainIgnored || c.drainLag > 0) && c.marker == MarkerDrain) {
 			continue
 		}
 		if c.network != "proxy" {

@@ -61,6 +61,9 @@ type OldRef struct {
 	// Gone: removed by someone else during the rollout (so not kept for
 	// rollback).
 	Gone bool `json:"gone,omitempty"`
+	// HalfMade: the new container of an interrupted run, never in
+	// Traefik: stopped and removed, not kept for rollback.
+	HalfMade bool `json:"half_made,omitempty"`
 }
 
 // PhaseTime is how long one phase took.
@@ -99,6 +102,9 @@ type oldContainer struct {
 	drained bool
 	// gone: removed by someone else during the rollout.
 	gone bool
+	// halfMade: the new container of an interrupted run that never got
+	// into Traefik; removed once stopped, not kept as a version.
+	halfMade bool
 }
 
 // rollout is the state of one rollout in progress.
@@ -906,8 +912,10 @@ func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew b
 					Hint: "the new container's health and logs (docker inspect " + r.newC.Short() + ")"}
 			}
 			for _, old := range olds {
-				if srv, ok := svc.Server(old.url); old.url != "" && ok && srv.Registered() {
-					return false, nil
+				for _, u := range r.oldURLs(old) {
+					if srv, ok := svc.Server(u); ok && srv.Registered() {
+						return false, nil
+					}
 				}
 			}
 		}
@@ -937,6 +945,21 @@ func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew b
 			Hint: "that Traefik's docker provider watches this Docker host's events; use --drain=signal to stop old containers without waiting for Traefik"}
 	}
 	return err
+}
+
+// oldURLs are the URLs under which Traefik may route to old: the one it
+// listed at the plan, else every one it could use. A container it did not
+// list then (left starting by a killed run) may have turned healthy and
+// joined the service since.
+func (r *rollout) oldURLs(old *oldContainer) []string {
+	if old.url != "" {
+		return []string{old.url}
+	}
+	urls, err := candidateURLs(old.Container, r.network)
+	if err != nil {
+		return nil
+	}
+	return sortedValues(urls)
 }
 
 // stopOld stops the old containers: drained ones right away, the others by
@@ -977,6 +1000,13 @@ func (r *rollout) stopOld(ctx context.Context) error {
 		default:
 			r.info(PhaseStop, Event{Container: old.Short(), Message: "stopped"})
 		}
+		if old.halfMade && !old.gone {
+			if err := r.e.Runtime.Remove(ctx, old.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+				r.warn(PhaseStop, WarnPruneFailed, "removing %s, left half-made by an interrupted run: %v", old.Short(), err)
+			} else {
+				r.info(PhaseStop, Event{Container: old.Short(), Message: "removed (left half-made by an interrupted run)"})
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -1011,7 +1041,7 @@ func (r *rollout) prune(ctx context.Context) []string {
 		return nil
 	}
 	var pruned []string
-	for _, c := range pruneList(cs, containersOf(r.olds), r.newC.ID, r.o.Keep) {
+	for _, c := range pruneList(cs, containersOf(r.olds), halfMadeIDs(r.olds), r.newC.ID, r.o.Keep) {
 		if err := r.e.Runtime.Remove(ctx, c.ID); err != nil {
 			r.warn(PhasePrune, WarnPruneFailed, "removing old container %s: %v", c.Short(), err)
 			continue
@@ -1019,7 +1049,7 @@ func (r *rollout) prune(ctx context.Context) []string {
 		pruned = append(pruned, c.Short())
 	}
 	if len(pruned) > 0 {
-		r.info(PhasePrune, Event{Message: fmt.Sprintf("removed %d old container(s) beyond --keep %d: %s", len(pruned), r.o.Keep, strings.Join(pruned, ", "))})
+		r.info(PhasePrune, Event{Message: fmt.Sprintf("removed %d old or never started container(s) beyond --keep %d: %s", len(pruned), r.o.Keep, strings.Join(pruned, ", "))})
 	}
 	return pruned
 }
@@ -1031,7 +1061,7 @@ func (r *rollout) result(pruned []string) *Result {
 		Phases: r.phases, Pruned: pruned, Total: Duration(r.e.now().Sub(r.start)),
 	}
 	for _, old := range r.olds {
-		res.Old = append(res.Old, OldRef{ContainerRef: ContainerRef{ID: old.ID, Name: old.Short(), Version: old.Labels[LabelVersion], URL: old.url}, Drain: old.drain, Gone: old.gone})
+		res.Old = append(res.Old, OldRef{ContainerRef: ContainerRef{ID: old.ID, Name: old.Short(), Version: old.Labels[LabelVersion], URL: old.url}, Drain: old.drain, Gone: old.gone, HalfMade: old.halfMade})
 	}
 	r.e.emit(Event{Phase: PhaseDone, Status: StatusDone, Container: r.newC.Short(), URL: r.newURL,
 		Message: fmt.Sprintf("%s %s is serving", r.o.App, r.o.Version), Elapsed: time.Duration(res.Total)})

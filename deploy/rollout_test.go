@@ -669,3 +669,133 @@ func TestOldContainerRemovedDuringDrain(t *testing.T) {
 		t.Errorf("warnings %q", ws)
 	}
 }
+
+// A container that never started was made by a run killed between
+// creating and starting it: it never served, so it is no retained version.
+// The next rollout removes it, and it takes no --keep slot from a version
+// that served.
+func TestPruneRemovesNeverStartedContainers(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v3", nil)
+	w.addImage("web:v5", nil)
+	served := w.addRunning("web-v0", "v0", true)
+	served.State, served.Finished = "exited", w.clock.Add(30*time.Minute)
+	w.addRunning("web-v1", "v1", true)
+	half := w.addRunning("web-v2-half", "v2", true) // made after v0 stopped
+	half.State, half.Health, half.Networks["proxy"] = "created", "", ""
+	half.Created = w.clock.Add(60 * time.Minute)
+	e, _ := engine(w)
+	o := testOptions("v3")
+	o.Keep = 2
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Pruned, []string{"web-v2-half"}) {
+		t.Errorf("pruned %v, want only the never-started web-v2-half", res.Pruned)
+	}
+	// With room to spare under --keep, too.
+	half = w.addRunning("web-v4-half", "v4", true)
+	half.State, half.Health, half.Networks["proxy"] = "created", "", ""
+	o = testOptions("v5")
+	o.Keep = 10
+	if res, err = e.Rollout(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Pruned, []string{"web-v4-half"}) {
+		t.Errorf("pruned %v, want only the never-started web-v2-half", res.Pruned)
+	}
+	for _, id := range []string{"id-web-v0", "id-web-v1"} {
+		if _, ok := w.containers[id]; !ok {
+			t.Errorf("%s pruned: it served and is within --keep 2", id)
+		}
+	}
+}
+
+// A run killed after starting its new container leaves it running, not yet
+// healthy. The next run's plan finds it out of Traefik, but it turns
+// healthy and Traefik routes to it while that run goes on: it is drained
+// with the old version, and not stopped before Traefik has dropped it too,
+// even if Traefik drops it later than the old one.
+func TestLeftRunningContainerListedAfterThePlanIsDrainedBeforeStop(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v3", nil)
+	w.addRunning("web-v1", "v1", true)
+	half := w.addRunning("web-v2-half", "v2", true)
+	half.Health = "starting"
+	half.drainLag = 5
+	w.onInspect = func(c *fakeContainer) {
+		if strings.HasPrefix(c.Name, "web-v3") && half.marker == MarkerServe {
+			half.Health = "healthy" // Traefik lists it from now on
+		}
+	}
+	rt := w.runtime()
+	e, ev := engine(w)
+	e.Runtime = &stopSpy{fakeRuntime: rt, before: func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, svc := range w.servicesLocked() {
+			for _, srv := range svc.Servers {
+				if srv.URL == "http://"+half.Networks["proxy"]+":8080" {
+					t.Errorf("an old container is stopped while Traefik still routes to %s (web-v2-half)", srv.URL)
+				}
+			}
+		}
+	}}
+	if _, err := e.Rollout(context.Background(), testOptions("v3")); err != nil {
+		t.Fatal(err)
+	}
+	if half.State != "exited" || half.marker != MarkerDrain {
+		t.Errorf("web-v2-half: %s, marker %q; want drained and stopped", half.State, half.marker)
+	}
+	if !slices.ContainsFunc(ev.warnings(), func(s string) bool {
+		return strings.Contains(s, "web-v2-half") && strings.Contains(s, "interrupted run")
+	}) {
+		t.Errorf("no warning about the leftover: %q", ev.warnings())
+	}
+}
+
+// A run killed after starting its new container but before Traefik routed
+// to it leaves it running, out of Traefik, and newer than the version that
+// serves (often without the probe, which was being copied in). It never
+// served: the next rollout drains and stops it with the old version, then
+// removes it rather than keeping it as a version to roll back to, and it
+// takes no --keep slot from the version that served.
+func TestHalfMadeContainerIsRemovedNotKept(t *testing.T) {
+	for _, health := range []string{"unhealthy", "starting"} {
+		t.Run(health, func(t *testing.T) {
+			w := newWorld()
+			w.addImage("web:v3", nil)
+			w.addRunning("web-v1", "v1", true)
+			half := w.addRunning("web-v2-half", "v2", true)
+			half.Health = health
+			e, ev := engine(w)
+			o := testOptions("v3")
+			o.Keep = 1
+			res, err := e.Rollout(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := w.containers["id-web-v2-half"]; ok {
+				t.Errorf("web-v2-half kept (%s); want it removed", half.State)
+			}
+			if i, j := indexOf(t, w.ops, "stop web-v2-half"), indexOf(t, w.ops, "remove web-v2-half"); j < i {
+				t.Errorf("removed before it was stopped: %q", w.ops)
+			}
+			if v1, ok := w.containers["id-web-v1"]; !ok || v1.State != "exited" {
+				t.Errorf("web-v1 not kept stopped for rollback (--keep 1): %v", ok)
+			}
+			if len(res.Pruned) != 0 {
+				t.Errorf("pruned %v", res.Pruned)
+			}
+			for _, old := range res.Old {
+				if old.HalfMade != (old.Name == "web-v2-half") || old.Gone {
+					t.Errorf("result: %+v", old)
+				}
+			}
+			if !slices.ContainsFunc(ev.warnings(), func(s string) bool { return strings.Contains(s, "web-v2-half") && strings.Contains(s, "removed") }) {
+				t.Errorf("no warning saying web-v2-half will be removed: %q", ev.warnings())
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
@@ -38,21 +39,54 @@ const (
 
 var _ deploy.Journal = (*Runtime)(nil)
 
+// lockSettle bounds how long Lock waits for a lock container that Docker
+// is creating or removing (its name taken, the container not inspectable):
+// Docker finishes within moments, seconds on a busy host.
+var lockSettle = 15 * time.Second
+
 // Lock implements deploy.Journal.
 func (r *Runtime) Lock(ctx context.Context, app, image string, h deploy.Holder) error {
-	return r.lock(ctx, app, image, h, 3)
-}
-
-func (r *Runtime) lock(ctx context.Context, app, image string, h deploy.Holder, tries int) error {
 	hb, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
+	// Docker reserves a container's name before the container can be
+	// inspected, and frees it only once it is gone. A conflict with no
+	// container to read is a lock container being created (maybe by a run
+	// killed meanwhile: Docker still finishes it) or removed: wait until
+	// there is a holder to judge or the name is free.
+	deadline := time.Now().Add(lockSettle)
+	delay := 10 * time.Millisecond
+	for {
+		holder, err := r.tryLock(ctx, app, image, hb)
+		if err != nil || holder == nil {
+			return err
+		}
+		if *holder != (deploy.Holder{}) {
+			return &deploy.LockedError{App: app, Holder: *holder}
+		}
+		if !time.Now().Before(deadline) {
+			return &deploy.LockedError{App: app, Holder: deploy.Holder{User: fmt.Sprintf("unknown (Docker has been creating or removing the lock container for over %s)", lockSettle)}}
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 250*time.Millisecond)
+	}
+}
+
+// tryLock creates the lock container (nil holder, nil error). On a name
+// conflict it returns who holds the lock, or the zero Holder while the
+// container of that name is being created or removed (a lock container
+// always records its holder's start time).
+func (r *Runtime) tryLock(ctx context.Context, app, image string, hb []byte) (*deploy.Holder, error) {
 	// Not abandoned half-way: a lock container created after the client
 	// gave up would be a lock nobody knows they hold.
 	ctx, cancel := uncancelled(ctx)
 	defer cancel()
-	_, err = r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+	_, err := r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: lockPrefix + app,
 		Config: &container.Config{
 			Image:      image,
@@ -62,22 +96,19 @@ func (r *Runtime) lock(ctx context.Context, app, image string, h deploy.Holder, 
 		HostConfig: &container.HostConfig{NetworkMode: "none"},
 	})
 	if err == nil {
-		return nil
+		return nil, nil
 	}
 	if cerrdefs.IsConflict(err) || strings.Contains(err.Error(), "is already in use") {
 		holder, herr := r.LockHolder(ctx, app)
 		if herr != nil {
-			return herr
-		}
-		if holder == nil && tries > 1 { // released in between: try again
-			return r.lock(ctx, app, image, h, tries-1)
+			return nil, herr
 		}
 		if holder == nil {
-			holder = &deploy.Holder{User: "unknown (the lock container is being removed)"}
+			return &deploy.Holder{}, nil
 		}
-		return &deploy.LockedError{App: app, Holder: *holder}
+		return holder, nil
 	}
-	return fmt.Errorf("creating the lock container %s%s: %w", lockPrefix, app, wrap(err))
+	return nil, fmt.Errorf("creating the lock container %s%s: %w", lockPrefix, app, wrap(err))
 }
 
 // Unlock implements deploy.Journal. The lock container is removed by its
