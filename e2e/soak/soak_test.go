@@ -38,7 +38,10 @@ import (
 	"github.com/deployctl/deployctl/internal/testenv"
 )
 
-// traefikVersion is the Traefik the soak runs against.
+// traefikVersion is the Traefik the soak runs against: the first v3, which
+// a fresh machine builds first (.ci/run), so that the soak runs while the
+// long v3.6.15 build the e2e package needs is made. What it tests is
+// deployctl's repair of its own leftovers, the same on either version.
 const traefikVersion = "v3.0.0"
 
 // keep is --keep of every rollout: how many stopped versions may remain.
