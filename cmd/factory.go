@@ -144,7 +144,7 @@ func (f *factory) startEngine(ctx context.Context, s ioStreams, t *traefikOption
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, context.DeadlineExceeded)
 	progress := f.Progress(s.progress, s.errOut)
 	for _, w := range t.warnings() {
-		progress.Event(deploy.Event{Time: f.Now(), Phase: deploy.PhasePlan, Status: deploy.StatusWarn, Message: w})
+		progress.Event(deploy.Event{Time: f.Now(), Phase: deploy.PhasePlan, Status: deploy.StatusWarn, Code: w.Code, Message: w.Message})
 	}
 	eng, done, err := f.engine(ctx, t, progress)
 	if err != nil {

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"github.com/deployctl/deployctl/deploy"
 	"slices"
 	"strings"
 	"testing"
@@ -122,7 +123,14 @@ func TestTraefikAccessWarnings(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := strings.Join(tc.o.warnings(), "\n")
+			var msgs []string
+			for _, w := range tc.o.warnings() {
+				if w.Code != deploy.WarnTraefikInsecure && w.Code != deploy.WarnCredentialsInClear {
+					t.Errorf("warning %q has code %q", w.Message, w.Code)
+				}
+				msgs = append(msgs, w.Message)
+			}
+			got := strings.Join(msgs, "\n")
 			if len(tc.want) == 0 && got != "" {
 				t.Errorf("warnings %q, want none", got)
 			}

@@ -38,10 +38,10 @@ func (t *traefikOptions) register(c *cobra.Command) {
 
 // warnings are what the user should know about how Traefik's API is
 // reached: a run with them still goes on.
-func (t *traefikOptions) warnings() []string {
-	var w []string
+func (t *traefikOptions) warnings() []deploy.Warning {
+	var w []deploy.Warning
 	if t.insecure {
-		w = append(w, "--traefik-insecure: the Traefik API's TLS certificate is not verified, so whoever sits on the path can read the credentials and forge Traefik's answers; pass the CA that signed it with --traefik-ca instead")
+		w = append(w, deploy.Warning{Code: deploy.WarnTraefikInsecure, Message: "--traefik-insecure: the Traefik API's TLS certificate is not verified, so whoever sits on the path can read the credentials and forge Traefik's answers; pass the CA that signed it with --traefik-ca instead"})
 	}
 	u, err := url.Parse(t.url)
 	if err != nil || !strings.EqualFold(u.Scheme, "http") || isLoopback(u.Hostname()) {
@@ -58,8 +58,8 @@ func (t *traefikOptions) warnings() []string {
 		creds = append(creds, "--traefik-header")
 	}
 	if len(creds) > 0 {
-		w = append(w, fmt.Sprintf("the Traefik API credentials (%s) are sent over plain http to %s, readable by anyone on the network: use an https:// --traefik-url (Traefik's API behind a TLS router)",
-			strings.Join(creds, ", "), u.Host))
+		w = append(w, deploy.Warning{Code: deploy.WarnCredentialsInClear, Message: fmt.Sprintf("the Traefik API credentials (%s) are sent over plain http to %s, readable by anyone on the network: use an https:// --traefik-url (Traefik's API behind a TLS router)",
+			strings.Join(creds, ", "), u.Host)})
 	}
 	return w
 }

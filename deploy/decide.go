@@ -85,6 +85,12 @@ const (
 	WarnInterrupted = "interrupted-after-cutover"
 	// WarnHistoryNotWritten: the history record could not be written.
 	WarnHistoryNotWritten = "history-not-written"
+	// WarnTraefikInsecure: --traefik-insecure: the API's TLS certificate
+	// is not verified (warned by the command, before the engine runs).
+	WarnTraefikInsecure = "traefik-tls-unverified"
+	// WarnCredentialsInClear: Traefik API credentials go over plain http
+	// to a host that is not loopback (warned by the command).
+	WarnCredentialsInClear = "traefik-credentials-in-clear"
 	// WarnLockNotReleased: the deploy lock could not be released.
 	WarnLockNotReleased = "lock-not-released"
 )
