@@ -490,18 +490,33 @@ func TestTimeoutIsUnreachable(t *testing.T) {
 
 func TestContextCancelDuringBackoff(t *testing.T) {
 	t.Parallel()
-	srv, hits := statusServer(t, "", 500)
-	c, _ := New(Config{URL: srv.URL})
+	// Tries at 0, 100ms, 300ms and 700ms, then a backoff of 800ms: the
+	// cancel comes 50ms after the fourth answer, inside that backoff,
+	// however slowly a busy machine serves the tries (a cancel at a fixed
+	// time raced the fourth try under -race on a loaded machine).
 	ctx, cancel := context.WithCancel(context.Background())
-	// Tries at 0, 100ms, 300ms and 700ms, then a backoff until 1.5s: cancel in it.
-	time.AfterFunc(900*time.Millisecond, cancel)
-	start := time.Now()
+	defer cancel()
+	var hits atomic.Int32
+	var cancelled atomic.Int64 // UnixNano of the cancel
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 4 {
+			time.AfterFunc(50*time.Millisecond, func() {
+				cancelled.Store(time.Now().UnixNano())
+				cancel()
+			})
+		}
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	c, _ := New(Config{URL: srv.URL})
 	_, err := c.Services(ctx)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
-	if d := time.Since(start); d > 1300*time.Millisecond {
-		t.Errorf("returned %v after start, want right after the cancel at 900ms", d)
+	if at := cancelled.Load(); at == 0 {
+		t.Errorf("returned before the cancel, after %d requests", hits.Load())
+	} else if d := time.Since(time.Unix(0, at)); d > 400*time.Millisecond {
+		t.Errorf("returned %v after the cancel, want right after it", d)
 	}
 	if n := hits.Load(); n != 4 {
 		t.Errorf("%d requests, want 4", n)
