@@ -111,6 +111,11 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 			}
 		}
 		last := i == len(s.steps)-1
+		if err := ctx.Err(); err != nil {
+			// Not a moment later than needed: a signal stops before the
+			// step touches an old container.
+			return nil, s.fail(ctx, PhaseDrain, nil, context.Cause(ctx))
+		}
 		if len(st.Drain) > 0 {
 			if t, err := s.drainBatch(ctx, st.Drain); err != nil {
 				return nil, s.fail(ctx, PhaseDrain, t, err)
@@ -722,22 +727,45 @@ func (s *stepRun) restartOld(ctx context.Context, ts []*target) error {
 	return s.waitOldRouted(ctx, ts)
 }
 
-// waitOldRouted waits until the router lists every one of ts again.
+// waitOldRouted waits until the router lists every one of ts again (a
+// restarted container may have a new address: it is inspected).
 func (s *stepRun) waitOldRouted(ctx context.Context, ts []*target) error {
 	r := s.r
 	err := r.poll(ctx, r.o.DeregisterTimeout+r.o.RegisterTimeout, func() (bool, error) {
-		for _, name := range r.services {
-			svc, err := r.e.Router.Service(ctx, name)
+		all, err := r.e.Router.Services(ctx)
+		if err != nil {
+			return false, nil
+		}
+		for _, t := range ts {
+			if t.state == TargetGone {
+				continue
+			}
+			c, err := r.e.Runtime.Inspect(ctx, t.c.ID)
+			if errors.Is(err, ErrContainerNotFound) {
+				t.state = TargetGone
+				continue
+			}
 			if err != nil {
 				return false, nil
 			}
-			for _, t := range ts {
-				if t.state == TargetGone || t.url == "" {
+			t.c = c
+			urls, err := candidateURLs(c, r.network)
+			if err != nil {
+				return false, nil
+			}
+			found := false
+			for _, svc := range all {
+				if len(r.services) > 0 && !slices.Contains(r.services, svc.Name) {
 					continue
 				}
-				if srv, ok := svc.Server(t.url); !ok || !srv.Registered() {
-					return false, nil
+				for _, u := range urls {
+					if srv, ok := svc.Server(u); ok && srv.Registered() {
+						t.url, found = u, true
+					}
 				}
+			}
+			if !found {
+				return false, nil
 			}
 		}
 		return true, nil
