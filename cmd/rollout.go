@@ -34,6 +34,8 @@ type rolloutOptions struct {
 	timeout   time.Duration
 	json      bool
 	dryRun    bool
+
+	maxSurge, maxUnavailable string
 }
 
 type healthFlags struct {
@@ -117,6 +119,9 @@ shell history.`,
 	fl.IntVar(&o.health.retries, "health-retries", 0, "consecutive failures before the container counts as unhealthy (default 3)")
 	fl.BoolVar(&o.health.none, "no-healthcheck", false, "ignore the image's healthcheck (deployctl then checks that the port accepts connections)")
 
+	fl.IntVar(&o.Replicas, "replicas", 0, "containers of the new version (default: as many as serve now, 1 on a first deploy)")
+	fl.StringVar(&o.maxSurge, "max-surge", deploy.DefaultMaxSurge.String(), "containers started beyond --replicas at any moment: a count or a percentage of --replicas (rounded up)")
+	fl.StringVar(&o.maxUnavailable, "max-unavailable", deploy.DefaultMaxUnavailable.String(), "servers below --replicas that may be out of Traefik at any moment: a count or a percentage of --replicas (rounded down)")
 	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout)
 	fl.BoolVar(&o.Force, "force", false, "redeploy the version that is already serving")
 	fl.StringVar(&o.pull, "pull", "missing", "pull the image: missing, always, never")
@@ -232,10 +237,31 @@ func (o *rolloutOptions) fromFlags(c *cobra.Command) error {
 		}
 		o.Healthcheck = &deploy.Healthcheck{Test: []string{"CMD-SHELL", h.cmd}, Interval: h.interval, Timeout: h.timeout, StartPeriod: h.startPeriod, Retries: h.retries}
 	}
+	if f.Changed("replicas") && o.Replicas < 1 {
+		return usagef("--replicas must be at least 1 (got %d)", o.Replicas)
+	}
+	surge, err := deploy.ParseAmount("--max-surge", o.maxSurge)
+	if err != nil {
+		return usageErrOf(err)
+	}
+	unavailable, err := deploy.ParseAmount("--max-unavailable", o.maxUnavailable)
+	if err != nil {
+		return usageErrOf(err)
+	}
+	o.MaxSurge, o.MaxUnavailable = &surge, &unavailable
 	o.Drain = deploy.DrainMode(o.drain)
 	o.Pull = deploy.PullPolicy(o.pull)
 	o.Restart = o.restart
 	return nil
+}
+
+// usageErrOf is the engine's usage error as the command's.
+func usageErrOf(err error) error {
+	var de *deploy.Error
+	if errors.As(err, &de) {
+		return usageErr{de.Err}
+	}
+	return err
 }
 
 // parseKeyValues turns key=value items, already checked by
@@ -289,7 +315,15 @@ func readEnvFile(path string) ([]string, error) {
 }
 
 func printResult(w io.Writer, res *deploy.Result) {
-	fmt.Fprintf(w, "%s %s is serving: %s (%s) in %s\n", res.App, res.Version, res.New.Name, res.New.URL, strings.Join(res.Service, ", "))
+	if len(res.NewContainers) > 1 {
+		var news []string
+		for _, c := range res.NewContainers {
+			news = append(news, fmt.Sprintf("%s (%s)", c.Name, c.URL))
+		}
+		fmt.Fprintf(w, "%s %s is serving: %d replicas %s in %s\n", res.App, res.Version, len(news), strings.Join(news, ", "), strings.Join(res.Service, ", "))
+	} else {
+		fmt.Fprintf(w, "%s %s is serving: %s (%s) in %s\n", res.App, res.Version, res.New.Name, res.New.URL, strings.Join(res.Service, ", "))
+	}
 	var parts []string
 	for _, p := range res.Phases {
 		parts = append(parts, fmt.Sprintf("%s %s", p.Phase, p.Duration))

@@ -25,13 +25,16 @@ var defaultTraefik = traefikOptions{url: DefaultTraefikURL}
 // rolloutDefaults is rollout's options with no flag given but --image web
 // --version v1, as complete makes them.
 func rolloutDefaults() rolloutOptions {
+	surge, unavailable := deploy.DefaultMaxSurge, deploy.DefaultMaxUnavailable
 	return rolloutOptions{
 		Options: deploy.Options{
 			Image: "web", Version: "v1", Drain: deploy.DrainAuto, Pull: deploy.PullMissing, Keep: deploy.DefaultKeep,
 			DrainGrace: deploy.DefaultDrainGrace, DrainInterval: deploy.DefaultDrainInterval,
 			RegisterTimeout: deploy.DefaultRegisterTimeout, DeregisterTimeout: deploy.DefaultDeregisterTimeout,
 			PollInterval: deploy.DefaultPollInterval, TraefikThrottle: deploy.DefaultTraefikThrottle,
+			MaxSurge: &surge, MaxUnavailable: &unavailable,
 		},
+		maxSurge: "25%", maxUnavailable: "0",
 		traefik: defaultTraefik, drain: "auto", pull: "missing", timeout: 10 * time.Minute,
 		io: ioStreams{progress: progressAuto},
 	}
@@ -79,6 +82,16 @@ func TestNewRolloutCmd(t *testing.T) {
 				o.health.none = true
 				o.Healthcheck = &deploy.Healthcheck{Test: []string{"NONE"}}
 			}},
+		{name: "replicas", args: []string{"--image", "web", "--version", "v1", "--replicas", "4", "--max-surge", "100%"},
+			env: map[string]string{"DEPLOYCTL_MAX_UNAVAILABLE": "1"},
+			want: func(o *rolloutOptions) {
+				o.Replicas, o.maxSurge, o.maxUnavailable = 4, "100%", "1"
+				o.MaxSurge, o.MaxUnavailable = &deploy.Amount{N: 100, Percent: true}, &deploy.Amount{N: 1}
+			}},
+		{name: "zero replicas", args: []string{"--image", "web", "--version", "v1", "--replicas", "0"}, wantErr: "--replicas must be at least 1"},
+		{name: "bad surge", args: []string{"--image", "web", "--version", "v1", "--max-surge", "1x"}, wantErr: `--max-surge "1x"`},
+		{name: "surge over 100%", args: []string{"--image", "web", "--version", "v1", "--max-unavailable", "150%"}, wantErr: "--max-unavailable"},
+		{name: "surge and unavailable 0", args: []string{"--image", "web", "--version", "v1", "--max-surge", "0"}, wantErr: "--max-surge and --max-unavailable are both 0"},
 		{name: "missing version", args: []string{"--image", "web"}, wantErr: "--version is required"},
 		{name: "zero poll interval", args: []string{"--image", "web", "--version", "v1", "--poll-interval", "0"}, wantErr: "--poll-interval must be positive"},
 		{name: "unknown flag", args: []string{"--bogus"}, wantErr: "unknown flag: --bogus"},

@@ -73,14 +73,13 @@ type Budget struct {
 
 // NewBudget resolves surge and unavailable for n replicas. Both given as 0
 // is a usage error (a rollout could never make a step). When percentages
-// round both to 0, unavailable becomes 1, as Kubernetes does. (Its messages
-// name the flags once the commands define them.)
+// round both to 0, unavailable becomes 1, as Kubernetes does.
 func NewBudget(n int, surge, unavailable Amount) (Budget, error) {
 	if n < 1 {
-		return Budget{}, usageError("the number of replicas must be at least 1 (got %d)", n)
+		return Budget{}, usageError("--replicas must be at least 1 (got %d)", n)
 	}
 	if surge.N == 0 && unavailable.N == 0 {
-		return Budget{}, usageError("the surge and the unavailability allowed are both 0: no step could start a new container or stop an old one; allow one of them, e.g. a surge of 1")
+		return Budget{}, usageError("--max-surge and --max-unavailable are both 0: no step could start a new container or stop an old one; allow one of them, e.g. --max-surge 1")
 	}
 	b := Budget{Replicas: n, MaxSurge: surge.of(n, true), MaxUnavailable: unavailable.of(n, false)}
 	if b.MaxSurge == 0 && b.MaxUnavailable == 0 {

@@ -116,6 +116,7 @@ type decision struct {
 	network  string          // the network the router reaches the app on, if known
 	probe    bool            // the new container gets the drain-aware probe
 	probeBin []byte          // its probe, when known now
+	budget   Budget          // of the steps: currentBudget for one replica
 	steps    []Step
 	warnings []Warning
 }
@@ -166,7 +167,11 @@ func decide(f facts, o Options, dryRun bool) (*decision, error) {
 	for i, old := range d.olds {
 		old.drain = modes[i]
 	}
-	d.steps, err = PlanSteps(len(d.olds), currentBudget(len(d.olds)))
+	d.budget, err = decideBudget(d.olds, o)
+	if err != nil {
+		return d, err
+	}
+	d.steps, err = PlanSteps(len(d.olds), d.budget)
 	if err != nil {
 		return d, err
 	}
@@ -329,6 +334,44 @@ func drainModes(olds []Container, o Options) ([]DrainMode, []Warning, error) {
 // step: start 1, then drain and stop every old container.
 func currentBudget(olds int) Budget {
 	return Budget{Replicas: 1, MaxSurge: max(olds, 1), MaxUnavailable: 0}
+}
+
+// defaultReplicas is --replicas when not given: as many containers as
+// serve now (those Traefik routes to; when it lists none, every current
+// one but those an interrupted run left half-made), 1 on a first deploy.
+func defaultReplicas(olds []*oldContainer) int {
+	routed, kept := 0, 0
+	for _, old := range olds {
+		if old.url != "" {
+			routed++
+		}
+		if !old.halfMade {
+			kept++
+		}
+	}
+	if routed == 0 {
+		routed = kept
+	}
+	return max(routed, 1)
+}
+
+// decideBudget is the budget of the rollout's steps. One replica keeps
+// the single-container engine's budget (start the new one, then drain
+// every old one), so that an N=1 rollout is what it always was; more run
+// within --max-surge and --max-unavailable. A rollback (o.Reuse) restarts
+// one retained container: one replica only.
+func decideBudget(olds []*oldContainer, o Options) (Budget, error) {
+	n := o.Replicas
+	if n == 0 {
+		n = defaultReplicas(olds)
+	}
+	if o.Reuse != "" && n > 1 {
+		return Budget{}, usageError("a rollback restarts one retained container, and the app runs %d replicas; roll the previous version out instead: deployctl rollout --version <previous> --replicas %d", n, n)
+	}
+	if n == 1 {
+		return currentBudget(len(olds)), nil
+	}
+	return NewBudget(n, o.surge(), o.unavailable())
 }
 
 // pruneList decides which stopped containers of the app --keep removes:

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -191,7 +192,9 @@ func TestDecide(t *testing.T) {
 	legacy := container("legacy", 3, false)
 	legacy.Networks = map[string]string{"proxy": "10.0.0.4"}
 	routed := []Service{{Name: "web@docker", Servers: []Server{{URL: "http://10.0.0.2:8080"}, {URL: "http://10.0.0.4:8080"}}}}
-	o := Options{Image: "web", Version: "v3", Probes: fakeProbes{}}
+	// --replicas 1: the default would keep the two servers Traefik routes
+	// to (TestDecideBudget).
+	o := Options{Image: "web", Version: "v3", Probes: fakeProbes{}, Replicas: 1}
 	d, err := decide(facts{image: Image{OS: "linux", Arch: "amd64"}, current: []Container{left, served, legacy}, services: routed}, o, false)
 	if err != nil {
 		t.Fatal(err)
@@ -289,5 +292,44 @@ func TestCheckHasAFixForEveryPlanWarning(t *testing.T) {
 	}
 	if f := findingOf(Warning{Code: "something-new", Message: "m"}); f.Code != FindingPlanWarning {
 		t.Errorf("unknown code: %+v", f)
+	}
+}
+
+// The budget of the steps: --replicas defaults to the servers Traefik
+// routes to now (1 on a first deploy); one replica keeps the
+// single-container plan; a rollback of several replicas is refused.
+func TestDecideBudget(t *testing.T) {
+	routed := func(url string) *oldContainer { return &oldContainer{url: url} }
+	half := &oldContainer{halfMade: true}
+	surge1 := Amount{N: 1}
+	for _, tc := range []struct {
+		name string
+		olds []*oldContainer
+		o    Options
+		want Budget
+		err  string
+	}{
+		{name: "first deploy", want: Budget{Replicas: 1, MaxSurge: 1}},
+		{name: "one serving", olds: []*oldContainer{routed("a")}, want: Budget{Replicas: 1, MaxSurge: 1}},
+		{name: "three serving: 25% surge rounds up", olds: []*oldContainer{routed("a"), routed("b"), routed("c")}, want: Budget{Replicas: 3, MaxSurge: 1}},
+		{name: "a left-over out of Traefik does not count", olds: []*oldContainer{routed("a"), {}, routed("c")}, want: Budget{Replicas: 2, MaxSurge: 1}},
+		{name: "none listed: all but half-made", olds: []*oldContainer{{}, {}, half}, want: Budget{Replicas: 2, MaxSurge: 1}},
+		{name: "--replicas 1 over two: one step, surge of both", olds: []*oldContainer{routed("a"), routed("b")}, o: Options{Replicas: 1}, want: Budget{Replicas: 1, MaxSurge: 2}},
+		{name: "--replicas 4 --max-surge 100%", o: Options{Replicas: 4, MaxSurge: &Amount{N: 100, Percent: true}}, want: Budget{Replicas: 4, MaxSurge: 4}},
+		{name: "--max-unavailable 50%", o: Options{Replicas: 4, MaxSurge: &surge1, MaxUnavailable: &Amount{N: 50, Percent: true}}, want: Budget{Replicas: 4, MaxSurge: 1, MaxUnavailable: 2}},
+		{name: "rollback of three", olds: []*oldContainer{routed("a"), routed("b"), routed("c")}, o: Options{Reuse: "x"}, err: "deployctl rollout --version <previous> --replicas 3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := decideBudget(tc.olds, tc.o)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want one naming %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || b != tc.want {
+				t.Errorf("budget %+v, %v; want %+v", b, err, tc.want)
+			}
+		})
 	}
 }

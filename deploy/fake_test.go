@@ -40,6 +40,9 @@ type world struct {
 	// routes to in service web@docker (served[i] is after ops[i]).
 	trackServed bool
 	served      []int
+	// running: after each op (and each router call), how many of the
+	// app's containers run; routed: how many servers web@docker lists.
+	running, routed []int
 }
 
 type fakeContainer struct {
@@ -66,6 +69,7 @@ func newWorld() *world {
 
 func (w *world) op(format string, args ...any) {
 	w.ops = append(w.ops, fmt.Sprintf(format, args...))
+	w.sample()
 	if w.trackServed {
 		n := 0
 		for _, svc := range w.servicesLocked() {
@@ -75,6 +79,23 @@ func (w *world) op(format string, args ...any) {
 		}
 		w.served = append(w.served, n)
 	}
+}
+
+// sample records the running containers and routed servers; w.mu is held.
+func (w *world) sample() {
+	n := 0
+	for _, c := range w.containers {
+		if c.State == "running" {
+			n++
+		}
+	}
+	r := 0
+	for _, svc := range w.servicesLocked() {
+		if svc.Name == "web@docker" {
+			r = len(svc.Servers)
+		}
+	}
+	w.running, w.routed = append(w.running, n), append(w.routed, r)
 }
 
 // addImage registers image ref with an exposed port 8080.
@@ -386,6 +407,9 @@ func (f *fakeRouter) Service(ctx context.Context, name string) (Service, error) 
 	if err != nil {
 		return Service{}, err
 	}
+	f.w.mu.Lock()
+	f.w.sample()
+	f.w.mu.Unlock()
 	for _, s := range svcs {
 		if s.Name == name {
 			return s, nil

@@ -115,6 +115,14 @@ type Options struct {
 	// HistoryKeep is how many history records of the app are kept.
 	HistoryKeep int
 
+	// Replicas is how many containers of the new version run (issue 11);
+	// 0: as many as serve now, 1 on a first deploy. With more than one,
+	// the rollout runs the steps of PlanSteps within MaxSurge and
+	// MaxUnavailable (nil: DefaultMaxSurge, DefaultMaxUnavailable).
+	Replicas       int
+	MaxSurge       *Amount
+	MaxUnavailable *Amount
+
 	// Reuse is the ID of a retained (stopped) container of Version to start
 	// instead of creating one: set by Rollback.
 	Reuse string
@@ -191,6 +199,12 @@ func (o Options) normalize() (Options, error) {
 	}
 	if !namePattern().MatchString(o.App) {
 		return o, usageError("--app %q is not a valid app name: letters, digits, '_', '.' and '-', starting with a letter or digit", o.App)
+	}
+	if o.Replicas < 0 {
+		return o, usageError("--replicas must be at least 1 (got %d)", o.Replicas)
+	}
+	if _, err := NewBudget(max(o.Replicas, 1), o.surge(), o.unavailable()); err != nil {
+		return o, err
 	}
 	switch o.Drain {
 	case "":
@@ -286,4 +300,19 @@ func EntryShape(e string) string {
 	default:
 		return "well-formed"
 	}
+}
+
+// surge and unavailable are --max-surge and --max-unavailable, defaulted.
+func (o Options) surge() Amount {
+	if o.MaxSurge == nil {
+		return DefaultMaxSurge
+	}
+	return *o.MaxSurge
+}
+
+func (o Options) unavailable() Amount {
+	if o.MaxUnavailable == nil {
+		return DefaultMaxUnavailable
+	}
+	return *o.MaxUnavailable
 }

@@ -20,6 +20,7 @@ func TestPlanChangesNothing(t *testing.T) {
 	e, _ := engine(w)
 	o := testOptions("v2") // web:v2 is not on the host: it would be pulled
 	o.Keep = 1
+	o.Replicas = 1 // the default would keep both (TestDecideBudget)
 	p, err := e.Plan(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)

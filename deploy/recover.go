@@ -165,26 +165,9 @@ func (r *rollout) needsHuman(p Phase, cause, err error) error {
 // fail turns err into an *Error for phase p, removing the new container when
 // the cutover had not begun, so the old version keeps serving untouched.
 func (r *rollout) fail(ctx context.Context, p Phase, err error) error {
-	var de *Error
-	if !errors.As(classifyDocker(err), &de) { // Docker unreachable while polling: KindUnreachable
-		de = &Error{Kind: KindFailed, Err: err}
-	}
-	if de.Phase == "" || de.Phase == PhasePlan && p != PhasePlan {
-		de.Phase = p
-	}
-	if ctx.Err() != nil && de.Kind != KindNeedsHuman {
-		cause := context.Cause(ctx)
-		// What the cancelled call made of it (e.g. "is the engine
-		// running?") is not the cause.
-		if errors.Is(cause, ErrInterrupted) {
-			de.Kind, de.Err, de.Hint = KindInterrupted, cause, ""
-		} else if errors.Is(cause, context.DeadlineExceeded) {
-			de.Kind = KindFailed
-			de.Err = fmt.Errorf("the rollout did not finish within --timeout")
-			de.Hint = "the phase that took longest in the progress above; raise --timeout if it only needs more time"
-		}
-	}
+	de := r.classify(ctx, p, err)
 	elapsed := r.e.now().Sub(r.phaseStart)
+
 	r.e.emit(Event{Phase: de.Phase, Status: StatusFail, Message: de.Err.Error(), Elapsed: elapsed})
 	if de.Kind == KindNeedsHuman {
 		return de
@@ -224,6 +207,31 @@ func (r *rollout) fail(ctx context.Context, p Phase, err error) error {
 			de.State = fmt.Sprintf("the old version (%s) is untouched and still serving; the new container was removed", names(containersOf(r.olds)))
 		default:
 			de.State = fmt.Sprintf("nothing was changed; the old version (%s) is still serving", names(containersOf(r.olds)))
+		}
+	}
+	return de
+}
+
+// classify turns err into an *Error for phase p: its kind, and the
+// cause of a cancelled run (a signal, --timeout).
+func (r *rollout) classify(ctx context.Context, p Phase, err error) *Error {
+	var de *Error
+	if !errors.As(classifyDocker(err), &de) { // Docker unreachable while polling: KindUnreachable
+		de = &Error{Kind: KindFailed, Err: err}
+	}
+	if de.Phase == "" || de.Phase == PhasePlan && p != PhasePlan {
+		de.Phase = p
+	}
+	if ctx.Err() != nil && de.Kind != KindNeedsHuman {
+		cause := context.Cause(ctx)
+		// What the cancelled call made of it (e.g. "is the engine
+		// running?") is not the cause.
+		if errors.Is(cause, ErrInterrupted) {
+			de.Kind, de.Err, de.Hint = KindInterrupted, cause, ""
+		} else if errors.Is(cause, context.DeadlineExceeded) {
+			de.Kind = KindFailed
+			de.Err = fmt.Errorf("the rollout did not finish within --timeout")
+			de.Hint = "the phase that took longest in the progress above; raise --timeout if it only needs more time"
 		}
 	}
 	return de

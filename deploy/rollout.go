@@ -35,15 +35,18 @@ type Engine struct {
 
 // Result describes a finished rollout.
 type Result struct {
-	App     string       `json:"app"`
-	Image   string       `json:"image"`
-	Version string       `json:"version"`
-	Service []string     `json:"services"`
-	New     ContainerRef `json:"new"`
-	Old     []OldRef     `json:"old"`
-	Phases  []PhaseTime  `json:"phases"`
-	Pruned  []string     `json:"pruned,omitempty"`
-	Total   Duration     `json:"total"`
+	App     string   `json:"app"`
+	Image   string   `json:"image"`
+	Version string   `json:"version"`
+	Service []string `json:"services"`
+	// New is the first new container (NewContainers[0] with several
+	// replicas), as before replicas.
+	New           ContainerRef   `json:"new"`
+	NewContainers []ContainerRef `json:"new_containers,omitempty"`
+	Old           []OldRef       `json:"old"`
+	Phases        []PhaseTime    `json:"phases"`
+	Pruned        []string       `json:"pruned,omitempty"`
+	Total         Duration       `json:"total"`
 }
 
 // ContainerRef names a container and its server URL.
@@ -205,6 +208,9 @@ func (r *rollout) run(ctx context.Context) (res *Result, err error) {
 	defer func() { r.finish(ctx, err) }()
 	if err := r.plan(ctx); err != nil {
 		return nil, r.fail(ctx, PhasePlan, err)
+	}
+	if r.decision.budget.Replicas > 1 {
+		return r.runSteps(ctx)
 	}
 	if err := r.create(ctx); err != nil {
 		return nil, r.fail(ctx, PhaseCreate, err)
@@ -428,6 +434,18 @@ func (r *rollout) create(ctx context.Context) error {
 		return r.restart(ctx)
 	}
 	r.begin(PhaseCreate, r.o.ImageRef())
+	c, err := r.createOne(ctx, func(c *Container) { r.newC = c })
+	if err != nil {
+		return err
+	}
+	r.done(PhaseCreate, Event{Container: c.Short(), Message: "started"})
+	return nil
+}
+
+// createOne creates one new container, installs the probe and starts it.
+// created is called as soon as Docker has made it (before anything can
+// fail after that), so the caller can undo it.
+func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Container, error) {
 	o := r.o
 	labels := map[string]string{}
 	for k, v := range o.Labels {
@@ -455,7 +473,7 @@ func (r *rollout) create(ctx context.Context) error {
 	if r.probe {
 		own, err := r.ownHealthcheck()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		effective := own
 		if effective == nil {
@@ -463,7 +481,7 @@ func (r *rollout) create(ctx context.Context) error {
 		}
 		port, err := r.newPort(labels)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		h := drainAwareHealthcheck(effective, port, o.DrainInterval)
 		spec.Healthcheck = &h
@@ -478,7 +496,7 @@ func (r *rollout) create(ctx context.Context) error {
 			// Give it the app's own check instead.
 			h, err := r.appHealthcheck()
 			if err != nil {
-				return err
+				return nil, err
 			}
 			spec.Healthcheck = h
 		}
@@ -486,9 +504,9 @@ func (r *rollout) create(ctx context.Context) error {
 
 	c, warnings, err := r.e.Runtime.Create(ctx, spec)
 	if err != nil {
-		return classifyDocker(fmt.Errorf("creating container from %s: %w", spec.Image, err))
+		return nil, classifyDocker(fmt.Errorf("creating container from %s: %w", spec.Image, err))
 	}
-	r.newC = &c
+	created(&c)
 	for _, w := range warnings {
 		r.warn(PhaseCreate, WarnDockerCreate, "%s", w)
 	}
@@ -496,11 +514,11 @@ func (r *rollout) create(ctx context.Context) error {
 	// Traefik must reach it on has to be one it is attached to, or Traefik
 	// would route to an address that does not answer.
 	if err := checkNetwork(c, r.network); err != nil {
-		return &Error{Kind: KindFailed, Err: err,
+		return nil, &Error{Kind: KindFailed, Err: err,
 			Hint: "attach the container to that network (--network), or fix the traefik.docker.network label"}
 	}
 	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
-		return classifyDocker(fmt.Errorf("starting %s: %w", c.Short(), err))
+		return nil, classifyDocker(fmt.Errorf("starting %s: %w", c.Short(), err))
 	}
 	// The probe is copied in while the app boots: Docker first runs the
 	// healthcheck one drain interval after the start, and failures within
@@ -513,11 +531,10 @@ func (r *rollout) create(ctx context.Context) error {
 			{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)},
 		}
 		if err := r.e.Runtime.CopyFiles(ctx, c.ID, files); err != nil {
-			return classifyDocker(fmt.Errorf("copying the drain probe into %s: %w (use --drain=signal to deploy without it)", c.Short(), err))
+			return nil, classifyDocker(fmt.Errorf("copying the drain probe into %s: %w (use --drain=signal to deploy without it)", c.Short(), err))
 		}
 	}
-	r.done(PhaseCreate, Event{Container: c.Short(), Message: "started"})
-	return nil
+	return &c, nil
 }
 
 // restart starts the retained container of the target version (a
@@ -1060,6 +1077,7 @@ func (r *rollout) result(pruned []string) *Result {
 		New:    ContainerRef{ID: r.newC.ID, Name: r.newC.Short(), Version: r.o.Version, URL: r.newURL},
 		Phases: r.phases, Pruned: pruned, Total: Duration(r.e.now().Sub(r.start)),
 	}
+	res.NewContainers = []ContainerRef{res.New}
 	for _, old := range r.olds {
 		res.Old = append(res.Old, OldRef{ContainerRef: ContainerRef{ID: old.ID, Name: old.Short(), Version: old.Labels[LabelVersion], URL: old.url}, Drain: old.drain, Gone: old.gone, HalfMade: old.halfMade})
 	}

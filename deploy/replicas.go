@@ -1,0 +1,834 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The rollout of several replicas (issue 11): the steps of PlanSteps, run
+// one by one. Each step starts its batch of new containers at once, waits
+// until every one is healthy and routed (one wait for the batch, so
+// Traefik's provider throttle is paid once per step), then drains that
+// step's old containers together, waits --drain-grace and stops them.
+// Every change to the world is recorded in an undo log; a failure or a
+// signal unwinds that log within the same budget (restore).
+//
+// A rollout of one replica keeps the single-container procedure of
+// rollout.go, call for call.
+
+// TargetState is where a container a run touches is (docs/design.md).
+type TargetState string
+
+// The states of a target. New containers move left to right; old ones
+// start at routed and move right; a restore moves an old one back to
+// routed.
+const (
+	TargetPlanned  TargetState = "planned"
+	TargetCreated  TargetState = "created"
+	TargetHealthy  TargetState = "healthy"
+	TargetRouted   TargetState = "routed"
+	TargetDraining TargetState = "draining"
+	TargetDrained  TargetState = "drained"
+	TargetStopped  TargetState = "stopped"
+	TargetGone     TargetState = "gone"
+)
+
+// target is one container of a multi-replica run, new or old.
+type target struct {
+	c        Container
+	old      *oldContainer // nil for a new container
+	url      string        // its server URL in the router, once known
+	state    TargetState
+	restarts int // Docker's restart count when it was started
+}
+
+func (t *target) short() string { return t.c.Short() }
+
+// undoKind is how to undo one change to the world.
+type undoKind int
+
+const (
+	undoRemove  undoKind = iota // a new container was created: drain, stop and remove it
+	undoServe                   // an old container's drain marker was written: write serve back
+	undoRestart                 // an old container was stopped: start it again
+)
+
+type undoEntry struct {
+	kind undoKind
+	t    *target
+}
+
+// stepRun is the state of a multi-replica rollout in progress.
+type stepRun struct {
+	r      *rollout
+	budget Budget
+	// minRouted is the budget's floor, or as many as were routed at the
+	// start, if fewer.
+	minRouted int
+	steps     []Step
+	step      int // the step being run, 1-based
+	olds      []*target
+	news      []*target
+
+	mu   sync.Mutex
+	undo []undoEntry
+}
+
+func (s *stepRun) record(kind undoKind, t *target) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.undo = append(s.undo, undoEntry{kind: kind, t: t})
+}
+
+func (s *stepRun) prefix() string { return fmt.Sprintf("step %d/%d", s.step, len(s.steps)) }
+
+// runSteps runs the decision's steps after plan.
+func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
+	s := &stepRun{r: r, budget: r.decision.budget, steps: r.decision.steps}
+	routed := 0
+	for _, old := range r.olds {
+		s.olds = append(s.olds, &target{c: old.Container, old: old, url: old.url, state: TargetRouted})
+		if old.url != "" {
+			routed++
+		}
+	}
+	s.minRouted = min(s.budget.MinRouted(), routed)
+	r.info(PhasePlan, Event{Message: fmt.Sprintf("%d replica(s), at most %d running and at least %d routed at any moment: %s",
+		s.budget.Replicas, s.budget.MaxRunning(), s.minRouted, stepsString(s.steps))})
+	for i, st := range s.steps {
+		s.step = i + 1
+		if err := ctx.Err(); err != nil {
+			return nil, s.fail(ctx, PhaseCreate, nil, context.Cause(ctx))
+		}
+		if st.Start > 0 {
+			if t, err := s.startBatch(ctx, st.Start); err != nil {
+				return nil, s.fail(ctx, phaseOf(err, PhaseCreate), t, err)
+			}
+		}
+		last := i == len(s.steps)-1
+		if err := ctx.Err(); err != nil {
+			// Not a moment later than needed: a signal stops before the
+			// step touches an old container.
+			return nil, s.fail(ctx, PhaseDrain, nil, context.Cause(ctx))
+		}
+		if len(st.Drain) > 0 {
+			if t, err := s.drainBatch(ctx, st.Drain); err != nil {
+				return nil, s.fail(ctx, PhaseDrain, t, err)
+			}
+			// With --watch the last step's old containers stay drained but
+			// running: the way back while the new ones are watched.
+			if !(last && r.o.Watch > 0) {
+				if err := s.stopBatch(ctx, st.Drain); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if r.o.Watch > 0 && len(s.olds) > 0 {
+		if t, err := s.watch(ctx); err != nil {
+			return nil, s.fail(ctx, PhaseWatch, t, err)
+		}
+		if last := s.steps[len(s.steps)-1]; len(last.Drain) > 0 {
+			if err := s.stopBatch(ctx, last.Drain); err != nil {
+				return nil, err
+			}
+		}
+	}
+	newest := s.news[0].c
+	r.newC, r.newURL = &newest, s.news[0].url
+	pruned := r.prune(beside(ctx, "prune"))
+	if ctx.Err() != nil {
+		r.warn(PhaseDone, WarnInterrupted, "interrupted after the cutover: the rollout was finished; old containers may not all have been pruned")
+	}
+	res := r.result(pruned)
+	res.NewContainers = nil
+	for _, t := range s.news {
+		res.NewContainers = append(res.NewContainers, ContainerRef{ID: t.c.ID, Name: t.short(), Version: r.o.Version, URL: t.url})
+	}
+	return res, nil
+}
+
+// phaseOf is the phase an error of a batch names, else p.
+func phaseOf(err error, p Phase) Phase {
+	var de *Error
+	if errors.As(err, &de) && de.Phase != "" {
+		return de.Phase
+	}
+	return p
+}
+
+func stepsString(steps []Step) string {
+	var parts []string
+	for _, st := range steps {
+		parts = append(parts, fmt.Sprintf("+%d -%v", st.Start, st.Drain))
+	}
+	return strings.Join(parts, " | ")
+}
+
+// startBatch creates n new containers at once and waits until every one
+// is healthy and routed. On failure it returns the container at fault.
+func (s *stepRun) startBatch(ctx context.Context, n int) (*target, error) {
+	r := s.r
+	r.begin(PhaseCreate, fmt.Sprintf("%s: starting %d new container(s) of %s", s.prefix(), n, r.o.ImageRef()))
+	batch := make([]*target, n)
+	for i := range batch {
+		batch[i] = &target{state: TargetPlanned}
+	}
+	err := parallel(batch, func(t *target) error {
+		c, err := r.createOne(ctx, func(c *Container) {
+			t.c, t.state = *c, TargetCreated
+			s.record(undoRemove, t)
+		})
+		if err != nil {
+			return &targetErr{t: t, err: err}
+		}
+		t.c, t.restarts = *c, c.RestartCount
+		r.info(PhaseCreate, Event{Container: t.short(), Message: s.prefix() + ": started"})
+		return nil
+	})
+	for _, t := range batch {
+		if t.state != TargetPlanned {
+			s.news = append(s.news, t)
+		}
+	}
+	if err != nil {
+		return firstTarget(err), withPhase(err, PhaseCreate)
+	}
+	r.done(PhaseCreate, Event{Message: fmt.Sprintf("%s: started %s", s.prefix(), targetNames(batch))})
+	r.begin(PhaseRegister, fmt.Sprintf("%s: waiting until %s are healthy and in Traefik", s.prefix(), targetNames(batch)))
+	if t, err := s.waitRouted(ctx, batch); err != nil {
+		return t, err
+	}
+	r.done(PhaseRegister, Event{Message: fmt.Sprintf("%s: %s healthy and in Traefik service %s", s.prefix(), targetNames(batch), strings.Join(r.services, ", "))})
+	return nil, nil
+}
+
+// targetErr is an error of one target of a batch.
+type targetErr struct {
+	t   *target
+	err error
+}
+
+func (e *targetErr) Error() string { return e.err.Error() }
+func (e *targetErr) Unwrap() error { return e.err }
+
+func firstTarget(err error) *target {
+	var te *targetErr
+	if errors.As(err, &te) {
+		return te.t
+	}
+	return nil
+}
+
+func withPhase(err error, p Phase) error {
+	var de *Error
+	if errors.As(err, &de) {
+		if de.Phase == "" {
+			de.Phase = p
+		}
+		return err
+	}
+	return &Error{Phase: p, Kind: KindFailed, Err: err}
+}
+
+// waitRouted polls Docker for each container of batch until it is healthy
+// and the router until it lists every healthy one, failing at once when one
+// exits, restarts or turns unhealthy. One router call per poll serves the
+// whole batch.
+func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, error) {
+	r := s.r
+	deadline := r.o.HealthTimeout
+	if deadline == 0 {
+		deadline = healthDeadline(batch[0].c.Healthcheck)
+		if r.probe {
+			deadline = probeHealthDeadline(batch[0].c.Healthcheck)
+		}
+	}
+	deadline += r.o.RegisterTimeout
+	var culprit *target
+	var lastErr error
+	err := r.poll(ctx, deadline, func() (bool, error) {
+		for _, t := range batch {
+			if t.state != TargetCreated {
+				continue
+			}
+			c, err := r.e.Runtime.Inspect(ctx, t.c.ID)
+			if err != nil {
+				culprit = t
+				return false, err
+			}
+			t.c = c
+			if err := r.newContainerFailed(ctx, c, t.restarts); err != nil {
+				culprit = t
+				return false, err
+			}
+			if c.State == "running" && (c.Healthcheck.Disabled() || c.Health == "healthy") {
+				t.state = TargetHealthy
+				r.info(PhaseHealthy, Event{Container: t.short(), Message: s.prefix() + ": healthy"})
+			}
+		}
+		var healthy []*target
+		for _, t := range batch {
+			if t.state == TargetHealthy {
+				healthy = append(healthy, t)
+			}
+		}
+		if len(healthy) > 0 {
+			lastErr = s.markRouted(ctx, healthy)
+		}
+		for _, t := range batch {
+			if t.state != TargetRouted {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err == nil {
+		return nil, nil
+	}
+	if !isTimeout(err) {
+		return culprit, withPhase(err, PhaseHealthy)
+	}
+	for _, t := range batch {
+		switch t.state {
+		case TargetCreated:
+			return t, &Error{Phase: PhaseHealthy, Kind: KindFailed, Err: fmt.Errorf("container %s did not become healthy within %s", t.short(), deadline),
+				Observed: fmt.Sprintf("Docker health %q; last probe output: %s", t.c.Health, r.probeOutput(t.c)),
+				Hint:     "the app's healthcheck (HEALTHCHECK in the image, or --health-cmd); raise --healthy-timeout if the app needs longer to start"}
+		case TargetHealthy:
+			e := &Error{Phase: PhaseRegister, Kind: KindFailed, Err: fmt.Errorf("container %s is healthy but Traefik never listed it in service %s", t.short(), strings.Join(r.services, ", ")),
+				Hint: "that its labels put it in the same Traefik service as the other replicas, and that it is on the network Traefik uses (--network)"}
+			if lastErr != nil {
+				e.Kind, e.Err = KindUnreachable, fmt.Errorf("Traefik's API did not answer whether it routes to container %s: %w", t.short(), lastErr)
+				e.Hint = "--traefik-url (or DEPLOYCTL_TRAEFIK_URL), that Traefik is up and its API answers; then run the rollout again"
+			}
+			return t, e
+		}
+	}
+	return nil, err
+}
+
+// markRouted asks the router once and moves each of healthy that every
+// service of the app lists (UP) to routed. With no service known yet (a
+// first deploy), the services that list the first one become the app's.
+func (s *stepRun) markRouted(ctx context.Context, healthy []*target) error {
+	r := s.r
+	all, err := r.e.Router.Services(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range healthy {
+		urls, err := candidateURLs(t.c, r.network)
+		if err != nil {
+			continue
+		}
+		var in []string
+		var at, network string
+		for _, svc := range all {
+			for netName, u := range urls {
+				if srv, ok := svc.Server(u); ok && srv.Registered() {
+					in = append(in, svc.Name)
+					at, network = u, netName
+				}
+			}
+		}
+		if len(in) == 0 {
+			continue
+		}
+		if len(r.services) == 0 {
+			r.services = in
+			if r.network == "" {
+				r.network = network
+			}
+		}
+		if !containsAll(in, r.services) {
+			continue
+		}
+		t.url, t.state = at, TargetRouted
+		r.info(PhaseRegister, Event{Container: t.short(), URL: t.url, Message: s.prefix() + ": in Traefik"})
+	}
+	return nil
+}
+
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// drainBatch takes the step's old containers out of the router: all
+// markers are written at once, then it waits until the router dropped all
+// of them, while every new container of the run stays routed. Old
+// containers without the probe are left for stopBatch (stopped by signal).
+func (s *stepRun) drainBatch(ctx context.Context, idx []int) (*target, error) {
+	r := s.r
+	var draining []*target
+	for _, i := range idx {
+		if t := s.olds[i]; t.old.drain == DrainHealth {
+			draining = append(draining, t)
+		}
+	}
+	if len(draining) == 0 {
+		return nil, nil
+	}
+	r.begin(PhaseDrain, fmt.Sprintf("%s: draining %s", s.prefix(), targetNames(draining)))
+	err := parallel(draining, func(t *target) error {
+		s.record(undoServe, t)
+		t.state = TargetDraining
+		err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
+		if errors.Is(err, ErrContainerNotFound) {
+			t.state, t.old.gone = TargetGone, true
+			r.warn(PhaseDrain, WarnOldGone, "old container %s disappeared during the rollout (removed by someone else)", t.short())
+			return nil
+		}
+		if err != nil {
+			return &targetErr{t: t, err: classifyDocker(fmt.Errorf("writing the drain marker into %s: %w", t.short(), err))}
+		}
+		t.old.drained = true
+		r.info(PhaseDrain, Event{Container: t.short(), URL: t.url, Message: s.prefix() + ": drain marker written"})
+		return nil
+	})
+	if err != nil {
+		return firstTarget(err), err
+	}
+	if t, err := s.waitDropped(ctx, draining, true); err != nil {
+		return t, err
+	}
+	for _, t := range draining {
+		if t.state == TargetDraining {
+			t.state = TargetDrained
+		}
+	}
+	r.done(PhaseDrain, Event{Message: fmt.Sprintf("%s: out of Traefik: %s", s.prefix(), targetNames(draining))})
+	return nil, nil
+}
+
+// waitDropped polls the router until none of ts is a registered server of
+// the app's services. guard: every routed new container must stay routed
+// meanwhile (else the drain would leave fewer servers than the budget).
+func (s *stepRun) waitDropped(ctx context.Context, ts []*target, guard bool) (*target, error) {
+	r := s.r
+	var apiErr error
+	var culprit *target
+	err := r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) {
+		apiErr = nil
+		for _, name := range r.services {
+			svc, err := r.e.Router.Service(ctx, name)
+			if err != nil {
+				apiErr = err
+				return false, nil
+			}
+			if guard {
+				for _, t := range s.news {
+					if t.state != TargetRouted {
+						continue
+					}
+					if srv, ok := svc.Server(t.url); !ok || !srv.Registered() {
+						culprit = t
+						return false, &Error{Kind: KindFailed, Err: fmt.Errorf("new container %s (%s) left service %s while old ones were being drained", t.short(), t.url, name),
+							Hint: "the new container's health and logs (docker inspect " + t.short() + ")"}
+					}
+				}
+			}
+			for _, t := range ts {
+				if t.state == TargetGone {
+					continue
+				}
+				for _, u := range r.oldURLs(t.old) {
+					if srv, ok := svc.Server(u); ok && srv.Registered() {
+						return false, nil
+					}
+				}
+			}
+		}
+		return true, nil
+	})
+	if isTimeout(err) {
+		if apiErr != nil {
+			return ts[0], &Error{Phase: PhaseDrain, Kind: KindUnreachable, Err: fmt.Errorf("Traefik's API did not confirm that it dropped %s within %s: %w", targetNames(ts), r.o.DeregisterTimeout, apiErr),
+				Hint: "--traefik-url and Traefik's health; docker inspect the containers"}
+		}
+		return ts[0], &Error{Phase: PhaseDrain, Kind: KindFailed, Err: fmt.Errorf("Traefik still lists %s after %s", targetNames(ts), r.o.DeregisterTimeout),
+			Hint: "that Traefik's docker provider watches this Docker host's events"}
+	}
+	return culprit, err
+}
+
+// stopBatch stops the step's old containers: drained ones after
+// --drain-grace, the others by signal, then waits for the router to drop
+// them. The new version serves them out of rotation: a signal no longer
+// aborts this.
+func (s *stepRun) stopBatch(ctx context.Context, idx []int) error {
+	r := s.r
+	var ts []*target
+	for _, i := range idx {
+		ts = append(ts, s.olds[i])
+	}
+	r.begin(PhaseStop, fmt.Sprintf("%s: stopping %s", s.prefix(), targetNames(ts)))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout()+r.o.StopTimeout+DefaultStopTimeout)
+	defer cancel()
+	if r.o.DrainGrace > 0 && slices.ContainsFunc(ts, func(t *target) bool { return t.old.drain == DrainHealth }) {
+		time.Sleep(r.o.DrainGrace)
+	}
+	err := parallel(ts, func(t *target) error {
+		if t.state == TargetGone {
+			return nil
+		}
+		s.record(undoRestart, t)
+		err := r.e.Runtime.Stop(ctx, t.c.ID, r.stopTimeout(t.c))
+		switch {
+		case errors.Is(err, ErrContainerNotFound):
+			t.state, t.old.gone = TargetGone, true
+		case err != nil:
+			return fmt.Errorf("stopping %s: %w", t.short(), err)
+		default:
+			t.state = TargetStopped
+			r.info(PhaseStop, Event{Container: t.short(), Message: s.prefix() + ": stopped"})
+		}
+		if t.old.halfMade && t.state == TargetStopped {
+			if err := r.e.Runtime.Remove(ctx, t.c.ID); err == nil {
+				t.state = TargetGone
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return &Error{Phase: PhaseStop, Kind: KindNeedsHuman, Err: err,
+			State: fmt.Sprintf("%s: the new container(s) %s serve; old container(s) could not all be stopped", s.prefix(), targetNames(s.news)),
+			Hint:  "docker ps; stop the old container(s) by hand, then run the rollout again"}
+	}
+	var bySignal []*target
+	for _, t := range ts {
+		if t.old.drain == DrainSignal && t.url != "" {
+			bySignal = append(bySignal, t)
+		}
+	}
+	if len(bySignal) > 0 {
+		if _, err := s.waitDropped(ctx, bySignal, false); err != nil {
+			r.warn(PhaseStop, WarnStopNotConfirmed, "%v", err)
+		}
+	}
+	r.done(PhaseStop, Event{Message: fmt.Sprintf("%s: stopped %s", s.prefix(), targetNames(ts))})
+	return nil
+}
+
+func (r *rollout) stopTimeout(c Container) time.Duration {
+	switch {
+	case r.o.StopTimeout > 0:
+		return r.o.StopTimeout
+	case c.StopTimeout > 0:
+		return c.StopTimeout
+	}
+	return DefaultStopTimeout
+}
+
+// watch watches every new container for --watch, the last step's old
+// containers drained but running; any one failing fails the run (and so
+// restores the old version).
+func (s *stepRun) watch(ctx context.Context) (*target, error) {
+	r := s.r
+	r.begin(PhaseWatch, fmt.Sprintf("watching %s for %s; the old version stays ready", targetNames(s.news), r.o.Watch))
+	var culprit *target
+	err := r.poll(ctx, r.o.Watch, func() (bool, error) {
+		for _, t := range s.news {
+			c, err := r.e.Runtime.Inspect(ctx, t.c.ID)
+			if err != nil {
+				culprit = t
+				return false, err
+			}
+			t.c = c
+			if c.State != "running" || c.RestartCount > t.restarts || c.Health == "unhealthy" {
+				culprit = t
+				return false, &Error{Phase: PhaseWatch, Kind: KindFailed, Err: fmt.Errorf("container %s failed within the watch window (state %s, health %q, exit code %d)", t.short(), c.State, c.Health, c.ExitCode),
+					Observed: "last log lines:\n" + r.logs(ctx, c.ID), Hint: "the new version's logs"}
+			}
+		}
+		return false, nil
+	})
+	if isTimeout(err) {
+		r.done(PhaseWatch, Event{Message: fmt.Sprintf("%s stayed healthy for %s", targetNames(s.news), r.o.Watch)})
+		return nil, nil
+	}
+	if err != nil {
+		r.warn(PhaseWatch, WarnWatchFailed, "%s %s failed within the watch window: %v; putting the old version back", r.o.App, r.o.Version, err)
+	}
+	return culprit, err
+}
+
+// fail explains a failure of the current step and restores the old
+// version by unwinding the undo log.
+func (s *stepRun) fail(ctx context.Context, p Phase, t *target, err error) error {
+	r := s.r
+	de := r.classify(ctx, p, err)
+	where := s.prefix()
+	if t != nil && t.c.ID != "" {
+		where += ", container " + t.short()
+	}
+	de.Err = fmt.Errorf("%s: %w", where, de.Err)
+	r.e.emit(Event{Phase: de.Phase, Status: StatusFail, Container: shortOf(t), Message: de.Err.Error(), Elapsed: r.e.now().Sub(r.phaseStart)})
+	cctx, cancel := r.cleanupContext(ctx)
+	defer cancel()
+	if rerr := s.restore(cctx); rerr != nil {
+		de.Kind = KindNeedsHuman
+		de.State = fmt.Sprintf("the old version could not be fully restored: %v", rerr)
+		de.Hint = "deployctl status, docker ps; rerun the rollout of the version you want"
+		return de
+	}
+	switch {
+	case len(s.olds) == 0:
+		de.State = "first deploy: the new containers were removed; nothing of the app is running"
+	default:
+		de.State = fmt.Sprintf("restored: the old version (%s) is serving again; the new container(s) were removed", names(containersOf(r.olds)))
+	}
+	return de
+}
+
+func shortOf(t *target) string {
+	if t == nil || t.c.ID == "" {
+		return ""
+	}
+	return t.short()
+}
+
+// restore unwinds the undo log within the budget: the rollout in reverse.
+// Drained old containers get their serve marker back first (no container
+// starts, so the running count holds); then, step by step, as many stopped
+// old containers are started again as the surge allows, and once they are
+// routed, as many new ones are drained and removed as availability allows.
+// New containers that never got routed go first: they serve nothing.
+func (s *stepRun) restore(ctx context.Context) error {
+	r := s.r
+	r.e.emit(Event{Phase: PhaseRevert, Status: StatusStart, Message: "restoring the old version"})
+	s.mu.Lock()
+	log := slices.Clone(s.undo)
+	s.mu.Unlock()
+	var news, stopped, marked []*target
+	for i := len(log) - 1; i >= 0; i-- {
+		u := log[i]
+		switch u.kind {
+		case undoRemove:
+			news = append(news, u.t)
+		case undoRestart:
+			if u.t.state == TargetStopped {
+				stopped = append(stopped, u.t)
+			}
+		case undoServe:
+			if u.t.state == TargetDraining || u.t.state == TargetDrained {
+				marked = append(marked, u.t)
+			}
+		}
+	}
+	// 1. New containers not routed: out of the way at once.
+	var routedNews []*target
+	var errs []error
+	for _, t := range news {
+		if t.state == TargetRouted {
+			routedNews = append(routedNews, t)
+			continue
+		}
+		if err := s.removeNew(ctx, t); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// 2. Drained old containers back in rotation.
+	if len(marked) > 0 {
+		if err := parallel(marked, func(t *target) error {
+			err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}})
+			if errors.Is(err, ErrContainerNotFound) {
+				t.state = TargetGone
+				return nil
+			}
+			if err == nil {
+				t.old.drained = false
+			}
+			return err
+		}); err != nil {
+			return fmt.Errorf("resetting the drain marker of %s: %w", targetNames(marked), err)
+		}
+		if err := s.waitOldRouted(ctx, marked); err != nil {
+			return err
+		}
+	}
+	// 3. The steps in reverse.
+	running := len(routedNews)
+	routed := len(routedNews)
+	for _, t := range s.olds {
+		if t.state == TargetRouted || t.state == TargetDraining || t.state == TargetDrained {
+			running++
+			if t.state == TargetRouted {
+				routed++
+			}
+		}
+	}
+	for len(stopped) > 0 || len(routedNews) > 0 {
+		n := min(len(stopped), s.budget.MaxRunning()-running)
+		n = max(n, 0)
+		batch := stopped[:n]
+		stopped = stopped[n:]
+		if len(batch) > 0 {
+			if err := s.restartOld(ctx, batch); err != nil {
+				return err
+			}
+			running += len(batch)
+			routed += len(batch)
+		}
+		d := min(len(routedNews), routed-s.minRouted)
+		if len(stopped) == 0 {
+			d = len(routedNews) // every old one that could come back is back
+		}
+		d = max(d, 0)
+		if n == 0 && d == 0 {
+			d = 1 // cannot happen within the budget; never loop forever
+		}
+		for _, t := range routedNews[:d] {
+			if err := s.removeNew(ctx, t); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		routedNews = routedNews[d:]
+		running -= d
+		routed -= d
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	r.e.emit(Event{Phase: PhaseRevert, Status: StatusDone, Message: "the old version is serving again"})
+	return nil
+}
+
+// restartOld starts stopped old containers again, their markers set back
+// to serve first, and waits until the router routes to them.
+func (s *stepRun) restartOld(ctx context.Context, ts []*target) error {
+	r := s.r
+	err := parallel(ts, func(t *target) error {
+		if t.old.drain == DrainHealth {
+			if err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}}); err != nil {
+				return fmt.Errorf("resetting the drain marker of %s: %w", t.short(), err)
+			}
+		}
+		if err := r.e.Runtime.Start(ctx, t.c.ID); err != nil {
+			return fmt.Errorf("starting %s again: %w", t.short(), err)
+		}
+		t.old.drained = false
+		r.e.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: t.short(), Message: "old container started again"})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.waitOldRouted(ctx, ts)
+}
+
+// waitOldRouted waits until the router lists every one of ts again (a
+// restarted container may have a new address: it is inspected).
+func (s *stepRun) waitOldRouted(ctx context.Context, ts []*target) error {
+	r := s.r
+	err := r.poll(ctx, r.o.DeregisterTimeout+r.o.RegisterTimeout, func() (bool, error) {
+		all, err := r.e.Router.Services(ctx)
+		if err != nil {
+			return false, nil
+		}
+		for _, t := range ts {
+			if t.state == TargetGone {
+				continue
+			}
+			c, err := r.e.Runtime.Inspect(ctx, t.c.ID)
+			if errors.Is(err, ErrContainerNotFound) {
+				t.state = TargetGone
+				continue
+			}
+			if err != nil {
+				return false, nil
+			}
+			t.c = c
+			urls, err := candidateURLs(c, r.network)
+			if err != nil {
+				return false, nil
+			}
+			found := false
+			for _, svc := range all {
+				if len(r.services) > 0 && !slices.Contains(r.services, svc.Name) {
+					continue
+				}
+				for _, u := range urls {
+					if srv, ok := svc.Server(u); ok && srv.Registered() {
+						t.url, found = u, true
+					}
+				}
+			}
+			if !found {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("old container(s) %s did not come back into Traefik: %w", targetNames(ts), err)
+	}
+	for _, t := range ts {
+		if t.state != TargetGone {
+			t.state = TargetRouted
+		}
+	}
+	return nil
+}
+
+// removeNew drains a new container (if the router may route to it), then
+// stops and removes it.
+func (s *stepRun) removeNew(ctx context.Context, t *target) error {
+	r := s.r
+	if t.c.ID == "" {
+		return nil
+	}
+	if t.state == TargetRouted || t.state == TargetHealthy {
+		t.state = TargetDraining
+		if r.probe {
+			_ = r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
+		}
+		urls := serverURLs(t.c)
+		_ = r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) {
+			all, err := r.e.Router.Services(ctx)
+			if err != nil {
+				return false, nil
+			}
+			for _, svc := range all {
+				for _, u := range urls {
+					if srv, ok := svc.Server(u); ok && srv.Registered() {
+						return false, nil
+					}
+				}
+			}
+			return true, nil
+		})
+		if r.o.DrainGrace > 0 {
+			time.Sleep(r.o.DrainGrace)
+		}
+	}
+	if err := r.e.Runtime.Stop(ctx, t.c.ID, r.stopTimeout(Container{})); err != nil && !errors.Is(err, ErrContainerNotFound) {
+		return fmt.Errorf("stopping new container %s: %w", t.short(), err)
+	}
+	if err := r.e.Runtime.Remove(ctx, t.c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+		return fmt.Errorf("removing new container %s: %w", t.short(), err)
+	}
+	t.state = TargetGone
+	r.e.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: t.short(), Message: "new container removed"})
+	return nil
+}
+
+func targetNames(ts []*target) string {
+	var out []string
+	for _, t := range ts {
+		if t.c.ID != "" {
+			out = append(out, t.short())
+		}
+	}
+	return strings.Join(out, ", ")
+}
