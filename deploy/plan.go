@@ -54,6 +54,12 @@ func (e *Engine) Plan(ctx context.Context, o Options) (*Plan, error) {
 	if err := r.plan(ctx); err != nil {
 		return nil, err
 	}
+	return r.dryRunPlan(ctx), nil
+}
+
+// dryRunPlan is the Plan of a dry run r has planned.
+func (r *rollout) dryRunPlan(ctx context.Context) *Plan {
+	e, o := r.e, r.o
 	d := r.decision
 	p := &Plan{App: o.App, Image: o.Image, Version: o.Version, WouldPull: r.wouldPull, Services: d.services,
 		Network: d.network, Probe: d.probe, Steps: d.steps, Warnings: d.warnings}
@@ -79,7 +85,7 @@ func (e *Engine) Plan(ctx context.Context, o Options) (*Plan, error) {
 			p.Prune = append(p.Prune, c.Short())
 		}
 	}
-	return p, nil
+	return p
 }
 
 // Finding is one thing `deployctl check` found that would make a rollout

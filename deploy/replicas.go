@@ -127,6 +127,9 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 					return nil, err
 				}
 			}
+			if r.scale {
+				s.removeStopped(ctx, st.Drain)
+			}
 		}
 	}
 	if r.o.Watch > 0 && len(s.olds) > 0 {
@@ -138,6 +141,9 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 				return nil, err
 			}
 		}
+	}
+	if r.scale {
+		return s.scaleResult(), nil
 	}
 	newest := s.news[0].c
 	r.newC, r.newURL = &newest, s.news[0].url
@@ -583,6 +589,8 @@ func (s *stepRun) fail(ctx context.Context, p Phase, t *target, err error) error
 		return de
 	}
 	switch {
+	case r.scale:
+		de.State = fmt.Sprintf("restored: %s %s runs its %d container(s) again, as before the scale", r.o.App, r.o.Version, r.scaleCurrent)
 	case len(s.olds) == 0:
 		de.State = "first deploy: the new containers were removed; nothing of the app is running"
 	default:

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -148,6 +149,15 @@ type rollout struct {
 	// dryRun: plan only; nothing is pulled, locked or changed.
 	dryRun    bool
 	wouldPull bool
+
+	// scale: the run is a scale (scale.go) of the serving version, whose
+	// newest container is scaleFrom, from scaleCurrent running containers.
+	scale        bool
+	scaleCurrent int
+	scaleFrom    Container
+	// createImage is the image new containers are created from when it
+	// is not o.ImageRef(): a scale's is the one its containers run.
+	createImage string
 }
 
 // Rollout deploys o.Image:o.Version as described in the package comment.
@@ -209,7 +219,7 @@ func (r *rollout) run(ctx context.Context) (res *Result, err error) {
 	if err := r.plan(ctx); err != nil {
 		return nil, r.fail(ctx, PhasePlan, err)
 	}
-	if r.decision.budget.Replicas > 1 {
+	if r.decision.budget.Replicas > 1 || r.scale {
 		return r.runSteps(ctx)
 	}
 	if err := r.create(ctx); err != nil {
@@ -250,7 +260,11 @@ func (r *rollout) plan(ctx context.Context) error {
 	r.begin(PhasePlan, "")
 	o := r.o
 	lockImage := o.ImageRef()
-	if o.Reuse == "" {
+	if r.scale {
+		if err := r.scaleImage(ctx); err != nil {
+			return err
+		}
+	} else if o.Reuse == "" {
 		img, err := r.ensureImage(ctx)
 		if err != nil {
 			return err
@@ -288,6 +302,11 @@ func (r *rollout) plan(ctx context.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if r.scale {
+		if err := r.scaleDecision(d); err != nil {
+			return err
+		}
 	}
 	r.decision = d
 	r.olds, r.template, r.services, r.baseline, r.network = d.olds, d.template, d.services, d.baseline, d.network
@@ -456,7 +475,7 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 	labels[LabelImage] = o.Image
 	spec := CreateSpec{
 		Name:        containerName(o.App, o.Version, randomSuffix()),
-		Image:       o.ImageRef(),
+		Image:       cmp.Or(r.createImage, o.ImageRef()),
 		Labels:      labels,
 		Env:         o.Env,
 		Volumes:     o.Volumes,
