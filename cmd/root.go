@@ -185,7 +185,7 @@ func commandPath(root *cobra.Command, args []string) string {
 // needs from f.
 func newRootCmd(f *factory, stdout, stderr io.Writer) *cobra.Command {
 	root := newBareRoot(stdout, stderr)
-	root.AddCommand(newRolloutCmd(f, nil), newRollbackCmd(f, nil), newStatusCmd(f, nil), newHistoryCmd(f, nil),
+	root.AddCommand(newRolloutCmd(f, nil), newRollbackCmd(f, nil), newScaleCmd(f, nil), newStatusCmd(f, nil), newHistoryCmd(f, nil),
 		newUnlockCmd(f, nil), newCheckCmd(f, nil), newVersionCmd(), newExitCodesHelp())
 	// completion (cmd/completion.go): keep these after every AddCommand,
 	// so the completions reach all commands.
