@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -248,6 +249,17 @@ type load struct {
 	failures     []string
 	stop         chan struct{}
 	done         sync.WaitGroup
+	// hosts counts the answers of each replica by the host= of the test
+	// app's body (its container's hostname).
+	hosts sync.Map // string -> *atomic.Int64
+}
+
+// answered is how many requests the replica with hostname host answered.
+func (l *load) answered(host string) int64 {
+	if n, ok := l.hosts.Load(host); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 func startLoad(t *testing.T, entryURL, host string, rate int, keepAlive bool) *load {
@@ -274,11 +286,21 @@ func startLoad(t *testing.T, entryURL, host string, rate int, keepAlive bool) *l
 				req.Host = host
 				resp, err := c.Do(req)
 				if err == nil {
+					var body []byte
+					body, err = io.ReadAll(io.LimitReader(resp.Body, 4096))
 					resp.Body.Close()
-					if resp.StatusCode == 200 {
+					if err == nil && resp.StatusCode == 200 {
+						for _, f := range strings.Fields(string(body)) {
+							if h, ok := strings.CutPrefix(f, "host="); ok {
+								n, _ := l.hosts.LoadOrStore(h, new(atomic.Int64))
+								n.(*atomic.Int64).Add(1)
+							}
+						}
 						return
 					}
-					err = fmt.Errorf("status %d", resp.StatusCode)
+					if err == nil {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
 				}
 				l.failed.Add(1)
 				l.mu.Lock()
