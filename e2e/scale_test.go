@@ -59,10 +59,7 @@ func TestScaleUpAndDown(t *testing.T) {
 	if down.code != 0 {
 		t.Fatalf("scale down: exit %d", down.code)
 	}
-	var left []deploy.Container
-	for _, c := range e.containers(app) {
-		left = append(left, c)
-	}
+	left := e.containers(app)
 	if len(left) != 1 || !left[0].Running() || left[0].ID == first.ID {
 		t.Errorf("after scaling down, containers %v; want only the newest running, the two oldest removed", names(left))
 	}
