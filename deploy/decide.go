@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -336,11 +337,17 @@ func currentBudget(olds int) Budget {
 	return Budget{Replicas: 1, MaxSurge: max(olds, 1), MaxUnavailable: 0}
 }
 
-// defaultReplicas is --replicas when not given: as many containers as
-// serve now (those Traefik routes to; when it lists none, every current
-// one but those an interrupted run left half-made), 1 on a first deploy.
+// defaultReplicas is --replicas when not given: the size the app was
+// meant to have by the run that made its newest container (its
+// deployctl.replicas label), at most as many as run now (but those an
+// interrupted run left half-made); for containers without the label, as
+// many as Traefik routes to now (when it lists none, as many as run); 1 on
+// a first deploy. (Counting what Traefik routes to alone is not enough: an
+// interrupted rollout leaves an old container that Traefik may still list
+// for a moment after its drain began, beside the new one.)
 func defaultReplicas(olds []*oldContainer) int {
 	routed, kept := 0, 0
+	var newest *oldContainer // the newest with a replicas label
 	for _, old := range olds {
 		if old.url != "" {
 			routed++
@@ -348,7 +355,21 @@ func defaultReplicas(olds []*oldContainer) int {
 		if !old.halfMade {
 			kept++
 		}
+		if _, err := strconv.Atoi(old.Labels[LabelReplicas]); err == nil && (newest == nil || old.Created.After(newest.Created)) {
+			newest = old
+		}
 	}
+	if newest != nil {
+		// The size the newest run meant the app to have, but never more
+		// than run now: an interrupted run leaves its old and its new
+		// containers running side by side (which must not double the
+		// app), and a scale-down keeps containers labelled with the size
+		// they were made for.
+		n, _ := strconv.Atoi(newest.Labels[LabelReplicas])
+		return max(min(n, kept), 1)
+	}
+	// Containers made by deployctl before it recorded the size, or adopted
+	// with --select: as many as Traefik routes to now, else as run.
 	if routed == 0 {
 		routed = kept
 	}

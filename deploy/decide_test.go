@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -302,6 +303,12 @@ func TestDecideBudget(t *testing.T) {
 	routed := func(url string) *oldContainer { return &oldContainer{url: url} }
 	half := &oldContainer{halfMade: true}
 	surge1 := Amount{N: 1}
+	// sized: a container made by a run that meant the app to have n
+	// replicas, created at minute m.
+	sized := func(url string, n, m int) *oldContainer {
+		return &oldContainer{url: url, Container: Container{Labels: map[string]string{LabelReplicas: strconv.Itoa(n)},
+			Created: time.Date(2026, 1, 1, 0, m, 0, 0, time.UTC)}}
+	}
 	for _, tc := range []struct {
 		name string
 		olds []*oldContainer
@@ -314,6 +321,16 @@ func TestDecideBudget(t *testing.T) {
 		{name: "three serving: 25% surge rounds up", olds: []*oldContainer{routed("a"), routed("b"), routed("c")}, want: Budget{Replicas: 3, MaxSurge: 1}},
 		{name: "a left-over out of Traefik does not count", olds: []*oldContainer{routed("a"), {}, routed("c")}, want: Budget{Replicas: 2, MaxSurge: 1}},
 		{name: "none listed: all but half-made", olds: []*oldContainer{{}, {}, half}, want: Budget{Replicas: 2, MaxSurge: 1}},
+		// The size recorded by the newest container's run, at most what runs.
+		{name: "recorded 3, three serving", olds: []*oldContainer{sized("a", 3, 1), sized("b", 3, 2), sized("c", 3, 3)}, want: Budget{Replicas: 3, MaxSurge: 1}},
+		// A killed 1-replica rollout left its drained old container, still
+		// listed by Traefik for a moment, beside its new one: one replica,
+		// not two (found by e2e/soak after replicas landed).
+		{name: "killed rollout: old still listed beside the new one", olds: []*oldContainer{sized("old", 1, 1), sized("new", 1, 2)}, want: Budget{Replicas: 1, MaxSurge: 2}},
+		// Scaled 3 -> 1: the one left was made for 3.
+		{name: "after a scale-down", olds: []*oldContainer{sized("a", 3, 3)}, want: Budget{Replicas: 1, MaxSurge: 1}},
+		// A killed 3-replica rollout in its second step: 2 new, 1 old.
+		{name: "killed 3-replica rollout", olds: []*oldContainer{sized("old", 3, 1), sized("n1", 3, 5), sized("n2", 3, 5)}, want: Budget{Replicas: 3, MaxSurge: 1}},
 		{name: "--replicas 1 over two: one step, surge of both", olds: []*oldContainer{routed("a"), routed("b")}, o: Options{Replicas: 1}, want: Budget{Replicas: 1, MaxSurge: 2}},
 		{name: "--replicas 4 --max-surge 100%", o: Options{Replicas: 4, MaxSurge: &Amount{N: 100, Percent: true}}, want: Budget{Replicas: 4, MaxSurge: 4}},
 		{name: "--max-unavailable 50%", o: Options{Replicas: 4, MaxSurge: &surge1, MaxUnavailable: &Amount{N: 50, Percent: true}}, want: Budget{Replicas: 4, MaxSurge: 1, MaxUnavailable: 2}},

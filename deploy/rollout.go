@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -473,6 +474,7 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 	labels[LabelApp] = o.App
 	labels[LabelVersion] = o.Version
 	labels[LabelImage] = o.Image
+	labels[LabelReplicas] = strconv.Itoa(max(r.decision.budget.Replicas, 1))
 	spec := CreateSpec{
 		Name:        containerName(o.App, o.Version, randomSuffix()),
 		Image:       cmp.Or(r.createImage, o.ImageRef()),

@@ -29,6 +29,10 @@ const (
 	// LabelHealthcheck records the healthcheck the user asked for, before
 	// deployctl wrapped it: "" means "the image's own", otherwise JSON.
 	LabelHealthcheck = "deployctl.healthcheck"
+	// LabelReplicas is the number of replicas the run that created the
+	// container was making the app run: the app's intended size, which a
+	// later rollout keeps by default (see defaultReplicas).
+	LabelReplicas = "deployctl.replicas"
 )
 
 // Paths inside containers made by deployctl (see the probe package).
