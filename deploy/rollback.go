@@ -10,17 +10,17 @@ import (
 
 // RollbackPlan is what a rollback will do and why.
 type RollbackPlan struct {
-	App     string
-	From    string // the version serving now ("" when nothing runs)
-	To      string
-	Reuse   string // the retained container to restart, "" to create one
+	App   string
+	From  string // the version serving now ("" when nothing runs)
+	To    string
+	Reuse string // the retained container to restart, "" to create one
 	// ReuseAll are all retained containers of To, newest first (Reuse is
 	// the first): a rollback of N > 1 replicas restarts up to N of them.
 	ReuseAll []string
-	Image   string // the repository
-	Reason  string // why this version: "--to", "the version before ..."
-	NoOp    bool   // nothing to do (Reason says why)
-	Retains []string
+	Image    string // the repository
+	Reason   string // why this version: "--to", "the version before ..."
+	NoOp     bool   // nothing to do (Reason says why)
+	Retains  []string
 }
 
 // PlanRollback works out the target of a rollback of o.App: o.Version when
