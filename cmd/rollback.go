@@ -19,6 +19,8 @@ type rollbackOptions struct {
 	drain   string
 	timeout time.Duration
 	json    bool
+
+	maxSurge, maxUnavailable string
 }
 
 // newRollbackCmd is the rollback command: RunE checks the flags, then
@@ -34,11 +36,16 @@ deploy history on the Docker host), or to --to VERSION.
 A retained (stopped) container of that version is restarted when there is one
 (fast, same configuration); otherwise one is created from the image of that
 version. The current container is drained and stopped only once the target
-serves, as in a rollout. Right after a failed rollout there is nothing to undo:
+serves, as in a rollout. An app running N replicas is rolled back to N
+containers in the steps of a rollout, within --max-surge and --max-unavailable:
+up to N retained containers of that version are restarted (the newest first),
+the rest created from its configuration and image; the current ones are
+drained, stopped and kept. Right after a failed rollout there is nothing to undo:
 deployctl says so and changes nothing. Twice in a row, a rollback undoes the
 previous rollback.`,
 		Example: `  deployctl rollback --app web
-  deployctl rollback --app web --to 3f9ace5`,
+  deployctl rollback --app web --to 3f9ace5
+  deployctl rollback --app web --max-surge 100%`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			o.io = streamsOf(c)
@@ -48,6 +55,15 @@ previous rollback.`,
 			if err := checkProcedureDurations(c.Flags()); err != nil {
 				return err
 			}
+			surge, err := deploy.ParseAmount("--max-surge", o.maxSurge)
+			if err != nil {
+				return usageErrOf(err)
+			}
+			unavailable, err := deploy.ParseAmount("--max-unavailable", o.maxUnavailable)
+			if err != nil {
+				return usageErrOf(err)
+			}
+			o.MaxSurge, o.MaxUnavailable = &surge, &unavailable
 			o.Drain = deploy.DrainMode(o.drain)
 			if runF != nil {
 				return runF(o)
@@ -59,6 +75,8 @@ previous rollback.`,
 	fl.SortFlags = false
 	fl.StringVar(&o.App, "app", "", "the app to roll back (required)")
 	fl.StringVar(&o.Version, "to", "", "the version to go back to (default: the previous one)")
+	fl.StringVar(&o.maxSurge, "max-surge", deploy.DefaultMaxSurge.String(), "with several replicas: containers started beyond the number serving now at any moment, a count or a percentage (rounded up)")
+	fl.StringVar(&o.maxUnavailable, "max-unavailable", deploy.DefaultMaxUnavailable.String(), "with several replicas: servers below the number serving now that may be out of Traefik at any moment, a count or a percentage (rounded down)")
 	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout)
 	fl.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
 	o.traefik.register(c)

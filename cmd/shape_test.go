@@ -128,6 +128,8 @@ func TestNewRollbackCmd(t *testing.T) {
 		o.DrainGrace, o.DrainInterval = deploy.DefaultDrainGrace, deploy.DefaultDrainInterval
 		o.RegisterTimeout, o.DeregisterTimeout = deploy.DefaultRegisterTimeout, deploy.DefaultDeregisterTimeout
 		o.PollInterval, o.TraefikThrottle = deploy.DefaultPollInterval, deploy.DefaultTraefikThrottle
+		surge, unavailable := deploy.DefaultMaxSurge, deploy.DefaultMaxUnavailable
+		o.maxSurge, o.maxUnavailable, o.MaxSurge, o.MaxUnavailable = surge.String(), unavailable.String(), &surge, &unavailable
 		return o
 	}
 	cases := []struct {
@@ -144,6 +146,12 @@ func TestNewRollbackCmd(t *testing.T) {
 			want: func(o *rollbackOptions) { o.json, o.io.progress, o.LockWait = true, progressPlain, 30*time.Second }},
 		{name: "no app", args: nil, wantErr: "--app is required"},
 		{name: "negative grace", args: []string{"--app", "web", "--drain-grace", "-1s"}, wantErr: "--drain-grace must not be negative"},
+		{name: "surge and unavailable", args: []string{"--app", "web", "--max-surge", "100%", "--max-unavailable", "1"},
+			want: func(o *rollbackOptions) {
+				o.maxSurge, o.maxUnavailable = "100%", "1"
+				o.MaxSurge, o.MaxUnavailable = &deploy.Amount{N: 100, Percent: true}, &deploy.Amount{N: 1}
+			}},
+		{name: "bad surge", args: []string{"--app", "web", "--max-surge", "lots"}, wantErr: "--max-surge"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -379,15 +379,13 @@ func defaultReplicas(olds []*oldContainer) int {
 // decideBudget is the budget of the rollout's steps. One replica keeps
 // the single-container engine's budget (start the new one, then drain
 // every old one), so that an N=1 rollout is what it always was; more run
-// within --max-surge and --max-unavailable. A rollback (o.Reuse) restarts
-// one retained container: one replica only.
+// within --max-surge and --max-unavailable, a rollback (o.Reuse) too: its
+// steps restart retained containers before they create any
+// (rollout.rollbackReplicas).
 func decideBudget(olds []*oldContainer, o Options) (Budget, error) {
 	n := o.Replicas
 	if n == 0 {
 		n = defaultReplicas(olds)
-	}
-	if o.Reuse != "" && n > 1 {
-		return Budget{}, usageError("a rollback restarts one retained container, and the app runs %d replicas; roll the previous version out instead: deployctl rollout --version <previous> --replicas %d", n, n)
 	}
 	if n == 1 {
 		return currentBudget(len(olds)), nil

@@ -298,7 +298,7 @@ func TestCheckHasAFixForEveryPlanWarning(t *testing.T) {
 
 // The budget of the steps: --replicas defaults to the servers Traefik
 // routes to now (1 on a first deploy); one replica keeps the
-// single-container plan; a rollback of several replicas is refused.
+// single-container plan; a rollback's is a rollout's.
 func TestDecideBudget(t *testing.T) {
 	routed := func(url string) *oldContainer { return &oldContainer{url: url} }
 	half := &oldContainer{halfMade: true}
@@ -334,7 +334,8 @@ func TestDecideBudget(t *testing.T) {
 		{name: "--replicas 1 over two: one step, surge of both", olds: []*oldContainer{routed("a"), routed("b")}, o: Options{Replicas: 1}, want: Budget{Replicas: 1, MaxSurge: 2}},
 		{name: "--replicas 4 --max-surge 100%", o: Options{Replicas: 4, MaxSurge: &Amount{N: 100, Percent: true}}, want: Budget{Replicas: 4, MaxSurge: 4}},
 		{name: "--max-unavailable 50%", o: Options{Replicas: 4, MaxSurge: &surge1, MaxUnavailable: &Amount{N: 50, Percent: true}}, want: Budget{Replicas: 4, MaxSurge: 1, MaxUnavailable: 2}},
-		{name: "rollback of three", olds: []*oldContainer{routed("a"), routed("b"), routed("c")}, o: Options{Reuse: "x"}, err: "deployctl rollout --version <previous> --replicas 3"},
+		{name: "rollback of three: the budget of a rollout of three", olds: []*oldContainer{routed("a"), routed("b"), routed("c")}, o: Options{Reuse: "x"}, want: Budget{Replicas: 3, MaxSurge: 1}},
+		{name: "rollback of one: the single-container plan", olds: []*oldContainer{routed("a")}, o: Options{Reuse: "x"}, want: Budget{Replicas: 1, MaxSurge: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := decideBudget(tc.olds, tc.o)

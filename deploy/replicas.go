@@ -45,6 +45,11 @@ type target struct {
 	url      string        // its server URL in the router, once known
 	state    TargetState
 	restarts int // Docker's restart count when it was started
+	// reused: a retained container a rollback restarted, not created: a
+	// restore stops it again and keeps it (a version to roll back to).
+	reused bool
+	// probe: it has the drain probe (a new one: as the run decided).
+	probe bool
 }
 
 func (t *target) short() string { return t.c.Short() }
@@ -74,6 +79,9 @@ type stepRun struct {
 	step      int // the step being run, 1-based
 	olds      []*target
 	news      []*target
+	// reuse: a rollback's retained containers not restarted yet, newest
+	// first; the start batches take them before creating any.
+	reuse []string
 
 	mu   sync.Mutex
 	undo []undoEntry
@@ -90,6 +98,9 @@ func (s *stepRun) prefix() string { return fmt.Sprintf("step %d/%d", s.step, len
 // runSteps runs the decision's steps after plan.
 func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 	s := &stepRun{r: r, budget: r.decision.budget, steps: r.decision.steps}
+	if r.o.Reuse != "" {
+		s.reuse = slices.Clone(r.reuseAll)
+	}
 	routed := 0
 	for _, old := range r.olds {
 		s.olds = append(s.olds, &target{c: old.Container, old: old, url: old.url, state: TargetRouted})
@@ -176,16 +187,39 @@ func stepsString(steps []Step) string {
 	return strings.Join(parts, " | ")
 }
 
-// startBatch creates n new containers at once and waits until every one
-// is healthy and routed. On failure it returns the container at fault.
+// startBatch starts n new containers at once and waits until every one
+// is healthy and routed: a rollback's retained containers of the target
+// version first (restarted), then created ones. On failure it returns the
+// container at fault.
 func (s *stepRun) startBatch(ctx context.Context, n int) (*target, error) {
 	r := s.r
-	r.begin(PhaseCreate, fmt.Sprintf("%s: starting %d new container(s) of %s", s.prefix(), n, r.o.ImageRef()))
 	batch := make([]*target, n)
+	reused := 0
 	for i := range batch {
-		batch[i] = &target{state: TargetPlanned}
+		batch[i] = &target{state: TargetPlanned, probe: r.probe}
+		if len(s.reuse) > 0 {
+			batch[i].c, batch[i].reused = Container{ID: s.reuse[0]}, true
+			s.reuse = s.reuse[1:]
+			reused++
+		}
 	}
+	msg := fmt.Sprintf("%s: starting %d new container(s) of %s", s.prefix(), n, r.o.ImageRef())
+	if r.o.Reuse != "" {
+		msg = fmt.Sprintf("%s: restarting %d retained and creating %d container(s) of %s", s.prefix(), reused, n-reused, r.o.Version)
+	}
+	r.begin(PhaseCreate, msg)
 	err := parallel(batch, func(t *target) error {
+		if t.reused {
+			err := r.restartRetained(ctx, t, func() {
+				t.state = TargetCreated
+				s.record(undoRemove, t)
+			})
+			if err != nil {
+				return &targetErr{t: t, err: err}
+			}
+			r.info(PhaseCreate, Event{Container: t.short(), Message: s.prefix() + ": restarted"})
+			return nil
+		}
 		c, err := r.createOne(ctx, func(c *Container) {
 			t.c, t.state = *c, TargetCreated
 			s.record(undoRemove, t)
@@ -593,6 +627,8 @@ func (s *stepRun) fail(ctx context.Context, p Phase, t *target, err error) error
 		de.State = fmt.Sprintf("restored: %s %s runs its %d container(s) again, as before the scale", r.o.App, r.o.Version, r.scaleCurrent)
 	case len(s.olds) == 0:
 		de.State = "first deploy: the new containers were removed; nothing of the app is running"
+	case r.o.Reuse != "":
+		de.State = fmt.Sprintf("restored: the old version (%s) is serving again; the restarted retained container(s) were stopped again (kept), the created ones removed", names(containersOf(r.olds)))
 	default:
 		de.State = fmt.Sprintf("restored: the old version (%s) is serving again; the new container(s) were removed", names(containersOf(r.olds)))
 	}
@@ -798,7 +834,7 @@ func (s *stepRun) removeNew(ctx context.Context, t *target) error {
 	}
 	if t.state == TargetRouted || t.state == TargetHealthy {
 		t.state = TargetDraining
-		if r.probe {
+		if t.probe {
 			_ = r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
 		}
 		urls := serverURLs(t.c)
@@ -821,7 +857,16 @@ func (s *stepRun) removeNew(ctx context.Context, t *target) error {
 		}
 	}
 	if err := r.e.Runtime.Stop(ctx, t.c.ID, r.stopTimeout(Container{})); err != nil && !errors.Is(err, ErrContainerNotFound) {
+		if t.reused {
+			return fmt.Errorf("stopping the retained container %s again (never removed: docker stop %s): %w", t.short(), t.short(), err)
+		}
 		return fmt.Errorf("stopping new container %s: %w", t.short(), err)
+	}
+	if t.reused {
+		// Never docker rm: it is a retained version, as before the run.
+		t.state = TargetStopped
+		r.e.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: t.short(), Message: "retained container stopped again"})
+		return nil
 	}
 	if err := r.e.Runtime.Remove(ctx, t.c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
 		return fmt.Errorf("removing new container %s: %w", t.short(), err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // threeV1 is a world with three v1 replicas of web serving, and web:v2.
@@ -164,21 +165,155 @@ func TestReplicasSignalInStep2RestoresV1(t *testing.T) {
 	checkBudget(t, w, 4, 3)
 }
 
-// Rollback of an app running several replicas is refused before anything
-// changes.
-func TestReplicasRollbackRefused(t *testing.T) {
-	w, _ := threeV1()
-	e, _ := engine(w)
-	o := testOptions("v0")
-	o.Reuse = "id-web-a"
-	_, err := e.Rollout(context.Background(), o)
-	de := assertKind(t, err, KindUsage)
-	if !strings.Contains(de.Error(), "--replicas 3") {
-		t.Errorf("error %q", de.Error())
+// rollbackThree is a world after a rollout of three replicas v1 -> v2:
+// three v2 serving, and retained (stopped, drained) v1 containers, the
+// first of names the newest. The history says v2 replaced v1.
+func rollbackThree(retained ...string) (*world, *Engine, *events) {
+	w := newWorld()
+	for i, n := range retained {
+		c := w.addRunning(n, "v1", true)
+		c.State, c.Health, c.marker = "exited", "", MarkerDrain
+		c.Finished = w.clock.Add(time.Duration(500-i) * time.Minute) // the first is the newest
 	}
-	for _, op := range w.ops {
-		if op != "traefik list" {
-			t.Errorf("changed the world: %q", op)
+	for _, n := range []string{"web-v2-a", "web-v2-b", "web-v2-c"} {
+		w.addRunning(n, "v2", true)
+	}
+	j := newMemJournal()
+	j.records = []Record{{App: "web", Operation: "rollout", From: "v1", To: "v2", Result: "ok", Started: w.clock}}
+	e, ev := engine(w)
+	e.Journal = j
+	return w, e, ev
+}
+
+func rollbackThreeOptions() Options {
+	o := testOptions("")
+	o.Image, o.App, o.MaxSurge = "", "web", &Amount{N: 1}
+	return o
+}
+
+// checkRolledBack: three v1 serving (marker serve), the v2 containers
+// stopped and kept for rollback.
+func checkRolledBack(t *testing.T, w *world) {
+	t.Helper()
+	if got := versionsRunning(w); got["v1"] != 3 || got["v2"] != 0 {
+		t.Errorf("running versions %v, want 3 v1", got)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, n := range []string{"web-v2-a", "web-v2-b", "web-v2-c"} {
+		c := w.containers["id-"+n]
+		if c == nil || c.State != "exited" {
+			t.Errorf("v2 container %s: %+v, want stopped and kept", n, c)
+		}
+	}
+	for _, c := range w.containers {
+		if c.State == "running" && c.marker != MarkerServe {
+			t.Errorf("v1 container %s serves with marker %q", c.Name, c.marker)
+		}
+	}
+}
+
+// A rollback of three replicas restarts the three newest retained v1
+// containers (the probe copied in again, marker serve), one per step within
+// surge 1, creates none, and leaves the fourth, older one stopped.
+func TestReplicasRollbackRestartsRetained(t *testing.T) {
+	w, e, _ := rollbackThree("web-v1-a", "web-v1-b", "web-v1-c", "web-v1-old")
+	p, res, err := e.Rollback(context.Background(), rollbackThreeOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.To != "v1" || len(p.ReuseAll) != 4 {
+		t.Errorf("plan %+v", p)
+	}
+	checkBudget(t, w, 4, 3)
+	checkRolledBack(t, w)
+	if hasOp(w.ops, "create ") {
+		t.Errorf("created a container though 3 were retained: %q", w.ops)
+	}
+	for _, n := range []string{"web-v1-a", "web-v1-b", "web-v1-c"} {
+		if !hasOp(w.ops, "start "+n) {
+			t.Errorf("%s not restarted: %q", n, w.ops)
+		}
+		if got := string(w.copied[n][ProbePath]); got != "probe for linux/amd64" {
+			t.Errorf("%s: probe %q, want it copied in again", n, got)
+		}
+	}
+	if hasOp(w.ops, "start web-v1-old") {
+		t.Errorf("the oldest retained v1 container was restarted too: %q", w.ops)
+	}
+	// One restart per step: each before the first v2 stop of its step.
+	if a, b := indexOf(t, w.ops, "start web-v1-b"), indexOf(t, w.ops, "stop web-v2"); a < b {
+		t.Errorf("web-v1-b restarted before the first v2 stop (surge 1): %q", w.ops)
+	}
+	if len(res.NewContainers) != 3 || len(res.Old) != 3 {
+		t.Errorf("result new %+v, old %+v", res.NewContainers, res.Old)
+	}
+}
+
+// With one retained v1 container, the rollback restarts it and creates the
+// other two from its configuration and image.
+func TestReplicasRollbackCreatesTheRest(t *testing.T) {
+	w, e, _ := rollbackThree("web-v1-a")
+	if _, _, err := e.Rollback(context.Background(), rollbackThreeOptions()); err != nil {
+		t.Fatal(err)
+	}
+	checkBudget(t, w, 4, 3)
+	checkRolledBack(t, w)
+	if i, j := indexOf(t, w.ops, "start web-v1-a"), indexOf(t, w.ops, "create "); i > j {
+		t.Errorf("created before restarting the retained one: %q", w.ops)
+	}
+	created := 0
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range w.containers {
+		if c.spec.Name == "" {
+			continue
+		}
+		created++
+		if c.spec.Image != "web:v1" || c.spec.From != "id-web-v1-a" || c.Labels[LabelVersion] != "v1" || c.State != "running" {
+			t.Errorf("created %s: image %s from %s, version %s, %s; want web:v1 from id-web-v1-a, v1, running", c.Name, c.spec.Image, c.spec.From, c.Labels[LabelVersion], c.State)
+		}
+	}
+	if created != 2 {
+		t.Errorf("%d created, want 2: %q", created, w.ops)
+	}
+}
+
+// A v1 container failing in step 2 of a rollback restores v2: the retained
+// v1 container restarted in step 1 is stopped again and kept, the created
+// one removed, the budget held throughout.
+func TestReplicasRollbackFailingInStep2RestoresCurrent(t *testing.T) {
+	w, e, _ := rollbackThree("web-v1-a")
+	starts := 0
+	w.behave = func(c *fakeContainer) {
+		if c.Labels[LabelVersion] == "v1" {
+			starts++
+			c.crash = starts == 2
+		}
+	}
+	_, _, err := e.Rollback(context.Background(), rollbackThreeOptions())
+	de := assertKind(t, err, KindFailed)
+	if !strings.Contains(de.Error(), "step 2/3") || !strings.Contains(de.Error(), "exited with code 3") || !strings.Contains(de.Error(), "container web-v1") {
+		t.Errorf("error %q does not name the step, the container and the cause", de.Error())
+	}
+	if !strings.Contains(de.State, "stopped again (kept)") {
+		t.Errorf("state %q", de.State)
+	}
+	checkBudget(t, w, 4, 3)
+	if got := versionsRunning(w); got["v2"] != 3 || got["v1"] != 0 {
+		t.Errorf("running versions %v, want 3 v2", got)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if c := w.containers["id-web-v1-a"]; c == nil || c.State != "exited" {
+		t.Errorf("retained web-v1-a: %+v, want stopped again and kept", c)
+	}
+	for _, c := range w.containers {
+		if c.spec.Name != "" {
+			t.Errorf("created v1 container %s left (%s)", c.Name, c.State)
+		}
+		if c.State == "running" && c.marker != MarkerServe {
+			t.Errorf("v2 container %s serves with marker %q", c.Name, c.marker)
 		}
 	}
 }

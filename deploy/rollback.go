@@ -10,14 +10,17 @@ import (
 
 // RollbackPlan is what a rollback will do and why.
 type RollbackPlan struct {
-	App     string
-	From    string // the version serving now ("" when nothing runs)
-	To      string
-	Reuse   string // the retained container to restart, "" to create one
-	Image   string // the repository
-	Reason  string // why this version: "--to", "the version before ..."
-	NoOp    bool   // nothing to do (Reason says why)
-	Retains []string
+	App   string
+	From  string // the version serving now ("" when nothing runs)
+	To    string
+	Reuse string // the retained container to restart, "" to create one
+	// ReuseAll are all retained containers of To, newest first (Reuse is
+	// the first): a rollback of N > 1 replicas restarts up to N of them.
+	ReuseAll []string
+	Image    string // the repository
+	Reason   string // why this version: "--to", "the version before ..."
+	NoOp     bool   // nothing to do (Reason says why)
+	Retains  []string
 }
 
 // PlanRollback works out the target of a rollback of o.App: o.Version when
@@ -95,9 +98,11 @@ func (e *Engine) PlanRollback(ctx context.Context, o Options) (*RollbackPlan, er
 	}
 	for _, c := range retained {
 		if c.Labels[LabelVersion] == p.To {
-			p.Reuse = c.ID
-			p.Image = imageRepo(c)
-			break
+			if p.Reuse == "" {
+				p.Reuse = c.ID
+				p.Image = imageRepo(c)
+			}
+			p.ReuseAll = append(p.ReuseAll, c.ID)
 		}
 	}
 	if p.Image == "" && len(cs) > 0 {
@@ -110,7 +115,11 @@ func (e *Engine) PlanRollback(ctx context.Context, o Options) (*RollbackPlan, er
 // it is "" (see PlanRollback), with the rollout procedure: the retained
 // container of that version is restarted (or one is created from the image
 // of that version), and the current one is drained and stopped only once
-// the target serves. The target is worked out under the app's deploy lock,
+// the target serves. With N > 1 replicas serving (or --replicas), the
+// rollback runs the steps of a rollout (stepRun) within --max-surge and
+// --max-unavailable: the retained containers of that version, newest
+// first, are restarted in the steps' start batches, the rest created from
+// its configuration and image. The target is worked out under the app's deploy lock,
 // so a rollback that waited for a rollout goes back from what that rollout
 // left. A plan with NoOp set means nothing was to be done; Result is nil.
 func (e *Engine) Rollback(ctx context.Context, o Options) (*RollbackPlan, *Result, error) {
@@ -149,7 +158,11 @@ func (e *Engine) Rollback(ctx context.Context, o Options) (*RollbackPlan, *Resul
 		return p, nil, r.fail(ctx, PhasePlan, err)
 	}
 	r.o, _ = o.normalize()
+	r.reuseAll = p.ReuseAll
 	how := "restarting its retained container"
+	if len(p.ReuseAll) > 1 {
+		how = fmt.Sprintf("restarting its retained containers (%d kept)", len(p.ReuseAll))
+	}
 	if p.Reuse == "" {
 		how = "creating a container from " + r.o.ImageRef()
 	}
@@ -182,4 +195,72 @@ func orNone(v string) string {
 		return "(nothing running)"
 	}
 	return v
+}
+
+// rollbackReplicas prepares a rollback of N > 1 replicas, run by stepRun:
+// the retained containers of the target version are restarted first,
+// newest first (restartRetained), and the rest are created from the
+// configuration of the newest of them and the image it ran, with the probe
+// for that image's platform, as a rollout decides it.
+func (r *rollout) rollbackReplicas(ctx context.Context) error {
+	c, err := r.e.Runtime.Inspect(ctx, r.o.Reuse)
+	if err != nil {
+		return classifyDocker(err)
+	}
+	if err := r.imageOf(ctx, c); err != nil {
+		return err
+	}
+	r.template = &c
+	o := r.o
+	o.Reuse = ""
+	probe, bin, w, err := decideProbe(o, r.template, r.image, false)
+	if err != nil {
+		return err
+	}
+	if w != nil {
+		r.warning(PhasePlan, *w)
+	}
+	r.probe, r.probeBin = probe, bin
+	if len(r.reuseAll) == 0 {
+		r.reuseAll = []string{r.o.Reuse}
+	}
+	return nil
+}
+
+// restartRetained starts the retained container t.c.ID of a multi-replica
+// rollback, as the single-container rollback does (restart): the probe
+// copied in again where its healthcheck runs it, its marker set to serve.
+// started is called before anything changes, so the caller can undo it
+// (stop it again, never remove it: it is a kept version).
+func (r *rollout) restartRetained(ctx context.Context, t *target, started func()) error {
+	c, err := r.e.Runtime.Inspect(ctx, t.c.ID)
+	if err != nil {
+		return classifyDocker(err)
+	}
+	t.c = c
+	t.probe = c.Labels[LabelDrain] == "probe"
+	started()
+	if t.probe {
+		// The marker goes back to serve in any case: the healthcheck
+		// reads it, and the container was drained when it was stopped.
+		files := []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}}
+		if r.o.Drain != DrainSignal && r.probeBin != nil {
+			files = append([]File{{Path: ProbeDir + "/", Mode: 0o1777}, {Path: probePathOf(c), Mode: 0o755, Data: r.probeBin}}, files...)
+		}
+		if err := r.e.Runtime.CopyFiles(ctx, c.ID, files); err != nil {
+			return classifyDocker(fmt.Errorf("installing the drain probe in %s and resetting its marker: %w", c.Short(), err))
+		}
+	}
+	if err := checkNetwork(c, r.network); err != nil {
+		return &Error{Kind: KindFailed, Err: err, Hint: "attach the container to that network (--network), or fix the traefik.docker.network label"}
+	}
+	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
+		return classifyDocker(fmt.Errorf("starting %s: %w", c.Short(), err))
+	}
+	// Its restart count as Docker has it now: a start may reset it.
+	if c, err = r.e.Runtime.Inspect(ctx, c.ID); err != nil {
+		return classifyDocker(err)
+	}
+	t.c, t.restarts = c, c.RestartCount
+	return nil
 }

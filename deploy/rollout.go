@@ -157,8 +157,12 @@ type rollout struct {
 	scaleCurrent int
 	scaleFrom    Container
 	// createImage is the image new containers are created from when it
-	// is not o.ImageRef(): a scale's is the one its containers run.
+	// is not o.ImageRef(): a scale's is the one its containers run, a
+	// rollback's the one its retained containers ran.
 	createImage string
+	// reuseAll: a rollback's retained containers of the target version,
+	// newest first; with N > 1 replicas its steps restart up to N of them.
+	reuseAll []string
 }
 
 // Rollout deploys o.Image:o.Version as described in the package comment.
@@ -312,7 +316,12 @@ func (r *rollout) plan(ctx context.Context) error {
 	r.decision = d
 	r.olds, r.template, r.services, r.baseline, r.network = d.olds, d.template, d.services, d.baseline, d.network
 	r.probe, r.probeBin = d.probe, d.probeBin
-	if o.Reuse != "" && r.probe {
+	switch {
+	case o.Reuse != "" && d.budget.Replicas > 1:
+		if err := r.rollbackReplicas(ctx); err != nil {
+			return err
+		}
+	case o.Reuse != "" && r.probe:
 		if err := r.reuseProbe(ctx); err != nil {
 			return err
 		}

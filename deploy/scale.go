@@ -172,7 +172,12 @@ func (r *rollout) scaleOptions(template Container) (*ScalePlan, error) {
 // container runs, by its reference when that still names the same image
 // (so new replicas show the same image in docker ps), else by its ID.
 func (r *rollout) scaleImage(ctx context.Context) error {
-	t := r.scaleFrom
+	return r.imageOf(ctx, r.scaleFrom)
+}
+
+// imageOf makes the image t runs the one new containers are created from:
+// by its reference when that still names the same image, else by its ID.
+func (r *rollout) imageOf(ctx context.Context, t Container) error {
 	img, err := r.e.Runtime.Image(ctx, t.Image)
 	if err == nil && (t.ImageID == "" || img.ID == t.ImageID) {
 		r.image, r.createImage = img, t.Image

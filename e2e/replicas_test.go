@@ -211,3 +211,62 @@ func TestReplicasFailureInStep2RestoresV1(t *testing.T) {
 	}
 	e.expectServing(app, "v1")
 }
+
+// TestReplicasRollback: 3 replicas v1 -> v2, then a rollback under load:
+// v1's three retained containers are restarted (none created), the three
+// v2 containers drained, stopped and kept; no failed request, Traefik
+// never had fewer than 3 UP servers, Docker never more than 4 (the default
+// surge of 25% of 3, rounded up: 1) running containers.
+func TestReplicasRollback(t *testing.T) {
+	e := newEnv(t, traefikFor(t))
+	repo := appImages(t, e.cli, "v1", "v2")
+	app := e.appName("replrb")
+	e.deployThree(app, repo)
+	v1 := map[string]bool{}
+	for _, c := range e.containers(app) {
+		v1[c.ID] = true
+	}
+	if r := e.deployctl("rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", "100%"); r.code != 0 {
+		t.Fatalf("rollout of v2: exit %d", r.code)
+	}
+	var v2 []string
+	for _, c := range e.containers(app) {
+		if c.Running() {
+			v2 = append(v2, c.ID)
+		}
+	}
+	if len(v2) != 3 {
+		t.Fatalf("%d v2 containers running, want 3", len(v2))
+	}
+	keep := startLoad(t, e.traefik.EntryURL, app+".test", 100, true)
+	fresh := startLoad(t, e.traefik.EntryURL, app+".test", 50, false)
+	s := e.sample(app)
+	time.Sleep(300 * time.Millisecond)
+	r := e.deployctl("rollback", "--app", app)
+	time.Sleep(300 * time.Millisecond)
+	keep.expectNoFailures(t)
+	fresh.expectNoFailures(t)
+	s.expect(t, 3, 4)
+	if r.code != 0 {
+		t.Fatalf("rollback: exit %d", r.code)
+	}
+	if got := e.runningVersions(app); got["v1"] != 3 || len(got) != 1 {
+		t.Errorf("running %v, want 3 v1", got)
+	}
+	stopped := 0
+	for _, c := range e.containers(app) {
+		switch {
+		case c.Running() && !v1[c.ID]:
+			t.Errorf("container %s (%s) serves: not one of v1's retained containers", c.Name, c.Labels[deploy.LabelVersion])
+		case !c.Running() && c.Labels[deploy.LabelVersion] == "v2":
+			stopped++
+		}
+	}
+	if stopped != 3 {
+		t.Errorf("%d v2 containers stopped and kept, want 3", stopped)
+	}
+	if res := r.json.Result; res == nil || len(res.NewContainers) != 3 || len(res.Old) != 3 {
+		t.Errorf("result %+v", res)
+	}
+	e.expectServing(app, "v1")
+}
