@@ -393,34 +393,74 @@ func decideBudget(olds []*oldContainer, o Options) (Budget, error) {
 	return NewBudget(n, o.surge(), o.unavailable())
 }
 
-// pruneList decides which stopped containers of the app --keep removes:
-// listed are the app's containers by its label (running or not), olds the
-// ones being replaced (stopped by this run, so the newest of the kept:
-// only those among listed count, since a container --select adopted
-// without the app's label is no rollback target), halfMade those of olds
-// the run removes itself (never served: no version to keep), newID the new
-// container ("" in a dry run). The versions that served most recently are
-// the likeliest rollback targets: kept by when they stopped, not when they
-// were created. A container that was never started (a run killed between
-// creating and starting it; this run holds the lock, so no run is making
-// it now) never served either: always removed.
-func pruneList(listed []Container, olds []Container, halfMade map[string]bool, newID string, keep int) []Container {
-	var stopped, neverStarted []Container
+// pruneList decides which stopped containers of the app --keep removes.
+// --keep counts versions, not containers: the stopped containers of one
+// version (its replicas) are kept or removed together. listed are the
+// app's containers by its label (running or not); olds the ones being
+// replaced (stopped by this run, so their versions are the newest of the
+// kept: only those among listed count, since a container --select adopted
+// without the app's label is no rollback target); halfMade those of olds
+// the run removes itself (never served: no version to keep); newID the new
+// container ("" in a dry run) and newVersion its version. The versions
+// that served most recently are the likeliest rollback targets: kept by
+// when they last stopped, not when they were created. Removed always:
+// stopped containers of the version being deployed (it serves: they are
+// no way back; a rollback restarted the ones it needed), and containers
+// never started (a run killed between creating and starting them; this
+// run holds the lock, so no run is making them now: they never served).
+// A container without a version label is a version of its own.
+func pruneList(listed []Container, olds []Container, halfMade map[string]bool, newID, newVersion string, keep int) []Container {
+	versionOf := func(c Container) string {
+		if v := c.Labels[LabelVersion]; v != "" {
+			return "v:" + v
+		}
+		return "id:" + c.ID
+	}
+	kept := map[string]bool{} // the versions of the old containers
 	for _, c := range listed {
-		isOld := slices.ContainsFunc(olds, func(o Container) bool { return o.ID == c.ID })
-		switch {
-		case halfMade[c.ID], c.ID == newID:
-		case isOld:
-			keep-- // stopped now, so among the newest
-		case c.State == "created":
-			neverStarted = append(neverStarted, c)
-		case !c.Running():
-			stopped = append(stopped, c)
+		if !halfMade[c.ID] && slices.ContainsFunc(olds, func(o Container) bool { return o.ID == c.ID }) {
+			kept[versionOf(c)] = true
 		}
 	}
-	sort.SliceStable(stopped, func(i, j int) bool { return lastServed(stopped[i]).After(lastServed(stopped[j])) })
-	keep = min(max(keep, 0), len(stopped))
-	return append(stopped[keep:], neverStarted...)
+	var prune, neverStarted []Container
+	byVersion := map[string][]Container{}
+	var versions []string
+	for _, c := range listed {
+		isOld := slices.ContainsFunc(olds, func(o Container) bool { return o.ID == c.ID })
+		v := versionOf(c)
+		switch {
+		case halfMade[c.ID], c.ID == newID, isOld:
+		case c.State == "created":
+			neverStarted = append(neverStarted, c)
+		case c.Running():
+		case newVersion != "" && v == "v:"+newVersion:
+			prune = append(prune, c)
+		case kept[v]:
+			// A stopped replica of a version being stopped now: kept with it.
+		default:
+			if byVersion[v] == nil {
+				versions = append(versions, v)
+			}
+			byVersion[v] = append(byVersion[v], c)
+		}
+	}
+	lastOf := func(v string) time.Time {
+		var last time.Time
+		for _, c := range byVersion[v] {
+			if t := lastServed(c); t.After(last) {
+				last = t
+			}
+		}
+		return last
+	}
+	sort.SliceStable(versions, func(i, j int) bool { return lastOf(versions[i]).After(lastOf(versions[j])) })
+	keep = min(max(keep-len(kept), 0), len(versions))
+	for _, v := range versions[keep:] {
+		cs := byVersion[v]
+		sort.SliceStable(cs, func(i, j int) bool { return lastServed(cs[i]).After(lastServed(cs[j])) })
+		prune = append(prune, cs...)
+	}
+	return append(prune, neverStarted...)
 }
 
 // halfMadeIDs are the IDs of the olds an interrupted run left half-made.

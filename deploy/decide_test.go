@@ -254,13 +254,23 @@ func TestPruneList(t *testing.T) {
 	}
 	a, b, c := stopped("a", 1, 10), stopped("b", 2, 30), stopped("c", 3, 20) // last served: b, then c, then a
 	old, adopted, fresh := running("old"), running("adopted"), running("new")
+	v := func(name, version string, finished int) Container {
+		c := stopped(name, 1, finished)
+		c.Labels = map[string]string{LabelVersion: version}
+		return c
+	}
+	oldV3 := running("old-v3")
+	oldV3.Labels = map[string]string{LabelVersion: "v3"}
 	for _, tc := range []struct {
 		name   string
 		listed []Container
 		olds   []Container
 		newID  string
-		keep   int
-		want   []string
+		// newVersion is the version deployed; "" (unlabelled containers)
+		// in the cases above the versioned ones.
+		newVersion string
+		keep       int
+		want       []string
 	}{
 		{name: "by when they stopped", listed: []Container{a, b, c}, keep: 1, want: []string{"c", "a"}},
 		{name: "old ones count as kept", listed: []Container{a, b, c, old}, olds: []Container{old}, keep: 2, want: []string{"c", "a"}},
@@ -269,10 +279,14 @@ func TestPruneList(t *testing.T) {
 		{name: "old ones stopping already, keep 0", listed: []Container{a, stopped("old", 40, 60)}, olds: []Container{old}, keep: 0, want: []string{"a"}},
 		{name: "more kept than there are", listed: []Container{a, b}, olds: []Container{old}, keep: 5},
 		{name: "nothing", keep: 3},
+		// --keep counts versions: replicas of one version go together.
+		{name: "versions, not containers", listed: []Container{v("a1", "v1", 10), v("a2", "v1", 11), v("b1", "v2", 30), v("b2", "v2", 31), v("c1", "v3", 20)}, keep: 2, want: []string{"a2", "a1"}},
+		{name: "the olds' version takes one slot, its stopped replicas stay with it", listed: []Container{v("a1", "v1", 10), v("b1", "v2", 30), v("c1", "v3", 40), oldV3}, olds: []Container{oldV3}, keep: 2, want: []string{"a1"}},
+		{name: "stopped containers of the version deployed are no way back", listed: []Container{v("a1", "v1", 10), v("d1", "v4", 5), fresh}, newID: fresh.ID, newVersion: "v4", keep: 3, want: []string{"d1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
-			for _, c := range pruneList(tc.listed, tc.olds, nil, tc.newID, tc.keep) {
+			for _, c := range pruneList(tc.listed, tc.olds, nil, tc.newID, tc.newVersion, tc.keep) {
 				got = append(got, c.Name)
 			}
 			if !slices.Equal(got, tc.want) {

@@ -81,7 +81,7 @@ func (r *rollout) dryRunPlan(ctx context.Context) *Plan {
 	// What --keep would prune once the current containers are stopped:
 	// the rollout's own decision (pruneList), on today's containers.
 	if listed, err := e.Runtime.List(ctx, map[string]string{LabelApp: o.App}); err == nil {
-		for _, c := range pruneList(listed, containersOf(d.olds), halfMadeIDs(d.olds), "", o.Keep) {
+		for _, c := range pruneList(listed, containersOf(d.olds), halfMadeIDs(d.olds), "", o.Version, o.Keep) {
 			p.Prune = append(p.Prune, c.Short())
 		}
 	}

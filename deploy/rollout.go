@@ -1088,7 +1088,7 @@ func (r *rollout) prune(ctx context.Context) []string {
 		return nil
 	}
 	var pruned []string
-	for _, c := range pruneList(cs, containersOf(r.olds), halfMadeIDs(r.olds), r.newC.ID, r.o.Keep) {
+	for _, c := range pruneList(cs, containersOf(r.olds), halfMadeIDs(r.olds), r.newC.ID, r.o.Version, r.o.Keep) {
 		if err := r.e.Runtime.Remove(ctx, c.ID); err != nil {
 			r.warn(PhasePrune, WarnPruneFailed, "removing old container %s: %v", c.Short(), err)
 			continue
