@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -267,6 +268,52 @@ func TestReplicasRollback(t *testing.T) {
 	}
 	if res := r.json.Result; res == nil || len(res.NewContainers) != 3 || len(res.Old) != 3 {
 		t.Errorf("result %+v", res)
+	}
+	e.expectServing(app, "v1")
+}
+
+// TestReplicasSignalInStep2RestoresV1: SIGINT to deployctl once step 2 of a
+// surge-1 rollout of 3 replicas has started its new container: exit 130,
+// the v1 container stopped in step 1 is started again, all three v1 serve,
+// no v2 is left, the lock is released, no request failed and the budget
+// held throughout.
+func TestReplicasSignalInStep2RestoresV1(t *testing.T) {
+	e := newEnv(t, traefikFor(t))
+	repo := appImages(t, e.cli, "v1", "v2")
+	app := e.appName("replsig")
+	e.deployThree(app, repo)
+	v1 := map[string]bool{}
+	for _, c := range e.containers(app) {
+		v1[c.ID] = true
+	}
+	keep := startLoad(t, e.traefik.EntryURL, app+".test", 100, true)
+	fresh := startLoad(t, e.traefik.EntryURL, app+".test", 50, false)
+	s := e.sample(app)
+	time.Sleep(300 * time.Millisecond)
+	code, stderr := e.signalAt("step 2/3: waiting until", syscall.SIGINT, "rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", "1")
+	time.Sleep(300 * time.Millisecond)
+	keep.expectNoFailures(t)
+	fresh.expectNoFailures(t)
+	s.expect(t, 3, 4)
+	if code != 130 {
+		t.Errorf("exit %d, want 130", code)
+	}
+	if !strings.Contains(stderr, "step 1/3: stopped") {
+		t.Errorf("step 1 never stopped its old container: the signal came too early to test the restart")
+	}
+	for _, c := range e.containers(app) {
+		switch {
+		case c.Labels[deploy.LabelVersion] == "v2":
+			t.Errorf("v2 container %s left (%s)", c.Name, c.State)
+		case !v1[c.ID]:
+			t.Errorf("container %s (%s) is not one of the three v1 containers", c.Name, c.Labels[deploy.LabelVersion])
+		}
+	}
+	if got := e.runningVersions(app); got["v1"] != 3 || len(got) != 1 {
+		t.Errorf("running %v, want 3 v1", got)
+	}
+	if st := e.status(app); st.Lock != nil {
+		t.Errorf("lock not released: %+v", st.Lock)
 	}
 	e.expectServing(app, "v1")
 }
