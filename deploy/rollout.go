@@ -747,8 +747,10 @@ func (r *rollout) waitRegistered(ctx context.Context) error {
 	failed := r.watchNew(wctx, restarts)
 	err = r.poll(ctx, r.o.RegisterTimeout, func() (bool, error) {
 		select {
-		case err := <-failed:
-			return false, err
+		case err, ok := <-failed:
+			if ok {
+				return false, err
+			}
 		default:
 		}
 		ok, seen, err := r.registeredIn(ctx, urls)
@@ -756,17 +758,16 @@ func (r *rollout) waitRegistered(ctx context.Context) error {
 		return ok, nil
 	})
 	stop()
-	if err == nil {
+	// Wait for the watcher to stop: a failure it saw while Traefik's answer
+	// was on its way is not lost (nor reported only some of the time).
+	ferr, watcherFailed := <-failed
+	if err == nil && watcherFailed {
 		// Traefik listed it while Docker's answer was on its way.
-		select {
-		case ferr := <-failed:
-			var de *Error
-			if errors.As(ferr, &de) || errors.Is(ferr, ErrContainerNotFound) {
-				return disappeared(ferr)
-			}
-			r.warn(PhaseRegister, WarnInspectFailed, "inspecting the new container failed (%v); Traefik lists it, going on", ferr)
-		default:
+		var de *Error
+		if errors.As(ferr, &de) || errors.Is(ferr, ErrContainerNotFound) {
+			return disappeared(ferr)
 		}
+		r.warn(PhaseRegister, WarnInspectFailed, "inspecting the new container failed (%v); Traefik lists it, going on", ferr)
 	}
 	if err != nil {
 		if isTimeout(err) {
@@ -780,18 +781,26 @@ func (r *rollout) waitRegistered(ctx context.Context) error {
 
 // watchNew inspects the new container every PollInterval until ctx ends
 // or it fails (exits, restarts, turns unhealthy, cannot be inspected); the
-// failure is sent on the returned channel.
+// failure is sent on the returned channel, which is closed when the
+// watcher has stopped. A call that failed is reported even when ctx ended
+// while it was under way (unless ctx's end is what made it fail), so that
+// a caller that cancels ctx and then drains the channel learns of every
+// failure the watcher saw.
 func (r *rollout) watchNew(ctx context.Context, restarts int) <-chan error {
 	failed := make(chan error, 1)
 	id := r.newC.ID
 	ctx = beside(ctx, "watch")
 	go func() {
+		defer close(failed)
 		for ctx.Err() == nil {
 			c, err := r.e.Runtime.Inspect(ctx, id)
-			if ctx.Err() != nil {
-				return
+			if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				return // cancelled by the caller: no verdict on the container
 			}
 			if err == nil {
+				if ctx.Err() != nil {
+					return
+				}
 				err = r.newContainerFailed(ctx, c, restarts)
 			}
 			if err != nil {
