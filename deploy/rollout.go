@@ -1015,7 +1015,17 @@ func (r *rollout) oldURLs(old *oldContainer) []string {
 	if err != nil {
 		return nil
 	}
-	return sortedValues(urls)
+	// An old container that was exiting at the plan (a killed run had
+	// signalled it) may be gone by now, and Docker may have given its IP
+	// to the new container: that URL is the new one's, not old's (seen in
+	// e2e/soak: the wait for it to leave Traefik never ended).
+	var out []string
+	for _, u := range sortedValues(urls) {
+		if r.newURL == "" || !sameURL(u, r.newURL) {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // stopOld stops the old containers: drained ones right away, the others by
