@@ -78,6 +78,7 @@ func lockError(err error, then string) error {
 // finish records the run in the history and releases the lock, also after
 // a failure or a signal.
 func (r *rollout) finish(ctx context.Context, err error) {
+	r.stepRun = nil // the history and the lock are of the run, not a step
 	j := r.e.Journal
 	if j == nil || !r.locked {
 		return
