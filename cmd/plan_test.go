@@ -1,7 +1,9 @@
 package cmd
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/deployctl/deployctl/deploy"
 )
@@ -30,5 +32,19 @@ func TestStepLines(t *testing.T) {
 				t.Errorf("got\n%s\nwant\n%s", got, tc.want)
 			}
 		})
+	}
+}
+
+// What each step of a finished run did, a line a step.
+func TestPrintSteps(t *testing.T) {
+	var b strings.Builder
+	printSteps(&b, []deploy.StepReport{
+		{Step: 1, Restarted: []string{"web-v1-a"}, Drained: []string{"web-v2-a"}, Stopped: []string{"web-v2-a"}, Elapsed: deploy.Duration(1500 * time.Millisecond)},
+		{Step: 2, Started: []string{"web-v1-x", "web-v1-y"}, Stopped: []string{"legacy"}, Removed: []string{"legacy"}, Gone: []string{"web-v2-b"}, Elapsed: deploy.Duration(2 * time.Second)},
+	})
+	want := "  step 1/2 (1.5s): restarted web-v1-a; drained web-v2-a; stopped web-v2-a\n" +
+		"  step 2/2 (2s): started web-v1-x, web-v1-y; stopped legacy; removed legacy; found removed by someone else web-v2-b\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }

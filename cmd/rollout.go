@@ -329,6 +329,7 @@ func printResult(w io.Writer, res *deploy.Result) {
 		parts = append(parts, fmt.Sprintf("%s %s", p.Phase, p.Duration))
 	}
 	fmt.Fprintf(w, "  phases: %s; total %s\n", strings.Join(parts, ", "), res.Total)
+	printSteps(w, res.Steps)
 	for _, old := range res.Old {
 		if old.Gone {
 			fmt.Fprintf(w, "  %s (%s) was removed by someone else during the rollout\n", old.Name, old.Version)
@@ -343,6 +344,34 @@ func printResult(w io.Writer, res *deploy.Result) {
 	if len(res.Pruned) > 0 {
 		fmt.Fprintf(w, "  removed old containers: %s\n", strings.Join(res.Pruned, ", "))
 	}
+}
+
+// printSteps prints what each step of a run of several steps did, a line
+// a step.
+func printSteps(w io.Writer, steps []deploy.StepReport) {
+	for _, st := range steps {
+		fmt.Fprintf(w, "  step %d/%d (%s): %s\n", st.Step, len(steps), st.Elapsed, stepDid(st))
+	}
+}
+
+// stepDid is what one step did, its containers by name.
+func stepDid(st deploy.StepReport) string {
+	var parts []string
+	for _, p := range []struct {
+		verb  string
+		names []string
+	}{
+		{"started", st.Started}, {"restarted", st.Restarted}, {"drained", st.Drained},
+		{"stopped", st.Stopped}, {"removed", st.Removed}, {"found removed by someone else", st.Gone},
+	} {
+		if len(p.names) > 0 {
+			parts = append(parts, p.verb+" "+strings.Join(p.names, ", "))
+		}
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // jsonResult is the --json document, on success and on failure.

@@ -164,6 +164,7 @@ func runScale(ctx context.Context, f *factory, o *scaleOptions) (err error) {
 			names = append(names, fmt.Sprintf("%s (%s)", c.Name, orDash(c.URL)))
 		}
 		fmt.Fprintf(o.io.out, "  serving: %s\n", strings.Join(names, ", "))
+		printSteps(o.io.out, res.Steps)
 		for _, old := range res.Old {
 			fmt.Fprintf(o.io.out, "  stopped and removed %s (drained by %s)\n", old.Name, old.Drain)
 		}
