@@ -171,6 +171,32 @@ func (e *Engine) Rollback(ctx context.Context, o Options) (*RollbackPlan, *Resul
 	return p, res, err
 }
 
+// PlanRollbackSteps is the dry run of Rollback: its target (PlanRollback)
+// and the plan its run would follow (the rollout's plan, with the
+// retained containers it restarts named in Plan.Actions), without
+// locking or changing anything. The Plan is nil when there is nothing to
+// do (RollbackPlan.NoOp).
+func (e *Engine) PlanRollbackSteps(ctx context.Context, o Options) (*RollbackPlan, *Plan, error) {
+	p, err := e.PlanRollback(ctx, o)
+	if err != nil || p.NoOp {
+		return p, nil, err
+	}
+	o.App, o.Image, o.Version, o.Reuse = p.App, p.Image, p.To, p.Reuse
+	o.Force = true
+	if err := o.Validate(); err != nil {
+		return p, nil, err
+	}
+	o, _ = o.normalize()
+	quiet := *e
+	quiet.Reporter = nil
+	r := &rollout{e: &quiet, o: o, operation: "rollback", dryRun: true, reuseAll: p.ReuseAll}
+	r.start = e.now()
+	if err := r.plan(ctx); err != nil {
+		return p, nil, err
+	}
+	return p, r.dryRunPlan(ctx), nil
+}
+
 // imageRepo is the repository a container was deployed from.
 func imageRepo(c Container) string {
 	if r := c.Labels[LabelImage]; r != "" {
