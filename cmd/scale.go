@@ -193,8 +193,8 @@ func printScalePlan(run *engineRun, o *scaleOptions) error {
 	}
 	fmt.Fprintf(w, "plan: scale %s %s from %d to %d container(s) (dry run: nothing was changed)\n", sp.App, sp.Version, sp.From, sp.To)
 	fmt.Fprintf(w, "  Traefik service: %s\n", orDash(strings.Join(p.Services, ", ")))
-	for i, st := range p.Steps {
-		fmt.Fprint(w, strings.Replace(stepLines(i+1, st, p.Current), "and stop", "stop and remove", -1))
+	for _, a := range p.Actions {
+		fmt.Fprint(w, stepLines(a, p.Current))
 	}
 	if p.Lock != nil {
 		fmt.Fprintf(w, "  ! the deploy lock is held by %s\n", p.Lock)

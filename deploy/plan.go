@@ -57,6 +57,15 @@ type PlannedStep struct {
 	Remove  []string `json:"remove,omitempty"`
 }
 
+// startsOf is how many containers steps start in all.
+func startsOf(steps []Step) int {
+	n := 0
+	for _, st := range steps {
+		n += st.Start
+	}
+	return n
+}
+
 // planActions names the containers of steps: current are the current
 // containers the steps' Drain indexes into, reuse the retained
 // containers a rollback restarts (newest first), remove whether what is
@@ -131,14 +140,7 @@ func (r *rollout) dryRunPlan(ctx context.Context) *Plan {
 			p.Lock = h
 		}
 	}
-	// What --keep would prune once the current containers are stopped:
-	// the rollout's own decision (pruneList), on today's containers.
 	listed, err := e.Runtime.List(ctx, map[string]string{LabelApp: o.App})
-	if err == nil && !r.scale {
-		for _, c := range pruneList(listed, containersOf(d.olds), halfMadeIDs(d.olds), "", o.Version, o.Keep) {
-			p.Prune = append(p.Prune, c.Short())
-		}
-	}
 	// A rollback's retained containers, by name, in the order it
 	// restarts them.
 	reuse := r.reuseAll
@@ -156,6 +158,25 @@ func (r *rollout) dryRunPlan(ctx context.Context) *Plan {
 		reuseNames = append(reuseNames, name)
 	}
 	p.Actions = planActions(d.steps, p.Current, reuseNames, r.scale)
+	// What --keep would prune once the current containers are stopped:
+	// the rollout's own decision (pruneList), on today's containers, as
+	// they will be: the retained ones a rollback restarts run again. A
+	// scale prunes nothing.
+	if err == nil && !r.scale {
+		restarted := map[string]bool{}
+		for _, id := range reuse[:min(len(reuse), startsOf(d.steps))] {
+			restarted[id] = true
+		}
+		var after []Container
+		for _, c := range listed {
+			if !restarted[c.ID] {
+				after = append(after, c)
+			}
+		}
+		for _, c := range pruneList(after, containersOf(d.olds), halfMadeIDs(d.olds), "", o.Version, o.Keep) {
+			p.Prune = append(p.Prune, c.Short())
+		}
+	}
 	return p
 }
 

@@ -97,6 +97,12 @@ func TestDryRunActionsOfReplicas(t *testing.T) {
 		if !reflect.DeepEqual(p.Actions, want) {
 			t.Errorf("actions %+v\nwant %+v", p.Actions, want)
 		}
+		// The retained containers it restarts are not pruned.
+		for _, name := range p.Prune {
+			if name == "web-v1-a" || name == "web-v1-b" {
+				t.Errorf("prune %v lists a container the rollback restarts", p.Prune)
+			}
+		}
 	})
 	t.Run("scale down", func(t *testing.T) {
 		w, _ := threeV1()

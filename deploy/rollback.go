@@ -10,17 +10,17 @@ import (
 
 // RollbackPlan is what a rollback will do and why.
 type RollbackPlan struct {
-	App   string
-	From  string // the version serving now ("" when nothing runs)
-	To    string
-	Reuse string // the retained container to restart, "" to create one
+	App   string `json:"app"`
+	From  string `json:"from,omitempty"` // the version serving now ("" when nothing runs)
+	To    string `json:"to,omitempty"`
+	Reuse string `json:"reuse,omitempty"` // the retained container to restart, "" to create one
 	// ReuseAll are all retained containers of To, newest first (Reuse is
 	// the first): a rollback of N > 1 replicas restarts up to N of them.
-	ReuseAll []string
-	Image    string // the repository
-	Reason   string // why this version: "--to", "the version before ..."
-	NoOp     bool   // nothing to do (Reason says why)
-	Retains  []string
+	ReuseAll []string `json:"reuse_all,omitempty"`
+	Image    string   `json:"image,omitempty"`  // the repository
+	Reason   string   `json:"reason,omitempty"` // why this version: "--to", "the version before ..."
+	NoOp     bool     `json:"no_op,omitempty"`  // nothing to do (Reason says why)
+	Retains  []string `json:"retains,omitempty"`
 }
 
 // PlanRollback works out the target of a rollback of o.App: o.Version when
