@@ -87,6 +87,14 @@ func (r *rollout) finish(ctx context.Context, err error) {
 	defer cancel()
 	rec := Record{App: r.o.App, Operation: r.operation, From: versionsOf(r.olds), To: r.o.Version,
 		Result: "ok", Started: r.start, Total: Duration(r.e.now().Sub(r.start)), Phases: r.phases, By: CurrentHolder(r.start)}
+	if r.decision != nil {
+		rec.Replicas = max(r.decision.budget.Replicas, 1)
+		for _, old := range r.decision.olds {
+			if !old.halfMade {
+				rec.FromReplicas++
+			}
+		}
+	}
 	var de *Error
 	switch {
 	case errors.As(err, &de) && de.Kind == KindInterrupted:

@@ -183,3 +183,37 @@ func TestScaleResultSteps(t *testing.T) {
 		t.Errorf("scale up steps %+v, want one that starts two", res2.Steps)
 	}
 }
+
+// The history records how many containers ran before a run and how many
+// it was to leave running: a rollout of 3, a scale from 3 to 1, a
+// single-container rollout.
+func TestHistoryRecordsTheReplicaCounts(t *testing.T) {
+	w, _ := threeV1()
+	e, _ := engine(w)
+	j := newMemJournal()
+	e.Journal = j
+	o := testOptions("v2")
+	o.Replicas, o.MaxSurge = 3, &Amount{N: 1}
+	if _, err := e.Rollout(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.Scale(context.Background(), scaleOptions(1)); err != nil {
+		t.Fatal(err)
+	}
+	w1 := newWorld()
+	w1.addImage("web:v2", nil)
+	w1.addRunning("web-a", "v1", true)
+	e1, _ := engine(w1)
+	e1.Journal = j
+	if _, err := e1.Rollout(context.Background(), testOptions("v2")); err != nil {
+		t.Fatal(err)
+	}
+	var got [][2]int
+	for _, rec := range j.records {
+		got = append(got, [2]int{rec.FromReplicas, rec.Replicas})
+	}
+	// Newest first: the single-container rollout, the scale, the rollout.
+	if want := [][2]int{{1, 1}, {3, 1}, {3, 3}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("from/to replicas of the records %v, want %v: %+v", got, want, j.records)
+	}
+}
