@@ -88,9 +88,7 @@ shell history.`,
 			o.io = streamsOf(c)
 			if err := o.complete(c); err != nil {
 				// --json: bad input is a JSON document too.
-				if o.json && !o.dryRun {
-					writeJSONResult(o.io.out, nil, err)
-				}
+				newJSONOutcome(o.io.out, o.json, o.dryRun).finish(err)
 				return err
 			}
 			if runF != nil {
@@ -136,12 +134,8 @@ shell history.`,
 func runRollout(ctx context.Context, f *factory, o *rolloutOptions) (err error) {
 	// --json: a failure before the engine ran (Docker or Traefik
 	// unreachable) is a JSON document too.
-	wroteJSON := false
-	defer func() {
-		if err != nil && o.json && !wroteJSON && !o.dryRun {
-			writeJSONResult(o.io.out, nil, err)
-		}
-	}()
+	doc := newJSONOutcome(o.io.out, o.json, o.dryRun)
+	defer func() { doc.finish(err) }()
 	// The progress renderer is closed (spinner stopped) before anything
 	// else is printed, and on every return.
 	run, err := f.startEngine(ctx, o.io, &o.traefik, o.timeout)
@@ -156,10 +150,7 @@ func runRollout(ctx context.Context, f *factory, o *rolloutOptions) (err error) 
 	stderr := o.io.errOut
 	res, err := run.eng.Rollout(run.ctx, o.Options)
 	run.progress.Close()
-	if o.json {
-		writeJSONResult(o.io.out, res, err)
-		wroteJSON = true
-	}
+	doc.result(res, err)
 	if err != nil {
 		var de *deploy.Error
 		if errors.As(err, &de) && de.Kind == deploy.KindUsage {
