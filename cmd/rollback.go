@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -52,22 +51,11 @@ previous rollback.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			o.io = streamsOf(c)
-			if o.App == "" {
-				return usagef("--app is required (deployctl status lists the apps)")
-			}
-			if err := checkProcedureDurations(c.Flags()); err != nil {
+			if err := o.complete(c); err != nil {
+				// --json: bad input is a JSON document too.
+				newJSONOutcome(o.io.out, o.json, o.dryRun).finish(err)
 				return err
 			}
-			surge, err := deploy.ParseAmount("--max-surge", o.maxSurge)
-			if err != nil {
-				return usageErrOf(err)
-			}
-			unavailable, err := deploy.ParseAmount("--max-unavailable", o.maxUnavailable)
-			if err != nil {
-				return usageErrOf(err)
-			}
-			o.MaxSurge, o.MaxUnavailable = &surge, &unavailable
-			o.Drain = deploy.DrainMode(o.drain)
 			if runF != nil {
 				return runF(o)
 			}
@@ -87,8 +75,33 @@ previous rollback.`,
 	return c
 }
 
+// complete checks the flags and turns them into the engine's options.
+func (o *rollbackOptions) complete(c *cobra.Command) error {
+	if o.App == "" {
+		return usagef("--app is required (deployctl status lists the apps)")
+	}
+	if err := checkProcedureDurations(c.Flags()); err != nil {
+		return err
+	}
+	surge, err := deploy.ParseAmount("--max-surge", o.maxSurge)
+	if err != nil {
+		return usageErrOf(err)
+	}
+	unavailable, err := deploy.ParseAmount("--max-unavailable", o.maxUnavailable)
+	if err != nil {
+		return usageErrOf(err)
+	}
+	o.MaxSurge, o.MaxUnavailable = &surge, &unavailable
+	o.Drain = deploy.DrainMode(o.drain)
+	return nil
+}
+
 // runRollback rolls the app back with o, checked by newRollbackCmd.
-func runRollback(ctx context.Context, f *factory, o *rollbackOptions) error {
+func runRollback(ctx context.Context, f *factory, o *rollbackOptions) (err error) {
+	// --json: a failure before the engine ran (Docker or Traefik
+	// unreachable) is a JSON document too.
+	doc := newJSONOutcome(o.io.out, o.json, o.dryRun)
+	defer func() { doc.finish(err) }()
 	run, err := f.startEngine(ctx, o.io, &o.traefik, o.timeout)
 	if err != nil {
 		return err
@@ -101,19 +114,15 @@ func runRollback(ctx context.Context, f *factory, o *rollbackOptions) error {
 	plan, res, err := run.eng.Rollback(run.ctx, o.Options)
 	run.progress.Close()
 	if err == nil && plan.NoOp {
+		if o.json {
+			return doc.value(plan)
+		}
 		fmt.Fprintf(o.io.out, "%s: %s\n", plan.App, plan.Reason)
 		return nil
 	}
-	if o.json {
-		writeJSONResult(o.io.out, res, err)
-	}
+	doc.result(res, err)
 	if err != nil {
-		var de *deploy.Error
-		if errors.As(err, &de) && de.Kind == deploy.KindUsage {
-			return err
-		}
-		fmt.Fprintf(o.io.errOut, "deployctl: rollback of %s failed: %v\n", o.App, err)
-		return &reportedError{err}
+		return reportFailure(o.io.errOut, "rollback of "+o.App, err)
 	}
 	if !o.json {
 		fmt.Fprintf(o.io.out, "rolled back from %s to %s (%s)\n", orDash(plan.From), plan.To, plan.Reason)

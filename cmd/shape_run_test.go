@@ -242,3 +242,29 @@ func TestRunRollbackDryRun(t *testing.T) {
 		}
 	}
 }
+
+// rollback --json writes exactly one JSON document on every path, as
+// rollout and scale do: a no-op (the plan), and a failure before the
+// engine ran.
+func TestRunRollbackJSON(t *testing.T) {
+	docker, router := webWorld()
+	f := fakeFactory(t, docker, router)
+	o := &rollbackOptions{timeout: time.Minute, json: true}
+	o.App, o.Version = "web", "v1" // already serving
+	var out, errOut bytes.Buffer
+	o.io = ioStreams{out: &out, errOut: &errOut, progress: progressPlain}
+	if err := runRollback(context.Background(), f, o); err != nil {
+		t.Fatal(err)
+	}
+	var plan deploy.RollbackPlan
+	if err := json.Unmarshal(out.Bytes(), &plan); err != nil || !plan.NoOp || plan.To != "v1" {
+		t.Errorf("no-op --json: %v %+v\n%s", err, plan, out.String())
+	}
+	out.Reset()
+	f.Docker = func(context.Context) (dockerClient, error) { return nil, deploy.ErrUnreachable }
+	err := runRollback(context.Background(), f, o)
+	var doc jsonResult
+	if jerr := json.Unmarshal(out.Bytes(), &doc); jerr != nil || doc.OK || doc.ExitCode != ExitUnreachable || exitCode(err) != ExitUnreachable {
+		t.Errorf("unreachable Docker: exit %d (%v), --json: %v %+v\n%s", exitCode(err), err, jerr, doc, out.String())
+	}
+}
