@@ -158,10 +158,7 @@ type rollout struct {
 	// newest container is scaleFrom, from scaleCurrent running containers.
 	scale        bool
 	scaleCurrent int
-	// stepRun is the multi-replica run in progress (replicas.go), if any:
-	// the events emitted while one of its steps runs carry that step.
-	stepRun   *stepRun
-	scaleFrom Container
+	scaleFrom    Container
 	// createImage is the image new containers are created from when it
 	// is not o.ImageRef(): a scale's is the one its containers run, a
 	// rollback's the one its retained containers ran.
@@ -169,6 +166,10 @@ type rollout struct {
 	// reuseAll: a rollback's retained containers of the target version,
 	// newest first; with N > 1 replicas its steps restart up to N of them.
 	reuseAll []string
+
+	// stepRun is the multi-replica run in progress (replicas.go), if any:
+	// the events emitted while one of its steps runs carry that step.
+	stepRun *stepRun
 }
 
 // Rollout deploys o.Image:o.Version as described in the package comment.
