@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -34,8 +35,8 @@ func printPlan(run *engineRun, o *rolloutOptions) error {
 	if len(p.Current) == 0 {
 		fmt.Fprintln(w, "  first deploy: no current container")
 	}
-	for i, st := range p.Steps {
-		fmt.Fprint(w, stepLines(i+1, st, p.Current))
+	for _, a := range p.Actions {
+		fmt.Fprint(w, stepLines(a, p.Current))
 	}
 	if len(p.Prune) > 0 {
 		fmt.Fprintf(w, "  then remove old containers beyond --keep %d: %s\n", o.Keep, strings.Join(p.Prune, ", "))
@@ -49,27 +50,36 @@ func printPlan(run *engineRun, o *rolloutOptions) error {
 	return nil
 }
 
-// stepLines renders step n of a plan: what it starts, then each current
-// container it drains and stops, one per line.
-func stepLines(n int, st deploy.Step, current []deploy.PlannedOld) string {
-	var lines []string
+// stepLines renders one step of a plan (its actions): the retained
+// containers it restarts and the new ones it starts, then each current
+// container it drains and stops (and removes), one per line.
+func stepLines(a deploy.PlannedStep, current []deploy.PlannedOld) string {
+	var lines, starts []string
+	if len(a.Restart) > 0 {
+		starts = append(starts, "restart retained "+strings.Join(a.Restart, ", "))
+	}
+	if len(a.Start) > 0 {
+		starts = append(starts, "start "+strings.Join(a.Start, ", "))
+	}
 	then := ""
-	if st.Start > 0 {
-		noun := "container"
-		if st.Start > 1 {
-			noun = "containers"
-		}
-		lines = append(lines, fmt.Sprintf("start %d new %s", st.Start, noun))
+	if len(starts) > 0 {
+		lines = append(lines, strings.Join(starts, ", "))
 		then = "then "
 	}
-	for _, i := range st.Drain {
-		if i < 0 || i >= len(current) {
-			continue // the engine's steps index into current
+	for _, name := range a.Stop {
+		old := deploy.PlannedOld{Name: name}
+		for _, c := range current {
+			if c.Name == name {
+				old = c
+			}
 		}
-		old := current[i]
-		lines = append(lines, fmt.Sprintf("%sdrain (%s) and stop %s (%s, %s)", then, old.Drain, old.Name, orDash(old.Version), orDash(old.URL)))
+		verb := "and stop"
+		if slices.Contains(a.Remove, name) {
+			verb = "stop and remove"
+		}
+		lines = append(lines, fmt.Sprintf("%sdrain (%s) %s %s (%s, %s)", then, orDash(string(old.Drain)), verb, old.Name, orDash(old.Version), orDash(old.URL)))
 	}
-	head := fmt.Sprintf("  step %d: ", n)
+	head := fmt.Sprintf("  step %d: ", a.Step)
 	return head + strings.Join(lines, "\n"+strings.Repeat(" ", len(head))) + "\n"
 }
 

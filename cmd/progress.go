@@ -128,15 +128,32 @@ func (p *plainReporter) Event(e deploy.Event) {
 
 // eventDetails is an event's container, URL and message, space separated,
 // with control characters (from container logs quoted in a message) made
-// visible so that no renderer but tty ever writes one.
+// visible so that no renderer but tty ever writes one. The message of an
+// event of a step starts with "step 2/3" (the engine's own messages of a
+// step do; those of a restore get it here).
 func eventDetails(e deploy.Event) string {
 	var parts []string
-	for _, s := range []string{e.Container, e.URL, e.Message} {
+	for _, s := range []string{e.Container, e.URL, stepMessage(e)} {
 		if s != "" {
 			parts = append(parts, s)
 		}
 	}
 	return stripControl(strings.Join(parts, " "))
+}
+
+// stepMessage is e's message, starting with its step when it has one.
+func stepMessage(e deploy.Event) string {
+	if e.Step == 0 {
+		return e.Message
+	}
+	step := fmt.Sprintf("step %d/%d", e.Step, e.Steps)
+	switch {
+	case e.Message == "":
+		return step
+	case strings.HasPrefix(e.Message, step):
+		return e.Message
+	}
+	return step + ": " + e.Message
 }
 
 // stripControl replaces control characters other than newline and tab with
@@ -174,6 +191,10 @@ type jsonEvent struct {
 	// Elapsed is the time spent in the phase, in seconds: on the done and
 	// failed events of the phases the engine times.
 	Elapsed *float64 `json:"elapsed,omitempty"`
+	// Step and Steps: the step of a run of several steps the event
+	// belongs to (deploy.Event.Step).
+	Step  int `json:"step,omitempty"`
+	Steps int `json:"steps,omitempty"`
 }
 
 // jsonReporter writes one JSON object per event and line (NDJSON).
@@ -198,6 +219,8 @@ func (j *jsonReporter) Event(e deploy.Event) {
 		URL:       e.URL,
 		Message:   e.Message,
 		Code:      e.Code,
+		Step:      e.Step,
+		Steps:     e.Steps,
 	}
 	if e.Elapsed > 0 && (e.Status == deploy.StatusDone || e.Status == deploy.StatusFail) {
 		secs := float64(e.Elapsed.Round(time.Millisecond).Milliseconds()) / 1000 // 1.503, not 1.5030000000000001

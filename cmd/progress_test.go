@@ -64,6 +64,44 @@ func failedEvents(start time.Time) []deploy.Event {
 	}
 }
 
+// steppedEvents is step 2 of 3 of a rollout of three replicas failing,
+// and the restore after it: the engine's messages of a step start with
+// the step, a restore's do not.
+func steppedEvents(start time.Time) []deploy.Event {
+	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+	return []deploy.Event{
+		{Time: at(0), Phase: deploy.PhaseCreate, Status: deploy.StatusStart, Message: "step 2/3: starting 1 new container(s) of web:v2", Step: 2, Steps: 3},
+		{Time: at(200), Phase: deploy.PhaseCreate, Status: deploy.StatusInfo, Container: "web-v2-2b3c4d", Message: "step 2/3: started", Step: 2, Steps: 3},
+		{Time: at(900), Phase: deploy.PhaseHealthy, Status: deploy.StatusFail, Container: "web-v2-2b3c4d", Message: "step 2/3, container web-v2-2b3c4d: exited with code 3", Step: 2, Steps: 3, Elapsed: 700 * time.Millisecond},
+		{Time: at(900), Phase: deploy.PhaseRevert, Status: deploy.StatusStart, Message: "restoring the old version", Step: 2, Steps: 3},
+		{Time: at(1000), Phase: deploy.PhaseRevert, Status: deploy.StatusInfo, Container: "web-v2-2b3c4d", Message: "new container removed", Step: 2, Steps: 3},
+		{Time: at(1500), Phase: deploy.PhaseRevert, Status: deploy.StatusInfo, Container: "web-v1-a", Message: "old container started again", Step: 2, Steps: 3},
+		{Time: at(2000), Phase: deploy.PhaseRevert, Status: deploy.StatusDone, Message: "the old version is serving again", Step: 2, Steps: 3},
+	}
+}
+
+// The human renderers put an event's step before its message once: the
+// engine's messages of a step already start with it, a restore's get it.
+func TestPlainNamesTheStep(t *testing.T) {
+	var buf bytes.Buffer
+	p := newProgressFor(progressPlain, &buf, noEnv)
+	render(p, steppedEvents(time.Now()))
+	out := buf.String()
+	for _, want := range []string{
+		"create     info    web-v2-2b3c4d step 2/3: started\n",
+		"healthy    failed  web-v2-2b3c4d step 2/3, container web-v2-2b3c4d: exited with code 3 (700ms)\n",
+		"revert     start   step 2/3: restoring the old version\n",
+		"revert     info    web-v1-a step 2/3: old container started again\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plain output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "step 2/3: step 2/3") {
+		t.Errorf("the step is named twice:\n%s", out)
+	}
+}
+
 func render(r deploy.Reporter, events []deploy.Event) {
 	for _, e := range events {
 		r.Event(e)
@@ -100,6 +138,7 @@ func TestJSONEventsMatchSchema(t *testing.T) {
 	var buf bytes.Buffer
 	p := newProgressFor(progressJSON, &buf, noEnv)
 	events := append(scriptedEvents(time.Now()), failedEvents(time.Now())...)
+	events = append(events, steppedEvents(time.Now())...)
 	render(p, events)
 	p.Close()
 	if bytes.IndexByte(buf.Bytes(), 0x1b) >= 0 {
@@ -132,6 +171,12 @@ func TestJSONEventsMatchSchema(t *testing.T) {
 		if ts, _ := time.Parse(time.RFC3339Nano, obj["time"].(string)); !ts.Equal(e.Time) {
 			t.Errorf("line %d: time %v, want %v", n+1, obj["time"], e.Time)
 		}
+		if step, _ := obj["step"].(json.Number); step.String() != nonZero(e.Step) {
+			t.Errorf("line %d: step %q, want %q: %s", n+1, step, nonZero(e.Step), line)
+		}
+		if steps, _ := obj["steps"].(json.Number); steps.String() != nonZero(e.Steps) {
+			t.Errorf("line %d: steps %q, want %q: %s", n+1, steps, nonZero(e.Steps), line)
+		}
 		if obj["message"] != nilIfEmpty(e.Message) || obj["container"] != nilIfEmpty(e.Container) || obj["url"] != nilIfEmpty(e.URL) || obj["code"] != nilIfEmpty(e.Code) {
 			t.Errorf("line %d does not carry the event's fields: %s", n+1, line)
 		}
@@ -158,6 +203,14 @@ func TestJSONEventsMatchSchema(t *testing.T) {
 			}
 		}
 	}
+}
+
+// nonZero is n as JSON writes it, "" for 0 (omitted).
+func nonZero(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
 }
 
 func nilIfEmpty(s string) any {

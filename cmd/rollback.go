@@ -2,8 +2,8 @@ package cmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,6 +19,7 @@ type rollbackOptions struct {
 	drain   string
 	timeout time.Duration
 	json    bool
+	dryRun  bool
 
 	maxSurge, maxUnavailable string
 }
@@ -45,26 +46,16 @@ deployctl says so and changes nothing. Twice in a row, a rollback undoes the
 previous rollback.`,
 		Example: `  deployctl rollback --app web
   deployctl rollback --app web --to 3f9ace5
-  deployctl rollback --app web --max-surge 100%`,
+  deployctl rollback --app web --max-surge 100%
+  deployctl rollback --app web --dry-run`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			o.io = streamsOf(c)
-			if o.App == "" {
-				return usagef("--app is required (deployctl status lists the apps)")
-			}
-			if err := checkProcedureDurations(c.Flags()); err != nil {
+			if err := o.complete(c); err != nil {
+				// --json: bad input is a JSON document too.
+				newJSONOutcome(o.io.out, o.json, o.dryRun).finish(err)
 				return err
 			}
-			surge, err := deploy.ParseAmount("--max-surge", o.maxSurge)
-			if err != nil {
-				return usageErrOf(err)
-			}
-			unavailable, err := deploy.ParseAmount("--max-unavailable", o.maxUnavailable)
-			if err != nil {
-				return usageErrOf(err)
-			}
-			o.MaxSurge, o.MaxUnavailable = &surge, &unavailable
-			o.Drain = deploy.DrainMode(o.drain)
 			if runF != nil {
 				return runF(o)
 			}
@@ -78,39 +69,100 @@ previous rollback.`,
 	fl.StringVar(&o.maxSurge, "max-surge", deploy.DefaultMaxSurge.String(), "with several replicas: containers started beyond the number serving now at any moment, a count or a percentage (rounded up)")
 	fl.StringVar(&o.maxUnavailable, "max-unavailable", deploy.DefaultMaxUnavailable.String(), "with several replicas: servers below the number serving now that may be out of Traefik at any moment, a count or a percentage (rounded down)")
 	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout)
+	fl.BoolVar(&o.dryRun, "dry-run", false, "print the plan (the target version and why, and per step the containers restarted or started and those drained and stopped) and change nothing")
 	fl.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
 	o.traefik.register(c)
 	return c
 }
 
+// complete checks the flags and turns them into the engine's options.
+func (o *rollbackOptions) complete(c *cobra.Command) error {
+	if o.App == "" {
+		return usagef("--app is required (deployctl status lists the apps)")
+	}
+	if err := checkProcedureDurations(c.Flags()); err != nil {
+		return err
+	}
+	surge, err := deploy.ParseAmount("--max-surge", o.maxSurge)
+	if err != nil {
+		return usageErrOf(err)
+	}
+	unavailable, err := deploy.ParseAmount("--max-unavailable", o.maxUnavailable)
+	if err != nil {
+		return usageErrOf(err)
+	}
+	o.MaxSurge, o.MaxUnavailable = &surge, &unavailable
+	o.Drain = deploy.DrainMode(o.drain)
+	return nil
+}
+
 // runRollback rolls the app back with o, checked by newRollbackCmd.
-func runRollback(ctx context.Context, f *factory, o *rollbackOptions) error {
+func runRollback(ctx context.Context, f *factory, o *rollbackOptions) (err error) {
+	// --json: a failure before the engine ran (Docker or Traefik
+	// unreachable) is a JSON document too.
+	doc := newJSONOutcome(o.io.out, o.json, o.dryRun)
+	defer func() { doc.finish(err) }()
 	run, err := f.startEngine(ctx, o.io, &o.traefik, o.timeout)
 	if err != nil {
 		return err
 	}
 	defer run.Close()
 	o.Probes = f.Probes
+	if o.dryRun {
+		return printRollbackPlan(run, o)
+	}
 	plan, res, err := run.eng.Rollback(run.ctx, o.Options)
 	run.progress.Close()
 	if err == nil && plan.NoOp {
+		if o.json {
+			return doc.value(plan)
+		}
 		fmt.Fprintf(o.io.out, "%s: %s\n", plan.App, plan.Reason)
 		return nil
 	}
-	if o.json {
-		writeJSONResult(o.io.out, res, err)
-	}
+	doc.result(res, err)
 	if err != nil {
-		var de *deploy.Error
-		if errors.As(err, &de) && de.Kind == deploy.KindUsage {
-			return err
-		}
-		fmt.Fprintf(o.io.errOut, "deployctl: rollback of %s failed: %v\n", o.App, err)
-		return &reportedError{err}
+		return reportFailure(o.io.errOut, "rollback of "+o.App, err)
 	}
 	if !o.json {
 		fmt.Fprintf(o.io.out, "rolled back from %s to %s (%s)\n", orDash(plan.From), plan.To, plan.Reason)
 		printResult(o.io.out, res)
+	}
+	return nil
+}
+
+// printRollbackPlan prints what the rollback would do: its target and the
+// steps of its run.
+func printRollbackPlan(run *engineRun, o *rollbackOptions) error {
+	rp, p, err := run.eng.PlanRollbackSteps(run.ctx, o.Options)
+	run.progress.Close()
+	if err != nil {
+		return err
+	}
+	w := o.io.out
+	if o.json {
+		return writeJSON(w, struct {
+			Rollback *deploy.RollbackPlan `json:"rollback"`
+			Plan     *deploy.Plan         `json:"plan,omitempty"`
+		}{rp, p})
+	}
+	if rp.NoOp {
+		fmt.Fprintf(w, "%s: %s (dry run: nothing to do)\n", rp.App, rp.Reason)
+		return nil
+	}
+	fmt.Fprintf(w, "plan: roll %s back from %s to %s (%s) (dry run: nothing was changed)\n", rp.App, orDash(rp.From), rp.To, rp.Reason)
+	fmt.Fprintf(w, "  Traefik service: %s\n", orDash(strings.Join(p.Services, ", ")))
+	for _, a := range p.Actions {
+		fmt.Fprint(w, stepLines(a, p.Current))
+	}
+	if len(p.Prune) > 0 {
+		fmt.Fprintf(w, "  then remove old containers beyond --keep %d: %s\n", o.Keep, strings.Join(p.Prune, ", "))
+	}
+	if p.Lock != nil {
+		fmt.Fprintf(w, "  ! the deploy lock is held by %s\n", p.Lock)
+	}
+	for _, warning := range p.Warnings {
+		fmt.Fprintf(w, "  ! %s (%s)\n", warning.Message, warning.Code)
 	}
 	return nil
 }

@@ -88,9 +88,7 @@ shell history.`,
 			o.io = streamsOf(c)
 			if err := o.complete(c); err != nil {
 				// --json: bad input is a JSON document too.
-				if o.json && !o.dryRun {
-					writeJSONResult(o.io.out, nil, err)
-				}
+				newJSONOutcome(o.io.out, o.json, o.dryRun).finish(err)
 				return err
 			}
 			if runF != nil {
@@ -136,12 +134,8 @@ shell history.`,
 func runRollout(ctx context.Context, f *factory, o *rolloutOptions) (err error) {
 	// --json: a failure before the engine ran (Docker or Traefik
 	// unreachable) is a JSON document too.
-	wroteJSON := false
-	defer func() {
-		if err != nil && o.json && !wroteJSON && !o.dryRun {
-			writeJSONResult(o.io.out, nil, err)
-		}
-	}()
+	doc := newJSONOutcome(o.io.out, o.json, o.dryRun)
+	defer func() { doc.finish(err) }()
 	// The progress renderer is closed (spinner stopped) before anything
 	// else is printed, and on every return.
 	run, err := f.startEngine(ctx, o.io, &o.traefik, o.timeout)
@@ -156,10 +150,7 @@ func runRollout(ctx context.Context, f *factory, o *rolloutOptions) (err error) 
 	stderr := o.io.errOut
 	res, err := run.eng.Rollout(run.ctx, o.Options)
 	run.progress.Close()
-	if o.json {
-		writeJSONResult(o.io.out, res, err)
-		wroteJSON = true
-	}
+	doc.result(res, err)
 	if err != nil {
 		var de *deploy.Error
 		if errors.As(err, &de) && de.Kind == deploy.KindUsage {
@@ -329,6 +320,7 @@ func printResult(w io.Writer, res *deploy.Result) {
 		parts = append(parts, fmt.Sprintf("%s %s", p.Phase, p.Duration))
 	}
 	fmt.Fprintf(w, "  phases: %s; total %s\n", strings.Join(parts, ", "), res.Total)
+	printSteps(w, res.Steps)
 	for _, old := range res.Old {
 		if old.Gone {
 			fmt.Fprintf(w, "  %s (%s) was removed by someone else during the rollout\n", old.Name, old.Version)
@@ -343,6 +335,34 @@ func printResult(w io.Writer, res *deploy.Result) {
 	if len(res.Pruned) > 0 {
 		fmt.Fprintf(w, "  removed old containers: %s\n", strings.Join(res.Pruned, ", "))
 	}
+}
+
+// printSteps prints what each step of a run of several steps did, a line
+// a step.
+func printSteps(w io.Writer, steps []deploy.StepReport) {
+	for _, st := range steps {
+		fmt.Fprintf(w, "  step %d/%d (%s): %s\n", st.Step, len(steps), st.Elapsed, stepDid(st))
+	}
+}
+
+// stepDid is what one step did, its containers by name.
+func stepDid(st deploy.StepReport) string {
+	var parts []string
+	for _, p := range []struct {
+		verb  string
+		names []string
+	}{
+		{"started", st.Started}, {"restarted", st.Restarted}, {"drained", st.Drained},
+		{"stopped", st.Stopped}, {"removed", st.Removed}, {"found removed by someone else", st.Gone},
+	} {
+		if len(p.names) > 0 {
+			parts = append(parts, p.verb+" "+strings.Join(p.names, ", "))
+		}
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // jsonResult is the --json document, on success and on failure.

@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -49,9 +48,7 @@ A failure undoes the scale: the app runs the containers it had.`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			o.io = streamsOf(c)
 			if err := o.complete(c); err != nil {
-				if o.json && !o.dryRun {
-					writeJSONResult(o.io.out, nil, err)
-				}
+				newJSONOutcome(o.io.out, o.json, o.dryRun).finish(err)
 				return err
 			}
 			if runF != nil {
@@ -120,12 +117,8 @@ func (o *scaleOptions) complete(c *cobra.Command) error {
 
 // runScale scales the app with o, checked by newScaleCmd.
 func runScale(ctx context.Context, f *factory, o *scaleOptions) (err error) {
-	wroteJSON := false
-	defer func() {
-		if err != nil && o.json && !wroteJSON && !o.dryRun {
-			writeJSONResult(o.io.out, nil, err)
-		}
-	}()
+	doc := newJSONOutcome(o.io.out, o.json, o.dryRun)
+	defer func() { doc.finish(err) }()
 	run, err := f.startEngine(ctx, o.io, &o.traefik, o.timeout)
 	if err != nil {
 		return err
@@ -139,23 +132,14 @@ func runScale(ctx context.Context, f *factory, o *scaleOptions) (err error) {
 	run.progress.Close()
 	if err == nil && plan.NoOp {
 		if o.json {
-			wroteJSON = true
-			return writeJSON(o.io.out, plan)
+			return doc.value(plan)
 		}
 		fmt.Fprintf(o.io.out, "%s already runs %d container(s) of %s: nothing to do\n", plan.App, plan.To, plan.Version)
 		return nil
 	}
-	if o.json {
-		writeJSONResult(o.io.out, res, err)
-		wroteJSON = true
-	}
+	doc.result(res, err)
 	if err != nil {
-		var de *deploy.Error
-		if errors.As(err, &de) && de.Kind == deploy.KindUsage {
-			return err
-		}
-		fmt.Fprintf(o.io.errOut, "deployctl: scale of %s failed: %v\n", o.App, err)
-		return &reportedError{err}
+		return reportFailure(o.io.errOut, "scale of "+o.App, err)
 	}
 	if !o.json {
 		fmt.Fprintf(o.io.out, "scaled %s %s from %d to %d container(s)\n", plan.App, plan.Version, plan.From, plan.To)
@@ -164,6 +148,7 @@ func runScale(ctx context.Context, f *factory, o *scaleOptions) (err error) {
 			names = append(names, fmt.Sprintf("%s (%s)", c.Name, orDash(c.URL)))
 		}
 		fmt.Fprintf(o.io.out, "  serving: %s\n", strings.Join(names, ", "))
+		printSteps(o.io.out, res.Steps)
 		for _, old := range res.Old {
 			fmt.Fprintf(o.io.out, "  stopped and removed %s (drained by %s)\n", old.Name, old.Drain)
 		}
@@ -192,8 +177,8 @@ func printScalePlan(run *engineRun, o *scaleOptions) error {
 	}
 	fmt.Fprintf(w, "plan: scale %s %s from %d to %d container(s) (dry run: nothing was changed)\n", sp.App, sp.Version, sp.From, sp.To)
 	fmt.Fprintf(w, "  Traefik service: %s\n", orDash(strings.Join(p.Services, ", ")))
-	for i, st := range p.Steps {
-		fmt.Fprint(w, strings.Replace(stepLines(i+1, st, p.Current), "and stop", "stop and remove", -1))
+	for _, a := range p.Actions {
+		fmt.Fprint(w, stepLines(a, p.Current))
 	}
 	if p.Lock != nil {
 		fmt.Fprintf(w, "  ! the deploy lock is held by %s\n", p.Lock)

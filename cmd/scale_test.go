@@ -100,7 +100,7 @@ func TestRunScale(t *testing.T) {
 		if err := runScale(context.Background(), fakeFactory(t, docker, router), o); err != nil {
 			t.Fatalf("%v\n%s", err, errOut.String())
 		}
-		for _, want := range []string{"plan: scale web v1 from 1 to 3 container(s)", "step 1: start 2 new containers", "web@docker"} {
+		for _, want := range []string{"plan: scale web v1 from 1 to 3 container(s)", "step 1: start new #1, new #2", "web@docker"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("plan lacks %q:\n%s", want, out.String())
 			}

@@ -182,3 +182,89 @@ func TestRunCompletion(t *testing.T) {
 		t.Errorf("tcsh: exit %d: %v", exitCode(err), err)
 	}
 }
+
+// rollback --dry-run of two replicas: the target and why, then per step
+// the retained container restarted and the current one drained and
+// stopped; nothing changed. --json has the same plan.
+func TestRunRollbackDryRun(t *testing.T) {
+	docker, _ := webWorld()
+	second := webContainer("v1", "10.0.0.3")
+	second.ID, second.Name = "id-web-v1-b", "web-v1-b"
+	second.Created = second.Created.Add(time.Minute)
+	docker.containers = append(docker.containers, second)
+	for i, id := range []string{"a", "b"} {
+		c := webContainer("v0", "")
+		c.ID, c.Name, c.State, c.Health = "id-web-v0-"+id, "web-v0-"+id, "exited", ""
+		c.Finished = fakeNow.Add(-time.Duration(i+3) * time.Hour) // a is the newest
+		docker.containers = append(docker.containers, c)
+	}
+	docker.images["web:v0"] = docker.images["web:v1"]
+	router := fakeRouter{[]deploy.Service{{Name: "web@docker", Servers: []deploy.Server{{URL: "http://10.0.0.2:8080", Status: "UP"}, {URL: "http://10.0.0.3:8080", Status: "UP"}}}}}
+	f := fakeFactory(t, docker, router)
+	newOpts := func() (*rollbackOptions, *bytes.Buffer) {
+		o := &rollbackOptions{timeout: time.Minute, dryRun: true}
+		o.App, o.Version = "web", "v0"
+		o.MaxSurge, o.MaxUnavailable = &deploy.Amount{N: 1}, &deploy.Amount{}
+		var out, errOut bytes.Buffer
+		o.io = ioStreams{out: &out, errOut: &errOut, progress: progressPlain}
+		return o, &out
+	}
+	o, out := newOpts()
+	if err := runRollback(context.Background(), f, o); err != nil {
+		t.Fatal(err)
+	}
+	want := "plan: roll web back from v1 to v0 (--to) (dry run: nothing was changed)\n" +
+		"  Traefik service: web@docker\n" +
+		"  step 1: restart retained web-v0-a\n" +
+		"          then drain (health) and stop web-v1-abcdef (v1, http://10.0.0.2:8080)\n" +
+		"  step 2: restart retained web-v0-b\n" +
+		"          then drain (health) and stop web-v1-b (v1, http://10.0.0.3:8080)\n"
+	if out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+	o, out = newOpts()
+	o.json = true
+	if err := runRollback(context.Background(), f, o); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Rollback deploy.RollbackPlan `json:"rollback"`
+		Plan     deploy.Plan         `json:"plan"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil || doc.Rollback.To != "v0" || len(doc.Plan.Actions) != 2 || doc.Plan.Actions[1].Restart[0] != "web-v0-b" || doc.Plan.Actions[1].Stop[0] != "web-v1-b" {
+		t.Errorf("--json: %v %+v\n%s", err, doc, out.String())
+	}
+	for _, call := range docker.calls {
+		for _, verb := range []string{"create", "start", "stop", "copy", "remove", "pull"} {
+			if strings.HasPrefix(call, verb) {
+				t.Errorf("dry run: Docker call %q", call)
+			}
+		}
+	}
+}
+
+// rollback --json writes exactly one JSON document on every path, as
+// rollout and scale do: a no-op (the plan), and a failure before the
+// engine ran.
+func TestRunRollbackJSON(t *testing.T) {
+	docker, router := webWorld()
+	f := fakeFactory(t, docker, router)
+	o := &rollbackOptions{timeout: time.Minute, json: true}
+	o.App, o.Version = "web", "v1" // already serving
+	var out, errOut bytes.Buffer
+	o.io = ioStreams{out: &out, errOut: &errOut, progress: progressPlain}
+	if err := runRollback(context.Background(), f, o); err != nil {
+		t.Fatal(err)
+	}
+	var plan deploy.RollbackPlan
+	if err := json.Unmarshal(out.Bytes(), &plan); err != nil || !plan.NoOp || plan.To != "v1" {
+		t.Errorf("no-op --json: %v %+v\n%s", err, plan, out.String())
+	}
+	out.Reset()
+	f.Docker = func(context.Context) (dockerClient, error) { return nil, deploy.ErrUnreachable }
+	err := runRollback(context.Background(), f, o)
+	var doc jsonResult
+	if jerr := json.Unmarshal(out.Bytes(), &doc); jerr != nil || doc.OK || doc.ExitCode != ExitUnreachable || exitCode(err) != ExitUnreachable {
+		t.Errorf("unreachable Docker: exit %d (%v), --json: %v %+v\n%s", exitCode(err), err, jerr, doc, out.String())
+	}
+}

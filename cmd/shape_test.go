@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -305,6 +306,7 @@ func TestRunStatus(t *testing.T) {
 func TestRunHistory(t *testing.T) {
 	docker := &fakeDocker{records: []deploy.Record{
 		{App: "web", Operation: "rollout", From: "v1", To: "v2", Result: "failed", Phase: deploy.PhaseRegister, Error: "Traefik did not list it", Started: fakeNow},
+		{App: "web", Operation: "scale", From: "v1", To: "v1", Result: "ok", Started: fakeNow.Add(-time.Minute), FromReplicas: 1, Replicas: 3},
 		{App: "web", Operation: "rollout", To: "v1", Result: "ok", Started: fakeNow.Add(-time.Hour)},
 	}}
 	f := fakeFactory(t, docker, fakeRouter{})
@@ -312,7 +314,7 @@ func TestRunHistory(t *testing.T) {
 	if err := runHistory(context.Background(), f, &historyOptions{io: ioStreams{out: &out}, app: "web"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"failed (" + string(deploy.PhaseRegister) + ")", "v1 -> v2: Traefik did not list it"} {
+	for _, want := range []string{"failed (" + string(deploy.PhaseRegister) + ")", "v1 -> v2: Traefik did not list it", "REPLICAS", "scale      v1    v1  1 -> 3"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("history lacks %q:\n%s", want, out.String())
 		}
@@ -352,5 +354,50 @@ func TestRunUnlock(t *testing.T) {
 	err := runUnlock(context.Background(), f, &unlockOptions{io: ioStreams{out: &out}, app: "web"})
 	if exitCode(err) != ExitUnreachable || !strings.Contains(err.Error(), "nothing was changed") {
 		t.Errorf("unreachable Docker: exit %d: %v", exitCode(err), err)
+	}
+}
+
+// status of three replicas: a row each with what Traefik says of it, the
+// counts in the app's line, and the one Traefik marks DOWN as a problem.
+func TestRunStatusOfReplicas(t *testing.T) {
+	var cs []deploy.Container
+	var servers []deploy.Server
+	for i, ip := range []string{"10.0.0.2", "10.0.0.3", "10.0.0.4"} {
+		c := webContainer("v2", ip)
+		c.ID, c.Name = fmt.Sprintf("id-web-v2-%d", i), fmt.Sprintf("web-v2-%d", i)
+		cs = append(cs, c)
+		status := "UP"
+		if i == 2 {
+			status = "DOWN"
+		}
+		servers = append(servers, deploy.Server{URL: "http://" + ip + ":8080", Status: status})
+	}
+	f := fakeFactory(t, &fakeDocker{containers: cs}, fakeRouter{[]deploy.Service{{Name: "web@docker", Servers: servers}}})
+	var out bytes.Buffer
+	if err := runStatus(context.Background(), f, &statusOptions{io: ioStreams{out: &out}, app: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"app web  service web@docker  3 running, 2 UP in Traefik", "web-v2-0", "web-v2-1", "web-v2-2", "http://10.0.0.4:8080",
+		"! web-v2-2 (v2) is running but DOWN in Traefik"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+	up := 0
+	for _, line := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(line); len(f) == 7 && strings.HasPrefix(f[0], "web-v2-") && f[5] == "UP" {
+			up++
+		}
+	}
+	if up != 2 {
+		t.Errorf("%d rows UP, want 2:\n%s", up, out.String())
+	}
+	out.Reset()
+	if err := runStatus(context.Background(), f, &statusOptions{io: ioStreams{out: &out}, app: "web", json: true}); err != nil {
+		t.Fatal(err)
+	}
+	var apps []deploy.AppStatus
+	if err := json.Unmarshal(out.Bytes(), &apps); err != nil || len(apps) != 1 || apps[0].Running != 3 || apps[0].Up != 2 || len(apps[0].Containers) != 3 {
+		t.Errorf("--json: %v %+v\n%s", err, apps, out.String())
 	}
 }

@@ -74,7 +74,7 @@ func printStatus(w io.Writer, apps []deploy.AppStatus, now time.Time) {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "app %s  service %s\n", a.App, orDash(strings.Join(a.Services, ", ")))
+		fmt.Fprintf(w, "app %s  service %s  %d running, %d UP in Traefik\n", a.App, orDash(strings.Join(a.Services, ", ")), a.Running, a.Up)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  CONTAINER\tVERSION\tSTATE\tHEALTH\tAGE\tTRAEFIK\tURL")
 		for _, c := range a.Containers {
@@ -118,8 +118,8 @@ func newHistoryCmd(f *factory, runF func(*historyOptions) error) *cobra.Command 
 	c := &cobra.Command{
 		Use:   "history [--app APP]",
 		Short: "List rollouts and rollbacks, kept on the Docker host",
-		Long: `List every rollout and rollback, newest first: when, from -> to, result,
-duration and who (user, host, CI job). The history is kept on the Docker host
+		Long: `List every rollout, rollback and scale, newest first: when, from -> to, the
+replica counts, result, duration and who (user, host, CI job). The history is kept on the Docker host
 itself (as labelled Docker volumes, the newest 100 per app), so it survives
 throw-away CI runners and is the same from every machine that deploys there.`,
 		Example: `  deployctl history --app web
@@ -166,7 +166,7 @@ func printHistory(w io.Writer, recs []deploy.Record) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WHEN\tAPP\tOPERATION\tFROM\tTO\tRESULT\tTOOK\tBY")
+	fmt.Fprintln(tw, "WHEN\tAPP\tOPERATION\tFROM\tTO\tREPLICAS\tRESULT\tTOOK\tBY")
 	for _, r := range recs {
 		result := r.Result
 		if r.Result != "ok" && r.Phase != "" {
@@ -176,7 +176,7 @@ func printHistory(w io.Writer, recs []deploy.Record) {
 		if r.By.CI != "" {
 			by += " " + r.By.CI
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Started.Local().Format("2006-01-02 15:04:05"), r.App, r.Operation, orDash(r.From), r.To, result, r.Total, by)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Started.Local().Format("2006-01-02 15:04:05"), r.App, r.Operation, orDash(r.From), r.To, replicaCounts(r), result, r.Total, by)
 	}
 	tw.Flush()
 	for _, r := range recs {
@@ -184,6 +184,18 @@ func printHistory(w io.Writer, recs []deploy.Record) {
 			fmt.Fprintf(w, "%s %s %s -> %s: %s\n", r.Started.Local().Format("2006-01-02 15:04:05"), r.App, orDash(r.From), r.To, r.Error)
 		}
 	}
+}
+
+// replicaCounts is a record's replica counts: "3", or "3 -> 1" when the
+// run changed them, "-" when it did not record them.
+func replicaCounts(r deploy.Record) string {
+	switch {
+	case r.Replicas == 0:
+		return "-"
+	case r.FromReplicas == r.Replicas:
+		return fmt.Sprint(r.Replicas)
+	}
+	return fmt.Sprintf("%d -> %d", r.FromReplicas, r.Replicas)
 }
 
 // unlockOptions are unlock's flags.

@@ -130,6 +130,12 @@ type Record struct {
 	Total     Duration    `json:"total"`
 	Phases    []PhaseTime `json:"phases,omitempty"`
 	By        Holder      `json:"by"`
+	// Replicas is how many containers the run was to leave the app
+	// running, FromReplicas how many of its containers ran before it (not
+	// counting one an interrupted run left half-made). 0: not known (the
+	// run failed before its plan, or deployctl did not record it yet).
+	Replicas     int `json:"replicas,omitempty"`
+	FromReplicas int `json:"from_replicas,omitempty"`
 }
 
 // DefaultHistoryKeep is how many records of an app the history keeps.

@@ -78,6 +78,7 @@ func lockError(err error, then string) error {
 // finish records the run in the history and releases the lock, also after
 // a failure or a signal.
 func (r *rollout) finish(ctx context.Context, err error) {
+	r.stepRun = nil // the history and the lock are of the run, not a step
 	j := r.e.Journal
 	if j == nil || !r.locked {
 		return
@@ -86,6 +87,14 @@ func (r *rollout) finish(ctx context.Context, err error) {
 	defer cancel()
 	rec := Record{App: r.o.App, Operation: r.operation, From: versionsOf(r.olds), To: r.o.Version,
 		Result: "ok", Started: r.start, Total: Duration(r.e.now().Sub(r.start)), Phases: r.phases, By: CurrentHolder(r.start)}
+	if r.decision != nil {
+		rec.Replicas = max(r.decision.budget.Replicas, 1)
+		for _, old := range r.decision.olds {
+			if !old.halfMade {
+				rec.FromReplicas++
+			}
+		}
+	}
 	var de *Error
 	switch {
 	case errors.As(err, &de) && de.Kind == KindInterrupted:

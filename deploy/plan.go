@@ -25,10 +25,12 @@ type Plan struct {
 	// Steps are the rollout's steps: each starts Start new containers,
 	// then drains and stops the current containers it names (indexes into
 	// Current). The single-container rollout is one step.
-	Steps    []Step    `json:"steps"`
-	Prune    []string  `json:"prune,omitempty"`
-	Lock     *Holder   `json:"lock,omitempty"`
-	Warnings []Warning `json:"warnings,omitempty"`
+	Steps []Step `json:"steps"`
+	// Actions are the same steps spelled out with names (PlannedStep).
+	Actions  []PlannedStep `json:"actions,omitempty"`
+	Prune    []string      `json:"prune,omitempty"`
+	Lock     *Holder       `json:"lock,omitempty"`
+	Warnings []Warning     `json:"warnings,omitempty"`
 }
 
 // PlannedOld is a current container and how it would be drained.
@@ -37,6 +39,66 @@ type PlannedOld struct {
 	Version string    `json:"version"`
 	URL     string    `json:"url,omitempty"`
 	Drain   DrainMode `json:"drain"`
+}
+
+// PlannedStep is one step of a plan with its containers named: the new
+// containers it creates ("new #1", "new #2", ... numbered across the
+// steps in the order the run starts them), the retained containers a
+// rollback restarts (by name; they start before any is created), then
+// the current containers it takes out of Traefik through their drain
+// probe, and every current container it stops (drained or by signal;
+// Remove: and then removes, a scale down).
+type PlannedStep struct {
+	Step    int      `json:"step"`
+	Start   []string `json:"start,omitempty"`
+	Restart []string `json:"restart,omitempty"`
+	Drain   []string `json:"drain,omitempty"`
+	Stop    []string `json:"stop,omitempty"`
+	Remove  []string `json:"remove,omitempty"`
+}
+
+// startsOf is how many containers steps start in all.
+func startsOf(steps []Step) int {
+	n := 0
+	for _, st := range steps {
+		n += st.Start
+	}
+	return n
+}
+
+// planActions names the containers of steps: current are the current
+// containers the steps' Drain indexes into, reuse the retained
+// containers a rollback restarts (newest first), remove whether what is
+// stopped is then removed.
+func planActions(steps []Step, current []PlannedOld, reuse []string, remove bool) []PlannedStep {
+	var out []PlannedStep
+	created := 0
+	for i, st := range steps {
+		a := PlannedStep{Step: i + 1}
+		for range st.Start {
+			if len(reuse) > 0 {
+				a.Restart, reuse = append(a.Restart, reuse[0]), reuse[1:]
+				continue
+			}
+			created++
+			a.Start = append(a.Start, fmt.Sprintf("new #%d", created))
+		}
+		for _, j := range st.Drain {
+			if j < 0 || j >= len(current) {
+				continue
+			}
+			old := current[j]
+			if old.Drain == DrainHealth {
+				a.Drain = append(a.Drain, old.Name)
+			}
+			a.Stop = append(a.Stop, old.Name)
+			if remove {
+				a.Remove = append(a.Remove, old.Name)
+			}
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // Plan works out what Rollout(o) would do and what it would warn about,
@@ -78,10 +140,40 @@ func (r *rollout) dryRunPlan(ctx context.Context) *Plan {
 			p.Lock = h
 		}
 	}
+	listed, err := e.Runtime.List(ctx, map[string]string{LabelApp: o.App})
+	// A rollback's retained containers, by name, in the order it
+	// restarts them.
+	reuse := r.reuseAll
+	if len(reuse) == 0 && o.Reuse != "" {
+		reuse = []string{o.Reuse}
+	}
+	var reuseNames []string
+	for _, id := range reuse {
+		name := Container{ID: id}.Short()
+		for _, c := range listed {
+			if c.ID == id {
+				name = c.Short()
+			}
+		}
+		reuseNames = append(reuseNames, name)
+	}
+	p.Actions = planActions(d.steps, p.Current, reuseNames, r.scale)
 	// What --keep would prune once the current containers are stopped:
-	// the rollout's own decision (pruneList), on today's containers.
-	if listed, err := e.Runtime.List(ctx, map[string]string{LabelApp: o.App}); err == nil {
-		for _, c := range pruneList(listed, containersOf(d.olds), halfMadeIDs(d.olds), "", o.Version, o.Keep) {
+	// the rollout's own decision (pruneList), on today's containers, as
+	// they will be: the retained ones a rollback restarts run again. A
+	// scale prunes nothing.
+	if err == nil && !r.scale {
+		restarted := map[string]bool{}
+		for _, id := range reuse[:min(len(reuse), startsOf(d.steps))] {
+			restarted[id] = true
+		}
+		var after []Container
+		for _, c := range listed {
+			if !restarted[c.ID] {
+				after = append(after, c)
+			}
+		}
+		for _, c := range pruneList(after, containersOf(d.olds), halfMadeIDs(d.olds), "", o.Version, o.Keep) {
 			p.Prune = append(p.Prune, c.Short())
 		}
 	}

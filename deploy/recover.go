@@ -55,7 +55,7 @@ func (r *rollout) watch(ctx context.Context) error {
 				}
 				if _, err := r.e.Runtime.Inspect(ctx, old.ID); errors.Is(err, ErrContainerNotFound) {
 					old.gone = true
-					r.warn(PhaseWatch, WarnOldGone, "old container %s was removed by someone else during the watch window: it can no longer be put back if %s fails", old.Short(), r.o.Version)
+					r.warnAbout(PhaseWatch, old.Short(), WarnOldGone, "old container %s was removed by someone else during the watch window: it can no longer be put back if %s fails", old.Short(), r.o.Version)
 				}
 			}
 		}

@@ -50,6 +50,8 @@ type target struct {
 	reused bool
 	// probe: it has the drain probe (a new one: as the run decided).
 	probe bool
+	// step: the step that started it (a new one), 1-based.
+	step int
 }
 
 func (t *target) short() string { return t.c.Short() }
@@ -82,6 +84,10 @@ type stepRun struct {
 	// reuse: a rollback's retained containers not restarted yet, newest
 	// first; the start batches take them before creating any.
 	reuse []string
+	// began: when each step began; ended: when the last one ended (for
+	// Result.Steps).
+	began []time.Time
+	ended time.Time
 
 	mu   sync.Mutex
 	undo []undoEntry
@@ -98,6 +104,7 @@ func (s *stepRun) prefix() string { return fmt.Sprintf("step %d/%d", s.step, len
 // runSteps runs the decision's steps after plan.
 func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 	s := &stepRun{r: r, budget: r.decision.budget, steps: r.decision.steps}
+	r.stepRun = s
 	if r.o.Reuse != "" {
 		s.reuse = slices.Clone(r.reuseAll)
 	}
@@ -113,6 +120,7 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 		s.budget.Replicas, s.budget.MaxRunning(), s.minRouted, stepsString(s.steps))})
 	for i, st := range s.steps {
 		s.step = i + 1
+		s.began = append(s.began, r.e.now())
 		if err := ctx.Err(); err != nil {
 			return nil, s.fail(ctx, PhaseCreate, nil, context.Cause(ctx))
 		}
@@ -153,6 +161,7 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 			}
 		}
 	}
+	s.ended, s.step = r.e.now(), 0 // what follows (prune, done) is of no step
 	if r.scale {
 		return s.scaleResult(), nil
 	}
@@ -167,6 +176,7 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 	for _, t := range s.news {
 		res.NewContainers = append(res.NewContainers, ContainerRef{ID: t.c.ID, Name: t.short(), Version: r.o.Version, URL: t.url})
 	}
+	res.Steps = s.report()
 	return res, nil
 }
 
@@ -196,7 +206,7 @@ func (s *stepRun) startBatch(ctx context.Context, n int) (*target, error) {
 	batch := make([]*target, n)
 	reused := 0
 	for i := range batch {
-		batch[i] = &target{state: TargetPlanned, probe: r.probe}
+		batch[i] = &target{state: TargetPlanned, probe: r.probe, step: s.step}
 		if len(s.reuse) > 0 {
 			batch[i].c, batch[i].reused = Container{ID: s.reuse[0]}, true
 			s.reuse = s.reuse[1:]
@@ -426,7 +436,7 @@ func (s *stepRun) drainBatch(ctx context.Context, idx []int) (*target, error) {
 		err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
 		if errors.Is(err, ErrContainerNotFound) {
 			t.state, t.old.gone = TargetGone, true
-			r.warn(PhaseDrain, WarnOldGone, "old container %s disappeared during the rollout (removed by someone else)", t.short())
+			r.warnAbout(PhaseDrain, t.short(), WarnOldGone, "old container %s disappeared during the rollout (removed by someone else)", t.short())
 			return nil
 		}
 		if err != nil {
@@ -598,7 +608,7 @@ func (s *stepRun) watch(ctx context.Context) (*target, error) {
 		return nil, nil
 	}
 	if err != nil {
-		r.warn(PhaseWatch, WarnWatchFailed, "%s %s failed within the watch window: %v; putting the old version back", r.o.App, r.o.Version, err)
+		r.warnAbout(PhaseWatch, shortOf(culprit), WarnWatchFailed, "%s %s failed within the watch window: %v; putting the old version back", r.o.App, r.o.Version, err)
 	}
 	return culprit, err
 }
@@ -613,7 +623,7 @@ func (s *stepRun) fail(ctx context.Context, p Phase, t *target, err error) error
 		where += ", container " + t.short()
 	}
 	de.Err = fmt.Errorf("%s: %w", where, de.Err)
-	r.e.emit(Event{Phase: de.Phase, Status: StatusFail, Container: shortOf(t), Message: de.Err.Error(), Elapsed: r.e.now().Sub(r.phaseStart)})
+	r.emit(Event{Phase: de.Phase, Status: StatusFail, Container: shortOf(t), Message: de.Err.Error(), Elapsed: r.e.now().Sub(r.phaseStart)})
 	cctx, cancel := r.cleanupContext(ctx)
 	defer cancel()
 	if rerr := s.restore(cctx); rerr != nil {
@@ -650,7 +660,7 @@ func shortOf(t *target) string {
 // New containers that never got routed go first: they serve nothing.
 func (s *stepRun) restore(ctx context.Context) error {
 	r := s.r
-	r.e.emit(Event{Phase: PhaseRevert, Status: StatusStart, Message: "restoring the old version"})
+	r.emit(Event{Phase: PhaseRevert, Status: StatusStart, Message: "restoring the old version"})
 	s.mu.Lock()
 	log := slices.Clone(s.undo)
 	s.mu.Unlock()
@@ -744,7 +754,7 @@ func (s *stepRun) restore(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	r.e.emit(Event{Phase: PhaseRevert, Status: StatusDone, Message: "the old version is serving again"})
+	r.emit(Event{Phase: PhaseRevert, Status: StatusDone, Message: "the old version is serving again"})
 	return nil
 }
 
@@ -762,7 +772,7 @@ func (s *stepRun) restartOld(ctx context.Context, ts []*target) error {
 			return fmt.Errorf("starting %s again: %w", t.short(), err)
 		}
 		t.old.drained = false
-		r.e.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: t.short(), Message: "old container started again"})
+		r.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: t.short(), Message: "old container started again"})
 		return nil
 	})
 	if err != nil {
@@ -865,14 +875,14 @@ func (s *stepRun) removeNew(ctx context.Context, t *target) error {
 	if t.reused {
 		// Never docker rm: it is a retained version, as before the run.
 		t.state = TargetStopped
-		r.e.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: t.short(), Message: "retained container stopped again"})
+		r.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: t.short(), Message: "retained container stopped again"})
 		return nil
 	}
 	if err := r.e.Runtime.Remove(ctx, t.c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
 		return fmt.Errorf("removing new container %s: %w", t.short(), err)
 	}
 	t.state = TargetGone
-	r.e.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: t.short(), Message: "new container removed"})
+	r.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: t.short(), Message: "new container removed"})
 	return nil
 }
 

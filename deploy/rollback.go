@@ -10,17 +10,17 @@ import (
 
 // RollbackPlan is what a rollback will do and why.
 type RollbackPlan struct {
-	App   string
-	From  string // the version serving now ("" when nothing runs)
-	To    string
-	Reuse string // the retained container to restart, "" to create one
+	App   string `json:"app"`
+	From  string `json:"from,omitempty"` // the version serving now ("" when nothing runs)
+	To    string `json:"to,omitempty"`
+	Reuse string `json:"reuse,omitempty"` // the retained container to restart, "" to create one
 	// ReuseAll are all retained containers of To, newest first (Reuse is
 	// the first): a rollback of N > 1 replicas restarts up to N of them.
-	ReuseAll []string
-	Image    string // the repository
-	Reason   string // why this version: "--to", "the version before ..."
-	NoOp     bool   // nothing to do (Reason says why)
-	Retains  []string
+	ReuseAll []string `json:"reuse_all,omitempty"`
+	Image    string   `json:"image,omitempty"`  // the repository
+	Reason   string   `json:"reason,omitempty"` // why this version: "--to", "the version before ..."
+	NoOp     bool     `json:"no_op,omitempty"`  // nothing to do (Reason says why)
+	Retains  []string `json:"retains,omitempty"`
 }
 
 // PlanRollback works out the target of a rollback of o.App: o.Version when
@@ -169,6 +169,32 @@ func (e *Engine) Rollback(ctx context.Context, o Options) (*RollbackPlan, *Resul
 	e.emit(Event{Phase: PhasePlan, Status: StatusInfo, Message: fmt.Sprintf("rolling %s back from %s to %s (%s), %s", p.App, orNone(p.From), p.To, p.Reason, how)})
 	res, err := r.run(ctx)
 	return p, res, err
+}
+
+// PlanRollbackSteps is the dry run of Rollback: its target (PlanRollback)
+// and the plan its run would follow (the rollout's plan, with the
+// retained containers it restarts named in Plan.Actions), without
+// locking or changing anything. The Plan is nil when there is nothing to
+// do (RollbackPlan.NoOp).
+func (e *Engine) PlanRollbackSteps(ctx context.Context, o Options) (*RollbackPlan, *Plan, error) {
+	p, err := e.PlanRollback(ctx, o)
+	if err != nil || p.NoOp {
+		return p, nil, err
+	}
+	o.App, o.Image, o.Version, o.Reuse = p.App, p.Image, p.To, p.Reuse
+	o.Force = true
+	if err := o.Validate(); err != nil {
+		return p, nil, err
+	}
+	o, _ = o.normalize()
+	quiet := *e
+	quiet.Reporter = nil
+	r := &rollout{e: &quiet, o: o, operation: "rollback", dryRun: true, reuseAll: p.ReuseAll}
+	r.start = e.now()
+	if err := r.plan(ctx); err != nil {
+		return p, nil, err
+	}
+	return p, r.dryRunPlan(ctx), nil
 }
 
 // imageRepo is the repository a container was deployed from.

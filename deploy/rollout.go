@@ -47,8 +47,11 @@ type Result struct {
 	NewContainers []ContainerRef `json:"new_containers,omitempty"`
 	Old           []OldRef       `json:"old"`
 	Phases        []PhaseTime    `json:"phases"`
-	Pruned        []string       `json:"pruned,omitempty"`
-	Total         Duration       `json:"total"`
+	// Steps is what each step did, in a run of several steps (several
+	// replicas, a scale); empty for a single-container rollout.
+	Steps  []StepReport `json:"steps,omitempty"`
+	Pruned []string     `json:"pruned,omitempty"`
+	Total  Duration     `json:"total"`
 }
 
 // ContainerRef names a container and its server URL.
@@ -163,6 +166,10 @@ type rollout struct {
 	// reuseAll: a rollback's retained containers of the target version,
 	// newest first; with N > 1 replicas its steps restart up to N of them.
 	reuseAll []string
+
+	// stepRun is the multi-replica run in progress (replicas.go), if any:
+	// the events emitted while one of its steps runs carry that step.
+	stepRun *stepRun
 }
 
 // Rollout deploys o.Image:o.Version as described in the package comment.
@@ -193,16 +200,24 @@ func (e *Engine) emit(ev Event) {
 	e.Reporter.Event(ev)
 }
 
+// emit emits ev, with the step being run when one is (Event.Step).
+func (r *rollout) emit(ev Event) {
+	if s := r.stepRun; s != nil && s.step > 0 && ev.Step == 0 {
+		ev.Step, ev.Steps = s.step, len(s.steps)
+	}
+	r.e.emit(ev)
+}
+
 func (r *rollout) begin(p Phase, msg string) {
 	r.phaseStart = r.e.now()
-	r.e.emit(Event{Phase: p, Status: StatusStart, Message: msg})
+	r.emit(Event{Phase: p, Status: StatusStart, Message: msg})
 }
 
 func (r *rollout) done(p Phase, ev Event) {
 	d := r.e.now().Sub(r.phaseStart)
 	r.phases = append(r.phases, PhaseTime{Phase: p, Duration: Duration(d)})
 	ev.Phase, ev.Status, ev.Elapsed = p, StatusDone, d
-	r.e.emit(ev)
+	r.emit(ev)
 }
 
 // warn emits a warning with its stable code (the Warn constants).
@@ -210,13 +225,19 @@ func (r *rollout) warn(p Phase, code, format string, args ...any) {
 	r.warning(p, warningf(code, format, args...))
 }
 
+// warnAbout emits a warning about one container (Event.Container).
+func (r *rollout) warnAbout(p Phase, container, code, format string, args ...any) {
+	w := warningf(code, format, args...)
+	r.emit(Event{Phase: p, Status: StatusWarn, Container: container, Code: w.Code, Message: w.Message})
+}
+
 func (r *rollout) warning(p Phase, w Warning) {
-	r.e.emit(Event{Phase: p, Status: StatusWarn, Code: w.Code, Message: w.Message})
+	r.emit(Event{Phase: p, Status: StatusWarn, Code: w.Code, Message: w.Message})
 }
 
 func (r *rollout) info(p Phase, ev Event) {
 	ev.Phase, ev.Status = p, StatusInfo
-	r.e.emit(ev)
+	r.emit(ev)
 }
 
 func (r *rollout) run(ctx context.Context) (res *Result, err error) {
@@ -734,7 +755,7 @@ func (r *rollout) waitRegistered(ctx context.Context) error {
 		return &Error{Kind: KindFailed, Err: err, Hint: "attach the container to the network Traefik uses (--network, or the traefik.docker.network label)"}
 	}
 	if len(urls) > 1 {
-		r.warn(PhaseRegister, WarnAmbiguousNetwork, "container %s is on several networks (%s) and neither --network nor the traefik.docker.network label says which one Traefik uses: Traefik then picks one at random", r.newC.Short(), strings.Join(sortedKeys(urls), ", "))
+		r.warnAbout(PhaseRegister, r.newC.Short(), WarnAmbiguousNetwork, "container %s is on several networks (%s) and neither --network nor the traefik.docker.network label says which one Traefik uses: Traefik then picks one at random", r.newC.Short(), strings.Join(sortedKeys(urls), ", "))
 	}
 	restarts := r.newC.RestartCount
 	var lastErr error
@@ -923,7 +944,7 @@ func (r *rollout) drainOld(ctx context.Context) error {
 			// Removed by someone else: Traefik drops it on its own, and
 			// the new container serves.
 			old.gone = true
-			r.warn(PhaseDrain, WarnOldGone, "old container %s disappeared during the rollout (removed by someone else)", old.Short())
+			r.warnAbout(PhaseDrain, old.Short(), WarnOldGone, "old container %s disappeared during the rollout (removed by someone else)", old.Short())
 			return nil
 		}
 		if err != nil {
@@ -1068,7 +1089,7 @@ func (r *rollout) stopOld(ctx context.Context) error {
 		}
 		if old.halfMade && !old.gone {
 			if err := r.e.Runtime.Remove(ctx, old.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
-				r.warn(PhaseStop, WarnPruneFailed, "removing %s, left half-made by an interrupted run: %v", old.Short(), err)
+				r.warnAbout(PhaseStop, old.Short(), WarnPruneFailed, "removing %s, left half-made by an interrupted run: %v", old.Short(), err)
 			} else {
 				r.info(PhaseStop, Event{Container: old.Short(), Message: "removed (left half-made by an interrupted run)"})
 			}
@@ -1109,7 +1130,7 @@ func (r *rollout) prune(ctx context.Context) []string {
 	var pruned []string
 	for _, c := range pruneList(cs, containersOf(r.olds), halfMadeIDs(r.olds), r.newC.ID, r.o.Version, r.o.Keep) {
 		if err := r.e.Runtime.Remove(ctx, c.ID); err != nil {
-			r.warn(PhasePrune, WarnPruneFailed, "removing old container %s: %v", c.Short(), err)
+			r.warnAbout(PhasePrune, c.Short(), WarnPruneFailed, "removing old container %s: %v", c.Short(), err)
 			continue
 		}
 		pruned = append(pruned, c.Short())

@@ -230,7 +230,7 @@ func (s *stepRun) removeStopped(ctx context.Context, idx []int) {
 			continue
 		}
 		if err := r.e.Runtime.Remove(ctx, t.c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
-			r.warn(PhaseStop, WarnPruneFailed, "removing container %s after scaling down: %v", t.short(), err)
+			r.warnAbout(PhaseStop, t.short(), WarnPruneFailed, "removing container %s after scaling down: %v", t.short(), err)
 			continue
 		}
 		t.state = TargetGone
@@ -252,7 +252,7 @@ func (s *stepRun) scaleResult() *Result {
 		serving = append(serving, ContainerRef{ID: t.c.ID, Name: t.short(), Version: r.o.Version, URL: t.url})
 	}
 	res := &Result{App: r.o.App, Image: r.o.Image, Version: r.o.Version, Service: r.services,
-		NewContainers: serving, Phases: r.phases, Total: Duration(r.e.now().Sub(r.start))}
+		NewContainers: serving, Phases: r.phases, Steps: s.report(), Total: Duration(r.e.now().Sub(r.start))}
 	if len(serving) > 0 {
 		res.New = serving[len(serving)-1]
 	}
@@ -262,7 +262,7 @@ func (s *stepRun) scaleResult() *Result {
 				Drain: t.old.drain, Gone: t.old.gone, HalfMade: t.old.halfMade})
 		}
 	}
-	r.e.emit(Event{Phase: PhaseDone, Status: StatusDone, Container: res.New.Name, URL: res.New.URL,
+	r.emit(Event{Phase: PhaseDone, Status: StatusDone, Container: res.New.Name, URL: res.New.URL,
 		Message: fmt.Sprintf("%s %s runs %d container(s)", r.o.App, r.o.Version, len(serving)), Elapsed: time.Duration(res.Total)})
 	return res
 }

@@ -15,8 +15,13 @@ type AppStatus struct {
 	App        string            `json:"app"`
 	Services   []string          `json:"services"`
 	Containers []ContainerStatus `json:"containers"`
-	Lock       *Holder           `json:"lock,omitempty"`
-	Problems   []string          `json:"problems,omitempty"`
+	// Running is how many of its containers run, Up how many of those
+	// Traefik routes to (UP): with several replicas, the app's size and
+	// how much of it serves.
+	Running  int      `json:"running"`
+	Up       int      `json:"up"`
+	Lock     *Holder  `json:"lock,omitempty"`
+	Problems []string `json:"problems,omitempty"`
 }
 
 // ContainerStatus is one container of an app.
@@ -85,8 +90,14 @@ func (e *Engine) Status(ctx context.Context, app string) ([]AppStatus, error) {
 					st.Problems = append(st.Problems, fmt.Sprintf("%s (%s) is drained but still running: a rollout was interrupted; the next rollout stops it, or: docker stop %s", cst.Name, cst.Version, cst.Name))
 				case cst.Traefik == "absent":
 					st.Problems = append(st.Problems, fmt.Sprintf("%s (%s) is running but Traefik does not route to it (health %q): check its health, traefik.enable and network", cst.Name, cst.Version, c.Health))
+				case cst.Traefik == "DOWN":
+					st.Problems = append(st.Problems, fmt.Sprintf("%s (%s) is running but DOWN in Traefik (health %q): Traefik's own health check fails for it; check its health and logs", cst.Name, cst.Version, c.Health))
 				case cst.Traefik == "UP":
 					serving[cst.Version] = true
+				}
+				st.Running++
+				if cst.Traefik == "UP" {
+					st.Up++
 				}
 			}
 			st.Containers = append(st.Containers, cst)

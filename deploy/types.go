@@ -296,4 +296,14 @@ type Event struct {
 	// Code is a warning's stable code (the Warn constants), on warnings.
 	Code    string        `json:"code,omitempty"`
 	Elapsed time.Duration `json:"elapsed,omitempty"` // time spent in the phase, on done/failed
+	// Step and Steps place the event in a run of several steps (a rollout
+	// or rollback of several replicas, a scale): Step is the step being
+	// run, 1-based, of Steps in the plan. Both are 0 (omitted) outside the
+	// steps: a single-container rollout, the plan before step 1, and the
+	// prune and done events after the last step. A failure and the
+	// restore that follows it carry the step that failed; the --watch
+	// window belongs to the last step (its old containers are stopped
+	// after it).
+	Step  int `json:"step,omitempty"`
+	Steps int `json:"steps,omitempty"`
 }

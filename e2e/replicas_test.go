@@ -138,8 +138,22 @@ func TestReplicasRollout(t *testing.T) {
 			if got := e.runningVersions(app); got["v2"] != 3 || len(got) != 1 {
 				t.Errorf("running %v, want 3 v2", got)
 			}
-			if res := r.json.Result; res == nil || len(res.NewContainers) != 3 || len(res.Old) != 3 {
-				t.Errorf("result %+v", res)
+			res := r.json.Result
+			if res == nil || len(res.NewContainers) != 3 || len(res.Old) != 3 {
+				t.Fatalf("result %+v", res)
+			}
+			// Result.steps: surge 1 starts one and drains one per step,
+			// surge 100% starts all three, then drains all three.
+			var started, stopped int
+			for i, st := range res.Steps {
+				if st.Step != i+1 || len(st.Started) != 3/len(res.Steps) || len(st.Stopped) != 3/len(res.Steps) || len(st.Drained) != len(st.Stopped) {
+					t.Errorf("step %d: %+v", i+1, st)
+				}
+				started += len(st.Started)
+				stopped += len(st.Stopped)
+			}
+			if wantSteps := map[string]int{"1": 3, "100%": 1}[tc.surge]; len(res.Steps) != wantSteps || started != 3 || stopped != 3 {
+				t.Errorf("steps %+v: want %d steps starting and stopping 3 in all", res.Steps, wantSteps)
 			}
 			e.expectServing(app, "v2")
 		})
