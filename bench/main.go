@@ -144,8 +144,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	replicas := fs.String("replicas", "", "run the replicas suite instead: deployctl rollouts of N replicas for each N of this list (e.g. 1,2,4,8); -rollouts then defaults to 2 and -methods to deployctl, docker-rollout, stop-start")
 	surges := fs.String("surges", "1,100%", "replicas suite: the --max-surge values to run deployctl with (--max-unavailable 0)")
 	baseReplicas := fs.String("baseline-replicas", "", "replicas suite: the N values of the baselines (default: those of -replicas)")
+	reprint := fs.String("report", "", "print the tables of an earlier run's JSON results file and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *reprint != "" {
+		rep, err := ReadReport(*reprint)
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return 1
+		}
+		PrintTables(stdout, rep)
+		return 0
 	}
 	cfg := d
 	if *smoke {

@@ -423,21 +423,26 @@ func steps(r *Rollout) (int, []float64) {
 	return n, out
 }
 
+// aggregateReplicas sums up the replica observations: the budget (min UP,
+// peak containers) over every rollout the watchers saw, also failed ones
+// (a restore must keep the budget too); steps over the successful ones.
 func (s *ScenarioResult) aggregateReplicas() {
 	rs := s.Replica
-	first := true
+	rs.MinUp = -1
 	var sum float64
 	var ns int
 	for _, r := range s.Rollouts {
 		o := r.Replica
-		if o == nil || r.Error != "" {
+		if o == nil {
 			continue
 		}
-		if first || o.MinUp < rs.MinUp {
+		if o.MinUp >= 0 && (rs.MinUp < 0 || o.MinUp < rs.MinUp) {
 			rs.MinUp = o.MinUp
 		}
-		first = false
 		rs.PeakContainers = max(rs.PeakContainers, o.PeakContainers)
+		if r.Error != "" {
+			continue
+		}
 		rs.Steps = o.Steps
 		for _, x := range o.StepS {
 			sum += x
@@ -566,8 +571,12 @@ func printReplicaTables(w io.Writer, r *Report) {
 		if s.Method == MethodDeployctl {
 			steps = fmt.Sprint(rs.Steps)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t\n",
-			s.Method, s.Kind, rs.Replicas, surge, n, sent, failed, kinds, s.Summary.WallMeanS, s.Summary.WallMaxS,
+		wallMean, wallMax := fmt.Sprintf("%.2f", s.Summary.WallMeanS), fmt.Sprintf("%.2f", s.Summary.WallMaxS)
+		if s.Summary.N == 0 {
+			wallMean, wallMax, steps, stepMean, extra = "-", "-", "-", "-", "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t\n",
+			s.Method, s.Kind, rs.Replicas, surge, n, sent, failed, kinds, wallMean, wallMax,
 			steps, stepMean, extra, minUp, peak, rss, p99, mx)
 	}
 	tw.Flush()
@@ -613,10 +622,16 @@ func replicaVerdicts(r *Report) []string {
 		sent += a
 		failed += f
 		rs := s.Replica
+		if rs.MinUp < 0 {
+			continue // the watchers saw no rollout
+		}
 		budgetSeen++
 		if rs.MinUp < rs.Floor || rs.PeakContainers > rs.MaxRunning {
 			budgetOK = false
 			budgetMiss = append(budgetMiss, fmt.Sprintf("%s N=%d surge %s: min UP %d (floor %d), peak %d (max %d)", s.Kind, rs.Replicas, rs.Surge, rs.MinUp, rs.Floor, rs.PeakContainers, rs.MaxRunning))
+		}
+		if s.Summary.N == 0 {
+			continue // no rollout succeeded: no time, no RSS
 		}
 		if rs.Replicas > maxN {
 			maxN, rssAtMax = rs.Replicas, 0

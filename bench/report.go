@@ -176,6 +176,25 @@ func (r *Report) Write(path string) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
+// ReadReport reads a report written by Write, summing its scenarios up
+// again (with this version's code).
+func ReadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for i := range r.Scenarios {
+		if r.Scenarios[i].Replica != nil {
+			r.Scenarios[i].aggregateReplicas()
+		}
+	}
+	return &r, nil
+}
+
 func (s *ScenarioResult) aggregate() {
 	sm := Summary{}
 	order := []string{}
