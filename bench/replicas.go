@@ -573,7 +573,7 @@ func printReplicaTables(w io.Writer, r *Report) {
 		}
 		wallMean, wallMax := fmt.Sprintf("%.2f", s.Summary.WallMeanS), fmt.Sprintf("%.2f", s.Summary.WallMaxS)
 		if s.Summary.N == 0 {
-			wallMean, wallMax, steps, stepMean, extra = "-", "-", "-", "-", "-"
+			wallMean, wallMax, steps, stepMean, extra, rss = "-", "-", "-", "-", "-", "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t\n",
 			s.Method, s.Kind, rs.Replicas, surge, n, sent, failed, kinds, wallMean, wallMax,
