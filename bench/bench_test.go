@@ -55,6 +55,59 @@ func TestSmoke(t *testing.T) {
 	}
 }
 
+// TestReplicasSmoke runs the replicas suite's smoke version (go run ./bench
+// -smoke -replicas 2 -surges 1 -rollouts 1 -kinds lameduck): a first deploy
+// of 2 replicas, then one deployctl rollout v1 -> v2 with --max-surge 1
+// under 100 req/s per client mode, and requires that no request failed,
+// that Traefik never listed fewer than 2 UP servers of the app and Docker
+// never ran more than 3 of its containers.
+func TestReplicasSmoke(t *testing.T) {
+	testenv.Docker(t)
+	cfg := ReplicasSmoke()
+	cfg.Out = "-"
+	testenv.TraefikBinary(t, cfg.Traefik)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg, &testLog{t: t})
+	if rep != nil {
+		rep.Command = "go test ./bench -run TestReplicasSmoke"
+		var out bytes.Buffer
+		PrintTables(&out, rep)
+		t.Logf("%s", out.String())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Scenarios) != 1 {
+		t.Fatalf("%d scenarios ran, want 1", len(rep.Scenarios))
+	}
+	s := rep.Scenarios[0]
+	if s.Summary.N != 1 || s.Replica == nil {
+		t.Fatalf("%d rollouts succeeded (want 1), replica summary %+v", s.Summary.N, s.Replica)
+	}
+	rs := s.Replica
+	if rs.Floor != 2 || rs.MaxRunning != 3 {
+		t.Errorf("budget floor %d, max running %d; want 2, 3", rs.Floor, rs.MaxRunning)
+	}
+	if rs.MinUp < rs.Floor {
+		t.Errorf("Traefik listed %d UP servers at the fewest, below the floor %d", rs.MinUp, rs.Floor)
+	}
+	if rs.PeakContainers > rs.MaxRunning || rs.PeakContainers < rs.Replicas+1 {
+		t.Errorf("peak running containers %d; want between %d and %d", rs.PeakContainers, rs.Replicas+1, rs.MaxRunning)
+	}
+	if rs.Steps != 2 {
+		t.Errorf("%d steps, want 2", rs.Steps)
+	}
+	for _, l := range s.Load {
+		if l.Sent < cfg.Rate {
+			t.Errorf("%s: only %d requests sent", l.Mode, l.Sent)
+		}
+		if l.Failed > 0 {
+			t.Errorf("%s: %d of %d requests failed: %v; first: %s", l.Mode, l.Failed, l.Sent, l.ByKind, strings.Join(l.FirstFailures, "; "))
+		}
+	}
+}
+
 // testLog writes the benchmark's progress lines to t.Log.
 type testLog struct {
 	t   *testing.T
@@ -111,5 +164,58 @@ func TestSummarize(t *testing.T) {
 	}
 	if st.Steady.N != 2 || st.Switch.N != 2 || st.Switch.Max != 5000 || st.Steady.Max != 3 {
 		t.Errorf("steady %+v, switch %+v", st.Steady, st.Switch)
+	}
+}
+
+func TestReplicaObservers(t *testing.T) {
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	set := func(urls ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, u := range urls {
+			m[u] = true
+		}
+		return m
+	}
+	w := &traefikWatcher{snaps: []snapshot{
+		{at(0), set("a", "b")},
+		{at(100), set("a")}, // before the window: not counted
+		{at(200), set("a", "b")},
+		{at(400), set("a", "b", "c")},
+		{at(500), set("b", "c")},
+		{at(900), set()}, // after the window
+	}}
+	// In force at 250: {a b}; then {a b c}, {b c}.
+	if got := w.minCount(at(250), at(800)); got != 2 {
+		t.Errorf("minCount = %d, want 2", got)
+	}
+	if got := w.minCount(at(50), at(150)); got != 1 {
+		t.Errorf("minCount = %d, want 1", got)
+	}
+
+	ev := &eventWatcher{events: []dockerEvent{
+		{t: at(0), id: "o1", action: "start", app: "web"},
+		{t: at(0), id: "o2", action: "start", app: "web"},
+		{t: at(10), id: "x", action: "start", app: "other"},
+		{t: at(300), id: "n1", action: "start", app: "web"},
+		{t: at(400), id: "o1", action: "die", app: "web"},
+		{t: at(500), id: "n2", action: "start", app: "web"},
+		{t: at(600), id: "n3", action: "start", app: "web"}, // after the window
+	}}
+	if got := ev.peakRunning("web", at(200), at(550)); got != 3 {
+		t.Errorf("peakRunning = %d, want 3", got)
+	}
+	if got := ev.peakRunning("web", at(100), at(200)); got != 2 {
+		t.Errorf("peakRunning with no event in the window = %d, want 2", got)
+	}
+
+	r := &Rollout{WallS: 3, End: at(3000)}
+	for _, l := range []string{"create start step 1/2: starting 1", "register done step 1/2: x", "create start step 2/2: starting 1"} {
+		f := strings.SplitN(l, " ", 3)
+		r.events = append(r.events, evStamp{phase: f[0], status: f[1], rest: f[2]})
+	}
+	r.events[0].t, r.events[1].t, r.events[2].t = at(100), at(900), at(1200)
+	if n, ss := steps(r); n != 2 || len(ss) != 2 || ss[0] != 1.1 || ss[1] != 1.8 {
+		t.Errorf("steps = %d, %v; want 2, [1.1 1.8]", n, ss)
 	}
 }

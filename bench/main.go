@@ -30,9 +30,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/deployctl/deployctl/deploy"
 )
 
 // Config is what one benchmark run does.
@@ -56,6 +59,13 @@ type Config struct {
 	DeployctlEnv     []string      // extra environment for deployctl (DEPLOYCTL_*)
 	Out              string        // JSON path; "-": none
 	Verbose          bool
+	// The replicas suite (issue 11): when Replicas is set, Run rolls out
+	// N replicas for each N in Replicas and each --max-surge in Surges
+	// with deployctl, and the baselines for each N in BaselineReplicas,
+	// instead of the single-container suite.
+	Replicas         []int
+	Surges           []string
+	BaselineReplicas []int
 }
 
 // Default is the default run: about 9 minutes on 2 cores.
@@ -80,6 +90,18 @@ func Smoke() Config {
 	c.Rollouts, c.BaselineRollouts, c.Rate = 2, 0, 100
 	c.Methods = []string{MethodDeployctl}
 	c.Warmup, c.StartupRuns = time.Second, 5
+	return c
+}
+
+// ReplicasSmoke is the short run of the replicas suite for CI: 2 replicas,
+// surge 1, one deployctl rollout of the lame-duck app at 100 req/s per
+// client mode, no baselines.
+func ReplicasSmoke() Config {
+	c := Smoke()
+	c.Rollouts = 1
+	c.Kinds = []string{KindLameDuck}
+	c.Replicas, c.Surges = []int{2}, []string{"1"}
+	c.StartupRuns = 0
 	return c
 }
 
@@ -119,8 +141,21 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&env, "deployctl-env", "KEY=VALUE for deployctl, e.g. DEPLOYCTL_POLL_INTERVAL=20ms (repeatable)")
 	out := fs.String("out", "", "JSON results file (default bench/results/<timestamp>.json; - for none)")
 	verbose := fs.Bool("v", false, "show deployctl's progress lines")
+	replicas := fs.String("replicas", "", "run the replicas suite instead: deployctl rollouts of N replicas for each N of this list (e.g. 1,2,4,8); -rollouts then defaults to 2 and -methods to deployctl, docker-rollout, stop-start")
+	surges := fs.String("surges", "1,100%", "replicas suite: the --max-surge values to run deployctl with (--max-unavailable 0)")
+	baseReplicas := fs.String("baseline-replicas", "", "replicas suite: the N values of the baselines (default: those of -replicas)")
+	reprint := fs.String("report", "", "print the tables of an earlier run's JSON results file and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *reprint != "" {
+		rep, err := ReadReport(*reprint)
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return 1
+		}
+		PrintTables(stdout, rep)
+		return 0
 	}
 	cfg := d
 	if *smoke {
@@ -131,6 +166,31 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	pick := func(name string, apply func()) {
 		if set[name] || !*smoke {
 			apply()
+		}
+	}
+	if *replicas != "" {
+		ns, err := ints(*replicas)
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: -replicas: %v\n", err)
+			return 2
+		}
+		cfg.Replicas, cfg.Surges, cfg.BaselineReplicas = ns, split(*surges), ns
+		if *baseReplicas != "" {
+			if cfg.BaselineReplicas, err = ints(*baseReplicas); err != nil {
+				fmt.Fprintf(stderr, "bench: -baseline-replicas: %v\n", err)
+				return 2
+			}
+		}
+		if !set["rollouts"] {
+			*rollouts = 2
+			cfg.Rollouts = 2
+		}
+		if !set["methods"] {
+			*methods = strings.Join(replicaMethods, ",")
+			if *smoke {
+				*methods = MethodDeployctl
+			}
+			set["methods"] = true
 		}
 	}
 	pick("rollouts", func() { cfg.Rollouts = *rollouts })
@@ -200,10 +260,22 @@ func (c Config) validate() error {
 			return fmt.Errorf("-kinds: unknown app kind %q", k)
 		}
 	}
+	methods := allMethods
+	if len(c.Replicas) > 0 {
+		methods = replicaMethods
+	}
 	for _, m := range c.Methods {
-		if !contains(allMethods, m) {
-			return fmt.Errorf("-methods: unknown method %q", m)
+		if !contains(methods, m) {
+			return fmt.Errorf("-methods: unknown method %q (want one of %s)", m, strings.Join(methods, ", "))
 		}
+	}
+	for _, sg := range c.Surges {
+		if _, err := deploy.ParseAmount("-surges", sg); err != nil {
+			return err
+		}
+	}
+	if len(c.Replicas) > 0 && len(c.Surges) == 0 {
+		return errors.New("-surges: at least one value")
 	}
 	for _, kv := range c.DeployctlEnv {
 		if !strings.HasPrefix(kv, "DEPLOYCTL_") || !strings.Contains(kv, "=") {
@@ -235,6 +307,21 @@ func split(s string) []string {
 		}
 	}
 	return out
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range split(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q: want positive integers", f)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("empty list")
+	}
+	return out, nil
 }
 
 func contains(list []string, s string) bool {

@@ -62,12 +62,14 @@ type Rollout struct {
 	Obs Observed `json:"observed"`
 
 	// deployctl only.
-	ExitCode   int       `json:"exit_code,omitempty"`
-	PeakRSSKiB int64     `json:"peak_rss_kib,omitempty"`
-	Progress   []string  `json:"progress,omitempty"` // its stderr lines
-	Floor      *Floor    `json:"floor,omitempty"`
-	Lag        *Lag      `json:"lag,omitempty"`
-	events     []evStamp // parsed progress lines
+	ExitCode   int      `json:"exit_code,omitempty"`
+	PeakRSSKiB int64    `json:"peak_rss_kib,omitempty"`
+	Progress   []string `json:"progress,omitempty"` // its stderr lines
+	Floor      *Floor   `json:"floor,omitempty"`
+	Lag        *Lag     `json:"lag,omitempty"`
+	// The replicas suite only.
+	Replica *ReplicaObs `json:"replicas,omitempty"`
+	events  []evStamp   // parsed progress lines
 }
 
 // Phase is the duration of one phase of a rollout.

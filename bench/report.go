@@ -42,6 +42,9 @@ type ConfigInfo struct {
 	Timeout          string   `json:"client_timeout"`
 	WatchInterval    string   `json:"watch_interval"`
 	DeployctlEnv     []string `json:"deployctl_env,omitempty"`
+	Replicas         []int    `json:"replicas,omitempty"`
+	Surges           []string `json:"surges,omitempty"`
+	BaselineReplicas []int    `json:"baseline_replicas,omitempty"`
 }
 
 // Machine is where the run happened.
@@ -104,6 +107,8 @@ type ScenarioResult struct {
 	Load         []LoadStats `json:"load"`
 	Rollouts     []Rollout   `json:"rollouts"`
 	Summary      Summary     `json:"summary"`
+	// The replicas suite only.
+	Replica *ReplicaSummary `json:"replicas,omitempty"`
 }
 
 // Summary aggregates a scenario's rollouts.
@@ -132,6 +137,7 @@ func newReport(cfg Config) *Report {
 		Warmup: d(cfg.Warmup), Settle: d(cfg.Settle), LameDuckDrain: d(cfg.LameDuckDrain),
 		HealthInterval: d(cfg.HealthInterval), Timeout: d(cfg.Timeout), WatchInterval: d(cfg.WatchInterval),
 		DeployctlEnv: cfg.DeployctlEnv,
+		Replicas:     cfg.Replicas, Surges: cfg.Surges, BaselineReplicas: cfg.BaselineReplicas,
 	}}
 }
 
@@ -168,6 +174,25 @@ func (r *Report) Write(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// ReadReport reads a report written by Write, summing its scenarios up
+// again (with this version's code).
+func ReadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for i := range r.Scenarios {
+		if r.Scenarios[i].Replica != nil {
+			r.Scenarios[i].aggregateReplicas()
+		}
+	}
+	return &r, nil
 }
 
 func (s *ScenarioResult) aggregate() {
@@ -254,6 +279,10 @@ func PrintTables(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "Run: %s; %.0fs. Traefik %s (throttle %s); %d req/s per client mode (%s, concurrently); deployctl %d rollouts, baselines %d per app kind\n",
 		r.Command, r.DurationS, r.Traefik.Version, c.Throttle, c.Rate, strings.Join(c.Modes, " + "), c.Rollouts, c.BaselineRollouts)
 
+	if len(c.Replicas) > 0 {
+		fmt.Fprintf(w, "Replicas suite: deployctl N = %v at --max-surge %s (--max-unavailable 0); baselines N = %v\n", c.Replicas, strings.Join(c.Surges, ", "), c.BaselineReplicas)
+	}
+
 	fmt.Fprintf(w, "\nRequests (latency in ms; switch = requests sent while a rollout ran)\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "method\tapp\tclient\tsent\tfailed\t5xx\trefused\treset\ttimeout\tother\tsteady p50\tp99\tmax\tswitch p50\tp99\tmax\t")
@@ -261,7 +290,7 @@ func PrintTables(w io.Writer, r *Report) {
 		for _, l := range s.Load {
 			other := l.Failed - l.ByKind["5xx"] - l.ByKind[FailRefused] - l.ByKind[FailReset] - l.ByKind[FailTimeout]
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.0f\t%.1f\t%.1f\t%.0f\t\n",
-				s.Method, s.Kind, l.Mode, l.Sent, l.Failed, l.ByKind["5xx"], l.ByKind[FailRefused], l.ByKind[FailReset], l.ByKind[FailTimeout], other,
+				s.Method, s.label(), l.Mode, l.Sent, l.Failed, l.ByKind["5xx"], l.ByKind[FailRefused], l.ByKind[FailReset], l.ByKind[FailTimeout], other,
 				l.Steady.P50, l.Steady.P99, l.Steady.Max, l.Switch.P50, l.Switch.P99, l.Switch.Max)
 		}
 	}
@@ -276,9 +305,13 @@ func PrintTables(w io.Writer, r *Report) {
 		if sm.Errors > 0 {
 			n += fmt.Sprintf(" (+%d failed)", sm.Errors)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%s\n", s.Method, s.Kind, n, sm.WallMeanS, sm.WallMaxS, phaseString(sm.Phases))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%s\n", s.Method, s.label(), n, sm.WallMeanS, sm.WallMaxS, phaseString(sm.Phases))
 	}
 	tw.Flush()
+
+	if len(c.Replicas) > 0 {
+		printReplicaTables(w, r)
+	}
 
 	var dc []ScenarioResult
 	for _, s := range r.Scenarios {
@@ -344,6 +377,18 @@ func PrintTables(w io.Writer, r *Report) {
 	if len(fails) > 0 {
 		fmt.Fprintf(w, "\nFailed requests:\n%s\n", strings.Join(fails, "\n"))
 	}
+}
+
+// label is the app kind, and N and the surge in the replicas suite.
+func (s ScenarioResult) label() string {
+	if s.Replica == nil {
+		return s.Kind
+	}
+	l := fmt.Sprintf("%s N=%d", s.Kind, s.Replica.Replicas)
+	if s.Replica.Surge != "" {
+		l += " surge " + s.Replica.Surge
+	}
+	return l
 }
 
 func shortFile(s string) string {

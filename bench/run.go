@@ -160,6 +160,9 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (rep *Report, err error
 		}
 	}
 
+	if len(cfg.Replicas) > 0 {
+		return rep, b.runReplicaSuite(ctx, rep, logf)
+	}
 	for _, kind := range cfg.Kinds {
 		for _, method := range cfg.Methods {
 			n := cfg.BaselineRollouts

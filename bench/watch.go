@@ -122,6 +122,7 @@ type dockerEvent struct {
 	t      time.Time
 	id     string
 	action string // start, health_status: healthy, kill, die, ...
+	app    string // label deployctl.app, or the baselines' deployctl-bench.app
 }
 
 // eventWatcher records the engine's container events for containers of
@@ -145,7 +146,11 @@ func watchEvents(cli *client.Client) *eventWatcher {
 			select {
 			case m := <-res.Messages:
 				w.mu.Lock()
-				w.events = append(w.events, dockerEvent{t: time.Unix(0, m.TimeNano), id: m.Actor.ID, action: string(m.Action)})
+				app := m.Actor.Attributes["deployctl.app"]
+				if app == "" {
+					app = m.Actor.Attributes[benchAppLabel]
+				}
+				w.events = append(w.events, dockerEvent{t: time.Unix(0, m.TimeNano), id: m.Actor.ID, action: string(m.Action), app: app})
 				w.mu.Unlock()
 			case <-res.Err:
 				return
