@@ -572,7 +572,10 @@ func (r *rollout) stopTimeout(c Container) time.Duration {
 
 // watch watches every new container for --watch, the last step's old
 // containers drained but running; any one failing fails the run (and so
-// restores the old version).
+// restores the old version). It reacts at the first failed health check
+// of any new replica (failingReason), not once Docker gives up on it: the
+// replica still serves then, so the old ones can be back in Traefik before
+// it leaves by itself.
 func (s *stepRun) watch(ctx context.Context) (*target, error) {
 	r := s.r
 	r.begin(PhaseWatch, fmt.Sprintf("watching %s for %s; the old version stays ready", targetNames(s.news), r.o.Watch))
@@ -585,10 +588,23 @@ func (s *stepRun) watch(ctx context.Context) (*target, error) {
 				return false, err
 			}
 			t.c = c
-			if c.State != "running" || c.RestartCount > t.restarts || c.Health == "unhealthy" {
+			if reason := r.failingReason(t, c); reason != "" {
 				culprit = t
-				return false, &Error{Phase: PhaseWatch, Kind: KindFailed, Err: fmt.Errorf("container %s failed within the watch window (state %s, health %q, exit code %d)", t.short(), c.State, c.Health, c.ExitCode),
+				return false, &Error{Phase: PhaseWatch, Kind: KindFailed, Err: fmt.Errorf("container %s failed within the watch window: %s", t.short(), reason),
 					Observed: "last log lines:\n" + r.logs(ctx, c.ID), Hint: "the new version's logs"}
+			}
+		}
+		for _, name := range r.services {
+			svc, err := r.e.Router.Service(ctx, name)
+			if err != nil {
+				continue // Traefik's answer is not a verdict on the app
+			}
+			for _, t := range s.news {
+				if srv, ok := svc.Server(t.url); !ok || !srv.Registered() {
+					culprit = t
+					return false, &Error{Phase: PhaseWatch, Kind: KindFailed, Err: fmt.Errorf("container %s failed within the watch window: Traefik no longer routes to it (%s)", t.short(), t.url),
+						Observed: "last log lines:\n" + r.logs(ctx, t.c.ID), Hint: "the new version's logs and health (docker inspect " + t.short() + ")"}
+				}
 			}
 		}
 		return false, nil
@@ -601,6 +617,25 @@ func (s *stepRun) watch(ctx context.Context) (*target, error) {
 		r.warn(PhaseWatch, WarnWatchFailed, "%s %s failed within the watch window: %v; putting the old version back", r.o.App, r.o.Version, err)
 	}
 	return culprit, err
+}
+
+// failingReason says why new container t, inspected as c, is failing, or
+// "" while it is fine: it exited or restarted, Docker calls it unhealthy,
+// or its health check has failed at least once (the drain probe says
+// "check failed" while the app's own check fails fewer times in a row than
+// its retries allow; without the probe, Docker's failing streak).
+func (r *rollout) failingReason(t *target, c Container) string {
+	switch {
+	case c.State != "running" || c.RestartCount > t.restarts:
+		return fmt.Sprintf("it exited with code %d (state %s)", c.ExitCode, c.State)
+	case c.Health == "unhealthy":
+		return "it turned unhealthy: " + r.probeOutput(c)
+	case t.probe && strings.Contains(lastProbe(c), "check failed"):
+		return "its health check started failing: " + r.probeOutput(c)
+	case c.FailingStreak > 0:
+		return fmt.Sprintf("its health check started failing (%d in a row): %s", c.FailingStreak, r.probeOutput(c))
+	}
+	return ""
 }
 
 // fail explains a failure of the current step and restores the old
@@ -643,11 +678,13 @@ func shortOf(t *target) string {
 }
 
 // restore unwinds the undo log within the budget: the rollout in reverse.
-// Drained old containers get their serve marker back first (no container
-// starts, so the running count holds); then, step by step, as many stopped
-// old containers are started again as the surge allows, and once they are
-// routed, as many new ones are drained and removed as availability allows.
-// New containers that never got routed go first: they serve nothing.
+// Drained old containers get their serve marker back first and are
+// confirmed in Traefik before any new container is touched (no container
+// starts, so the running count holds). New containers that never got
+// routed go next: they serve nothing. Then, in turns, as many stopped old
+// containers are started again as the surge allows, and once they are
+// routed, new ones are drained and removed to make room for the next
+// turn, as many as availability allows (restoreTurn).
 func (s *stepRun) restore(ctx context.Context) error {
 	r := s.r
 	r.e.emit(Event{Phase: PhaseRevert, Status: StatusStart, Message: "restoring the old version"})
@@ -670,19 +707,8 @@ func (s *stepRun) restore(ctx context.Context) error {
 			}
 		}
 	}
-	// 1. New containers not routed: out of the way at once.
-	var routedNews []*target
-	var errs []error
-	for _, t := range news {
-		if t.state == TargetRouted {
-			routedNews = append(routedNews, t)
-			continue
-		}
-		if err := s.removeNew(ctx, t); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	// 2. Drained old containers back in rotation.
+	// 1. Drained old containers back in rotation, before any new one
+	// leaves: a new one may be failing and about to leave by itself.
 	if len(marked) > 0 {
 		if err := parallel(marked, func(t *target) error {
 			err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}})
@@ -701,20 +727,30 @@ func (s *stepRun) restore(ctx context.Context) error {
 			return err
 		}
 	}
+	// 2. New containers not routed: out of the way.
+	var routedNews, unrouted []*target
+	for _, t := range news {
+		if t.state == TargetRouted {
+			routedNews = append(routedNews, t)
+		} else {
+			unrouted = append(unrouted, t)
+		}
+	}
+	errs := []error{s.removeNews(ctx, unrouted)}
 	// 3. The steps in reverse.
 	running := len(routedNews)
-	routed := len(routedNews)
 	for _, t := range s.olds {
 		if t.state == TargetRouted || t.state == TargetDraining || t.state == TargetDrained {
 			running++
-			if t.state == TargetRouted {
-				routed++
-			}
 		}
 	}
 	for len(stopped) > 0 || len(routedNews) > 0 {
-		n := min(len(stopped), s.budget.MaxRunning()-running)
-		n = max(n, 0)
+		// New containers that no longer serve (exited, unhealthy) take
+		// a place in the running count and give nothing: they go first.
+		serving, failing, down := s.sortNews(ctx, routedNews)
+		errs = append(errs, s.removeNews(ctx, down))
+		running -= len(down)
+		n := max(min(len(stopped), s.budget.MaxRunning()-running), 0)
 		batch := stopped[:n]
 		stopped = stopped[n:]
 		if len(batch) > 0 {
@@ -722,30 +758,86 @@ func (s *stepRun) restore(ctx context.Context) error {
 				return err
 			}
 			running += len(batch)
-			routed += len(batch)
 		}
-		d := min(len(routedNews), routed-s.minRouted)
-		if len(stopped) == 0 {
-			d = len(routedNews) // every old one that could come back is back
+		victims := s.restoreTurn(serving, failing, len(stopped))
+		if len(victims) == 0 && n == 0 && len(down) == 0 {
+			// Within the budget this cannot happen unless new containers
+			// fail or old ones are gone: never loop forever.
+			victims = slices.Concat(failing, serving)[:1]
 		}
-		d = max(d, 0)
-		if n == 0 && d == 0 {
-			d = 1 // cannot happen within the budget; never loop forever
-		}
-		for _, t := range routedNews[:d] {
-			if err := s.removeNew(ctx, t); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		routedNews = routedNews[d:]
-		running -= d
-		routed -= d
+		errs = append(errs, s.removeNews(ctx, victims))
+		running -= len(victims)
+		routedNews = slices.DeleteFunc(slices.Concat(failing, serving), func(t *target) bool { return slices.Contains(victims, t) })
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	r.e.emit(Event{Phase: PhaseRevert, Status: StatusDone, Message: "the old version is serving again"})
 	return nil
+}
+
+// restoreTurn chooses the routed new containers a turn of the restore
+// drains and removes, given those still serving, those whose health check
+// is failing (they still serve, but are about to leave Traefik by
+// themselves) and the stopped old containers still to start. Once none is
+// left to start, all go. Otherwise only as many as the next turn needs to
+// start the rest within the surge, failing ones first, and only as many as
+// availability allows: the servers left routed must number at least the
+// floor, and a failing new one counts as already lost (it cannot be relied
+// on to keep serving), so a serving one is drained only while the old ones
+// routed plus the serving new ones stay above the floor.
+func (s *stepRun) restoreTurn(serving, failing []*target, stopped int) []*target {
+	if stopped == 0 {
+		return slices.Concat(failing, serving)
+	}
+	routedOld := 0
+	for _, t := range s.olds {
+		if t.state == TargetRouted {
+			routedOld++
+		}
+	}
+	need := stopped
+	routed := routedOld + len(serving) + len(failing) // as Traefik lists them now
+	sure := routedOld + len(serving)                  // those that will still be
+	k := max(min(len(failing), need, routed-s.minRouted), 0)
+	victims := slices.Clone(failing[:k])
+	need, routed = need-k, routed-k
+	k = max(min(len(serving), need, routed-s.minRouted, sure-s.minRouted), 0)
+	return append(victims, serving[:k]...)
+}
+
+// sortNews inspects the routed new containers ts: those that serve and
+// pass their checks, those that serve but whose health check has started
+// failing, and those that no longer serve (exited, unhealthy, gone). One
+// that cannot be inspected counts as serving (as last seen).
+func (s *stepRun) sortNews(ctx context.Context, ts []*target) (serving, failing, down []*target) {
+	r := s.r
+	for _, t := range ts {
+		c, err := r.e.Runtime.Inspect(ctx, t.c.ID)
+		switch {
+		case errors.Is(err, ErrContainerNotFound):
+			down = append(down, t)
+			continue
+		case err != nil:
+			serving = append(serving, t)
+			continue
+		}
+		t.c = c
+		switch {
+		case !c.Running() || c.Health == "unhealthy":
+			down = append(down, t)
+		case r.failingReason(t, c) != "":
+			failing = append(failing, t)
+		default:
+			serving = append(serving, t)
+		}
+	}
+	return serving, failing, down
+}
+
+// removeNews drains, stops and removes the new containers ts at once.
+func (s *stepRun) removeNews(ctx context.Context, ts []*target) error {
+	return parallel(ts, func(t *target) error { return s.removeNew(ctx, t) })
 }
 
 // restartOld starts stopped old containers again, their markers set back

@@ -317,3 +317,106 @@ func TestReplicasRollbackFailingInStep2RestoresCurrent(t *testing.T) {
 		}
 	}
 }
+
+// failAtWatch makes the new containers that fail(name) start failing
+// their health check once the watch window begins: the probe says "check
+// failed" while Docker still calls them healthy, and they turn unhealthy
+// (Traefik drops them) after leaveAfter more Router calls.
+func failAtWatch(w *world, e *Engine, leaveAfter int, fail func(name string) bool) {
+	rep := e.Reporter
+	e.Reporter = ReporterFunc(func(ev Event) {
+		rep.Event(ev)
+		if ev.Phase != PhaseWatch || ev.Status != StatusStart {
+			return
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, c := range w.containers {
+			if c.Labels[LabelVersion] == "v2" && fail(c.Name) {
+				c.HealthLog = append(c.HealthLog, "deployctl: check failed (1 of 3 allowed): GET /health: 503")
+				c.failsIn = leaveAfter
+			}
+		}
+	})
+}
+
+func watchThreeOptions() Options {
+	o := testOptions("v2")
+	o.Replicas, o.MaxSurge, o.MaxUnavailable = 3, &Amount{N: 1}, &Amount{N: 0}
+	o.Watch = time.Minute
+	return o
+}
+
+// The watch reacts at the first failed health check of any new replica,
+// while Docker still calls it healthy, and the restore brings the drained
+// v1 back before any v2 leaves, then replaces the failing v2 ones one by
+// one (surge 1): as long as they keep serving until replaced, Traefik
+// never routes to fewer than 3 servers and Docker never runs more than 4.
+func TestReplicasWatchFailingCheckRestoresV1WithinTheBudget(t *testing.T) {
+	w, _ := threeV1()
+	e, _ := engine(w)
+	failAtWatch(w, e, 1000, func(string) bool { return true })
+	_, err := e.Rollout(context.Background(), watchThreeOptions())
+	de := assertKind(t, err, KindFailed)
+	if de.Phase != PhaseWatch || !strings.Contains(de.Error(), "health check started failing") || !strings.Contains(de.State, "serving again") {
+		t.Errorf("error %q, state %q", de.Error(), de.State)
+	}
+	assertRestored(t, w)
+	checkBudget(t, w, 4, 3)
+	// The drained v1 container is back before any v2 one is drained.
+	if i, j := indexOf(t, w.ops, "marker web-c serve"), firstV2Drain(w.ops); i > j {
+		t.Errorf("a v2 container was drained before the drained v1 one was back: %q", w.ops)
+	}
+}
+
+// Only one v2 replica fails: it is the first to go, and the ones that pass
+// their checks are drained only as v1 ones come back.
+func TestReplicasWatchOneFailingReplicaGoesFirst(t *testing.T) {
+	w, _ := threeV1()
+	e, _ := engine(w)
+	var failing string
+	failAtWatch(w, e, 1000, func(name string) bool {
+		if failing == "" {
+			failing = name
+		}
+		return name == failing
+	})
+	_, err := e.Rollout(context.Background(), watchThreeOptions())
+	de := assertKind(t, err, KindFailed)
+	if !strings.Contains(de.Error(), "container "+failing) {
+		t.Errorf("error %q does not name the failing container %s", de.Error(), failing)
+	}
+	assertRestored(t, w)
+	checkBudget(t, w, 4, 3)
+	if first := strings.Fields(w.ops[firstV2Drain(w.ops)])[1]; first != failing {
+		t.Errorf("the first v2 container drained is %s, want the failing %s: %q", first, failing, w.ops)
+	}
+}
+
+// When the failing replicas leave Traefik by themselves before they can be
+// replaced (here: all three at once, right away), the floor cannot hold:
+// the restore still ends with three v1 serving and no v2, and never runs
+// more than 4 containers.
+func TestReplicasWatchReplicasLeavingAtOnceStillRestore(t *testing.T) {
+	w, _ := threeV1()
+	e, _ := engine(w)
+	failAtWatch(w, e, 1, func(string) bool { return true })
+	_, err := e.Rollout(context.Background(), watchThreeOptions())
+	de := assertKind(t, err, KindFailed)
+	if de.Phase != PhaseWatch || !strings.Contains(de.State, "serving again") {
+		t.Errorf("error %q, state %q", de.Error(), de.State)
+	}
+	assertRestored(t, w)
+	checkBudget(t, w, 4, 0)
+}
+
+// firstV2Drain is the index of the first drain marker written into a v2
+// container (len(ops) if none).
+func firstV2Drain(ops []string) int {
+	for i, op := range ops {
+		if strings.HasPrefix(op, "marker web-v2") && strings.HasSuffix(op, " drain") {
+			return i
+		}
+	}
+	return len(ops)
+}

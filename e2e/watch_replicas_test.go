@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/deployctl/deployctl/deploy"
+)
+
+// TestReplicasWatchFailingCheckRestoresV1: 3 replicas v1 -> v2 (surge 1,
+// max-unavailable 0) with --watch under load; once the watch has begun,
+// the v2 app's health check starts failing (it still serves /) in one
+// replica, or in all three at the same moment. deployctl reacts at the
+// first failed check, puts the drained v1 container back, then replaces
+// the v2 replicas with the stopped v1 ones, failing ones first: exit 1,
+// the three v1 containers serve, no v2 container is left, no request
+// failed, and Docker never ran more than 4 containers of the app. With one
+// failing replica Traefik never routed to fewer than 3 servers; with all
+// three failing at once the floor cannot hold with a surge of 1 (they
+// leave Traefik by themselves about 2 s after their first failed check,
+// before the second stopped v1 container can be started): the test reports
+// the lowest count and asserts that at least one server was always UP.
+func TestReplicasWatchFailingCheckRestoresV1(t *testing.T) {
+	e := newEnv(t, traefikFor(t))
+	repo := appImages(t, e.cli, "v1", "v2")
+	for _, tc := range []struct {
+		name    string
+		failing int
+		minUp   int
+	}{{"one-replica-fails", 1, 3}, {"all-fail-at-once", 3, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := e.with(t)
+			app := e.appName("replwatch")
+			e.deployThree(app, repo)
+			v1 := map[string]bool{}
+			for _, c := range e.containers(app) {
+				v1[c.ID] = true
+			}
+			keep := startLoad(t, e.traefik.EntryURL, app+".test", 100, true)
+			fresh := startLoad(t, e.traefik.EntryURL, app+".test", 50, false)
+			s := e.sample(app)
+			time.Sleep(300 * time.Millisecond)
+			var failed []string
+			r := e.deployctlVia(e.traefik.APIURL, nil, "watch      start", func() {
+				failed = e.makeUnhealthy(app, "v2", tc.failing)
+			}, "rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", "1", "--max-unavailable", "0",
+				"--watch", "60s", "--env", "UNHEALTHY_FILE=/unhealthy")
+			time.Sleep(300 * time.Millisecond)
+			keep.expectNoFailures(t)
+			fresh.expectNoFailures(t)
+			s.expect(t, tc.minUp, 4)
+			t.Logf("health check made to fail in %v; restore took %s after the watch began", failed, r.end.Sub(r.triggered).Round(time.Millisecond))
+			if len(failed) != tc.failing {
+				t.Fatalf("made %d v2 containers fail, want %d", len(failed), tc.failing)
+			}
+			if r.code != 1 || r.doc.Error == nil || r.doc.Error.Phase != deploy.PhaseWatch ||
+				!strings.Contains(r.stderr, "health check started failing") || !strings.Contains(r.stderr, "serving again") {
+				t.Errorf("exit %d, want 1 in the watch phase saying the health check started failing and v1 serves again", r.code)
+			}
+			for _, c := range e.containers(app) {
+				switch {
+				case c.Labels[deploy.LabelVersion] == "v2":
+					t.Errorf("v2 container %s left (%s)", c.Name, c.State)
+				case !v1[c.ID]:
+					t.Errorf("container %s (%s) is not one of the three v1 containers", c.Name, c.Labels[deploy.LabelVersion])
+				}
+			}
+			if got := e.runningVersions(app); got["v1"] != 3 || len(got) != 1 {
+				t.Errorf("running %v, want 3 v1", got)
+			}
+			e.expectServing(app, "v1")
+		})
+	}
+}
+
+// makeUnhealthy copies the file UNHEALTHY_FILE names (/unhealthy) into n
+// running containers of app at version, at once: their /health answers 503
+// from then on while / still serves. It returns their names.
+func (e *env) makeUnhealthy(app, version string, n int) []string {
+	var tarball bytes.Buffer
+	tw := tar.NewWriter(&tarball)
+	if err := tw.WriteHeader(&tar.Header{Name: "unhealthy", Mode: 0o644, Size: 0}); err != nil {
+		e.t.Error(err)
+	}
+	if err := tw.Close(); err != nil {
+		e.t.Error(err)
+	}
+	var targets []deploy.Container
+	for _, c := range e.containers(app) {
+		if c.Labels[deploy.LabelVersion] == version && c.Running() && len(targets) < n {
+			targets = append(targets, c)
+		}
+	}
+	var mu sync.Mutex
+	var names []string
+	var wg sync.WaitGroup
+	for _, c := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.cli.CopyToContainer(context.Background(), c.ID, client.CopyToContainerOptions{DestinationPath: "/", Content: bytes.NewReader(tarball.Bytes())})
+			if err != nil {
+				e.t.Errorf("copying /unhealthy into %s: %v", c.Name, err)
+				return
+			}
+			mu.Lock()
+			names = append(names, c.Name)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return names
+}
