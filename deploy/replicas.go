@@ -85,6 +85,17 @@ type stepRun struct {
 
 	mu   sync.Mutex
 	undo []undoEntry
+	// blind: the last error of Traefik's API while the restore went on
+	// Docker's health instead (deploy/blind.go); nil if it always answered.
+	blind error
+}
+
+// wentBlind records that a wait of the restore was decided on Docker's
+// health because Traefik's API did not answer (err).
+func (s *stepRun) wentBlind(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.blind = err
 }
 
 func (s *stepRun) record(kind undoKind, t *target) {
@@ -772,6 +783,10 @@ func (s *stepRun) restore(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	if s.blind != nil {
+		r.warn(PhaseRevert, WarnTraefikBlind, "Traefik's API stopped answering (%v): the restore went on Docker's health, taking each old container as back in Traefik and each new one as dropped once Docker had reported it so for longer than Traefik's throttle (--traefik-throttle %s + %s)",
+			s.blind, r.o.TraefikThrottle, blindMargin)
+	}
 	r.e.emit(Event{Phase: PhaseRevert, Status: StatusDone, Message: "the old version is serving again"})
 	return nil
 }
@@ -864,14 +879,34 @@ func (s *stepRun) restartOld(ctx context.Context, ts []*target) error {
 }
 
 // waitOldRouted waits until the router lists every one of ts again (a
-// restarted container may have a new address: it is inspected).
+// restarted container may have a new address: it is inspected). While
+// Traefik's API does not answer, Docker's health stands in: each running
+// and healthy for longer than Traefik's throttle (deploy/blind.go).
 func (s *stepRun) waitOldRouted(ctx context.Context, ts []*target) error {
 	r := s.r
+	var back *healthWitness
 	err := r.poll(ctx, r.o.DeregisterTimeout+r.o.RegisterTimeout, func() (bool, error) {
 		all, err := r.e.Router.Services(ctx)
 		if err != nil {
+			var ids []string
+			for _, t := range ts {
+				if _, ierr := r.e.Runtime.Inspect(ctx, t.c.ID); errors.Is(ierr, ErrContainerNotFound) {
+					t.state = TargetGone
+				}
+				if t.state != TargetGone {
+					ids = append(ids, t.c.ID)
+				}
+			}
+			if back == nil || !slices.Equal(back.ids, ids) {
+				back = r.restoreWitness(ids...)
+			}
+			if back.settled(ctx) {
+				s.wentBlind(err)
+				return true, nil
+			}
 			return false, nil
 		}
+		back = nil
 		for _, t := range ts {
 			if t.state == TargetGone {
 				continue
@@ -930,9 +965,15 @@ func (s *stepRun) removeNew(ctx context.Context, t *target) error {
 			_ = r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
 		}
 		urls := serverURLs(t.c)
+		dropped := r.dropWitness(t.c.ID)
 		_ = r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) {
 			all, err := r.e.Router.Services(ctx)
 			if err != nil {
+				// Traefik's API did not answer: Docker's health stands in.
+				if dropped.settled(ctx) {
+					s.wentBlind(err)
+					return true, nil
+				}
 				return false, nil
 			}
 			for _, svc := range all {

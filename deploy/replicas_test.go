@@ -420,3 +420,43 @@ func firstV2Drain(ops []string) int {
 	}
 	return len(ops)
 }
+
+// Traefik's API stops answering in step 2 of a rollout of three replicas,
+// while deployctl waits for the new container to be listed or for the old
+// one to be dropped: the step fails (Traefik unreachable, exit 4) and the
+// restore goes on Docker's health (deploy/blind.go) instead of timing out:
+// the drained v1 container back, the stopped one started again, every v2
+// one drained and removed, within the budget, with a warning saying so.
+func TestReplicasTraefikDownInStep2RestoresV1Blind(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		phase   Phase
+		message string
+	}{
+		{"while registering", PhaseRegister, "step 2/3: waiting until"},
+		{"while draining", PhaseDrain, "step 2/3: drain marker written"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, _ := threeV1()
+			e, ev := engine(w)
+			e.CleanupTimeout = 10 * time.Second // each blind wait is Traefik's throttle + 0.5 s
+			e.Reporter = traefikDownAt(w, ev, tc.phase, tc.message, nil)
+			o := blindOptions("v2")
+			o.DeregisterTimeout = time.Second
+			o.Replicas, o.MaxSurge, o.MaxUnavailable = 3, &Amount{N: 1}, &Amount{N: 0}
+			_, err := e.Rollout(context.Background(), o)
+			de := assertKind(t, err, KindUnreachable)
+			if !strings.Contains(de.Error(), "step 2/3") || !strings.Contains(de.Error(), "Traefik's API") || !strings.Contains(de.State, "serving again") {
+				t.Errorf("error %q, state %q", de.Error(), de.State)
+			}
+			assertRestored(t, w)
+			checkBudget(t, w, 4, 3)
+			if !hasOp(w.ops, "start web-a") {
+				t.Errorf("the v1 container stopped in step 1 was not started again: %q", w.ops)
+			}
+			if ws := strings.Join(ev.warnings(), "\n"); !strings.Contains(ws, "the restore went on Docker's health") {
+				t.Errorf("warnings %q, want one saying the restore went on Docker's health", ws)
+			}
+		})
+	}
+}

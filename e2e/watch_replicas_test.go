@@ -12,6 +12,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/deployctl/deployctl/deploy"
+	"github.com/deployctl/deployctl/internal/testenv"
 )
 
 // TestReplicasWatchFailingCheckRestoresV1: 3 replicas v1 -> v2 (surge 1,
@@ -117,4 +118,53 @@ func (e *env) makeUnhealthy(app, version string, n int) []string {
 	}
 	wg.Wait()
 	return names
+}
+
+// TestReplicasTraefikDownInStep2RestoresV1: 3 replicas v1 -> v2 (surge 1)
+// under load, deployctl talking to Traefik's API through a proxy that goes
+// down once step 2 waits for its new container: the step fails (exit 4,
+// Traefik unreachable) and the restore goes on Docker's health and
+// Traefik's throttle (deploy/blind.go): the v1 container stopped in step 1
+// is started again, every v2 one drained and removed, all three v1 serve,
+// no request failed, and the sampler (asking Traefik's API directly) never
+// saw fewer than 3 UP servers nor more than 4 running containers.
+func TestReplicasTraefikDownInStep2RestoresV1(t *testing.T) {
+	e := newEnv(t, traefikFor(t))
+	repo := appImages(t, e.cli, "v1", "v2")
+	app := e.appName("repldown")
+	e.deployThree(app, repo)
+	v1 := map[string]bool{}
+	for _, c := range e.containers(app) {
+		v1[c.ID] = true
+	}
+	proxy := testenv.StartFaultProxy(t, e.traefik.APIURL)
+	keep := startLoad(t, e.traefik.EntryURL, app+".test", 100, true)
+	fresh := startLoad(t, e.traefik.EntryURL, app+".test", 50, false)
+	s := e.sample(app)
+	time.Sleep(300 * time.Millisecond)
+	r := e.deployctlVia(proxy.URL, nil, "step 2/3: waiting until", func() { proxy.SetMode(testenv.FaultDown) },
+		"rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", "1", "--max-unavailable", "0", "--register-timeout", "5s")
+	time.Sleep(300 * time.Millisecond)
+	keep.expectNoFailures(t)
+	fresh.expectNoFailures(t)
+	s.expect(t, 3, 4)
+	t.Logf("exit %d %s after the API went down", r.code, r.end.Sub(r.triggered).Round(time.Millisecond))
+	if r.code != 4 || r.doc.Error == nil || !strings.Contains(r.doc.Error.State, "serving again") {
+		t.Errorf("exit %d, error %+v; want 4 (Traefik unreachable) with the old version serving again", r.code, r.doc.Error)
+	}
+	if !strings.Contains(r.stderr, "the restore went on Docker's health") {
+		t.Errorf("no warning that the restore went on Docker's health")
+	}
+	for _, c := range e.containers(app) {
+		switch {
+		case c.Labels[deploy.LabelVersion] == "v2":
+			t.Errorf("v2 container %s left (%s)", c.Name, c.State)
+		case !v1[c.ID]:
+			t.Errorf("container %s (%s) is not one of the three v1 containers", c.Name, c.Labels[deploy.LabelVersion])
+		}
+	}
+	if got := e.runningVersions(app); got["v1"] != 3 || len(got) != 1 {
+		t.Errorf("running %v, want 3 v1", got)
+	}
+	e.expectServing(app, "v1")
 }
