@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -702,20 +703,22 @@ func (s *stepRun) restore(ctx context.Context) error {
 	s.mu.Lock()
 	log := slices.Clone(s.undo)
 	s.mu.Unlock()
+	// stopped: old containers to start again, or to create again when
+	// they are gone (removed by someone else after the run drained or
+	// stopped them): each takes a place in the running count.
 	var news, stopped, marked []*target
 	for i := len(log) - 1; i >= 0; i-- {
 		u := log[i]
-		switch u.kind {
-		case undoRemove:
+		switch {
+		case u.kind == undoRemove:
 			news = append(news, u.t)
-		case undoRestart:
-			if u.t.state == TargetStopped {
+		case u.t.old != nil && (u.t.state == TargetStopped || u.t.state == TargetGone && u.t.old.gone):
+			// (not one the run removed itself: a scale down's, a half-made one)
+			if !slices.Contains(stopped, u.t) {
 				stopped = append(stopped, u.t)
 			}
-		case undoServe:
-			if u.t.state == TargetDraining || u.t.state == TargetDrained {
-				marked = append(marked, u.t)
-			}
+		case u.kind == undoServe && (u.t.state == TargetDraining || u.t.state == TargetDrained):
+			marked = append(marked, u.t)
 		}
 	}
 	// 1. Drained old containers back in rotation, before any new one
@@ -724,7 +727,7 @@ func (s *stepRun) restore(ctx context.Context) error {
 		if err := parallel(marked, func(t *target) error {
 			err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}})
 			if errors.Is(err, ErrContainerNotFound) {
-				t.state = TargetGone
+				t.state, t.old.gone = TargetGone, true
 				return nil
 			}
 			if err == nil {
@@ -736,6 +739,11 @@ func (s *stepRun) restore(ctx context.Context) error {
 		}
 		if err := s.waitOldRouted(ctx, marked); err != nil {
 			return err
+		}
+		for _, t := range marked {
+			if t.state == TargetGone {
+				stopped = append(stopped, t) // removed meanwhile: made again below
+			}
 		}
 	}
 	// 2. New containers not routed: out of the way.
@@ -856,16 +864,28 @@ func (s *stepRun) removeNews(ctx context.Context, ts []*target) error {
 }
 
 // restartOld starts stopped old containers again, their markers set back
-// to serve first, and waits until the router routes to them.
+// to serve first, and waits until the router routes to them. One that is
+// gone is created again (recreateOld).
 func (s *stepRun) restartOld(ctx context.Context, ts []*target) error {
 	r := s.r
 	err := parallel(ts, func(t *target) error {
+		if t.state == TargetGone {
+			return s.recreateOld(ctx, t)
+		}
 		if t.old.drain == DrainHealth {
-			if err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}}); err != nil {
+			err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}})
+			if errors.Is(err, ErrContainerNotFound) {
+				return s.recreateOld(ctx, t)
+			}
+			if err != nil {
 				return fmt.Errorf("resetting the drain marker of %s: %w", t.short(), err)
 			}
 		}
-		if err := r.e.Runtime.Start(ctx, t.c.ID); err != nil {
+		err := r.e.Runtime.Start(ctx, t.c.ID)
+		if errors.Is(err, ErrContainerNotFound) {
+			return s.recreateOld(ctx, t)
+		}
+		if err != nil {
 			return fmt.Errorf("starting %s again: %w", t.short(), err)
 		}
 		t.old.drained = false
@@ -876,6 +896,68 @@ func (s *stepRun) restartOld(ctx context.Context, ts []*target) error {
 		return err
 	}
 	return s.waitOldRouted(ctx, ts)
+}
+
+// recreateOld makes a replacement for old container t, removed by someone
+// else after the run drained or stopped it: a container of the image it
+// ran (by its reference when that still names the same image, else by
+// its ID), with its deployctl labels and healthcheck, and the rest of the
+// configuration copied from another old container that still exists (the
+// same app's replicas share it; Docker keeps nothing of a removed
+// container, so with none left it cannot be made). It gets the drain probe
+// (marker serve) when t had it, and is started; t becomes it.
+func (s *stepRun) recreateOld(ctx context.Context, t *target) error {
+	r := s.r
+	var from *target
+	for _, o := range s.olds {
+		if o == t || o.state == TargetGone {
+			continue
+		}
+		if _, err := r.e.Runtime.Inspect(ctx, o.c.ID); err == nil {
+			from = o
+			break
+		}
+	}
+	if from == nil {
+		return fmt.Errorf("old container %s was removed by someone else, and no other old container is left to copy its configuration from", t.short())
+	}
+	image := t.c.Image
+	if img, err := r.e.Runtime.Image(ctx, t.c.Image); t.c.ImageID != "" && (err != nil || img.ID != t.c.ImageID) {
+		image = t.c.ImageID
+	}
+	labels := map[string]string{}
+	for k, v := range t.c.Labels {
+		if strings.HasPrefix(k, "deployctl.") {
+			labels[k] = v
+		}
+	}
+	version := cmp.Or(t.c.Labels[LabelVersion], "old")
+	spec := CreateSpec{Name: containerName(r.o.App, version, randomSuffix()), Image: image, From: from.c.ID, Labels: labels,
+		Healthcheck: t.c.Healthcheck, StopTimeout: t.c.StopTimeout}
+	c, _, err := r.e.Runtime.Create(ctx, spec)
+	if err != nil {
+		return fmt.Errorf("creating a replacement of old container %s (removed by someone else) from %s: %w", t.short(), image, err)
+	}
+	gone := t.short()
+	if t.c.Labels[LabelDrain] == "probe" && r.probeBin != nil {
+		files := []File{
+			{Path: ProbeDir + "/", Mode: 0o1777},
+			{Path: probePathOf(c), Mode: 0o755, Data: r.probeBin},
+			{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)},
+		}
+		if err := r.e.Runtime.CopyFiles(ctx, c.ID, files); err != nil {
+			return fmt.Errorf("copying the drain probe into %s (replacing %s): %w", c.Short(), gone, err)
+		}
+	}
+	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
+		return fmt.Errorf("starting %s (replacing %s): %w", c.Short(), gone, err)
+	}
+	if ci, err := r.e.Runtime.Inspect(ctx, c.ID); err == nil {
+		c = ci
+	}
+	t.c, t.old.Container, t.state, t.old.gone, t.old.drained = c, c, TargetCreated, false, false
+	r.warn(PhaseRevert, WarnOldGone, "old container %s was removed by someone else during the rollout: created %s in its place (%s, configuration of %s)", gone, c.Short(), image, from.short())
+	return nil
 }
 
 // waitOldRouted waits until the router lists every one of ts again (a
@@ -891,7 +973,7 @@ func (s *stepRun) waitOldRouted(ctx context.Context, ts []*target) error {
 			var ids []string
 			for _, t := range ts {
 				if _, ierr := r.e.Runtime.Inspect(ctx, t.c.ID); errors.Is(ierr, ErrContainerNotFound) {
-					t.state = TargetGone
+					t.state, t.old.gone = TargetGone, true
 				}
 				if t.state != TargetGone {
 					ids = append(ids, t.c.ID)
@@ -913,7 +995,7 @@ func (s *stepRun) waitOldRouted(ctx context.Context, ts []*target) error {
 			}
 			c, err := r.e.Runtime.Inspect(ctx, t.c.ID)
 			if errors.Is(err, ErrContainerNotFound) {
-				t.state = TargetGone
+				t.state, t.old.gone = TargetGone, true
 				continue
 			}
 			if err != nil {

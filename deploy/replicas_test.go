@@ -460,3 +460,54 @@ func TestReplicasTraefikDownInStep2RestoresV1Blind(t *testing.T) {
 		})
 	}
 }
+
+// The v1 container step 1 stopped is removed by someone else, then the new
+// container of step 2 crashes: the restore creates a v1 container in its
+// place (image web:v1, the configuration of a v1 container still there,
+// its deployctl labels, the drain probe with marker serve), waits until it
+// is routed, and only then drains the v2 ones, within the budget.
+func TestReplicasRestoreRecreatesAGoneOldContainer(t *testing.T) {
+	w, _ := threeV1()
+	starts := 0
+	w.behave = func(c *fakeContainer) {
+		if c.Labels[LabelVersion] == "v2" {
+			if starts++; starts == 2 {
+				c.crash = true
+				delete(w.containers, "id-web-a") // w.mu is held in Start
+			}
+		}
+	}
+	e, ev := engine(w)
+	o := testOptions("v2")
+	o.Replicas, o.MaxSurge, o.MaxUnavailable = 3, &Amount{N: 1}, &Amount{N: 0}
+	_, err := e.Rollout(context.Background(), o)
+	de := assertKind(t, err, KindFailed)
+	if !strings.Contains(de.Error(), "step 2/3") || !strings.Contains(de.State, "serving again") {
+		t.Errorf("error %q, state %q", de.Error(), de.State)
+	}
+	assertRestored(t, w)
+	checkBudget(t, w, 4, 3)
+	w.mu.Lock()
+	var made *fakeContainer
+	for _, c := range w.containers {
+		if c.spec.Name != "" && c.Labels[LabelVersion] == "v1" {
+			made = c
+		}
+	}
+	w.mu.Unlock()
+	if made == nil {
+		t.Fatalf("no v1 container created in place of web-a: %q", w.ops)
+	}
+	if made.spec.Image != "web:v1" || (made.spec.From != "id-web-b" && made.spec.From != "id-web-c") || made.Labels[LabelApp] != "web" || made.Labels[LabelDrain] != "probe" {
+		t.Errorf("created %s: image %s from %s, labels %v", made.Name, made.spec.Image, made.spec.From, made.Labels)
+	}
+	if got := string(w.copied[made.Name][ProbePath]); got == "" {
+		t.Errorf("%s got no drain probe", made.Name)
+	}
+	if i, j := indexOf(t, w.ops, "start "+made.Name), firstV2Drain(w.ops); i > j {
+		t.Errorf("a v2 container was drained before the replacement was started: %q", w.ops)
+	}
+	if ws := strings.Join(ev.warnings(), "\n"); !strings.Contains(ws, "web-a was removed by someone else") || !strings.Contains(ws, made.Name) {
+		t.Errorf("warnings %q, want one naming web-a and its replacement", ws)
+	}
+}
