@@ -511,3 +511,22 @@ func TestReplicasRestoreRecreatesAGoneOldContainer(t *testing.T) {
 		t.Errorf("warnings %q, want one naming web-a and its replacement", ws)
 	}
 }
+
+// With surge 100% every v1 container is drained but running during the
+// watch: when all three v2 replicas start failing and leave Traefik by
+// themselves soon after (here: 3 Router calls), the v1 ones are back in
+// Traefik first (their marker flipped at once), so 3 servers stay routed.
+func TestReplicasWatchSurge100KeepsTheFloorWhenAllFail(t *testing.T) {
+	w, _ := threeV1()
+	e, _ := engine(w)
+	failAtWatch(w, e, 3, func(string) bool { return true })
+	o := watchThreeOptions()
+	o.MaxSurge = &Amount{N: 100, Percent: true}
+	_, err := e.Rollout(context.Background(), o)
+	de := assertKind(t, err, KindFailed)
+	if de.Phase != PhaseWatch || !strings.Contains(de.State, "serving again") {
+		t.Errorf("error %q, state %q", de.Error(), de.State)
+	}
+	assertRestored(t, w)
+	checkBudget(t, w, 6, 3)
+}

@@ -15,27 +15,34 @@ import (
 	"github.com/deployctl/deployctl/internal/testenv"
 )
 
-// TestReplicasWatchFailingCheckRestoresV1: 3 replicas v1 -> v2 (surge 1,
-// max-unavailable 0) with --watch under load; once the watch has begun,
+// TestReplicasWatchFailingCheckRestoresV1: 3 replicas v1 -> v2
+// (max-unavailable 0) with --watch under load; once the watch has begun,
 // the v2 app's health check starts failing (it still serves /) in one
 // replica, or in all three at the same moment. deployctl reacts at the
-// first failed check, puts the drained v1 container back, then replaces
+// first failed check, puts the drained v1 container(s) back, then replaces
 // the v2 replicas with the stopped v1 ones, failing ones first: exit 1,
 // the three v1 containers serve, no v2 container is left, no request
-// failed, and Docker never ran more than 4 containers of the app. With one
-// failing replica Traefik never routed to fewer than 3 servers; with all
-// three failing at once the floor cannot hold with a surge of 1 (they
-// leave Traefik by themselves about 2 s after their first failed check,
-// before the second stopped v1 container can be started): the test reports
-// the lowest count and asserts that at least one server was always UP.
+// failed, and Docker never ran more than 3 + surge containers of the app.
+// With surge 1 and one failing replica, and with surge 100% (every v1
+// container drained but running during the watch) and all three failing,
+// Traefik never routed to fewer than 3 servers. With surge 1 and all three
+// failing at once the floor cannot hold (they leave Traefik by themselves
+// about 2 s after their first failed check, plus Traefik's throttle,
+// before the stopped v1 containers can be started one by one): the test
+// reports the lowest count and asserts that one server was always UP.
 func TestReplicasWatchFailingCheckRestoresV1(t *testing.T) {
 	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	for _, tc := range []struct {
-		name    string
-		failing int
-		minUp   int
-	}{{"one-replica-fails", 1, 3}, {"all-fail-at-once", 3, 1}} {
+		name              string
+		failing           int
+		surge             string
+		minUp, maxRunning int
+	}{
+		{"one-replica-fails", 1, "1", 3, 4},
+		{"all-fail-at-once", 3, "1", 1, 4},
+		{"all-fail-at-once-surge-100%", 3, "100%", 3, 6},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := e.with(t)
 			app := e.appName("replwatch")
@@ -56,7 +63,7 @@ func TestReplicasWatchFailingCheckRestoresV1(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			keep.expectNoFailures(t)
 			fresh.expectNoFailures(t)
-			s.expect(t, tc.minUp, 4)
+			s.expect(t, tc.minUp, tc.maxRunning)
 			t.Logf("health check made to fail in %v; restore took %s after the watch began", failed, r.end.Sub(r.triggered).Round(time.Millisecond))
 			if len(failed) != tc.failing {
 				t.Fatalf("made %d v2 containers fail, want %d", len(failed), tc.failing)
@@ -162,6 +169,81 @@ func TestReplicasTraefikDownInStep2RestoresV1(t *testing.T) {
 		case !v1[c.ID]:
 			t.Errorf("container %s (%s) is not one of the three v1 containers", c.Name, c.Labels[deploy.LabelVersion])
 		}
+	}
+	if got := e.runningVersions(app); got["v1"] != 3 || len(got) != 1 {
+		t.Errorf("running %v, want 3 v1", got)
+	}
+	e.expectServing(app, "v1")
+}
+
+// TestReplicasRestoreRecreatesRemovedV1: 3 replicas v1 -> v2 (surge 1)
+// under load; once the second v2 container runs, the v1 container step 1
+// stopped is removed (docker rm) and that v2 container killed: exit 1, the
+// restore creates a v1 container in place of the removed one (from the
+// configuration of a v1 container still there), all three v1 serve (two
+// of the original ones and the replacement), no v2 is left, no request
+// failed, and the budget held (3 UP servers, 4 running containers).
+func TestReplicasRestoreRecreatesRemovedV1(t *testing.T) {
+	e := newEnv(t, traefikFor(t))
+	repo := appImages(t, e.cli, "v1", "v2")
+	app := e.appName("replgone")
+	e.deployThree(app, repo)
+	v1 := map[string]bool{}
+	for _, c := range e.containers(app) {
+		v1[c.ID] = true
+	}
+	keep := startLoad(t, e.traefik.EntryURL, app+".test", 100, true)
+	fresh := startLoad(t, e.traefik.EntryURL, app+".test", 50, false)
+	s := e.sample(app)
+	time.Sleep(300 * time.Millisecond)
+	var removed string
+	r := e.deployctlVia(e.traefik.APIURL, nil, "step 2/3: started", func() {
+		ctx := context.Background()
+		for _, c := range e.containers(app) {
+			switch {
+			case v1[c.ID] && !c.Running():
+				if _, err := e.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+					t.Errorf("removing the stopped v1 container %s: %v", c.Name, err)
+				}
+				removed = c.Name
+			}
+		}
+		// The newest v2 container: step 2's.
+		var newest deploy.Container
+		for _, c := range e.containers(app) {
+			if c.Labels[deploy.LabelVersion] == "v2" && c.Running() && c.Created.After(newest.Created) {
+				newest = c
+			}
+		}
+		if newest.ID != "" {
+			_, _ = e.cli.ContainerKill(ctx, newest.ID, client.ContainerKillOptions{Signal: "KILL"})
+		}
+	}, "rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", "1", "--max-unavailable", "0")
+	time.Sleep(300 * time.Millisecond)
+	keep.expectNoFailures(t)
+	fresh.expectNoFailures(t)
+	s.expect(t, 3, 4)
+	if removed == "" {
+		t.Fatal("no stopped v1 container when step 2 had started")
+	}
+	t.Logf("removed %s", removed)
+	if r.code != 1 || r.doc.Error == nil || !strings.Contains(r.doc.Error.State, "serving again") {
+		t.Errorf("exit %d, error %+v; want 1 with the old version serving again", r.code, r.doc.Error)
+	}
+	if !strings.Contains(r.stderr, removed+" was removed by someone else") {
+		t.Errorf("no warning naming the removed container %s", removed)
+	}
+	made := 0
+	for _, c := range e.containers(app) {
+		switch {
+		case c.Labels[deploy.LabelVersion] == "v2":
+			t.Errorf("v2 container %s left (%s)", c.Name, c.State)
+		case !v1[c.ID]:
+			made++
+		}
+	}
+	if made != 1 {
+		t.Errorf("%d v1 containers created, want 1 in place of %s", made, removed)
 	}
 	if got := e.runningVersions(app); got["v1"] != 3 || len(got) != 1 {
 		t.Errorf("running %v, want 3 v1", got)
