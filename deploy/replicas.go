@@ -780,6 +780,15 @@ func (s *stepRun) restore(ctx context.Context) error {
 		}
 		victims := s.restoreTurn(serving, failing, len(stopped))
 		if len(victims) == 0 && n == 0 && len(down) == 0 {
+			if len(serving)+len(failing) == 0 {
+				// No new container left and still no room: only a scale
+				// down starts above N + surge; its old containers go
+				// back to what ran before it.
+				if err := s.restartOld(ctx, stopped); err != nil {
+					return err
+				}
+				break
+			}
 			// Within the budget this cannot happen unless new containers
 			// fail or old ones are gone: never loop forever.
 			victims = slices.Concat(failing, serving)[:1]
