@@ -1051,6 +1051,11 @@ func (s *stepRun) removeNew(ctx context.Context, t *target) error {
 		return nil
 	}
 	if t.state == TargetRouted || t.state == TargetHealthy {
+		// A healthy one deployctl never saw listed may be listed at any
+		// moment (Traefik applies Docker's health with a delay: seen 45 s
+		// late on a loaded host): it is not taken as dropped before Docker
+		// has reported it unhealthy for longer than Traefik's throttle.
+		unconfirmed := t.state == TargetHealthy && t.probe
 		t.state = TargetDraining
 		if t.probe {
 			_ = r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
@@ -1065,6 +1070,9 @@ func (s *stepRun) removeNew(ctx context.Context, t *target) error {
 					s.wentBlind(err)
 					return true, nil
 				}
+				return false, nil
+			}
+			if unconfirmed && !dropped.settled(ctx) {
 				return false, nil
 			}
 			for _, svc := range all {

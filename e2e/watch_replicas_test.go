@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -45,7 +46,7 @@ func TestReplicasWatchFailingCheckRestoresV1(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := e.with(t)
-			app := e.appName("replwatch")
+			app := e.appName("replwatch" + strconv.Itoa(tc.failing) + strings.TrimSuffix(tc.surge, "%"))
 			e.deployThree(app, repo)
 			v1 := map[string]bool{}
 			for _, c := range e.containers(app) {
@@ -59,7 +60,7 @@ func TestReplicasWatchFailingCheckRestoresV1(t *testing.T) {
 			r := e.deployctlVia(e.traefik.APIURL, nil, "watch      start", func() {
 				failed = e.makeUnhealthy(app, "v2", tc.failing)
 			}, "rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", "1", "--max-unavailable", "0",
-				"--watch", "60s", "--env", "UNHEALTHY_FILE=/unhealthy")
+				"--watch", "60s", "--env", "UNHEALTHY_FILE=/unhealthy", "--register-timeout", "60s")
 			time.Sleep(300 * time.Millisecond)
 			keep.expectNoFailures(t)
 			fresh.expectNoFailures(t)
