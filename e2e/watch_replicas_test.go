@@ -59,7 +59,7 @@ func TestReplicasWatchFailingCheckRestoresV1(t *testing.T) {
 			var failed []string
 			r := e.deployctlVia(e.traefik.APIURL, nil, "watch      start", func() {
 				failed = e.makeUnhealthy(app, "v2", tc.failing)
-			}, "rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", "1", "--max-unavailable", "0",
+			}, "rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", tc.surge, "--max-unavailable", "0",
 				"--watch", "60s", "--env", "UNHEALTHY_FILE=/unhealthy", "--register-timeout", "60s")
 			time.Sleep(300 * time.Millisecond)
 			keep.expectNoFailures(t)
@@ -151,7 +151,7 @@ func TestReplicasTraefikDownInStep2RestoresV1(t *testing.T) {
 	s := e.sample(app)
 	time.Sleep(300 * time.Millisecond)
 	r := e.deployctlVia(proxy.URL, nil, "step 2/3: waiting until", func() { proxy.SetMode(testenv.FaultDown) },
-		"rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", "1", "--max-unavailable", "0", "--register-timeout", "5s")
+		"rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", "1", "--max-unavailable", "0", "--register-timeout", "60s")
 	time.Sleep(300 * time.Millisecond)
 	keep.expectNoFailures(t)
 	fresh.expectNoFailures(t)
@@ -219,7 +219,7 @@ func TestReplicasRestoreRecreatesRemovedV1(t *testing.T) {
 		if newest.ID != "" {
 			_, _ = e.cli.ContainerKill(ctx, newest.ID, client.ContainerKillOptions{Signal: "KILL"})
 		}
-	}, "rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", "1", "--max-unavailable", "0")
+	}, "rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", "1", "--max-unavailable", "0", "--register-timeout", "60s")
 	time.Sleep(300 * time.Millisecond)
 	keep.expectNoFailures(t)
 	fresh.expectNoFailures(t)
