@@ -99,6 +99,20 @@ func (s *stepRun) wentBlind(err error) {
 	s.blind = err
 }
 
+// services asks the router for its services, unless the restore has
+// already gone blind: the API is not asked again then, as each failed call
+// costs its retries (seconds) and the restore's own deadline is bounded
+// (seen: 46 s for three replicas on a loaded host when it kept asking).
+func (s *stepRun) services(ctx context.Context) ([]Service, error) {
+	s.mu.Lock()
+	blind := s.blind
+	s.mu.Unlock()
+	if blind != nil {
+		return nil, blind
+	}
+	return s.r.e.Router.Services(ctx)
+}
+
 func (s *stepRun) record(kind undoKind, t *target) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -977,7 +991,7 @@ func (s *stepRun) waitOldRouted(ctx context.Context, ts []*target) error {
 	r := s.r
 	var back *healthWitness
 	err := r.poll(ctx, r.o.DeregisterTimeout+r.o.RegisterTimeout, func() (bool, error) {
-		all, err := r.e.Router.Services(ctx)
+		all, err := s.services(ctx)
 		if err != nil {
 			var ids []string
 			for _, t := range ts {
@@ -1063,7 +1077,7 @@ func (s *stepRun) removeNew(ctx context.Context, t *target) error {
 		urls := serverURLs(t.c)
 		dropped := r.dropWitness(t.c.ID)
 		_ = r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) {
-			all, err := r.e.Router.Services(ctx)
+			all, err := s.services(ctx)
 			if err != nil {
 				// Traefik's API did not answer: Docker's health stands in.
 				if dropped.settled(ctx) {

@@ -200,24 +200,29 @@ func TestReplicasRestoreRecreatesRemovedV1(t *testing.T) {
 	var removed string
 	r := e.deployctlVia(e.traefik.APIURL, nil, "step 2/3: started", func() {
 		ctx := context.Background()
-		for _, c := range e.containers(app) {
-			switch {
-			case v1[c.ID] && !c.Running():
+		cs := e.containers(app)
+		// The newest v2 container (step 2's) is killed first, so that step
+		// 2 fails; then the stopped v1 container is removed.
+		var newest deploy.Container
+		for _, c := range cs {
+			if c.Labels[deploy.LabelVersion] == "v2" && c.Running() && c.Created.After(newest.Created) {
+				newest = c
+			}
+		}
+		if newest.ID == "" {
+			t.Errorf("no running v2 container when step 2 had started")
+		} else if _, err := e.cli.ContainerKill(ctx, newest.ID, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+			t.Errorf("killing %s: %v", newest.Name, err)
+		} else {
+			t.Logf("killed %s", newest.Name)
+		}
+		for _, c := range cs {
+			if v1[c.ID] && !c.Running() {
 				if _, err := e.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
 					t.Errorf("removing the stopped v1 container %s: %v", c.Name, err)
 				}
 				removed = c.Name
 			}
-		}
-		// The newest v2 container: step 2's.
-		var newest deploy.Container
-		for _, c := range e.containers(app) {
-			if c.Labels[deploy.LabelVersion] == "v2" && c.Running() && c.Created.After(newest.Created) {
-				newest = c
-			}
-		}
-		if newest.ID != "" {
-			_, _ = e.cli.ContainerKill(ctx, newest.ID, client.ContainerKillOptions{Signal: "KILL"})
 		}
 	}, "rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", "1", "--max-unavailable", "0", "--register-timeout", "60s")
 	time.Sleep(300 * time.Millisecond)
