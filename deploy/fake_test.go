@@ -55,8 +55,12 @@ type fakeContainer struct {
 	// drainLag: Traefik still lists it for this many Router calls after
 	// its drain marker is written (a later health check, Traefik's throttle).
 	drainLag int
-	network  string
-	spec     CreateSpec
+	// failsIn: its health check has started failing (the probe says
+	// "check failed"); Docker turns it unhealthy after this many more
+	// Router calls (Traefik drops it then). 0: not failing.
+	failsIn int
+	network string
+	spec    CreateSpec
 }
 
 func newWorld() *world {
@@ -351,6 +355,12 @@ func (f *fakeRouter) services() ([]Service, error) {
 	for _, c := range w.containers {
 		if c.marker == MarkerDrain && c.drainLag > 0 {
 			c.drainLag--
+		}
+		if c.failsIn > 0 && c.State == "running" {
+			if c.failsIn--; c.failsIn == 0 {
+				c.Health = "unhealthy"
+				c.HealthLog = append(c.HealthLog, "deployctl: unhealthy: GET /health: 503")
+			}
 		}
 	}
 	return svcs, nil

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -91,6 +92,31 @@ type stepRun struct {
 
 	mu   sync.Mutex
 	undo []undoEntry
+	// blind: the last error of Traefik's API while the restore went on
+	// Docker's health instead (deploy/blind.go); nil if it always answered.
+	blind error
+}
+
+// wentBlind records that a wait of the restore was decided on Docker's
+// health because Traefik's API did not answer (err).
+func (s *stepRun) wentBlind(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.blind = err
+}
+
+// services asks the router for its services, unless the restore has
+// already gone blind: the API is not asked again then, as each failed call
+// costs its retries (seconds) and the restore's own deadline is bounded
+// (seen: 46 s for three replicas on a loaded host when it kept asking).
+func (s *stepRun) services(ctx context.Context) ([]Service, error) {
+	s.mu.Lock()
+	blind := s.blind
+	s.mu.Unlock()
+	if blind != nil {
+		return nil, blind
+	}
+	return s.r.e.Router.Services(ctx)
 }
 
 func (s *stepRun) record(kind undoKind, t *target) {
@@ -582,7 +608,10 @@ func (r *rollout) stopTimeout(c Container) time.Duration {
 
 // watch watches every new container for --watch, the last step's old
 // containers drained but running; any one failing fails the run (and so
-// restores the old version).
+// restores the old version). It reacts at the first failed health check
+// of any new replica (failingReason), not once Docker gives up on it: the
+// replica still serves then, so the old ones can be back in Traefik before
+// it leaves by itself.
 func (s *stepRun) watch(ctx context.Context) (*target, error) {
 	r := s.r
 	r.begin(PhaseWatch, fmt.Sprintf("watching %s for %s; the old version stays ready", targetNames(s.news), r.o.Watch))
@@ -595,10 +624,23 @@ func (s *stepRun) watch(ctx context.Context) (*target, error) {
 				return false, err
 			}
 			t.c = c
-			if c.State != "running" || c.RestartCount > t.restarts || c.Health == "unhealthy" {
+			if reason := r.failingReason(t, c); reason != "" {
 				culprit = t
-				return false, &Error{Phase: PhaseWatch, Kind: KindFailed, Err: fmt.Errorf("container %s failed within the watch window (state %s, health %q, exit code %d)", t.short(), c.State, c.Health, c.ExitCode),
+				return false, &Error{Phase: PhaseWatch, Kind: KindFailed, Err: fmt.Errorf("container %s failed within the watch window: %s", t.short(), reason),
 					Observed: "last log lines:\n" + r.logs(ctx, c.ID), Hint: "the new version's logs"}
+			}
+		}
+		for _, name := range r.services {
+			svc, err := r.e.Router.Service(ctx, name)
+			if err != nil {
+				continue // Traefik's answer is not a verdict on the app
+			}
+			for _, t := range s.news {
+				if srv, ok := svc.Server(t.url); !ok || !srv.Registered() {
+					culprit = t
+					return false, &Error{Phase: PhaseWatch, Kind: KindFailed, Err: fmt.Errorf("container %s failed within the watch window: Traefik no longer routes to it (%s)", t.short(), t.url),
+						Observed: "last log lines:\n" + r.logs(ctx, t.c.ID), Hint: "the new version's logs and health (docker inspect " + t.short() + ")"}
+				}
 			}
 		}
 		return false, nil
@@ -611,6 +653,25 @@ func (s *stepRun) watch(ctx context.Context) (*target, error) {
 		r.warnAbout(PhaseWatch, shortOf(culprit), WarnWatchFailed, "%s %s failed within the watch window: %v; putting the old version back", r.o.App, r.o.Version, err)
 	}
 	return culprit, err
+}
+
+// failingReason says why new container t, inspected as c, is failing, or
+// "" while it is fine: it exited or restarted, Docker calls it unhealthy,
+// or its health check has failed at least once (the drain probe says
+// "check failed" while the app's own check fails fewer times in a row than
+// its retries allow; without the probe, Docker's failing streak).
+func (r *rollout) failingReason(t *target, c Container) string {
+	switch {
+	case c.State != "running" || c.RestartCount > t.restarts:
+		return fmt.Sprintf("it exited with code %d (state %s)", c.ExitCode, c.State)
+	case c.Health == "unhealthy":
+		return "it turned unhealthy: " + r.probeOutput(c)
+	case t.probe && strings.Contains(lastProbe(c), "check failed"):
+		return "its health check started failing: " + r.probeOutput(c)
+	case c.FailingStreak > 0:
+		return fmt.Sprintf("its health check started failing (%d in a row): %s", c.FailingStreak, r.probeOutput(c))
+	}
+	return ""
 }
 
 // fail explains a failure of the current step and restores the old
@@ -653,51 +714,44 @@ func shortOf(t *target) string {
 }
 
 // restore unwinds the undo log within the budget: the rollout in reverse.
-// Drained old containers get their serve marker back first (no container
-// starts, so the running count holds); then, step by step, as many stopped
-// old containers are started again as the surge allows, and once they are
-// routed, as many new ones are drained and removed as availability allows.
-// New containers that never got routed go first: they serve nothing.
+// Drained old containers get their serve marker back first and are
+// confirmed in Traefik before any new container is touched (no container
+// starts, so the running count holds). New containers that never got
+// routed go next: they serve nothing. Then, in turns, as many stopped old
+// containers are started again as the surge allows, and once they are
+// routed, new ones are drained and removed to make room for the next
+// turn, as many as availability allows (restoreTurn).
 func (s *stepRun) restore(ctx context.Context) error {
 	r := s.r
 	r.emit(Event{Phase: PhaseRevert, Status: StatusStart, Message: "restoring the old version"})
 	s.mu.Lock()
 	log := slices.Clone(s.undo)
 	s.mu.Unlock()
+	// stopped: old containers to start again, or to create again when
+	// they are gone (removed by someone else after the run drained or
+	// stopped them): each takes a place in the running count.
 	var news, stopped, marked []*target
 	for i := len(log) - 1; i >= 0; i-- {
 		u := log[i]
-		switch u.kind {
-		case undoRemove:
+		switch {
+		case u.kind == undoRemove:
 			news = append(news, u.t)
-		case undoRestart:
-			if u.t.state == TargetStopped {
+		case u.t.old != nil && (u.t.state == TargetStopped || u.t.state == TargetGone && u.t.old.gone):
+			// (not one the run removed itself: a scale down's, a half-made one)
+			if !slices.Contains(stopped, u.t) {
 				stopped = append(stopped, u.t)
 			}
-		case undoServe:
-			if u.t.state == TargetDraining || u.t.state == TargetDrained {
-				marked = append(marked, u.t)
-			}
+		case u.kind == undoServe && (u.t.state == TargetDraining || u.t.state == TargetDrained):
+			marked = append(marked, u.t)
 		}
 	}
-	// 1. New containers not routed: out of the way at once.
-	var routedNews []*target
-	var errs []error
-	for _, t := range news {
-		if t.state == TargetRouted {
-			routedNews = append(routedNews, t)
-			continue
-		}
-		if err := s.removeNew(ctx, t); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	// 2. Drained old containers back in rotation.
+	// 1. Drained old containers back in rotation, before any new one
+	// leaves: a new one may be failing and about to leave by itself.
 	if len(marked) > 0 {
 		if err := parallel(marked, func(t *target) error {
 			err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}})
 			if errors.Is(err, ErrContainerNotFound) {
-				t.state = TargetGone
+				t.state, t.old.gone = TargetGone, true
 				return nil
 			}
 			if err == nil {
@@ -710,21 +764,36 @@ func (s *stepRun) restore(ctx context.Context) error {
 		if err := s.waitOldRouted(ctx, marked); err != nil {
 			return err
 		}
-	}
-	// 3. The steps in reverse.
-	running := len(routedNews)
-	routed := len(routedNews)
-	for _, t := range s.olds {
-		if t.state == TargetRouted || t.state == TargetDraining || t.state == TargetDrained {
-			running++
-			if t.state == TargetRouted {
-				routed++
+		for _, t := range marked {
+			if t.state == TargetGone {
+				stopped = append(stopped, t) // removed meanwhile: made again below
 			}
 		}
 	}
+	// 2. New containers not routed: out of the way.
+	var routedNews, unrouted []*target
+	for _, t := range news {
+		if t.state == TargetRouted {
+			routedNews = append(routedNews, t)
+		} else {
+			unrouted = append(unrouted, t)
+		}
+	}
+	errs := []error{s.removeNews(ctx, unrouted)}
+	// 3. The steps in reverse.
+	running := len(routedNews)
+	for _, t := range s.olds {
+		if t.state == TargetRouted || t.state == TargetDraining || t.state == TargetDrained {
+			running++
+		}
+	}
 	for len(stopped) > 0 || len(routedNews) > 0 {
-		n := min(len(stopped), s.budget.MaxRunning()-running)
-		n = max(n, 0)
+		// New containers that no longer serve (exited, unhealthy) take
+		// a place in the running count and give nothing: they go first.
+		serving, failing, down := s.sortNews(ctx, routedNews)
+		errs = append(errs, s.removeNews(ctx, down))
+		running -= len(down)
+		n := max(min(len(stopped), s.budget.MaxRunning()-running), 0)
 		batch := stopped[:n]
 		stopped = stopped[n:]
 		if len(batch) > 0 {
@@ -732,43 +801,124 @@ func (s *stepRun) restore(ctx context.Context) error {
 				return err
 			}
 			running += len(batch)
-			routed += len(batch)
 		}
-		d := min(len(routedNews), routed-s.minRouted)
-		if len(stopped) == 0 {
-			d = len(routedNews) // every old one that could come back is back
-		}
-		d = max(d, 0)
-		if n == 0 && d == 0 {
-			d = 1 // cannot happen within the budget; never loop forever
-		}
-		for _, t := range routedNews[:d] {
-			if err := s.removeNew(ctx, t); err != nil {
-				errs = append(errs, err)
+		victims := s.restoreTurn(serving, failing, len(stopped))
+		if len(victims) == 0 && n == 0 && len(down) == 0 {
+			if len(serving)+len(failing) == 0 {
+				// No new container left and still no room: only a scale
+				// down starts above N + surge; its old containers go
+				// back to what ran before it.
+				if err := s.restartOld(ctx, stopped); err != nil {
+					return err
+				}
+				break
 			}
+			// Within the budget this cannot happen unless new containers
+			// fail or old ones are gone: never loop forever.
+			victims = slices.Concat(failing, serving)[:1]
 		}
-		routedNews = routedNews[d:]
-		running -= d
-		routed -= d
+		errs = append(errs, s.removeNews(ctx, victims))
+		running -= len(victims)
+		routedNews = slices.DeleteFunc(slices.Concat(failing, serving), func(t *target) bool { return slices.Contains(victims, t) })
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if s.blind != nil {
+		r.warn(PhaseRevert, WarnTraefikBlind, "Traefik's API stopped answering (%v): the restore went on Docker's health, taking each old container as back in Traefik and each new one as dropped once Docker had reported it so for longer than Traefik's throttle (--traefik-throttle %s + %s)",
+			s.blind, r.o.TraefikThrottle, blindMargin)
 	}
 	r.emit(Event{Phase: PhaseRevert, Status: StatusDone, Message: "the old version is serving again"})
 	return nil
 }
 
+// restoreTurn chooses the routed new containers a turn of the restore
+// drains and removes, given those still serving, those whose health check
+// is failing (they still serve, but are about to leave Traefik by
+// themselves) and the stopped old containers still to start. Once none is
+// left to start, all go. Otherwise only as many as the next turn needs to
+// start the rest within the surge, failing ones first, and only as many as
+// availability allows: the servers left routed must number at least the
+// floor, and a failing new one counts as already lost (it cannot be relied
+// on to keep serving), so a serving one is drained only while the old ones
+// routed plus the serving new ones stay above the floor.
+func (s *stepRun) restoreTurn(serving, failing []*target, stopped int) []*target {
+	if stopped == 0 {
+		return slices.Concat(failing, serving)
+	}
+	routedOld := 0
+	for _, t := range s.olds {
+		if t.state == TargetRouted {
+			routedOld++
+		}
+	}
+	need := stopped
+	routed := routedOld + len(serving) + len(failing) // as Traefik lists them now
+	sure := routedOld + len(serving)                  // those that will still be
+	k := max(min(len(failing), need, routed-s.minRouted), 0)
+	victims := slices.Clone(failing[:k])
+	need, routed = need-k, routed-k
+	k = max(min(len(serving), need, routed-s.minRouted, sure-s.minRouted), 0)
+	return append(victims, serving[:k]...)
+}
+
+// sortNews inspects the routed new containers ts: those that serve and
+// pass their checks, those that serve but whose health check has started
+// failing, and those that no longer serve (exited, unhealthy, gone). One
+// that cannot be inspected counts as serving (as last seen).
+func (s *stepRun) sortNews(ctx context.Context, ts []*target) (serving, failing, down []*target) {
+	r := s.r
+	for _, t := range ts {
+		c, err := r.e.Runtime.Inspect(ctx, t.c.ID)
+		switch {
+		case errors.Is(err, ErrContainerNotFound):
+			down = append(down, t)
+			continue
+		case err != nil:
+			serving = append(serving, t)
+			continue
+		}
+		t.c = c
+		switch {
+		case !c.Running() || c.Health == "unhealthy":
+			down = append(down, t)
+		case r.failingReason(t, c) != "":
+			failing = append(failing, t)
+		default:
+			serving = append(serving, t)
+		}
+	}
+	return serving, failing, down
+}
+
+// removeNews drains, stops and removes the new containers ts at once.
+func (s *stepRun) removeNews(ctx context.Context, ts []*target) error {
+	return parallel(ts, func(t *target) error { return s.removeNew(ctx, t) })
+}
+
 // restartOld starts stopped old containers again, their markers set back
-// to serve first, and waits until the router routes to them.
+// to serve first, and waits until the router routes to them. One that is
+// gone is created again (recreateOld).
 func (s *stepRun) restartOld(ctx context.Context, ts []*target) error {
 	r := s.r
 	err := parallel(ts, func(t *target) error {
+		if t.state == TargetGone {
+			return s.recreateOld(ctx, t)
+		}
 		if t.old.drain == DrainHealth {
-			if err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}}); err != nil {
+			err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}})
+			if errors.Is(err, ErrContainerNotFound) {
+				return s.recreateOld(ctx, t)
+			}
+			if err != nil {
 				return fmt.Errorf("resetting the drain marker of %s: %w", t.short(), err)
 			}
 		}
-		if err := r.e.Runtime.Start(ctx, t.c.ID); err != nil {
+		err := r.e.Runtime.Start(ctx, t.c.ID)
+		if errors.Is(err, ErrContainerNotFound) {
+			return s.recreateOld(ctx, t)
+		}
+		if err != nil {
 			return fmt.Errorf("starting %s again: %w", t.short(), err)
 		}
 		t.old.drained = false
@@ -781,22 +931,104 @@ func (s *stepRun) restartOld(ctx context.Context, ts []*target) error {
 	return s.waitOldRouted(ctx, ts)
 }
 
+// recreateOld makes a replacement for old container t, removed by someone
+// else after the run drained or stopped it: a container of the image it
+// ran (by its reference when that still names the same image, else by
+// its ID), with its deployctl labels and healthcheck, and the rest of the
+// configuration copied from another old container that still exists (the
+// same app's replicas share it; Docker keeps nothing of a removed
+// container, so with none left it cannot be made). It gets the drain probe
+// (marker serve) when t had it, and is started; t becomes it.
+func (s *stepRun) recreateOld(ctx context.Context, t *target) error {
+	r := s.r
+	var from *target
+	for _, o := range s.olds {
+		if o == t || o.state == TargetGone {
+			continue
+		}
+		if _, err := r.e.Runtime.Inspect(ctx, o.c.ID); err == nil {
+			from = o
+			break
+		}
+	}
+	if from == nil {
+		return fmt.Errorf("old container %s was removed by someone else, and no other old container is left to copy its configuration from", t.short())
+	}
+	image := t.c.Image
+	if img, err := r.e.Runtime.Image(ctx, t.c.Image); t.c.ImageID != "" && (err != nil || img.ID != t.c.ImageID) {
+		image = t.c.ImageID
+	}
+	labels := map[string]string{}
+	for k, v := range t.c.Labels {
+		if strings.HasPrefix(k, "deployctl.") {
+			labels[k] = v
+		}
+	}
+	version := cmp.Or(t.c.Labels[LabelVersion], "old")
+	spec := CreateSpec{Name: containerName(r.o.App, version, randomSuffix()), Image: image, From: from.c.ID, Labels: labels,
+		Healthcheck: t.c.Healthcheck, StopTimeout: t.c.StopTimeout}
+	c, _, err := r.e.Runtime.Create(ctx, spec)
+	if err != nil {
+		return fmt.Errorf("creating a replacement of old container %s (removed by someone else) from %s: %w", t.short(), image, err)
+	}
+	gone := t.short()
+	if t.c.Labels[LabelDrain] == "probe" && r.probeBin != nil {
+		files := []File{
+			{Path: ProbeDir + "/", Mode: 0o1777},
+			{Path: probePathOf(c), Mode: 0o755, Data: r.probeBin},
+			{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)},
+		}
+		if err := r.e.Runtime.CopyFiles(ctx, c.ID, files); err != nil {
+			return fmt.Errorf("copying the drain probe into %s (replacing %s): %w", c.Short(), gone, err)
+		}
+	}
+	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
+		return fmt.Errorf("starting %s (replacing %s): %w", c.Short(), gone, err)
+	}
+	if ci, err := r.e.Runtime.Inspect(ctx, c.ID); err == nil {
+		c = ci
+	}
+	t.c, t.old.Container, t.state, t.old.gone, t.old.drained = c, c, TargetCreated, false, false
+	r.warn(PhaseRevert, WarnOldGone, "old container %s was removed by someone else during the rollout: created %s in its place (%s, configuration of %s)", gone, c.Short(), image, from.short())
+	return nil
+}
+
 // waitOldRouted waits until the router lists every one of ts again (a
-// restarted container may have a new address: it is inspected).
+// restarted container may have a new address: it is inspected). While
+// Traefik's API does not answer, Docker's health stands in: each running
+// and healthy for longer than Traefik's throttle (deploy/blind.go).
 func (s *stepRun) waitOldRouted(ctx context.Context, ts []*target) error {
 	r := s.r
+	var back *healthWitness
 	err := r.poll(ctx, r.o.DeregisterTimeout+r.o.RegisterTimeout, func() (bool, error) {
-		all, err := r.e.Router.Services(ctx)
+		all, err := s.services(ctx)
 		if err != nil {
+			var ids []string
+			for _, t := range ts {
+				if _, ierr := r.e.Runtime.Inspect(ctx, t.c.ID); errors.Is(ierr, ErrContainerNotFound) {
+					t.state, t.old.gone = TargetGone, true
+				}
+				if t.state != TargetGone {
+					ids = append(ids, t.c.ID)
+				}
+			}
+			if back == nil || !slices.Equal(back.ids, ids) {
+				back = r.restoreWitness(ids...)
+			}
+			if back.settled(ctx) {
+				s.wentBlind(err)
+				return true, nil
+			}
 			return false, nil
 		}
+		back = nil
 		for _, t := range ts {
 			if t.state == TargetGone {
 				continue
 			}
 			c, err := r.e.Runtime.Inspect(ctx, t.c.ID)
 			if errors.Is(err, ErrContainerNotFound) {
-				t.state = TargetGone
+				t.state, t.old.gone = TargetGone, true
 				continue
 			}
 			if err != nil {
@@ -843,14 +1075,28 @@ func (s *stepRun) removeNew(ctx context.Context, t *target) error {
 		return nil
 	}
 	if t.state == TargetRouted || t.state == TargetHealthy {
+		// A healthy one deployctl never saw listed may be listed at any
+		// moment (Traefik applies Docker's health with a delay: seen 45 s
+		// late on a loaded host): it is not taken as dropped before Docker
+		// has reported it unhealthy for longer than Traefik's throttle.
+		unconfirmed := t.state == TargetHealthy && t.probe
 		t.state = TargetDraining
 		if t.probe {
 			_ = r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
 		}
 		urls := serverURLs(t.c)
+		dropped := r.dropWitness(t.c.ID)
 		_ = r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) {
-			all, err := r.e.Router.Services(ctx)
+			all, err := s.services(ctx)
 			if err != nil {
+				// Traefik's API did not answer: Docker's health stands in.
+				if dropped.settled(ctx) {
+					s.wentBlind(err)
+					return true, nil
+				}
+				return false, nil
+			}
+			if unconfirmed && !dropped.settled(ctx) {
 				return false, nil
 			}
 			for _, svc := range all {

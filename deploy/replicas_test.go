@@ -317,3 +317,216 @@ func TestReplicasRollbackFailingInStep2RestoresCurrent(t *testing.T) {
 		}
 	}
 }
+
+// failAtWatch makes the new containers that fail(name) start failing
+// their health check once the watch window begins: the probe says "check
+// failed" while Docker still calls them healthy, and they turn unhealthy
+// (Traefik drops them) after leaveAfter more Router calls.
+func failAtWatch(w *world, e *Engine, leaveAfter int, fail func(name string) bool) {
+	rep := e.Reporter
+	e.Reporter = ReporterFunc(func(ev Event) {
+		rep.Event(ev)
+		if ev.Phase != PhaseWatch || ev.Status != StatusStart {
+			return
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, c := range w.containers {
+			if c.Labels[LabelVersion] == "v2" && fail(c.Name) {
+				c.HealthLog = append(c.HealthLog, "deployctl: check failed (1 of 3 allowed): GET /health: 503")
+				c.failsIn = leaveAfter
+			}
+		}
+	})
+}
+
+func watchThreeOptions() Options {
+	o := testOptions("v2")
+	o.Replicas, o.MaxSurge, o.MaxUnavailable = 3, &Amount{N: 1}, &Amount{N: 0}
+	o.Watch = time.Minute
+	return o
+}
+
+// The watch reacts at the first failed health check of any new replica,
+// while Docker still calls it healthy, and the restore brings the drained
+// v1 back before any v2 leaves, then replaces the failing v2 ones one by
+// one (surge 1): as long as they keep serving until replaced, Traefik
+// never routes to fewer than 3 servers and Docker never runs more than 4.
+func TestReplicasWatchFailingCheckRestoresV1WithinTheBudget(t *testing.T) {
+	w, _ := threeV1()
+	e, _ := engine(w)
+	failAtWatch(w, e, 1000, func(string) bool { return true })
+	_, err := e.Rollout(context.Background(), watchThreeOptions())
+	de := assertKind(t, err, KindFailed)
+	if de.Phase != PhaseWatch || !strings.Contains(de.Error(), "health check started failing") || !strings.Contains(de.State, "serving again") {
+		t.Errorf("error %q, state %q", de.Error(), de.State)
+	}
+	assertRestored(t, w)
+	checkBudget(t, w, 4, 3)
+	// The drained v1 container is back before any v2 one is drained.
+	if i, j := indexOf(t, w.ops, "marker web-c serve"), firstV2Drain(w.ops); i > j {
+		t.Errorf("a v2 container was drained before the drained v1 one was back: %q", w.ops)
+	}
+}
+
+// Only one v2 replica fails: it is the first to go, and the ones that pass
+// their checks are drained only as v1 ones come back.
+func TestReplicasWatchOneFailingReplicaGoesFirst(t *testing.T) {
+	w, _ := threeV1()
+	e, _ := engine(w)
+	var failing string
+	failAtWatch(w, e, 1000, func(name string) bool {
+		if failing == "" {
+			failing = name
+		}
+		return name == failing
+	})
+	_, err := e.Rollout(context.Background(), watchThreeOptions())
+	de := assertKind(t, err, KindFailed)
+	if !strings.Contains(de.Error(), "container "+failing) {
+		t.Errorf("error %q does not name the failing container %s", de.Error(), failing)
+	}
+	assertRestored(t, w)
+	checkBudget(t, w, 4, 3)
+	if first := strings.Fields(w.ops[firstV2Drain(w.ops)])[1]; first != failing {
+		t.Errorf("the first v2 container drained is %s, want the failing %s: %q", first, failing, w.ops)
+	}
+}
+
+// When the failing replicas leave Traefik by themselves before they can be
+// replaced (here: all three at once, right away), the floor cannot hold:
+// the restore still ends with three v1 serving and no v2, and never runs
+// more than 4 containers.
+func TestReplicasWatchReplicasLeavingAtOnceStillRestore(t *testing.T) {
+	w, _ := threeV1()
+	e, _ := engine(w)
+	failAtWatch(w, e, 1, func(string) bool { return true })
+	_, err := e.Rollout(context.Background(), watchThreeOptions())
+	de := assertKind(t, err, KindFailed)
+	if de.Phase != PhaseWatch || !strings.Contains(de.State, "serving again") {
+		t.Errorf("error %q, state %q", de.Error(), de.State)
+	}
+	assertRestored(t, w)
+	checkBudget(t, w, 4, 0)
+}
+
+// firstV2Drain is the index of the first drain marker written into a v2
+// container (len(ops) if none).
+func firstV2Drain(ops []string) int {
+	for i, op := range ops {
+		if strings.HasPrefix(op, "marker web-v2") && strings.HasSuffix(op, " drain") {
+			return i
+		}
+	}
+	return len(ops)
+}
+
+// Traefik's API stops answering in step 2 of a rollout of three replicas,
+// while deployctl waits for the new container to be listed or for the old
+// one to be dropped: the step fails (Traefik unreachable, exit 4) and the
+// restore goes on Docker's health (deploy/blind.go) instead of timing out:
+// the drained v1 container back, the stopped one started again, every v2
+// one drained and removed, within the budget, with a warning saying so.
+func TestReplicasTraefikDownInStep2RestoresV1Blind(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		phase   Phase
+		message string
+	}{
+		{"while registering", PhaseRegister, "step 2/3: waiting until"},
+		{"while draining", PhaseDrain, "step 2/3: drain marker written"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, _ := threeV1()
+			e, ev := engine(w)
+			e.CleanupTimeout = 10 * time.Second // each blind wait is Traefik's throttle + 0.5 s
+			e.Reporter = traefikDownAt(w, ev, tc.phase, tc.message, nil)
+			o := blindOptions("v2")
+			o.DeregisterTimeout = time.Second
+			o.Replicas, o.MaxSurge, o.MaxUnavailable = 3, &Amount{N: 1}, &Amount{N: 0}
+			_, err := e.Rollout(context.Background(), o)
+			de := assertKind(t, err, KindUnreachable)
+			if !strings.Contains(de.Error(), "step 2/3") || !strings.Contains(de.Error(), "Traefik's API") || !strings.Contains(de.State, "serving again") {
+				t.Errorf("error %q, state %q", de.Error(), de.State)
+			}
+			assertRestored(t, w)
+			checkBudget(t, w, 4, 3)
+			if !hasOp(w.ops, "start web-a") {
+				t.Errorf("the v1 container stopped in step 1 was not started again: %q", w.ops)
+			}
+			if ws := strings.Join(ev.warnings(), "\n"); !strings.Contains(ws, "the restore went on Docker's health") {
+				t.Errorf("warnings %q, want one saying the restore went on Docker's health", ws)
+			}
+		})
+	}
+}
+
+// The v1 container step 1 stopped is removed by someone else, then the new
+// container of step 2 crashes: the restore creates a v1 container in its
+// place (image web:v1, the configuration of a v1 container still there,
+// its deployctl labels, the drain probe with marker serve), waits until it
+// is routed, and only then drains the v2 ones, within the budget.
+func TestReplicasRestoreRecreatesAGoneOldContainer(t *testing.T) {
+	w, _ := threeV1()
+	starts := 0
+	w.behave = func(c *fakeContainer) {
+		if c.Labels[LabelVersion] == "v2" {
+			if starts++; starts == 2 {
+				c.crash = true
+				delete(w.containers, "id-web-a") // w.mu is held in Start
+			}
+		}
+	}
+	e, ev := engine(w)
+	o := testOptions("v2")
+	o.Replicas, o.MaxSurge, o.MaxUnavailable = 3, &Amount{N: 1}, &Amount{N: 0}
+	_, err := e.Rollout(context.Background(), o)
+	de := assertKind(t, err, KindFailed)
+	if !strings.Contains(de.Error(), "step 2/3") || !strings.Contains(de.State, "serving again") {
+		t.Errorf("error %q, state %q", de.Error(), de.State)
+	}
+	assertRestored(t, w)
+	checkBudget(t, w, 4, 3)
+	w.mu.Lock()
+	var made *fakeContainer
+	for _, c := range w.containers {
+		if c.spec.Name != "" && c.Labels[LabelVersion] == "v1" {
+			made = c
+		}
+	}
+	w.mu.Unlock()
+	if made == nil {
+		t.Fatalf("no v1 container created in place of web-a: %q", w.ops)
+	}
+	if made.spec.Image != "web:v1" || (made.spec.From != "id-web-b" && made.spec.From != "id-web-c") || made.Labels[LabelApp] != "web" || made.Labels[LabelDrain] != "probe" {
+		t.Errorf("created %s: image %s from %s, labels %v", made.Name, made.spec.Image, made.spec.From, made.Labels)
+	}
+	if got := string(w.copied[made.Name][ProbePath]); got == "" {
+		t.Errorf("%s got no drain probe", made.Name)
+	}
+	if i, j := indexOf(t, w.ops, "start "+made.Name), firstV2Drain(w.ops); i > j {
+		t.Errorf("a v2 container was drained before the replacement was started: %q", w.ops)
+	}
+	if ws := strings.Join(ev.warnings(), "\n"); !strings.Contains(ws, "web-a was removed by someone else") || !strings.Contains(ws, made.Name) {
+		t.Errorf("warnings %q, want one naming web-a and its replacement", ws)
+	}
+}
+
+// With surge 100% every v1 container is drained but running during the
+// watch: when all three v2 replicas start failing and leave Traefik by
+// themselves soon after (here: 3 Router calls), the v1 ones are back in
+// Traefik first (their marker flipped at once), so 3 servers stay routed.
+func TestReplicasWatchSurge100KeepsTheFloorWhenAllFail(t *testing.T) {
+	w, _ := threeV1()
+	e, _ := engine(w)
+	failAtWatch(w, e, 3, func(string) bool { return true })
+	o := watchThreeOptions()
+	o.MaxSurge = &Amount{N: 100, Percent: true}
+	_, err := e.Rollout(context.Background(), o)
+	de := assertKind(t, err, KindFailed)
+	if de.Phase != PhaseWatch || !strings.Contains(de.State, "serving again") {
+		t.Errorf("error %q, state %q", de.Error(), de.State)
+	}
+	assertRestored(t, w)
+	checkBudget(t, w, 6, 3)
+}

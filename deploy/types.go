@@ -66,6 +66,10 @@ type Container struct {
 	RestartCount int
 	// HealthLog is the output of the most recent health probes, newest last.
 	HealthLog []string
+	// FailingStreak is Docker's count of consecutive failed health probes
+	// (0 once one passes). Above 0 while Health is still "healthy": the
+	// check has started failing and Docker has not given up on it yet.
+	FailingStreak int
 	// Env is the container's own environment (KEY=VALUE), without what its
 	// image set: --env, --env-file and what was copied from the container
 	// it replaced. Its values may be secrets: they are only ever used to

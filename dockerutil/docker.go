@@ -157,7 +157,7 @@ func toContainer(ci container.InspectResponse, img *image.InspectResponse) deplo
 			c.Finished = t
 		}
 		if st.Health != nil {
-			c.Health = string(st.Health.Status)
+			c.Health, c.FailingStreak = string(st.Health.Status), st.Health.FailingStreak
 			for _, l := range st.Health.Log {
 				if l != nil {
 					c.HealthLog = append(c.HealthLog, strings.TrimSpace(l.Output))

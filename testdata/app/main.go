@@ -31,6 +31,9 @@
 //	NEVER_HEALTHY  "1": /health always answers 503
 //	UNHEALTHY_AFTER /health answers 503 from this long after start on (the
 //	               app keeps serving /): an app that degrades
+//	UNHEALTHY_FILE /health answers 503 while a file exists at this path (the
+//	               app keeps serving /): a test makes the app degrade at a
+//	               moment of its choosing by copying that file in
 //	STARTUP_DELAY  open the listener only after this duration
 //
 // A second SIGTERM/SIGINT exits at once (status 2). Every lifecycle event is
@@ -154,6 +157,7 @@ func serve(args []string) int {
 		logf("config-error", "error", err)
 		return 2
 	}
+	unhealthyFile := os.Getenv("UNHEALTHY_FILE")
 	started := time.Now()
 
 	logf("start", "version", version, "host", host, "port", port(), "shutdown", mode,
@@ -197,7 +201,7 @@ func serve(args []string) int {
 		case draining.Load():
 			w.WriteHeader(http.StatusServiceUnavailable)
 			io.WriteString(w, "draining\n")
-		case neverHealthy, degrade && time.Since(started) >= unhealthyAfter:
+		case neverHealthy, degrade && time.Since(started) >= unhealthyAfter, unhealthyFile != "" && exists(unhealthyFile):
 			w.WriteHeader(http.StatusServiceUnavailable)
 			io.WriteString(w, "unhealthy\n")
 		default:
@@ -266,4 +270,9 @@ func serve(args []string) int {
 	}
 	logf("exit", "code", code, "requests_served", requests.Load())
 	return code
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
