@@ -77,7 +77,7 @@ previous rollback.`,
 	fl.StringVar(&o.Version, "to", "", "the version to go back to (default: the previous one)")
 	fl.StringVar(&o.maxSurge, "max-surge", deploy.DefaultMaxSurge.String(), "with several replicas: containers started beyond the number serving now at any moment, a count or a percentage (rounded up)")
 	fl.StringVar(&o.maxUnavailable, "max-unavailable", deploy.DefaultMaxUnavailable.String(), "with several replicas: servers below the number serving now that may be out of Traefik at any moment, a count or a percentage (rounded down)")
-	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout)
+	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout, &o.traefik.throttle)
 	fl.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
 	o.traefik.register(c)
 	return c

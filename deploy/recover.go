@@ -109,7 +109,7 @@ func (r *rollout) revert(ctx context.Context, cause error) error {
 		if !old.drained {
 			continue
 		}
-		err := r.e.Runtime.CopyFiles(ctx, old.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}})
+		err := r.e.drainer().Restore(ctx, old.Container)
 		if errors.Is(err, ErrContainerNotFound) {
 			continue // removed by someone else: nothing to restore
 		}
@@ -252,7 +252,7 @@ func (r *rollout) removeNew(ctx context.Context) error {
 	}
 	if c.Running() {
 		// Every network: wherever Traefik may have picked the address.
-		urls := serverURLs(c)
+		urls := serverURLs(r.e.Router.Endpoint, c)
 		dropped := r.dropWitness(c.ID)
 		listed := func() bool {
 			all, err := r.e.Router.Services(ctx)
@@ -286,8 +286,8 @@ func (r *rollout) removeNew(ctx context.Context) error {
 		// its signal; an unhealthy one leaves on its own.
 		if (r.probe || c.Health != "healthy") && listed() {
 			r.e.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: c.Short(), Message: "draining the new container before removing it"})
-			if r.probe {
-				_ = r.e.Runtime.CopyFiles(ctx, c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
+			if d := r.e.drainer(); r.probe && d != nil {
+				_ = d.Drain(ctx, c)
 			}
 			_ = r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) { return !listed(), nil })
 		}

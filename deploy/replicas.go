@@ -363,7 +363,7 @@ func (s *stepRun) markRouted(ctx context.Context, healthy []*target) error {
 		return err
 	}
 	for _, t := range healthy {
-		urls, err := candidateURLs(t.c, r.network)
+		urls, err := candidateURLs(r.e.Router.Endpoint, t.c, r.network)
 		if err != nil {
 			continue
 		}
@@ -423,14 +423,14 @@ func (s *stepRun) drainBatch(ctx context.Context, idx []int) (*target, error) {
 	err := parallel(draining, func(t *target) error {
 		s.record(undoServe, t)
 		t.state = TargetDraining
-		err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
+		err := r.e.drainer().Drain(ctx, t.c)
 		if errors.Is(err, ErrContainerNotFound) {
 			t.state, t.old.gone = TargetGone, true
 			r.warn(PhaseDrain, WarnOldGone, "old container %s disappeared during the rollout (removed by someone else)", t.short())
 			return nil
 		}
 		if err != nil {
-			return &targetErr{t: t, err: classifyDocker(fmt.Errorf("writing the drain marker into %s: %w", t.short(), err))}
+			return &targetErr{t: t, err: classifyDocker(fmt.Errorf("draining %s: %w", t.short(), err))}
 		}
 		t.old.drained = true
 		r.info(PhaseDrain, Event{Container: t.short(), URL: t.url, Message: s.prefix() + ": drain marker written"})
@@ -685,7 +685,7 @@ func (s *stepRun) restore(ctx context.Context) error {
 	// 2. Drained old containers back in rotation.
 	if len(marked) > 0 {
 		if err := parallel(marked, func(t *target) error {
-			err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}})
+			err := r.e.drainer().Restore(ctx, t.c)
 			if errors.Is(err, ErrContainerNotFound) {
 				t.state = TargetGone
 				return nil
@@ -695,7 +695,7 @@ func (s *stepRun) restore(ctx context.Context) error {
 			}
 			return err
 		}); err != nil {
-			return fmt.Errorf("resetting the drain marker of %s: %w", targetNames(marked), err)
+			return fmt.Errorf("restoring %s: %w", targetNames(marked), err)
 		}
 		if err := s.waitOldRouted(ctx, marked); err != nil {
 			return err
@@ -754,8 +754,8 @@ func (s *stepRun) restartOld(ctx context.Context, ts []*target) error {
 	r := s.r
 	err := parallel(ts, func(t *target) error {
 		if t.old.drain == DrainHealth {
-			if err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}}); err != nil {
-				return fmt.Errorf("resetting the drain marker of %s: %w", t.short(), err)
+			if err := r.e.drainer().Restore(ctx, t.c); err != nil {
+				return fmt.Errorf("restoring %s: %w", t.short(), err)
 			}
 		}
 		if err := r.e.Runtime.Start(ctx, t.c.ID); err != nil {
@@ -793,7 +793,7 @@ func (s *stepRun) waitOldRouted(ctx context.Context, ts []*target) error {
 				return false, nil
 			}
 			t.c = c
-			urls, err := candidateURLs(c, r.network)
+			urls, err := candidateURLs(r.e.Router.Endpoint, c, r.network)
 			if err != nil {
 				return false, nil
 			}
@@ -834,10 +834,10 @@ func (s *stepRun) removeNew(ctx context.Context, t *target) error {
 	}
 	if t.state == TargetRouted || t.state == TargetHealthy {
 		t.state = TargetDraining
-		if t.probe {
-			_ = r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
+		if d := r.e.drainer(); t.probe && d != nil {
+			_ = d.Drain(ctx, t.c)
 		}
-		urls := serverURLs(t.c)
+		urls := serverURLs(r.e.Router.Endpoint, t.c)
 		_ = r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) {
 			all, err := r.e.Router.Services(ctx)
 			if err != nil {

@@ -301,7 +301,8 @@ func (r *rollout) plan(ctx context.Context) error {
 	if err != nil {
 		return unreachable("Traefik", err)
 	}
-	d, err := decide(facts{image: r.image, current: current, services: services}, o, r.dryRun)
+	_, canDrain := r.e.Router.(Drainer)
+	d, err := decide(facts{image: r.image, current: current, services: services, endpoint: r.e.Router.Endpoint, noDrain: !canDrain}, o, r.dryRun)
 	for _, w := range d.warnings {
 		r.warning(PhasePlan, w) // also those that came before a refusal
 	}
@@ -543,7 +544,7 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 	// Before it starts, and so before Traefik can route to it: the network
 	// Traefik must reach it on has to be one it is attached to, or Traefik
 	// would route to an address that does not answer.
-	if err := checkNetwork(c, r.network); err != nil {
+	if err := checkNetwork(r.e.Router.Endpoint, c, r.network); err != nil {
 		return nil, &Error{Kind: KindFailed, Err: err,
 			Hint: "attach the container to that network (--network), or fix the traefik.docker.network label"}
 	}
@@ -590,7 +591,7 @@ func (r *rollout) restart(ctx context.Context) error {
 			return classifyDocker(fmt.Errorf("installing the drain probe in %s and resetting its marker: %w", c.Short(), err))
 		}
 	}
-	if err := checkNetwork(c, r.network); err != nil {
+	if err := checkNetwork(r.e.Router.Endpoint, c, r.network); err != nil {
 		return &Error{Kind: KindFailed, Err: err, Hint: "attach the container to that network (--network), or fix the traefik.docker.network label"}
 	}
 	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
@@ -650,7 +651,7 @@ func (r *rollout) newPort(labels map[string]string) (int, error) {
 	if len(r.image.ExposedPorts) > 0 {
 		ports = r.image.ExposedPorts
 	}
-	ep, err := traefikEndpoint(Container{Name: r.o.App, Labels: merged, Ports: ports})
+	ep, err := r.e.Router.Endpoint(Container{Name: r.o.App, Labels: merged, Ports: ports})
 	if err != nil {
 		return 0, &Error{Phase: PhaseCreate, Kind: KindUsage, Err: err,
 			Hint: "EXPOSE the port in the image, or add the label traefik.http.services.<name>.loadbalancer.server.port=<port>"}
@@ -729,7 +730,7 @@ func (r *rollout) newContainerFailed(ctx context.Context, c Container, restarts 
 // of the app's service(s) and not DOWN.
 func (r *rollout) waitRegistered(ctx context.Context) error {
 	r.begin(PhaseRegister, "")
-	urls, err := candidateURLs(*r.newC, r.network)
+	urls, err := candidateURLs(r.e.Router.Endpoint, *r.newC, r.network)
 	if err != nil {
 		return &Error{Kind: KindFailed, Err: err, Hint: "attach the container to the network Traefik uses (--network, or the traefik.docker.network label)"}
 	}
@@ -918,7 +919,7 @@ func (r *rollout) drainOld(ctx context.Context) error {
 	r.cutover = true
 	err := parallel(draining, func(old *oldContainer) error {
 		old.drained = true
-		err := r.e.Runtime.CopyFiles(ctx, old.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
+		err := r.e.drainer().Drain(ctx, old.Container)
 		if errors.Is(err, ErrContainerNotFound) {
 			// Removed by someone else: Traefik drops it on its own, and
 			// the new container serves.
@@ -927,7 +928,7 @@ func (r *rollout) drainOld(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			return classifyDocker(fmt.Errorf("writing the drain marker into %s: %w", old.Short(), err))
+			return classifyDocker(fmt.Errorf("draining %s: %w", old.Short(), err))
 		}
 		r.info(PhaseDrain, Event{Container: old.Short(), URL: old.url, Message: "drain marker written"})
 		return nil
@@ -985,8 +986,9 @@ func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew b
 		return gone && up, nil
 	})
 	if err == nil && apiErr != nil {
+		bound, _ := r.e.propagation()
 		r.warn(phase, WarnTraefikBlind, "Traefik's API stopped answering (%v); went on because Docker has reported %s unhealthy or stopped for longer than Traefik's throttle (--traefik-throttle %s + %s)",
-			apiErr, names(containersOf(olds)), r.o.TraefikThrottle, blindMargin)
+			apiErr, names(containersOf(olds)), bound, blindMargin)
 	}
 	if isTimeout(err) {
 		var urls []string
@@ -1011,7 +1013,7 @@ func (r *rollout) oldURLs(old *oldContainer) []string {
 	if old.url != "" {
 		return []string{old.url}
 	}
-	urls, err := candidateURLs(old.Container, r.network)
+	urls, err := candidateURLs(r.e.Router.Endpoint, old.Container, r.network)
 	if err != nil {
 		return nil
 	}

@@ -509,42 +509,40 @@ func TestOptionsValidation(t *testing.T) {
 	}
 }
 
+// TestCandidateURLs: the router's endpoint (the fake reads Traefik's
+// labels; traefikapi's TestLabelEndpoint tests the real reading) on the
+// container's networks: the network the configuration names wins over
+// --network, which wins over every network.
 func TestCandidateURLs(t *testing.T) {
+	endpoint := (&fakeRouter{}).Endpoint
 	c := Container{Name: "x", Networks: map[string]string{"a": "10.0.0.2", "b": "10.1.0.2"}, Ports: []int{80, 8080},
 		Labels: map[string]string{}}
-	urls, err := candidateURLs(c, "")
+	urls, err := candidateURLs(endpoint, c, "")
 	if err != nil || len(urls) != 2 || urls["a"] != "http://10.0.0.2:80" {
 		t.Errorf("no hints: %v %v", urls, err)
 	}
-	urls, _ = candidateURLs(c, "b")
+	urls, _ = candidateURLs(endpoint, c, "b")
 	if len(urls) != 1 || urls["b"] != "http://10.1.0.2:80" {
 		t.Errorf("--network b: %v", urls)
 	}
-	c.Labels = map[string]string{labelTraefikNetwork: "a", "traefik.http.services.s.loadbalancer.server.port": "9000", "traefik.http.services.s.loadbalancer.server.scheme": "https"}
-	urls, _ = candidateURLs(c, "b")
-	if len(urls) != 1 || urls["a"] != "https://10.0.0.2:9000" {
+	c.Labels = map[string]string{"traefik.docker.network": "a", "traefik.http.services.s.loadbalancer.server.port": "9000"}
+	urls, _ = candidateURLs(endpoint, c, "b")
+	if len(urls) != 1 || urls["a"] != "http://10.0.0.2:9000" {
 		t.Errorf("label network wins: %v", urls)
 	}
-	c.Labels = map[string]string{labelV1Port: "81", labelV1Protocol: "h2c"}
-	urls, _ = candidateURLs(c, "a")
-	if urls["a"] != "h2c://10.0.0.2:81" {
-		t.Errorf("v1 labels: %v", urls)
+	if urls, err := candidateURLs(endpoint, c, "zzz"); err != nil || urls["a"] == "" {
+		t.Errorf("label network wins over a missing --network: %v %v", urls, err)
 	}
-	if _, err := candidateURLs(c, "zzz"); err == nil || !strings.Contains(err.Error(), `not on network "zzz"`) {
+	c.Labels = map[string]string{}
+	if _, err := candidateURLs(endpoint, c, "zzz"); err == nil || !strings.Contains(err.Error(), `not on network "zzz"`) {
 		t.Errorf("missing network: %v", err)
 	}
-	c.Labels, c.Ports = map[string]string{}, nil
-	if _, err := candidateURLs(c, ""); err == nil || !strings.Contains(err.Error(), "exposes no port") {
+	if err := checkNetwork(endpoint, c, "zzz"); err == nil || !strings.Contains(err.Error(), `not on network "zzz"`) {
+		t.Errorf("checkNetwork, missing network: %v", err)
+	}
+	c.Ports = nil
+	if _, err := candidateURLs(endpoint, c, ""); err == nil || !strings.Contains(err.Error(), "exposes no port") {
 		t.Errorf("no port: %v", err)
-	}
-}
-
-func TestServiceFromLabels(t *testing.T) {
-	if got := serviceFromLabels(webLabels()); got != "web@docker" {
-		t.Errorf("v2: %q", got)
-	}
-	if got := serviceFromLabels(map[string]string{"traefik.backend": "my_app.v1"}); got != "backend-my-app-v1" {
-		t.Errorf("v1: %q", got)
 	}
 }
 

@@ -3,9 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
-	"net"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -64,7 +62,7 @@ func (e *Engine) Status(ctx context.Context, app string) ([]AppStatus, error) {
 				if terr != nil {
 					cst.Traefik = "unknown"
 				}
-				for _, u := range serverURLs(c) {
+				for _, u := range serverURLs(e.Router.Endpoint, c) {
 					for _, svc := range services {
 						if srv, ok := svc.Server(u); ok {
 							cst.URL, cst.Traefik = u, "UP"
@@ -137,19 +135,4 @@ func (e *Engine) readFile(ctx context.Context, id, path string) ([]byte, error) 
 		return nil, fmt.Errorf("runtime cannot read files")
 	}
 	return fr.ReadFile(ctx, id, path)
-}
-
-// serverURLs are c's possible server URLs on every network it is on.
-func serverURLs(c Container) []string {
-	ep, err := traefikEndpoint(c)
-	if err != nil {
-		return nil
-	}
-	var urls []string
-	for _, n := range sortedKeys(c.Networks) {
-		if ip := c.Networks[n]; ip != "" {
-			urls = append(urls, ep.Scheme+"://"+net.JoinHostPort(ip, strconv.Itoa(ep.Port)))
-		}
-	}
-	return urls
 }
