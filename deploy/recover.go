@@ -65,7 +65,7 @@ func (r *rollout) watch(ctx context.Context) error {
 				continue // Traefik's answer is not a verdict on the app
 			}
 			if srv, ok := svc.Server(r.newURL); !ok || !srv.Registered() {
-				reason = "Traefik no longer routes to it"
+				reason = r.e.routerName() + " no longer routes to it"
 				return true, nil
 			}
 		}
@@ -146,10 +146,10 @@ func (r *rollout) revert(ctx context.Context, cause error) error {
 		return true, nil
 	})
 	if err != nil {
-		return r.needsHuman(PhaseDrain, cause, fmt.Errorf("old container(s) did not come back into Traefik: %w", err))
+		return r.needsHuman(PhaseDrain, cause, fmt.Errorf("old container(s) did not come back into %s: %w", r.e.routerName(), err))
 	}
 	if apiErr != nil {
-		r.warn(PhaseRevert, WarnTraefikBlind, "Traefik's API stopped answering (%v); Docker has reported %s healthy for longer than Traefik's throttle, so it is taken to be back in rotation", apiErr, names(containersOf(restored)))
+		r.warn(PhaseRevert, WarnTraefikBlind, "%s's API stopped answering (%v); Docker has reported %s healthy for longer than it takes to apply that, so it is taken to be back in rotation", r.e.routerName(), apiErr, names(containersOf(restored)))
 	}
 	r.cutover = false
 	return cause
@@ -158,7 +158,7 @@ func (r *rollout) revert(ctx context.Context, cause error) error {
 func (r *rollout) needsHuman(p Phase, cause, err error) error {
 	return &Error{Phase: p, Kind: KindNeedsHuman, Err: cause,
 		Observed: err.Error(),
-		State:    fmt.Sprintf("both the new container %s and the old one(s) %s are running; the old ones may be out of Traefik", r.newC.Short(), names(containersOf(r.olds))),
+		State:    fmt.Sprintf("both the new container %s and the old one(s) %s are running; the old ones may be out of %s", r.newC.Short(), names(containersOf(r.olds)), r.e.routerName()),
 		Hint:     "deployctl status, docker ps; remove the new container or rerun the rollout"}
 }
 

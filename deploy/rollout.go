@@ -869,7 +869,7 @@ func (r *rollout) notRoutable(urls map[string]string, seen map[string]Service, l
 	want := strings.Join(sortedValues(urls), " or ")
 	e := &Error{Kind: KindFailed}
 	if len(r.services) == 0 {
-		e.Err = fmt.Errorf("container %s is running but its URL %s never appeared in any Traefik service after %s", c.Short(), want, r.o.RegisterTimeout)
+		e.Err = fmt.Errorf("container %s is running but its URL %s never appeared in any %s service after %s", c.Short(), want, r.e.routerName(), r.o.RegisterTimeout)
 	} else {
 		e.Err = fmt.Errorf("container %s is running but its URL %s never appeared in service %s after %s", c.Short(), want, strings.Join(r.services, ", "), r.o.RegisterTimeout)
 	}
@@ -882,7 +882,7 @@ func (r *rollout) notRoutable(urls map[string]string, seen map[string]Service, l
 		obs = append(obs, fmt.Sprintf("service %s has servers [%s]", name, strings.Join(servers, ", ")))
 	}
 	if r.network != "" {
-		obs = append(obs, fmt.Sprintf("Traefik reaches the app on network %s; the container is on %s", r.network, strings.Join(sortedKeys(c.Networks), ", ")))
+		obs = append(obs, fmt.Sprintf("%s reaches the app on network %s; the container is on %s", r.e.routerName(), r.network, strings.Join(sortedKeys(c.Networks), ", ")))
 	} else {
 		obs = append(obs, "the container is on network(s) "+strings.Join(sortedKeys(c.Networks), ", "))
 	}
@@ -892,7 +892,7 @@ func (r *rollout) notRoutable(urls map[string]string, seen map[string]Service, l
 		// The last answers were errors, not a list without the server:
 		// Traefik could not be asked.
 		e.Kind = KindUnreachable
-		e.Err = fmt.Errorf("Traefik's API did not answer whether it routes to container %s (%s) within %s: %w", c.Short(), want, r.o.RegisterTimeout, lastErr)
+		e.Err = fmt.Errorf("%s's API did not answer whether it routes to container %s (%s) within %s: %w", r.e.routerName(), c.Short(), want, r.o.RegisterTimeout, lastErr)
 		e.Observed = ""
 		if len(seen) > 0 {
 			e.Observed = strings.Join(obs[:len(seen)], "; ") // what it answered before it stopped
@@ -987,8 +987,8 @@ func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew b
 	})
 	if err == nil && apiErr != nil {
 		bound, _ := r.e.propagation()
-		r.warn(phase, WarnTraefikBlind, "Traefik's API stopped answering (%v); went on because Docker has reported %s unhealthy or stopped for longer than Traefik's throttle (--traefik-throttle %s + %s)",
-			apiErr, names(containersOf(olds)), bound, blindMargin)
+		r.warn(phase, WarnTraefikBlind, "%s's API stopped answering (%v); went on because Docker has reported %s unhealthy or stopped for longer than %s takes to apply that (%s + %s)",
+			r.e.routerName(), apiErr, names(containersOf(olds)), r.e.routerName(), bound, blindMargin)
 	}
 	if isTimeout(err) {
 		var urls []string
@@ -996,10 +996,10 @@ func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew b
 			urls = append(urls, old.url)
 		}
 		if apiErr != nil {
-			return &Error{Kind: KindUnreachable, Err: fmt.Errorf("Traefik's API did not confirm that it dropped %s within %s: %w", strings.Join(urls, ", "), r.o.DeregisterTimeout, apiErr),
+			return &Error{Kind: KindUnreachable, Err: fmt.Errorf("%s's API did not confirm that it dropped %s within %s: %w", r.e.routerName(), strings.Join(urls, ", "), r.o.DeregisterTimeout, apiErr),
 				Hint: "--traefik-url and Traefik's health; docker inspect the containers"}
 		}
-		return &Error{Kind: KindFailed, Err: fmt.Errorf("Traefik still lists %s after %s", strings.Join(urls, ", "), r.o.DeregisterTimeout),
+		return &Error{Kind: KindFailed, Err: fmt.Errorf("%s still lists %s after %s", r.e.routerName(), strings.Join(urls, ", "), r.o.DeregisterTimeout),
 			Hint: "that Traefik's docker provider watches this Docker host's events; use --drain=signal to stop old containers without waiting for Traefik"}
 	}
 	return err

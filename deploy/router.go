@@ -98,3 +98,6 @@ func (e *Engine) propagation() (time.Duration, bool) {
 	}
 	return p.Propagation(), true
 }
+
+// routerName names the router in messages ("Traefik").
+func (e *Engine) routerName() string { return e.Router.Name() }
