@@ -44,9 +44,11 @@ func TestDrainModes(t *testing.T) {
 		olds  []Container
 		drain DrainMode
 		watch bool
-		want  []DrainMode
-		codes []string
-		err   bool // a usage error
+		// noDrain: the router has no Drainer capability.
+		noDrain bool
+		want    []DrainMode
+		codes   []string
+		err     bool // a usage error
 	}{
 		{name: "probe drains by health", olds: []Container{probe}, want: []DrainMode{DrainHealth}},
 		{name: "no probe: signal, warned", olds: []Container{probe, legacy}, want: []DrainMode{DrainHealth, DrainSignal}, codes: []string{WarnNoProbeOnCurrent}},
@@ -58,13 +60,16 @@ func TestDrainModes(t *testing.T) {
 		{name: "--watch refuses --drain=signal", olds: []Container{probe}, drain: DrainSignal, watch: true, err: true},
 		{name: "--watch with probes", olds: []Container{probe}, watch: true, want: []DrainMode{DrainHealth}},
 		{name: "first deploy", want: []DrainMode{}},
+		{name: "a router that cannot drain: signal, even with the probe", olds: []Container{probe, legacy}, noDrain: true, want: []DrainMode{DrainSignal, DrainSignal}},
+		{name: "a router that cannot drain refuses --drain=health", olds: []Container{probe}, noDrain: true, drain: DrainHealth, err: true},
+		{name: "a router that cannot drain refuses --watch", olds: []Container{probe}, noDrain: true, watch: true, err: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := Options{Drain: tc.drain}
 			if tc.watch {
 				o.Watch = time.Minute
 			}
-			modes, ws, err := drainModes(tc.olds, o, true)
+			modes, ws, err := drainModes(tc.olds, o, !tc.noDrain)
 			if tc.err {
 				if err == nil {
 					t.Fatalf("accepted: %v", modes)

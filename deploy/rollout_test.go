@@ -797,3 +797,35 @@ func TestHalfMadeContainerIsRemovedNotKept(t *testing.T) {
 		})
 	}
 }
+
+// observeOnly is a router with the protocol's required half only: no
+// Drainer, no Propagator.
+type observeOnly struct{ f *fakeRouter }
+
+func (r observeOnly) Name() string                                    { return "a proxy" }
+func (r observeOnly) Services(ctx context.Context) ([]Service, error) { return r.f.Services(ctx) }
+func (r observeOnly) Service(ctx context.Context, name string) (Service, error) {
+	return r.f.Service(ctx, name)
+}
+func (r observeOnly) Endpoint(c Container) (Endpoint, error) { return r.f.Endpoint(c) }
+
+// A router without the Drainer capability gets the engine's fallback, not
+// a branch: the old container, probe and all, is stopped by its signal
+// and never gets a drain marker.
+func TestRouterWithoutDrainerStopsBySignal(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", nil)
+	old := w.addRunning("web-v1", "v1", true)
+	e, _ := engine(w)
+	e.Router = observeOnly{w.router()}
+	res, err := e.Rollout(context.Background(), testOptions("v2"))
+	if err != nil {
+		t.Fatalf("rollout: %v", err)
+	}
+	if hasOp(w.ops, "marker web-v1") {
+		t.Errorf("wrote a drain marker through a router that cannot drain: %q", w.ops)
+	}
+	if old.State != "exited" || res.Old[0].Drain != DrainSignal {
+		t.Errorf("old state %q drain %q", old.State, res.Old[0].Drain)
+	}
+}
