@@ -395,6 +395,13 @@ func (f *fakeRouter) Restore(ctx context.Context, c Container) error {
 	return f.w.runtime().CopyFiles(ctx, c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}})
 }
 
+func (f *fakeRouter) Drained(ctx context.Context, c Container) (bool, error) {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	fc, ok := f.w.containers[c.ID]
+	return ok && fc.marker == MarkerDrain, nil
+}
+
 func (f *fakeRouter) Propagation() time.Duration {
 	f.w.mu.Lock()
 	defer f.w.mu.Unlock()

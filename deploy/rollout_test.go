@@ -829,3 +829,24 @@ func TestRouterWithoutDrainerStopsBySignal(t *testing.T) {
 		t.Errorf("old state %q drain %q", old.State, res.Old[0].Drain)
 	}
 }
+
+// Status asks the router's Drainer whether a running container was left
+// drained (Traefik's docker provider: by its marker).
+func TestStatusReportsADrainedContainer(t *testing.T) {
+	w := newWorld()
+	w.addRunning("web-v1", "v1", true)
+	drained := w.addRunning("web-v2", "v2", true)
+	drained.marker, drained.Health = MarkerDrain, "unhealthy"
+	e, _ := engine(w)
+	st, err := e.Status(context.Background(), "web")
+	if err != nil || len(st) != 1 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	got := map[string]bool{}
+	for _, c := range st[0].Containers {
+		got[c.Name] = c.Drained
+	}
+	if !got["web-v2"] || got["web-v1"] || !strings.Contains(strings.Join(st[0].Problems, "\n"), "web-v2 (v2) is drained but still running") {
+		t.Errorf("drained %v, problems %q", got, st[0].Problems)
+	}
+}

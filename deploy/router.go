@@ -72,6 +72,9 @@ type Drainer interface {
 	// Restore undoes Drain; the container may be stopped (it is then back
 	// in rotation once it is started and healthy).
 	Restore(ctx context.Context, c Container) error
+	// Drained reports whether c was drained and not restored (for status:
+	// a drained container still running was left by an interrupted run).
+	Drained(ctx context.Context, c Container) (bool, error)
 }
 
 // Propagator is a router whose changes show in its routing within a known

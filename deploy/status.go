@@ -73,8 +73,8 @@ func (e *Engine) Status(ctx context.Context, app string) ([]AppStatus, error) {
 						}
 					}
 				}
-				if c.Labels[LabelDrain] == "probe" {
-					if b, err := e.readFile(ctx, c.ID, MarkerPath); err == nil && strings.HasPrefix(string(b), "drain") {
+				if d := e.drainer(); d != nil && c.Labels[LabelDrain] == "probe" {
+					if drained, err := d.Drained(ctx, c); err == nil && drained {
 						cst.Drained = true
 					}
 				}
@@ -124,15 +124,8 @@ func (e *Engine) History(ctx context.Context, app string) ([]Record, error) {
 }
 
 // FileReader is implemented by runtimes that can read a file from a
-// container; Status uses it to tell drained containers apart.
+// container; Traefik's docker provider reads the drain marker with it
+// (Drainer.Drained), so Status tells drained containers apart.
 type FileReader interface {
 	ReadFile(ctx context.Context, id, path string) ([]byte, error)
-}
-
-func (e *Engine) readFile(ctx context.Context, id, path string) ([]byte, error) {
-	fr, ok := e.Runtime.(FileReader)
-	if !ok {
-		return nil, fmt.Errorf("runtime cannot read files")
-	}
-	return fr.ReadFile(ctx, id, path)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/deployctl/deployctl/deploy"
@@ -72,6 +73,20 @@ func (p DockerProvider) mark(ctx context.Context, c deploy.Container, marker str
 		return fmt.Errorf("writing the drain marker: %w", err)
 	}
 	return nil
+}
+
+// Drained implements deploy.Drainer: the marker says drain (read through
+// the runtime, when it can read files: deploy.FileReader).
+func (p DockerProvider) Drained(ctx context.Context, c deploy.Container) (bool, error) {
+	fr, ok := p.Runtime.(deploy.FileReader)
+	if !ok {
+		return false, fmt.Errorf("reading the drain marker: %w", errors.ErrUnsupported)
+	}
+	b, err := fr.ReadFile(ctx, c.ID, deploy.MarkerPath)
+	if err != nil {
+		return false, fmt.Errorf("reading the drain marker: %w", err)
+	}
+	return strings.HasPrefix(string(b), strings.TrimSpace(deploy.MarkerDrain)), nil
 }
 
 // Propagation implements deploy.Propagator: Traefik's throttle.

@@ -64,6 +64,18 @@ func (r *copyRecorder) CopyFiles(_ context.Context, id string, files []deploy.Fi
 	return r.err
 }
 
+// ReadFile implements deploy.FileReader: the last file copied to path.
+func (r *copyRecorder) ReadFile(_ context.Context, id, path string) ([]byte, error) {
+	for i := len(r.files) - 1; i >= 0; i-- {
+		for _, f := range r.files[i] {
+			if r.ids[i] == id && f.Path == path {
+				return f.Data, nil
+			}
+		}
+	}
+	return nil, deploy.ErrContainerNotFound
+}
+
 // The docker provider drains and restores through the probe's marker,
 // one CopyFiles call each, and keeps a missing container the engine's
 // ErrContainerNotFound.
@@ -74,8 +86,14 @@ func TestDockerProviderDrain(t *testing.T) {
 	if err := p.Drain(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
+	if drained, err := p.Drained(context.Background(), c); !drained || err != nil {
+		t.Errorf("after Drain: drained %v, %v", drained, err)
+	}
 	if err := p.Restore(context.Background(), c); err != nil {
 		t.Fatal(err)
+	}
+	if drained, err := p.Drained(context.Background(), c); drained || err != nil {
+		t.Errorf("after Restore: drained %v, %v", drained, err)
 	}
 	if len(rt.files) != 2 || rt.ids[0] != "c1" || len(rt.files[0]) != 1 || rt.files[0][0].Path != deploy.MarkerPath ||
 		string(rt.files[0][0].Data) != deploy.MarkerDrain || string(rt.files[1][0].Data) != deploy.MarkerServe {
