@@ -301,8 +301,7 @@ func (r *rollout) plan(ctx context.Context) error {
 	if err != nil {
 		return unreachable("Traefik", err)
 	}
-	_, canDrain := r.e.Router.(Drainer)
-	d, err := decide(facts{image: r.image, current: current, services: services, endpoint: r.e.Router.Endpoint, noDrain: !canDrain}, o, r.dryRun)
+	d, err := decide(facts{image: r.image, current: current, services: services, endpoint: r.e.Router.Endpoint, noDrain: r.e.drainer() == nil}, o, r.dryRun)
 	for _, w := range d.warnings {
 		r.warning(PhasePlan, w) // also those that came before a refusal
 	}
