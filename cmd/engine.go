@@ -6,11 +6,12 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/deployctl/deployctl/deploy"
+	"github.com/deployctl/deployctl/traefikapi"
 )
 
 // registerProcedureFlags registers the flags that tune the rollout
 // procedure, shared by rollout and rollback.
-func registerProcedureFlags(f *pflag.FlagSet, o *deploy.Options, drain *string, timeout *time.Duration) {
+func registerProcedureFlags(f *pflag.FlagSet, o *deploy.Options, drain *string, timeout, throttle *time.Duration) {
 	f.StringVar(drain, "drain", "auto", "how old containers leave Traefik: auto, health (require the drain probe), signal (stop first, then wait for Traefik)")
 	f.DurationVar(&o.DrainGrace, "drain-grace", deploy.DefaultDrainGrace, "wait between Traefik dropping an old server and its stop signal, for requests Traefik accepted just before (0: signal at once)")
 	f.DurationVar(&o.DrainInterval, "drain-interval", deploy.DefaultDrainInterval, "how often Docker runs the drain-aware probe: a drain shows in Traefik within about this long")
@@ -23,7 +24,7 @@ func registerProcedureFlags(f *pflag.FlagSet, o *deploy.Options, drain *string, 
 	f.DurationVar(&o.RegisterTimeout, "register-timeout", deploy.DefaultRegisterTimeout, "bound on the wait for Traefik to list the new container")
 	f.DurationVar(&o.DeregisterTimeout, "deregister-timeout", deploy.DefaultDeregisterTimeout, "bound on the wait for Traefik to drop an old container")
 	f.DurationVar(&o.PollInterval, "poll-interval", deploy.DefaultPollInterval, "how often Docker and Traefik are polled while waiting (must be positive)")
-	f.DurationVar(&o.TraefikThrottle, "traefik-throttle", deploy.DefaultTraefikThrottle, "Traefik's providersThrottleDuration: if Traefik's API stops answering mid-rollout, a container Docker reports unhealthy for this long (+0.5s) counts as dropped by Traefik")
+	f.DurationVar(throttle, "traefik-throttle", traefikapi.DefaultThrottle, "Traefik's providersThrottleDuration: if Traefik's API stops answering mid-rollout, a container Docker reports unhealthy for this long (+0.5s) counts as dropped by Traefik")
 }
 
 // positiveDurations are the procedure flags for which 0 means nothing a

@@ -11,6 +11,7 @@ import (
 	"github.com/deployctl/deployctl/deploy"
 	"github.com/deployctl/deployctl/dockerutil"
 	"github.com/deployctl/deployctl/internal/procid"
+	"github.com/deployctl/deployctl/traefikapi"
 )
 
 // factory builds what a command's run function needs. Its constructors are
@@ -23,8 +24,9 @@ type factory struct {
 	// The caller closes it.
 	Docker func(ctx context.Context) (dockerClient, error)
 	// Router connects to Traefik's API as the --traefik-* flags say; a bad
-	// value is a usage error.
-	Router func(t *traefikOptions) (deploy.Router, error)
+	// value is a usage error. The engine's router is Traefik's docker
+	// provider over it (traefikapi.DockerProvider).
+	Router func(t *traefikOptions) (deploy.Observer, error)
 	// Progress renders the engine's events as --progress says, to w.
 	Progress func(mode string, w io.Writer) progress
 	// Completer connects to the Docker engine for shell completion. The
@@ -117,7 +119,7 @@ func (f *factory) docker(ctx context.Context) (dockerClient, error) {
 // error found before Docker is contacted) and the Docker engine, and
 // returns an engine that reports to reporter; done closes the connection.
 func (f *factory) engine(ctx context.Context, t *traefikOptions, reporter deploy.Reporter) (eng *deploy.Engine, done func(), err error) {
-	router, err := f.Router(t)
+	api, err := f.Router(t)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -125,6 +127,9 @@ func (f *factory) engine(ctx context.Context, t *traefikOptions, reporter deploy
 	if err != nil {
 		return nil, nil, err
 	}
+	// Traefik's docker provider: it drains through the probe's marker,
+	// which it copies in through the engine's runtime.
+	router := traefikapi.DockerProvider{API: api, Runtime: rt, Throttle: t.throttle}
 	eng = &deploy.Engine{Runtime: rt, Router: router, Journal: rt, Reporter: reporter, Processes: f.Processes, Secrets: t.secrets(), Now: f.Now}
 	return eng, func() { rt.Close() }, nil
 }

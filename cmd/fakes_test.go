@@ -205,11 +205,11 @@ func cutTag(ref string) (repo, tag string, ok bool) {
 // fakeFactory is a factory over docker and router, with plain progress to
 // a buffer the test can read (through the returned *events) and a fixed
 // clock.
-func fakeFactory(t *testing.T, docker *fakeDocker, router deploy.Router) *factory {
+func fakeFactory(t *testing.T, docker *fakeDocker, router deploy.Observer) *factory {
 	t.Helper()
 	f := newFactory()
 	f.Docker = func(context.Context) (dockerClient, error) { return docker, nil }
-	f.Router = func(*traefikOptions) (deploy.Router, error) { return router, nil }
+	f.Router = func(*traefikOptions) (deploy.Observer, error) { return router, nil }
 	f.Progress = func(_ string, w io.Writer) progress { return nopClose{newPlainReporter(w)} }
 	f.Completer = func(context.Context) (completer, error) { return nil, errors.New("fake: no completer") }
 	f.Now = func() time.Time { return fakeNow }

@@ -68,7 +68,7 @@ previous rollback.`,
 	fl.StringVar(&o.Version, "to", "", "the version to go back to (default: the previous one)")
 	fl.StringVar(&o.maxSurge, "max-surge", deploy.DefaultMaxSurge.String(), "with several replicas: containers started beyond the number serving now at any moment, a count or a percentage (rounded up)")
 	fl.StringVar(&o.maxUnavailable, "max-unavailable", deploy.DefaultMaxUnavailable.String(), "with several replicas: servers below the number serving now that may be out of Traefik at any moment, a count or a percentage (rounded down)")
-	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout)
+	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout, &o.traefik.throttle)
 	fl.BoolVar(&o.dryRun, "dry-run", false, "print the plan (the target version and why, and per step the containers restarted or started and those drained and stopped) and change nothing")
 	fl.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
 	o.traefik.register(c)

@@ -120,7 +120,7 @@ shell history.`,
 	fl.IntVar(&o.Replicas, "replicas", 0, "containers of the new version (default: as many as serve now, 1 on a first deploy)")
 	fl.StringVar(&o.maxSurge, "max-surge", deploy.DefaultMaxSurge.String(), "containers started beyond --replicas at any moment: a count or a percentage of --replicas (rounded up)")
 	fl.StringVar(&o.maxUnavailable, "max-unavailable", deploy.DefaultMaxUnavailable.String(), "servers below --replicas that may be out of Traefik at any moment: a count or a percentage of --replicas (rounded down)")
-	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout)
+	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout, &o.traefik.throttle)
 	fl.BoolVar(&o.Force, "force", false, "redeploy the version that is already serving")
 	fl.StringVar(&o.pull, "pull", "missing", "pull the image: missing, always, never")
 	fl.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")

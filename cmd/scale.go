@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/deployctl/deployctl/deploy"
+	"github.com/deployctl/deployctl/traefikapi"
 )
 
 // scaleOptions are scale's flags.
@@ -73,7 +74,7 @@ A failure undoes the scale: the app runs the containers it had.`,
 	fl.DurationVar(&o.RegisterTimeout, "register-timeout", deploy.DefaultRegisterTimeout, "bound on the wait for Traefik to list a new container")
 	fl.DurationVar(&o.DeregisterTimeout, "deregister-timeout", deploy.DefaultDeregisterTimeout, "bound on the wait for Traefik to drop a container")
 	fl.DurationVar(&o.PollInterval, "poll-interval", deploy.DefaultPollInterval, "how often Docker and Traefik are polled while waiting (must be positive)")
-	fl.DurationVar(&o.TraefikThrottle, "traefik-throttle", deploy.DefaultTraefikThrottle, "Traefik's providersThrottleDuration (see rollout --help)")
+	fl.DurationVar(&o.traefik.throttle, "traefik-throttle", traefikapi.DefaultThrottle, "Traefik's providersThrottleDuration (see rollout --help)")
 	fl.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
 	fl.BoolVar(&o.dryRun, "dry-run", false, "print the plan (its steps) and change nothing")
 	o.traefik.register(c)

@@ -17,13 +17,13 @@ import (
 func TestNewScaleCmd(t *testing.T) {
 	defaults := func() scaleOptions {
 		surge, unavailable := deploy.DefaultMaxSurge, deploy.DefaultMaxUnavailable
-		o := scaleOptions{traefik: defaultTraefik, drain: "auto", timeout: 10 * time.Minute, io: ioStreams{progress: progressAuto},
+		o := scaleOptions{traefik: engineTraefik, drain: "auto", timeout: 10 * time.Minute, io: ioStreams{progress: progressAuto},
 			maxSurge: "25%", maxUnavailable: "0"}
 		o.App, o.Replicas, o.Drain = "web", 3, deploy.DrainAuto
 		o.MaxSurge, o.MaxUnavailable = &surge, &unavailable
 		o.DrainGrace, o.DrainInterval = deploy.DefaultDrainGrace, deploy.DefaultDrainInterval
 		o.RegisterTimeout, o.DeregisterTimeout = deploy.DefaultRegisterTimeout, deploy.DefaultDeregisterTimeout
-		o.PollInterval, o.TraefikThrottle = deploy.DefaultPollInterval, deploy.DefaultTraefikThrottle
+		o.PollInterval = deploy.DefaultPollInterval
 		return o
 	}
 	cases := []struct {

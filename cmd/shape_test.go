@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/deployctl/deployctl/deploy"
+	"github.com/deployctl/deployctl/traefikapi"
 )
 
 // Each command's flags (and DEPLOYCTL_* variables) parse into the options
@@ -22,6 +23,10 @@ import (
 
 // defaultTraefik is the traefik options with no flag given.
 var defaultTraefik = traefikOptions{url: DefaultTraefikURL}
+
+// engineTraefik is the traefik options with no flag given, of a command
+// that has --traefik-throttle.
+var engineTraefik = traefikOptions{url: DefaultTraefikURL, throttle: traefikapi.DefaultThrottle}
 
 // rolloutDefaults is rollout's options with no flag given but --image web
 // --version v1, as complete makes them.
@@ -32,11 +37,11 @@ func rolloutDefaults() rolloutOptions {
 			Image: "web", Version: "v1", Drain: deploy.DrainAuto, Pull: deploy.PullMissing, Keep: deploy.DefaultKeep,
 			DrainGrace: deploy.DefaultDrainGrace, DrainInterval: deploy.DefaultDrainInterval,
 			RegisterTimeout: deploy.DefaultRegisterTimeout, DeregisterTimeout: deploy.DefaultDeregisterTimeout,
-			PollInterval: deploy.DefaultPollInterval, TraefikThrottle: deploy.DefaultTraefikThrottle,
-			MaxSurge: &surge, MaxUnavailable: &unavailable,
+			PollInterval: deploy.DefaultPollInterval,
+			MaxSurge:     &surge, MaxUnavailable: &unavailable,
 		},
 		maxSurge: "25%", maxUnavailable: "0",
-		traefik: defaultTraefik, drain: "auto", pull: "missing", timeout: 10 * time.Minute,
+		traefik: engineTraefik, drain: "auto", pull: "missing", timeout: 10 * time.Minute,
 		io: ioStreams{progress: progressAuto},
 	}
 }
@@ -124,11 +129,11 @@ func TestNewRolloutCmd(t *testing.T) {
 
 func TestNewRollbackCmd(t *testing.T) {
 	defaults := func() rollbackOptions {
-		o := rollbackOptions{traefik: defaultTraefik, drain: "auto", timeout: 10 * time.Minute, io: ioStreams{progress: progressAuto}}
+		o := rollbackOptions{traefik: engineTraefik, drain: "auto", timeout: 10 * time.Minute, io: ioStreams{progress: progressAuto}}
 		o.App, o.Drain, o.Keep = "web", deploy.DrainAuto, deploy.DefaultKeep
 		o.DrainGrace, o.DrainInterval = deploy.DefaultDrainGrace, deploy.DefaultDrainInterval
 		o.RegisterTimeout, o.DeregisterTimeout = deploy.DefaultRegisterTimeout, deploy.DefaultDeregisterTimeout
-		o.PollInterval, o.TraefikThrottle = deploy.DefaultPollInterval, deploy.DefaultTraefikThrottle
+		o.PollInterval = deploy.DefaultPollInterval
 		surge, unavailable := deploy.DefaultMaxSurge, deploy.DefaultMaxUnavailable
 		o.maxSurge, o.maxUnavailable, o.MaxSurge, o.MaxUnavailable = surge.String(), unavailable.String(), &surge, &unavailable
 		return o
@@ -331,7 +336,7 @@ func TestRunHistory(t *testing.T) {
 func TestRunUnlock(t *testing.T) {
 	docker := &fakeDocker{holder: &deploy.Holder{User: "ci", Host: "runner-1", PID: 42, Since: fakeNow}}
 	f := fakeFactory(t, docker, nil)
-	f.Router = func(*traefikOptions) (deploy.Router, error) {
+	f.Router = func(*traefikOptions) (deploy.Observer, error) {
 		t.Error("unlock asked for Traefik's API")
 		return nil, errors.New("no router")
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,6 +25,10 @@ type traefikOptions struct {
 	headers  []string
 	ca       string
 	insecure bool
+	// throttle is Traefik's providersThrottleDuration (--traefik-throttle,
+	// on the commands that change the world): the router's propagation
+	// bound (traefikapi.DockerProvider).
+	throttle time.Duration
 }
 
 func (t *traefikOptions) register(c *cobra.Command) {
@@ -98,9 +103,10 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// router is the engine's view of Traefik's API as t says how to reach it
-// (the adapter lives beside the client, in traefikapi).
-func (t *traefikOptions) router() (deploy.Router, error) {
+// router is Traefik's API as t says how to reach it: the observing half
+// of the engine's router (the adapter lives beside the client, in
+// traefikapi; factory.engine makes it a traefikapi.DockerProvider).
+func (t *traefikOptions) router() (deploy.Observer, error) {
 	h := http.Header{}
 	for _, line := range t.headers {
 		name, value, ok := strings.Cut(line, ":")

@@ -15,8 +15,9 @@ import (
 // reported healthy for that long is one Traefik routes to (if its labels
 // put it in the service, which deployctl has seen Traefik confirm before).
 
-// blindMargin is added to Options.TraefikThrottle: Traefik's processing
-// of the event and the poll that noticed Docker's change.
+// blindMargin is added to the router's propagation bound (Propagator:
+// Traefik's throttle): Traefik's processing of the event and the poll that
+// noticed Docker's change.
 const blindMargin = 500 * time.Millisecond
 
 // healthWitness decides from Docker's health whether Traefik has had time to
@@ -64,7 +65,8 @@ func (w *healthWitness) settled(ctx context.Context) bool {
 	if w.since.IsZero() {
 		w.since = now
 	}
-	return now.Sub(w.since) >= w.r.o.TraefikThrottle+blindMargin
+	bound, ok := w.r.e.propagation()
+	return ok && now.Sub(w.since) >= bound+blindMargin
 }
 
 func idsOf(olds []*oldContainer) []string {

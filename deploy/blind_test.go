@@ -11,9 +11,9 @@ import (
 
 // blindOptions: a rollout whose waits outlast Traefik's (tiny) throttle plus
 // the witness margin.
-func blindOptions(version string) Options {
+func blindOptions(w *world, version string) Options {
 	o := testOptions(version)
-	o.TraefikThrottle = time.Millisecond
+	w.throttle = time.Millisecond
 	o.DeregisterTimeout = 5 * time.Second
 	return o
 }
@@ -55,7 +55,7 @@ func TestTraefikDownDuringDrainFinishesOnDockerHealth(t *testing.T) {
 	e, ev := engine(w)
 	e.Reporter = traefikDownAt(w, ev, PhaseDrain, "drain marker written", nil)
 	start := time.Now()
-	res, err := e.Rollout(context.Background(), blindOptions("v2"))
+	res, err := e.Rollout(context.Background(), blindOptions(w, "v2"))
 	if err != nil {
 		t.Fatalf("rollout: %v", err)
 	}
@@ -92,7 +92,7 @@ func TestTraefikDownDuringDrainAndNewFailsRestoresOld(t *testing.T) {
 			w.mu.Unlock()
 		}
 	})
-	o := blindOptions("v2")
+	o := blindOptions(w, "v2")
 	o.DeregisterTimeout = time.Second
 	_, err := e.Rollout(context.Background(), o)
 	var de *Error
@@ -123,7 +123,7 @@ func TestTraefikDownWhileRegistering(t *testing.T) {
 	old := w.addRunning("web-v1", "v1", true)
 	e, ev := engine(w)
 	e.Reporter = traefikDownAt(w, ev, PhaseRegister, "", nil)
-	_, err := e.Rollout(context.Background(), blindOptions("v2"))
+	_, err := e.Rollout(context.Background(), blindOptions(w, "v2"))
 	var de *Error
 	if !errors.As(err, &de) || de.Kind != KindUnreachable || de.Phase != PhaseRegister {
 		t.Fatalf("err %v, want Traefik unreachable in the register phase", err)

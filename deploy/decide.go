@@ -106,6 +106,10 @@ type facts struct {
 	current []Container
 	// services is the router's view: every service with its servers.
 	services []Service
+	// endpoint is the router's Router.Endpoint; noDrain: the router is
+	// no Drainer, so every old container is stopped by signal first.
+	endpoint endpointOf
+	noDrain  bool
 }
 
 // decision is what a rollout decided from its facts and options: pure.
@@ -140,7 +144,7 @@ func decide(f facts, o Options, dryRun bool) (*decision, error) {
 	for _, c := range f.current {
 		d.olds = append(d.olds, &oldContainer{Container: c})
 	}
-	d.route(f.services, o)
+	d.route(f.services, f.endpoint, o)
 	if len(d.olds) > 0 {
 		d.template = d.chooseTemplate()
 	}
@@ -160,7 +164,7 @@ func decide(f facts, o Options, dryRun bool) (*decision, error) {
 			d.warnings = append(d.warnings, *w)
 		}
 	}
-	modes, ws, err := drainModes(containersOf(d.olds), o)
+	modes, ws, err := drainModes(containersOf(d.olds), o, !f.noDrain)
 	d.warnings = append(d.warnings, ws...)
 	if err != nil {
 		return d, err
@@ -215,7 +219,7 @@ func (d *decision) warn(code, format string, args ...any) {
 // must join, and the network of those URLs the one the router reaches the
 // app on. With no old container (a first deploy) nothing is known yet:
 // the new container's registration finds it.
-func (d *decision) route(all []Service, o Options) {
+func (d *decision) route(all []Service, endpoint endpointOf, o Options) {
 	if o.Service != "" {
 		d.services = []string{o.Service}
 	}
@@ -225,7 +229,7 @@ func (d *decision) route(all []Service, o Options) {
 	}
 	found := map[string]bool{}
 	for _, old := range d.olds {
-		urls, err := candidateURLs(old.Container, o.Network)
+		urls, err := candidateURLs(endpoint, old.Container, o.Network)
 		if err != nil {
 			d.warn(WarnNoServerURL, "%v", err)
 			continue
@@ -302,15 +306,22 @@ func decideProbe(o Options, template *Container, img Image, dryRun bool) (bool, 
 }
 
 // drainModes decides how each old container is taken out of Traefik: by
-// its probe (health) when it has one, else by its stop signal, which
-// --drain=health and --watch refuse.
-func drainModes(olds []Container, o Options) ([]DrainMode, []Warning, error) {
+// its probe (health) when it has one and the router can drain (canDrain:
+// it is a Drainer), else by its stop signal, which --drain=health and
+// --watch refuse.
+func drainModes(olds []Container, o Options, canDrain bool) ([]DrainMode, []Warning, error) {
 	modes := make([]DrainMode, len(olds))
 	var warnings []Warning
 	for i, old := range olds {
 		modes[i] = DrainSignal
 		switch {
 		case o.Drain == DrainSignal:
+		case !canDrain:
+			// Not a branch on the router: what a router without the
+			// Drainer capability gets.
+			if o.Drain == DrainHealth || o.Watch > 0 {
+				return nil, nil, usageError("--drain=health and --watch need a router that can take a server out of rotation before it is stopped, and this one cannot: use --drain=signal")
+			}
 		case old.Labels[LabelDrain] == "probe" && !old.ReadOnlyRootfs:
 			modes[i] = DrainHealth
 		case o.Drain == DrainHealth:

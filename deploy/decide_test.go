@@ -44,9 +44,11 @@ func TestDrainModes(t *testing.T) {
 		olds  []Container
 		drain DrainMode
 		watch bool
-		want  []DrainMode
-		codes []string
-		err   bool // a usage error
+		// noDrain: the router has no Drainer capability.
+		noDrain bool
+		want    []DrainMode
+		codes   []string
+		err     bool // a usage error
 	}{
 		{name: "probe drains by health", olds: []Container{probe}, want: []DrainMode{DrainHealth}},
 		{name: "no probe: signal, warned", olds: []Container{probe, legacy}, want: []DrainMode{DrainHealth, DrainSignal}, codes: []string{WarnNoProbeOnCurrent}},
@@ -58,13 +60,16 @@ func TestDrainModes(t *testing.T) {
 		{name: "--watch refuses --drain=signal", olds: []Container{probe}, drain: DrainSignal, watch: true, err: true},
 		{name: "--watch with probes", olds: []Container{probe}, watch: true, want: []DrainMode{DrainHealth}},
 		{name: "first deploy", want: []DrainMode{}},
+		{name: "a router that cannot drain: signal, even with the probe", olds: []Container{probe, legacy}, noDrain: true, want: []DrainMode{DrainSignal, DrainSignal}},
+		{name: "a router that cannot drain refuses --drain=health", olds: []Container{probe}, noDrain: true, drain: DrainHealth, err: true},
+		{name: "a router that cannot drain refuses --watch", olds: []Container{probe}, noDrain: true, watch: true, err: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := Options{Drain: tc.drain}
 			if tc.watch {
 				o.Watch = time.Minute
 			}
-			modes, ws, err := drainModes(tc.olds, o)
+			modes, ws, err := drainModes(tc.olds, o, !tc.noDrain)
 			if tc.err {
 				if err == nil {
 					t.Fatalf("accepted: %v", modes)
@@ -173,7 +178,7 @@ func TestRoute(t *testing.T) {
 			for _, c := range tc.olds {
 				d.olds = append(d.olds, &oldContainer{Container: c})
 			}
-			d.route(tc.services, tc.o)
+			d.route(tc.services, (&fakeRouter{}).Endpoint, tc.o)
 			var urls []string
 			for _, old := range d.olds {
 				urls = append(urls, old.url)
@@ -196,7 +201,7 @@ func TestDecide(t *testing.T) {
 	// --replicas 1: the default would keep the two servers Traefik routes
 	// to (TestDecideBudget).
 	o := Options{Image: "web", Version: "v3", Probes: fakeProbes{}, Replicas: 1}
-	d, err := decide(facts{image: Image{OS: "linux", Arch: "amd64"}, current: []Container{left, served, legacy}, services: routed}, o, false)
+	d, err := decide(facts{image: Image{OS: "linux", Arch: "amd64"}, current: []Container{left, served, legacy}, services: routed, endpoint: (&fakeRouter{}).Endpoint}, o, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +226,7 @@ func TestDecide(t *testing.T) {
 	// run killed before Traefik routed to it, removed rather than kept.
 	halfMade := container("web-v4", 5, true)
 	halfMade.Health = "starting"
-	d, err = decide(facts{image: Image{OS: "linux", Arch: "amd64"}, current: []Container{served, halfMade}, services: routed}, o, false)
+	d, err = decide(facts{image: Image{OS: "linux", Arch: "amd64"}, current: []Container{served, halfMade}, services: routed, endpoint: (&fakeRouter{}).Endpoint}, o, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,14 +236,14 @@ func TestDecide(t *testing.T) {
 
 	// A refusal keeps the warnings decided before it.
 	o.Drain = DrainHealth
-	d, err = decide(facts{image: Image{OS: "linux", Arch: "amd64"}, current: []Container{left, served, legacy}, services: routed}, o, false)
+	d, err = decide(facts{image: Image{OS: "linux", Arch: "amd64"}, current: []Container{left, served, legacy}, services: routed, endpoint: (&fakeRouter{}).Endpoint}, o, false)
 	assertKind(t, err, KindUsage)
 	if want := []string{WarnNotListed, WarnLeftOutOfRotation}; !slices.Equal(codesOf(d.warnings), want) {
 		t.Errorf("warnings before the refusal %v, want %v", codesOf(d.warnings), want)
 	}
 
 	// A first deploy is one step that only starts.
-	d, err = decide(facts{image: Image{OS: "linux", Arch: "amd64"}}, Options{Image: "web", Version: "v1", Probes: fakeProbes{}}, false)
+	d, err = decide(facts{image: Image{OS: "linux", Arch: "amd64"}, endpoint: (&fakeRouter{}).Endpoint}, Options{Image: "web", Version: "v1", Probes: fakeProbes{}}, false)
 	if err != nil || !reflect.DeepEqual(d.steps, []Step{{Start: 1}}) || d.template != nil {
 		t.Errorf("first deploy: steps %+v template %v err %v", d.steps, d.template, err)
 	}

@@ -29,6 +29,7 @@ type world struct {
 	logs         string               // what Logs returns; "" for a crash's few lines
 	healthyAfter int                  // inspects before a starting container turns healthy
 	drainIgnored bool                 // Traefik never drops drained containers
+	throttle     time.Duration        // the router's Propagation; 0: 2s, Traefik's default
 	onInspect    func(*fakeContainer)
 	unlisted     func(*fakeContainer) bool // while true, Traefik does not list that container
 	routerCalls  int
@@ -340,7 +341,89 @@ func (f *fakeRuntime) Logs(ctx context.Context, id string, lines int) (string, e
 	return "listening on :8080\npanic: boom\n", nil
 }
 
+// fakeRouter is Traefik's docker provider as the engine sees it
+// (traefikapi.DockerProvider's protocol): it drains through the probe's
+// marker, written with the fake runtime's CopyFiles, as the real one
+// does with the engine's runtime, so the fault tests see the same calls.
 type fakeRouter struct{ w *world }
+
+var (
+	_ Router     = (*fakeRouter)(nil)
+	_ Drainer    = (*fakeRouter)(nil)
+	_ Propagator = (*fakeRouter)(nil)
+)
+
+func (f *fakeRouter) Name() string { return "Traefik" }
+
+// Endpoint reads Traefik's docker labels the way traefikapi.LabelEndpoint
+// does, for the labels these tests use: a service's server port, else the
+// lowest exposed port, over http; traefik.docker.network; the v2 services
+// (<name>@docker), else the v1 backend.
+func (f *fakeRouter) Endpoint(c Container) (Endpoint, error) {
+	ep := Endpoint{Scheme: "http", Network: c.Labels["traefik.docker.network"]}
+	port := ""
+	for _, k := range sortedKeys(c.Labels) {
+		rest, ok := strings.CutPrefix(k, "traefik.http.services.")
+		if !ok {
+			continue
+		}
+		name, key, _ := strings.Cut(rest, ".")
+		if !slices.Contains(ep.Services, name+"@docker") {
+			ep.Services = append(ep.Services, name+"@docker")
+		}
+		if key == "loadbalancer.server.port" && port == "" {
+			port = c.Labels[k]
+		}
+	}
+	if b := c.Labels["traefik.backend"]; len(ep.Services) == 0 && b != "" {
+		ep.Services = []string{"backend-" + b}
+	}
+	switch {
+	case port != "":
+		if _, err := fmt.Sscan(port, &ep.Port); err != nil {
+			return ep, fmt.Errorf("port label %q: %v", port, err)
+		}
+	case len(c.Ports) > 0:
+		ep.Port = c.Ports[0]
+	default:
+		return ep, fmt.Errorf("container %s exposes no port", c.Short())
+	}
+	return ep, nil
+}
+
+func (f *fakeRouter) Drain(ctx context.Context, c Container) error {
+	return f.w.runtime().CopyFiles(ctx, c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
+}
+
+func (f *fakeRouter) Restore(ctx context.Context, c Container) error {
+	return f.w.runtime().CopyFiles(ctx, c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}})
+}
+
+func (f *fakeRouter) Drained(ctx context.Context, c Container) (bool, error) {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	fc, ok := f.w.containers[c.ID]
+	return ok && fc.marker == MarkerDrain, nil
+}
+
+func (f *fakeRouter) Propagation() time.Duration {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	if f.w.throttle == 0 {
+		return 2 * time.Second
+	}
+	return f.w.throttle
+}
+
+// serviceFromLabels is the service Traefik puts a container in, by its
+// labels: the one its labels name, "" for none or several.
+func serviceFromLabels(labels map[string]string) string {
+	ep, _ := (&fakeRouter{}).Endpoint(Container{Labels: labels})
+	if len(ep.Services) != 1 {
+		return ""
+	}
+	return ep.Services[0]
+}
 
 // services computes what Traefik's docker provider would list now.
 func (f *fakeRouter) services() ([]Service, error) {

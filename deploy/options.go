@@ -97,11 +97,6 @@ type Options struct {
 	DeregisterTimeout time.Duration
 	// PollInterval is how often Docker and Traefik are polled while waiting.
 	PollInterval time.Duration
-	// TraefikThrottle is Traefik's providersThrottleDuration: the longest
-	// Traefik takes to apply a change it saw in Docker. When Traefik's API
-	// stops answering mid-rollout, Docker's health plus this bound stands
-	// in for Traefik's answer (see blind.go). 0: DefaultTraefikThrottle.
-	TraefikThrottle time.Duration
 
 	// Watch keeps watching the new container this long after the cutover,
 	// with the old ones drained but still running; if the new one exits,
@@ -143,7 +138,6 @@ const (
 	DefaultRegisterTimeout   = 30 * time.Second
 	DefaultDeregisterTimeout = 30 * time.Second
 	DefaultPollInterval      = 25 * time.Millisecond
-	DefaultTraefikThrottle   = 2 * time.Second // Traefik's own default
 )
 
 // lazyRegexp compiles on first use: the probe runs deployctl every second
@@ -225,7 +219,6 @@ func (o Options) normalize() (Options, error) {
 		"--healthy-timeout": o.HealthTimeout, "--register-timeout": o.RegisterTimeout,
 		"--deregister-timeout": o.DeregisterTimeout, "--poll-interval": o.PollInterval,
 		"--lock-wait": o.LockWait, "--watch": o.Watch, "--drain-grace": o.DrainGrace,
-		"--traefik-throttle": o.TraefikThrottle,
 	} {
 		if d < 0 {
 			return o, usageError("%s must not be negative (got %s)", name, d)
@@ -248,9 +241,6 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.PollInterval == 0 {
 		o.PollInterval = DefaultPollInterval
-	}
-	if o.TraefikThrottle == 0 {
-		o.TraefikThrottle = DefaultTraefikThrottle
 	}
 	if o.HistoryKeep <= 0 {
 		o.HistoryKeep = DefaultHistoryKeep

@@ -270,11 +270,12 @@ func (e *Engine) Check(ctx context.Context, o Options) ([]Finding, error) {
 		out = append(out, Finding{FindingSlowDrainProbe, fmt.Sprintf("%s's drain probe runs every %s, so taking it out of Traefik will take about that long", newest.Short(), hc.Interval),
 			"nothing now; the next rollout's container gets --drain-interval (default 1s)"})
 	}
-	if len(newest.Networks) > 1 && newest.Labels[labelTraefikNetwork] == "" && o.Network == "" {
+	ep, _ := e.Router.Endpoint(newest) // Network and Services even on an error
+	if len(newest.Networks) > 1 && ep.Network == "" && o.Network == "" {
 		out = append(out, Finding{FindingAmbiguousNetwork, fmt.Sprintf("%s is on several networks (%s) and nothing says which one Traefik uses: Traefik then picks one at random", newest.Short(), strings.Join(sortedKeys(newest.Networks), ", ")),
 			"set the traefik.docker.network label (--label traefik.docker.network=NET) or Traefik's providers.docker.network"})
 	}
-	if len(v2ServiceNames(newest.Labels)) == 0 && newest.Labels[labelV1Backend] == "" {
+	if len(ep.Services) == 0 {
 		out = append(out, Finding{FindingNoServiceLabel, "the labels name no Traefik service: Traefik names the service after each container, so two versions would be two services behind one router",
 			"add --label traefik.http.services.<app>.loadbalancer.server.port=<port>"})
 	}

@@ -65,7 +65,7 @@ func (r *rollout) watch(ctx context.Context) error {
 				continue // Traefik's answer is not a verdict on the app
 			}
 			if srv, ok := svc.Server(r.newURL); !ok || !srv.Registered() {
-				reason = "Traefik no longer routes to it"
+				reason = r.e.routerName() + " no longer routes to it"
 				return true, nil
 			}
 		}
@@ -109,7 +109,7 @@ func (r *rollout) revert(ctx context.Context, cause error) error {
 		if !old.drained {
 			continue
 		}
-		err := r.e.Runtime.CopyFiles(ctx, old.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}})
+		err := r.e.drainer().Restore(ctx, old.Container)
 		if errors.Is(err, ErrContainerNotFound) {
 			continue // removed by someone else: nothing to restore
 		}
@@ -146,10 +146,10 @@ func (r *rollout) revert(ctx context.Context, cause error) error {
 		return true, nil
 	})
 	if err != nil {
-		return r.needsHuman(PhaseDrain, cause, fmt.Errorf("old container(s) did not come back into Traefik: %w", err))
+		return r.needsHuman(PhaseDrain, cause, fmt.Errorf("old container(s) did not come back into %s: %w", r.e.routerName(), err))
 	}
 	if apiErr != nil {
-		r.warn(PhaseRevert, WarnTraefikBlind, "Traefik's API stopped answering (%v); Docker has reported %s healthy for longer than Traefik's throttle, so it is taken to be back in rotation", apiErr, names(containersOf(restored)))
+		r.warn(PhaseRevert, WarnTraefikBlind, "%s's API stopped answering (%v); Docker has reported %s healthy for longer than it takes to apply that, so it is taken to be back in rotation", r.e.routerName(), apiErr, names(containersOf(restored)))
 	}
 	r.cutover = false
 	return cause
@@ -158,7 +158,7 @@ func (r *rollout) revert(ctx context.Context, cause error) error {
 func (r *rollout) needsHuman(p Phase, cause, err error) error {
 	return &Error{Phase: p, Kind: KindNeedsHuman, Err: cause,
 		Observed: err.Error(),
-		State:    fmt.Sprintf("both the new container %s and the old one(s) %s are running; the old ones may be out of Traefik", r.newC.Short(), names(containersOf(r.olds))),
+		State:    fmt.Sprintf("both the new container %s and the old one(s) %s are running; the old ones may be out of %s", r.newC.Short(), names(containersOf(r.olds)), r.e.routerName()),
 		Hint:     "deployctl status, docker ps; remove the new container or rerun the rollout"}
 }
 
@@ -252,7 +252,7 @@ func (r *rollout) removeNew(ctx context.Context) error {
 	}
 	if c.Running() {
 		// Every network: wherever Traefik may have picked the address.
-		urls := serverURLs(c)
+		urls := serverURLs(r.e.Router.Endpoint, c)
 		dropped := r.dropWitness(c.ID)
 		listed := func() bool {
 			all, err := r.e.Router.Services(ctx)
@@ -286,8 +286,8 @@ func (r *rollout) removeNew(ctx context.Context) error {
 		// its signal; an unhealthy one leaves on its own.
 		if (r.probe || c.Health != "healthy") && listed() {
 			r.e.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: c.Short(), Message: "draining the new container before removing it"})
-			if r.probe {
-				_ = r.e.Runtime.CopyFiles(ctx, c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
+			if d := r.e.drainer(); r.probe && d != nil {
+				_ = d.Drain(ctx, c)
 			}
 			_ = r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) { return !listed(), nil })
 		}

@@ -399,7 +399,7 @@ func (s *stepRun) markRouted(ctx context.Context, healthy []*target) error {
 		return err
 	}
 	for _, t := range healthy {
-		urls, err := candidateURLs(t.c, r.network)
+		urls, err := candidateURLs(r.e.Router.Endpoint, t.c, r.network)
 		if err != nil {
 			continue
 		}
@@ -459,14 +459,14 @@ func (s *stepRun) drainBatch(ctx context.Context, idx []int) (*target, error) {
 	err := parallel(draining, func(t *target) error {
 		s.record(undoServe, t)
 		t.state = TargetDraining
-		err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
+		err := r.e.drainer().Drain(ctx, t.c)
 		if errors.Is(err, ErrContainerNotFound) {
 			t.state, t.old.gone = TargetGone, true
 			r.warnAbout(PhaseDrain, t.short(), WarnOldGone, "old container %s disappeared during the rollout (removed by someone else)", t.short())
 			return nil
 		}
 		if err != nil {
-			return &targetErr{t: t, err: classifyDocker(fmt.Errorf("writing the drain marker into %s: %w", t.short(), err))}
+			return &targetErr{t: t, err: classifyDocker(fmt.Errorf("draining %s: %w", t.short(), err))}
 		}
 		t.old.drained = true
 		r.info(PhaseDrain, Event{Container: t.short(), URL: t.url, Message: s.prefix() + ": drain marker written"})
@@ -749,7 +749,7 @@ func (s *stepRun) restore(ctx context.Context) error {
 	// leaves: a new one may be failing and about to leave by itself.
 	if len(marked) > 0 {
 		if err := parallel(marked, func(t *target) error {
-			err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}})
+			err := r.e.drainer().Restore(ctx, t.c)
 			if errors.Is(err, ErrContainerNotFound) {
 				t.state, t.old.gone = TargetGone, true
 				return nil
@@ -759,7 +759,7 @@ func (s *stepRun) restore(ctx context.Context) error {
 			}
 			return err
 		}); err != nil {
-			return fmt.Errorf("resetting the drain marker of %s: %w", targetNames(marked), err)
+			return fmt.Errorf("restoring %s: %w", targetNames(marked), err)
 		}
 		if err := s.waitOldRouted(ctx, marked); err != nil {
 			return err
@@ -825,8 +825,9 @@ func (s *stepRun) restore(ctx context.Context) error {
 		return err
 	}
 	if s.blind != nil {
-		r.warn(PhaseRevert, WarnTraefikBlind, "Traefik's API stopped answering (%v): the restore went on Docker's health, taking each old container as back in Traefik and each new one as dropped once Docker had reported it so for longer than Traefik's throttle (--traefik-throttle %s + %s)",
-			s.blind, r.o.TraefikThrottle, blindMargin)
+		bound, _ := r.e.propagation()
+		r.warn(PhaseRevert, WarnTraefikBlind, "%s's API stopped answering (%v): the restore went on Docker's health, taking each old container as back and each new one as dropped once Docker had reported it so for longer than %s takes to apply that (%s + %s)",
+			r.e.routerName(), s.blind, r.e.routerName(), bound, blindMargin)
 	}
 	r.emit(Event{Phase: PhaseRevert, Status: StatusDone, Message: "the old version is serving again"})
 	return nil
@@ -906,12 +907,12 @@ func (s *stepRun) restartOld(ctx context.Context, ts []*target) error {
 			return s.recreateOld(ctx, t)
 		}
 		if t.old.drain == DrainHealth {
-			err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)}})
+			err := r.e.drainer().Restore(ctx, t.c)
 			if errors.Is(err, ErrContainerNotFound) {
 				return s.recreateOld(ctx, t)
 			}
 			if err != nil {
-				return fmt.Errorf("resetting the drain marker of %s: %w", t.short(), err)
+				return fmt.Errorf("restoring %s: %w", t.short(), err)
 			}
 		}
 		err := r.e.Runtime.Start(ctx, t.c.ID)
@@ -1035,7 +1036,7 @@ func (s *stepRun) waitOldRouted(ctx context.Context, ts []*target) error {
 				return false, nil
 			}
 			t.c = c
-			urls, err := candidateURLs(c, r.network)
+			urls, err := candidateURLs(r.e.Router.Endpoint, c, r.network)
 			if err != nil {
 				return false, nil
 			}
@@ -1081,10 +1082,10 @@ func (s *stepRun) removeNew(ctx context.Context, t *target) error {
 		// has reported it unhealthy for longer than Traefik's throttle.
 		unconfirmed := t.state == TargetHealthy && t.probe
 		t.state = TargetDraining
-		if t.probe {
-			_ = r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
+		if d := r.e.drainer(); t.probe && d != nil {
+			_ = d.Drain(ctx, t.c)
 		}
-		urls := serverURLs(t.c)
+		urls := serverURLs(r.e.Router.Endpoint, t.c)
 		dropped := r.dropWitness(t.c.ID)
 		_ = r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) {
 			all, err := s.services(ctx)

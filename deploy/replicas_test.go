@@ -441,7 +441,7 @@ func TestReplicasTraefikDownInStep2RestoresV1Blind(t *testing.T) {
 			e, ev := engine(w)
 			e.CleanupTimeout = 10 * time.Second // each blind wait is Traefik's throttle + 0.5 s
 			e.Reporter = traefikDownAt(w, ev, tc.phase, tc.message, nil)
-			o := blindOptions("v2")
+			o := blindOptions(w, "v2")
 			o.DeregisterTimeout = time.Second
 			o.Replicas, o.MaxSurge, o.MaxUnavailable = 3, &Amount{N: 1}, &Amount{N: 0}
 			_, err := e.Rollout(context.Background(), o)

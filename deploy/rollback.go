@@ -277,7 +277,7 @@ func (r *rollout) restartRetained(ctx context.Context, t *target, started func()
 			return classifyDocker(fmt.Errorf("installing the drain probe in %s and resetting its marker: %w", c.Short(), err))
 		}
 	}
-	if err := checkNetwork(c, r.network); err != nil {
+	if err := checkNetwork(r.e.Router.Endpoint, c, r.network); err != nil {
 		return &Error{Kind: KindFailed, Err: err, Hint: "attach the container to that network (--network), or fix the traefik.docker.network label"}
 	}
 	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {

@@ -322,7 +322,7 @@ func (r *rollout) plan(ctx context.Context) error {
 	if err != nil {
 		return unreachable("Traefik", err)
 	}
-	d, err := decide(facts{image: r.image, current: current, services: services}, o, r.dryRun)
+	d, err := decide(facts{image: r.image, current: current, services: services, endpoint: r.e.Router.Endpoint, noDrain: r.e.drainer() == nil}, o, r.dryRun)
 	for _, w := range d.warnings {
 		r.warning(PhasePlan, w) // also those that came before a refusal
 	}
@@ -564,7 +564,7 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 	// Before it starts, and so before Traefik can route to it: the network
 	// Traefik must reach it on has to be one it is attached to, or Traefik
 	// would route to an address that does not answer.
-	if err := checkNetwork(c, r.network); err != nil {
+	if err := checkNetwork(r.e.Router.Endpoint, c, r.network); err != nil {
 		return nil, &Error{Kind: KindFailed, Err: err,
 			Hint: "attach the container to that network (--network), or fix the traefik.docker.network label"}
 	}
@@ -611,7 +611,7 @@ func (r *rollout) restart(ctx context.Context) error {
 			return classifyDocker(fmt.Errorf("installing the drain probe in %s and resetting its marker: %w", c.Short(), err))
 		}
 	}
-	if err := checkNetwork(c, r.network); err != nil {
+	if err := checkNetwork(r.e.Router.Endpoint, c, r.network); err != nil {
 		return &Error{Kind: KindFailed, Err: err, Hint: "attach the container to that network (--network), or fix the traefik.docker.network label"}
 	}
 	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
@@ -671,7 +671,7 @@ func (r *rollout) newPort(labels map[string]string) (int, error) {
 	if len(r.image.ExposedPorts) > 0 {
 		ports = r.image.ExposedPorts
 	}
-	ep, err := traefikEndpoint(Container{Name: r.o.App, Labels: merged, Ports: ports})
+	ep, err := r.e.Router.Endpoint(Container{Name: r.o.App, Labels: merged, Ports: ports})
 	if err != nil {
 		return 0, &Error{Phase: PhaseCreate, Kind: KindUsage, Err: err,
 			Hint: "EXPOSE the port in the image, or add the label traefik.http.services.<name>.loadbalancer.server.port=<port>"}
@@ -750,7 +750,7 @@ func (r *rollout) newContainerFailed(ctx context.Context, c Container, restarts 
 // of the app's service(s) and not DOWN.
 func (r *rollout) waitRegistered(ctx context.Context) error {
 	r.begin(PhaseRegister, "")
-	urls, err := candidateURLs(*r.newC, r.network)
+	urls, err := candidateURLs(r.e.Router.Endpoint, *r.newC, r.network)
 	if err != nil {
 		return &Error{Kind: KindFailed, Err: err, Hint: "attach the container to the network Traefik uses (--network, or the traefik.docker.network label)"}
 	}
@@ -889,7 +889,7 @@ func (r *rollout) notRoutable(urls map[string]string, seen map[string]Service, l
 	want := strings.Join(sortedValues(urls), " or ")
 	e := &Error{Kind: KindFailed}
 	if len(r.services) == 0 {
-		e.Err = fmt.Errorf("container %s is running but its URL %s never appeared in any Traefik service after %s", c.Short(), want, r.o.RegisterTimeout)
+		e.Err = fmt.Errorf("container %s is running but its URL %s never appeared in any %s service after %s", c.Short(), want, r.e.routerName(), r.o.RegisterTimeout)
 	} else {
 		e.Err = fmt.Errorf("container %s is running but its URL %s never appeared in service %s after %s", c.Short(), want, strings.Join(r.services, ", "), r.o.RegisterTimeout)
 	}
@@ -902,7 +902,7 @@ func (r *rollout) notRoutable(urls map[string]string, seen map[string]Service, l
 		obs = append(obs, fmt.Sprintf("service %s has servers [%s]", name, strings.Join(servers, ", ")))
 	}
 	if r.network != "" {
-		obs = append(obs, fmt.Sprintf("Traefik reaches the app on network %s; the container is on %s", r.network, strings.Join(sortedKeys(c.Networks), ", ")))
+		obs = append(obs, fmt.Sprintf("%s reaches the app on network %s; the container is on %s", r.e.routerName(), r.network, strings.Join(sortedKeys(c.Networks), ", ")))
 	} else {
 		obs = append(obs, "the container is on network(s) "+strings.Join(sortedKeys(c.Networks), ", "))
 	}
@@ -912,7 +912,7 @@ func (r *rollout) notRoutable(urls map[string]string, seen map[string]Service, l
 		// The last answers were errors, not a list without the server:
 		// Traefik could not be asked.
 		e.Kind = KindUnreachable
-		e.Err = fmt.Errorf("Traefik's API did not answer whether it routes to container %s (%s) within %s: %w", c.Short(), want, r.o.RegisterTimeout, lastErr)
+		e.Err = fmt.Errorf("%s's API did not answer whether it routes to container %s (%s) within %s: %w", r.e.routerName(), c.Short(), want, r.o.RegisterTimeout, lastErr)
 		e.Observed = ""
 		if len(seen) > 0 {
 			e.Observed = strings.Join(obs[:len(seen)], "; ") // what it answered before it stopped
@@ -939,7 +939,7 @@ func (r *rollout) drainOld(ctx context.Context) error {
 	r.cutover = true
 	err := parallel(draining, func(old *oldContainer) error {
 		old.drained = true
-		err := r.e.Runtime.CopyFiles(ctx, old.ID, []File{{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerDrain)}})
+		err := r.e.drainer().Drain(ctx, old.Container)
 		if errors.Is(err, ErrContainerNotFound) {
 			// Removed by someone else: Traefik drops it on its own, and
 			// the new container serves.
@@ -948,7 +948,7 @@ func (r *rollout) drainOld(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			return classifyDocker(fmt.Errorf("writing the drain marker into %s: %w", old.Short(), err))
+			return classifyDocker(fmt.Errorf("draining %s: %w", old.Short(), err))
 		}
 		r.info(PhaseDrain, Event{Container: old.Short(), URL: old.url, Message: "drain marker written"})
 		return nil
@@ -1006,8 +1006,9 @@ func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew b
 		return gone && up, nil
 	})
 	if err == nil && apiErr != nil {
-		r.warn(phase, WarnTraefikBlind, "Traefik's API stopped answering (%v); went on because Docker has reported %s unhealthy or stopped for longer than Traefik's throttle (--traefik-throttle %s + %s)",
-			apiErr, names(containersOf(olds)), r.o.TraefikThrottle, blindMargin)
+		bound, _ := r.e.propagation()
+		r.warn(phase, WarnTraefikBlind, "%s's API stopped answering (%v); went on because Docker has reported %s unhealthy or stopped for longer than %s takes to apply that (%s + %s)",
+			r.e.routerName(), apiErr, names(containersOf(olds)), r.e.routerName(), bound, blindMargin)
 	}
 	if isTimeout(err) {
 		var urls []string
@@ -1015,10 +1016,10 @@ func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew b
 			urls = append(urls, old.url)
 		}
 		if apiErr != nil {
-			return &Error{Kind: KindUnreachable, Err: fmt.Errorf("Traefik's API did not confirm that it dropped %s within %s: %w", strings.Join(urls, ", "), r.o.DeregisterTimeout, apiErr),
+			return &Error{Kind: KindUnreachable, Err: fmt.Errorf("%s's API did not confirm that it dropped %s within %s: %w", r.e.routerName(), strings.Join(urls, ", "), r.o.DeregisterTimeout, apiErr),
 				Hint: "--traefik-url and Traefik's health; docker inspect the containers"}
 		}
-		return &Error{Kind: KindFailed, Err: fmt.Errorf("Traefik still lists %s after %s", strings.Join(urls, ", "), r.o.DeregisterTimeout),
+		return &Error{Kind: KindFailed, Err: fmt.Errorf("%s still lists %s after %s", r.e.routerName(), strings.Join(urls, ", "), r.o.DeregisterTimeout),
 			Hint: "that Traefik's docker provider watches this Docker host's events; use --drain=signal to stop old containers without waiting for Traefik"}
 	}
 	return err
@@ -1032,7 +1033,7 @@ func (r *rollout) oldURLs(old *oldContainer) []string {
 	if old.url != "" {
 		return []string{old.url}
 	}
-	urls, err := candidateURLs(old.Container, r.network)
+	urls, err := candidateURLs(r.e.Router.Endpoint, old.Container, r.network)
 	if err != nil {
 		return nil
 	}

@@ -509,42 +509,40 @@ func TestOptionsValidation(t *testing.T) {
 	}
 }
 
+// TestCandidateURLs: the router's endpoint (the fake reads Traefik's
+// labels; traefikapi's TestLabelEndpoint tests the real reading) on the
+// container's networks: the network the configuration names wins over
+// --network, which wins over every network.
 func TestCandidateURLs(t *testing.T) {
+	endpoint := (&fakeRouter{}).Endpoint
 	c := Container{Name: "x", Networks: map[string]string{"a": "10.0.0.2", "b": "10.1.0.2"}, Ports: []int{80, 8080},
 		Labels: map[string]string{}}
-	urls, err := candidateURLs(c, "")
+	urls, err := candidateURLs(endpoint, c, "")
 	if err != nil || len(urls) != 2 || urls["a"] != "http://10.0.0.2:80" {
 		t.Errorf("no hints: %v %v", urls, err)
 	}
-	urls, _ = candidateURLs(c, "b")
+	urls, _ = candidateURLs(endpoint, c, "b")
 	if len(urls) != 1 || urls["b"] != "http://10.1.0.2:80" {
 		t.Errorf("--network b: %v", urls)
 	}
-	c.Labels = map[string]string{labelTraefikNetwork: "a", "traefik.http.services.s.loadbalancer.server.port": "9000", "traefik.http.services.s.loadbalancer.server.scheme": "https"}
-	urls, _ = candidateURLs(c, "b")
-	if len(urls) != 1 || urls["a"] != "https://10.0.0.2:9000" {
+	c.Labels = map[string]string{"traefik.docker.network": "a", "traefik.http.services.s.loadbalancer.server.port": "9000"}
+	urls, _ = candidateURLs(endpoint, c, "b")
+	if len(urls) != 1 || urls["a"] != "http://10.0.0.2:9000" {
 		t.Errorf("label network wins: %v", urls)
 	}
-	c.Labels = map[string]string{labelV1Port: "81", labelV1Protocol: "h2c"}
-	urls, _ = candidateURLs(c, "a")
-	if urls["a"] != "h2c://10.0.0.2:81" {
-		t.Errorf("v1 labels: %v", urls)
+	if urls, err := candidateURLs(endpoint, c, "zzz"); err != nil || urls["a"] == "" {
+		t.Errorf("label network wins over a missing --network: %v %v", urls, err)
 	}
-	if _, err := candidateURLs(c, "zzz"); err == nil || !strings.Contains(err.Error(), `not on network "zzz"`) {
+	c.Labels = map[string]string{}
+	if _, err := candidateURLs(endpoint, c, "zzz"); err == nil || !strings.Contains(err.Error(), `not on network "zzz"`) {
 		t.Errorf("missing network: %v", err)
 	}
-	c.Labels, c.Ports = map[string]string{}, nil
-	if _, err := candidateURLs(c, ""); err == nil || !strings.Contains(err.Error(), "exposes no port") {
+	if err := checkNetwork(endpoint, c, "zzz"); err == nil || !strings.Contains(err.Error(), `not on network "zzz"`) {
+		t.Errorf("checkNetwork, missing network: %v", err)
+	}
+	c.Ports = nil
+	if _, err := candidateURLs(endpoint, c, ""); err == nil || !strings.Contains(err.Error(), "exposes no port") {
 		t.Errorf("no port: %v", err)
-	}
-}
-
-func TestServiceFromLabels(t *testing.T) {
-	if got := serviceFromLabels(webLabels()); got != "web@docker" {
-		t.Errorf("v2: %q", got)
-	}
-	if got := serviceFromLabels(map[string]string{"traefik.backend": "my_app.v1"}); got != "backend-my-app-v1" {
-		t.Errorf("v1: %q", got)
 	}
 }
 
@@ -797,5 +795,58 @@ func TestHalfMadeContainerIsRemovedNotKept(t *testing.T) {
 				t.Errorf("no warning saying web-v2-half will be removed: %q", ev.warnings())
 			}
 		})
+	}
+}
+
+// observeOnly is a router with the protocol's required half only: no
+// Drainer, no Propagator.
+type observeOnly struct{ f *fakeRouter }
+
+func (r observeOnly) Name() string                                    { return "a proxy" }
+func (r observeOnly) Services(ctx context.Context) ([]Service, error) { return r.f.Services(ctx) }
+func (r observeOnly) Service(ctx context.Context, name string) (Service, error) {
+	return r.f.Service(ctx, name)
+}
+func (r observeOnly) Endpoint(c Container) (Endpoint, error) { return r.f.Endpoint(c) }
+
+// A router without the Drainer capability gets the engine's fallback, not
+// a branch: the old container, probe and all, is stopped by its signal
+// and never gets a drain marker.
+func TestRouterWithoutDrainerStopsBySignal(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", nil)
+	old := w.addRunning("web-v1", "v1", true)
+	e, _ := engine(w)
+	e.Router = observeOnly{w.router()}
+	res, err := e.Rollout(context.Background(), testOptions("v2"))
+	if err != nil {
+		t.Fatalf("rollout: %v", err)
+	}
+	if hasOp(w.ops, "marker web-v1") {
+		t.Errorf("wrote a drain marker through a router that cannot drain: %q", w.ops)
+	}
+	if old.State != "exited" || res.Old[0].Drain != DrainSignal {
+		t.Errorf("old state %q drain %q", old.State, res.Old[0].Drain)
+	}
+}
+
+// Status asks the router's Drainer whether a running container was left
+// drained (Traefik's docker provider: by its marker).
+func TestStatusReportsADrainedContainer(t *testing.T) {
+	w := newWorld()
+	w.addRunning("web-v1", "v1", true)
+	drained := w.addRunning("web-v2", "v2", true)
+	drained.marker, drained.Health = MarkerDrain, "unhealthy"
+	e, _ := engine(w)
+	st, err := e.Status(context.Background(), "web")
+	if err != nil || len(st) != 1 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	got := map[string]bool{}
+	for _, c := range st[0].Containers {
+		got[c.Name] = c.Drained
+	}
+	if !got["web-v2"] || got["web-v1"] || !strings.Contains(strings.Join(st[0].Problems, "\n"), "web-v2 (v2) is drained but still running") {
+		t.Errorf("drained %v, problems %q", got, st[0].Problems)
 	}
 }

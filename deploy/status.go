@@ -3,9 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
-	"net"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -69,7 +67,7 @@ func (e *Engine) Status(ctx context.Context, app string) ([]AppStatus, error) {
 				if terr != nil {
 					cst.Traefik = "unknown"
 				}
-				for _, u := range serverURLs(c) {
+				for _, u := range serverURLs(e.Router.Endpoint, c) {
 					for _, svc := range services {
 						if srv, ok := svc.Server(u); ok {
 							cst.URL, cst.Traefik = u, "UP"
@@ -80,8 +78,8 @@ func (e *Engine) Status(ctx context.Context, app string) ([]AppStatus, error) {
 						}
 					}
 				}
-				if c.Labels[LabelDrain] == "probe" {
-					if b, err := e.readFile(ctx, c.ID, MarkerPath); err == nil && strings.HasPrefix(string(b), "drain") {
+				if d := e.drainer(); d != nil && c.Labels[LabelDrain] == "probe" {
+					if drained, err := d.Drained(ctx, c); err == nil && drained {
 						cst.Drained = true
 					}
 				}
@@ -137,30 +135,8 @@ func (e *Engine) History(ctx context.Context, app string) ([]Record, error) {
 }
 
 // FileReader is implemented by runtimes that can read a file from a
-// container; Status uses it to tell drained containers apart.
+// container; Traefik's docker provider reads the drain marker with it
+// (Drainer.Drained), so Status tells drained containers apart.
 type FileReader interface {
 	ReadFile(ctx context.Context, id, path string) ([]byte, error)
-}
-
-func (e *Engine) readFile(ctx context.Context, id, path string) ([]byte, error) {
-	fr, ok := e.Runtime.(FileReader)
-	if !ok {
-		return nil, fmt.Errorf("runtime cannot read files")
-	}
-	return fr.ReadFile(ctx, id, path)
-}
-
-// serverURLs are c's possible server URLs on every network it is on.
-func serverURLs(c Container) []string {
-	ep, err := traefikEndpoint(c)
-	if err != nil {
-		return nil
-	}
-	var urls []string
-	for _, n := range sortedKeys(c.Networks) {
-		if ip := c.Networks[n]; ip != "" {
-			urls = append(urls, ep.Scheme+"://"+net.JoinHostPort(ip, strconv.Itoa(ep.Port)))
-		}
-	}
-	return urls
 }

@@ -4,9 +4,10 @@
 // version was touched.
 //
 // The engine talks to the world only through the small interfaces declared
-// here (Runtime for Docker, Router for Traefik, Reporter for progress), so its
-// decisions are unit-tested with fakes and the same code runs against a real
-// Docker engine and a real Traefik in the end-to-end tests. It never prints.
+// here (Runtime for Docker, Reporter for progress) and in router.go (Router
+// for Traefik), so its decisions are unit-tested with fakes and the same
+// code runs against a real Docker engine and a real Traefik in the
+// end-to-end tests. It never prints.
 package deploy
 
 import (
@@ -214,16 +215,17 @@ type Runtime interface {
 	Logs(ctx context.Context, id string, lines int) (string, error)
 }
 
-// Server is one server of a Traefik service.
+// Server is one server of a router's service.
 type Server struct {
 	URL    string
 	Status string // UP, DOWN, or "" when Traefik does not say
 }
 
-// Registered reports whether Traefik routes to the server.
+// Registered reports whether the router routes to the server.
 func (s Server) Registered() bool { return s.Status != "DOWN" }
 
-// Service is a Traefik service (v2/v3) or backend (v1).
+// Service is a router's service: for Traefik, a service (v2/v3) or a
+// backend (v1).
 type Service struct {
 	Name    string
 	Servers []Server
@@ -237,15 +239,6 @@ func (s Service) Server(url string) (Server, bool) {
 		}
 	}
 	return Server{}, false
-}
-
-// Router is Traefik's API, implemented by an adapter over traefikapi.
-type Router interface {
-	// Services lists all HTTP services that have servers.
-	Services(ctx context.Context) ([]Service, error)
-	// Service returns one service; ErrServiceNotFound when Traefik has none
-	// of that name (for v1, when the backend has no servers left).
-	Service(ctx context.Context, name string) (Service, error)
 }
 
 // Reporter receives the engine's progress events.

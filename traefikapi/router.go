@@ -8,21 +8,23 @@ import (
 	"github.com/deployctl/deployctl/deploy"
 )
 
-// Router adapts a Client to the engine's router protocol (deploy.Router and
-// deploy.TraefikVersioner). It lives beside the client rather than in cmd,
-// so a router call goes deploy -> traefikapi and back, and the mapping of
-// this package's errors onto the engine's kinds sits next to the errors.
+// Router adapts a Client to the observing half of the engine's router
+// protocol (deploy.Observer and deploy.TraefikVersioner); DockerProvider
+// makes it the engine's router. It lives beside the client rather than in
+// cmd, so a router call goes deploy -> traefikapi and back, and the
+// mapping of this package's errors onto the engine's kinds sits next to
+// the errors.
 type Router struct{ c *Client }
 
 // Router returns the engine's view of c.
 func (c *Client) Router() Router { return Router{c} }
 
 var (
-	_ deploy.Router           = Router{}
+	_ deploy.Observer         = Router{}
 	_ deploy.TraefikVersioner = Router{}
 )
 
-// Services implements deploy.Router.
+// Services implements deploy.Observer.
 func (r Router) Services(ctx context.Context) ([]deploy.Service, error) {
 	svcs, err := r.c.Services(ctx)
 	if err != nil {
@@ -35,7 +37,7 @@ func (r Router) Services(ctx context.Context) ([]deploy.Service, error) {
 	return out, nil
 }
 
-// Service implements deploy.Router.
+// Service implements deploy.Observer.
 func (r Router) Service(ctx context.Context, name string) (deploy.Service, error) {
 	s, err := r.c.Service(ctx, name)
 	if err != nil {

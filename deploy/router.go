@@ -1,0 +1,106 @@
+package deploy
+
+import (
+	"context"
+	"time"
+)
+
+// The router protocol (docs/design.md, "The router protocol"): what the
+// engine asks of whatever routes requests to the app's containers. Every
+// router observes (Observer) and says how it reaches a container
+// (Router.Endpoint); what only some routers can do is a capability, an
+// interface of its own that the engine looks for with a type assertion
+// (as io.WriterTo is found on an io.Reader): Drainer, Propagator. A router
+// without a capability gets the engine's fallback, never a branch on
+// which router it is.
+
+// Observer is the half of the router protocol every router has: its
+// services and their servers, with their status.
+type Observer interface {
+	// Services lists all HTTP services that have servers.
+	Services(ctx context.Context) ([]Service, error)
+	// Service returns one service; ErrServiceNotFound when the router has
+	// none of that name (for Traefik v1, when the backend has no servers
+	// left).
+	Service(ctx context.Context, name string) (Service, error)
+}
+
+// Router is what routes requests to the app's containers (Traefik's
+// docker provider, implemented in traefikapi): it observes, and says how
+// it reaches a container. Capabilities beyond that are Drainer and
+// Propagator.
+type Router interface {
+	Observer
+	// Name names the router in the engine's messages, e.g. "Traefik".
+	Name() string
+	// Endpoint says how the router reaches a container of c's
+	// configuration: its labels and exposed ports (c.Ports, ascending),
+	// not its addresses, so it also works for a container not started
+	// yet. On an error (no port it could use), Network and Services are
+	// still filled in.
+	Endpoint(c Container) (Endpoint, error)
+}
+
+// Endpoint is how a router reaches a container: a scheme and a port on one
+// of its networks. The engine makes the server URLs from it and the
+// container's addresses (candidateURLs).
+type Endpoint struct {
+	Scheme string
+	Port   int
+	// Network is the network the container's configuration says the router
+	// reaches it on; "" when it does not say (the engine then uses
+	// --network, else any network the container is on).
+	Network string
+	// Services are the router's services the configuration names, as the
+	// router lists them (e.g. web@docker), sorted; none when it names none.
+	Services []string
+}
+
+// Drainer is a router that can take a server out of rotation while its
+// container still runs, before it gets any signal, and put it back. Both
+// return once the change is made, not once the router shows it: the engine
+// waits for that by observing (or, when the router cannot be asked, for
+// Propagator's bound). A router without it gets every old container
+// stopped by its signal first (DrainSignal).
+//
+// Drain and Restore are only asked of containers that carry deployctl's
+// drain-aware probe (LabelDrain), which is how Traefik's docker provider
+// drains (through Docker's health); a router that drains through its own
+// API ignores that.
+type Drainer interface {
+	Drain(ctx context.Context, c Container) error
+	// Restore undoes Drain; the container may be stopped (it is then back
+	// in rotation once it is started and healthy).
+	Restore(ctx context.Context, c Container) error
+	// Drained reports whether c was drained and not restored (for status:
+	// a drained container still running was left by an interrupted run).
+	Drained(ctx context.Context, c Container) (bool, error)
+}
+
+// Propagator is a router whose changes show in its routing within a known
+// bound after the world changed (Traefik's providersThrottleDuration).
+// While the router's API cannot be asked, the engine takes Docker's health,
+// held for longer than that bound, as the router's answer (blind.go); a
+// router without it is never assumed to have applied anything.
+type Propagator interface {
+	Propagation() time.Duration
+}
+
+// drainer is the router's Drainer capability, nil when it has none.
+func (e *Engine) drainer() Drainer {
+	d, _ := e.Router.(Drainer)
+	return d
+}
+
+// propagation is the router's propagation bound, ok false when it gives
+// none.
+func (e *Engine) propagation() (time.Duration, bool) {
+	p, ok := e.Router.(Propagator)
+	if !ok {
+		return 0, false
+	}
+	return p.Propagation(), true
+}
+
+// routerName names the router in messages ("Traefik").
+func (e *Engine) routerName() string { return e.Router.Name() }
