@@ -75,8 +75,11 @@ func Main() int {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	sigs := make(chan os.Signal, 2)
+	// Never signal.Stop: a signal that arrives after Run returned, while
+	// the process exits, must not kill it with the default action (a
+	// second Ctrl-C during the last moments of a cleanup would end it as
+	// "killed by interrupt" instead of exit 130).
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	go func() {
 		first := <-sigs
 		// progress: print above the spinner, and stop it before os.Exit.
