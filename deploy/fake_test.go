@@ -29,10 +29,11 @@ type world struct {
 	logs         string               // what Logs returns; "" for a crash's few lines
 	healthyAfter int                  // inspects before a starting container turns healthy
 	drainIgnored bool                 // Traefik never drops drained containers
-	throttle     time.Duration        // the router's Propagation; 0: 2s, Traefik's default
+	throttle     time.Duration        // the router's Propagation; 0: 1ms
 	onInspect    func(*fakeContainer)
 	unlisted     func(*fakeContainer) bool // while true, Traefik does not list that container
 	routerCalls  int
+	healthRuns   int // health checks run, all containers (their Start times)
 	copyErr      error
 	createHook   func(CreateSpec)
 	copied       map[string]map[string][]byte // container name -> path -> data, of CopyFiles
@@ -60,8 +61,14 @@ type fakeContainer struct {
 	// "check failed"); Docker turns it unhealthy after this many more
 	// Router calls (Traefik drops it then). 0: not failing.
 	failsIn int
-	network string
-	spec    CreateSpec
+	// staleRestore: when its marker goes from drain back to serve, a
+	// check that read drain is still under way: it fails this many more
+	// health checks (Inspects), and Traefik, behind, lists it for
+	// staleListed more Router calls all the same, then drops it until it
+	// is healthy again.
+	staleRestore, staleListed int
+	network                   string
+	spec                      CreateSpec
 }
 
 func newWorld() *world {
@@ -179,11 +186,14 @@ func (f *fakeRuntime) Inspect(ctx context.Context, id string) (Container, error)
 		return Container{}, fmt.Errorf("%w: %s", ErrContainerNotFound, id)
 	}
 	c.inspects++
+	if c.State == "running" && c.Health != "starting" && !c.Healthcheck.Disabled() {
+		w.healthRun(c) // Docker ran the healthcheck since the last look
+	}
 	if c.State == "running" && c.Health == "starting" {
 		switch {
 		case c.sick && c.inspects > w.healthyAfter:
 			c.Health = "unhealthy"
-			c.HealthLog = append(c.HealthLog, "deployctl: unhealthy: 503")
+			c.HealthLog = append(c.HealthLog, HealthRun{ExitCode: 1, Output: "deployctl: unhealthy: 503"})
 		case !c.never && c.inspects > w.healthyAfter:
 			c.Health = "healthy"
 		}
@@ -192,6 +202,34 @@ func (f *fakeRuntime) Inspect(ctx context.Context, id string) (Container, error)
 		w.onInspect(c)
 	}
 	return c.Container, nil
+}
+
+// healthRun is one run of c's healthcheck, logged: it says what it said
+// last time unless the container changed. w.mu is held.
+func (w *world) healthRun(c *fakeContainer) {
+	w.healthRuns++
+	run := HealthRun{Output: "deployctl: ok"}
+	if n := len(c.HealthLog); n > 0 {
+		run = c.HealthLog[n-1]
+	}
+	run.Start = w.clock.Add(time.Duration(w.healthRuns) * time.Second)
+	switch {
+	case c.staleRestore > 0:
+		c.staleRestore--
+		c.Health = "unhealthy"
+		run.Output = "deployctl: draining"
+	case c.Health == "unhealthy" && c.marker == MarkerServe && run.Output == "deployctl: draining":
+		c.Health = "healthy" // the check after the stale one reads serve
+		run.Output = "deployctl: ok"
+	}
+	run.ExitCode = 0
+	if c.Health != "healthy" {
+		run.ExitCode = 1
+	}
+	c.HealthLog = append(c.HealthLog, run)
+	if n := len(c.HealthLog); n > 5 {
+		c.HealthLog = c.HealthLog[n-5:]
+	}
 }
 
 func (f *fakeRuntime) Image(ctx context.Context, ref string) (Image, error) {
@@ -277,6 +315,8 @@ func (f *fakeRuntime) CopyFiles(ctx context.Context, id string, files []File) er
 			if c.State == "running" && c.Labels[LabelDrain] == "probe" {
 				if c.marker == MarkerDrain {
 					c.Health = "unhealthy"
+				} else if was == MarkerDrain && c.staleRestore > 0 {
+					c.Health = "healthy" // for now: the stale check has not ended
 				} else if was == MarkerDrain {
 					c.Health = "healthy" // the app itself is fine
 				}
@@ -410,7 +450,7 @@ func (f *fakeRouter) Propagation() time.Duration {
 	f.w.mu.Lock()
 	defer f.w.mu.Unlock()
 	if f.w.throttle == 0 {
-		return 2 * time.Second
+		return time.Millisecond // the engine's waits take the margin only
 	}
 	return f.w.throttle
 }
@@ -439,10 +479,16 @@ func (f *fakeRouter) services() ([]Service, error) {
 		if c.marker == MarkerDrain && c.drainLag > 0 {
 			c.drainLag--
 		}
+		if c.marker == MarkerServe && c.staleListed > 0 {
+			c.staleListed--
+		}
+		if c.marker == MarkerServe && c.staleRestore > 0 && c.State == "running" {
+			w.healthRun(c) // the stale check ends
+		}
 		if c.failsIn > 0 && c.State == "running" {
 			if c.failsIn--; c.failsIn == 0 {
 				c.Health = "unhealthy"
-				c.HealthLog = append(c.HealthLog, "deployctl: unhealthy: GET /health: 503")
+				c.HealthLog = append(c.HealthLog, HealthRun{ExitCode: 1, Output: "deployctl: unhealthy: GET /health: 503"})
 			}
 		}
 	}
@@ -458,7 +504,7 @@ func (w *world) servicesLocked() []Service {
 		if c.State != "running" {
 			continue
 		}
-		if c.Health != "" && c.Health != "healthy" && !((w.drainIgnored || c.drainLag > 0) && c.marker == MarkerDrain) {
+		if c.Health != "" && c.Health != "healthy" && !((w.drainIgnored || c.drainLag > 0) && c.marker == MarkerDrain) && c.staleListed == 0 {
 			continue
 		}
 		if c.network != "proxy" {

@@ -99,7 +99,8 @@ func (r *rollout) watch(ctx context.Context) error {
 
 // revert undoes a drain that could not be completed: the old containers'
 // markers are set back to serve, the engine waits until Traefik routes to
-// them again, and only then is the new container removed.
+// them again (servingAgainWitness), and only then is the new container
+// removed.
 func (r *rollout) revert(ctx context.Context, cause error) error {
 	ctx, cancel := r.cleanupContext(ctx)
 	defer cancel()
@@ -126,16 +127,26 @@ func (r *rollout) revert(ctx context.Context, cause error) error {
 			State: fmt.Sprintf("the old container(s) were removed by someone else; the new container %s (%s) is serving", r.newC.Short(), r.o.Version),
 			Hint:  "deployctl status; rerun the rollout if the new version should not stay"}
 	}
-	back := r.restoreWitness(idsOf(restored)...)
+	// Back once Docker reports each healthy by a check that read the
+	// serve marker, for as long as the router takes to apply that, and the
+	// router lists it: not before, or a listing from before the router
+	// dropped it would let the new container go with nothing in rotation.
+	back := r.servingAgainWitness(idsOf(restored)...)
 	var apiErr error
-	err := r.poll(ctx, r.o.DeregisterTimeout+r.o.RegisterTimeout, func() (bool, error) {
+	bound, _ := r.e.propagation()
+	err := r.poll(ctx, r.o.DeregisterTimeout+r.o.RegisterTimeout+bound+blindMargin, func() (bool, error) {
 		apiErr = nil
+		if !back.propagated(ctx) {
+			return false, nil
+		}
 		for _, name := range r.services {
 			svc, err := r.e.Router.Service(ctx, name)
 			if err != nil {
-				// Traefik's API did not answer: Docker's health stands in.
+				// Traefik's API did not answer: Docker's health stands in,
+				// when the router has a propagation bound.
 				apiErr = err
-				return back.settled(ctx), nil
+				_, bounded := r.e.propagation()
+				return bounded, nil
 			}
 			for _, old := range restored {
 				if srv, ok := svc.Server(old.url); old.url != "" && (!ok || !srv.Registered()) {

@@ -78,7 +78,7 @@ func TestRelayedContainerOutputIsRedacted(t *testing.T) {
 			w.behave = func(c *fakeContainer) { c.sick = true }
 			w.onInspect = func(c *fakeContainer) {
 				if c.Health == "unhealthy" {
-					c.HealthLog = []string{probe}
+					c.HealthLog = []HealthRun{{ExitCode: 1, Output: probe}}
 				}
 			}
 		}, []string{"is unhealthy", "last probe output: check failed: GET /health?key=[redacted]&db=[redacted] 503", "DB_PASSWORD=[redacted]"}},
@@ -91,7 +91,7 @@ func TestRelayedContainerOutputIsRedacted(t *testing.T) {
 					w.mu.Lock()
 					for _, c := range w.containers {
 						if c.Name != "web-v1" {
-							c.HealthLog = []string{probe}
+							c.HealthLog = []HealthRun{{ExitCode: 1, Output: probe}}
 						}
 					}
 					w.mu.Unlock()

@@ -761,7 +761,7 @@ func (s *stepRun) restore(ctx context.Context) error {
 		}); err != nil {
 			return fmt.Errorf("restoring %s: %w", targetNames(marked), err)
 		}
-		if err := s.waitOldRouted(ctx, marked); err != nil {
+		if err := s.waitOldRouted(ctx, marked, true); err != nil {
 			return err
 		}
 		for _, t := range marked {
@@ -929,7 +929,7 @@ func (s *stepRun) restartOld(ctx context.Context, ts []*target) error {
 	if err != nil {
 		return err
 	}
-	return s.waitOldRouted(ctx, ts)
+	return s.waitOldRouted(ctx, ts, false)
 }
 
 // recreateOld makes a replacement for old container t, removed by someone
@@ -995,34 +995,20 @@ func (s *stepRun) recreateOld(ctx context.Context, t *target) error {
 }
 
 // waitOldRouted waits until the router lists every one of ts again (a
-// restarted container may have a new address: it is inspected). While
+// restarted container may have a new address: it is inspected). Old
+// containers whose drain was undone in place (inPlace: they ran all along)
+// count as back only once a health check that began after their marker
+// said serve has passed, for as long as the router takes to apply that
+// (servingAgainWitness): a listing from before is no proof. While
 // Traefik's API does not answer, Docker's health stands in: each running
-// and healthy for longer than Traefik's throttle (deploy/blind.go).
-func (s *stepRun) waitOldRouted(ctx context.Context, ts []*target) error {
+// and healthy by such a check for longer than Traefik's throttle
+// (deploy/blind.go).
+func (s *stepRun) waitOldRouted(ctx context.Context, ts []*target, inPlace bool) error {
 	r := s.r
 	var back *healthWitness
-	err := r.poll(ctx, r.o.DeregisterTimeout+r.o.RegisterTimeout, func() (bool, error) {
-		all, err := s.services(ctx)
-		if err != nil {
-			var ids []string
-			for _, t := range ts {
-				if _, ierr := r.e.Runtime.Inspect(ctx, t.c.ID); errors.Is(ierr, ErrContainerNotFound) {
-					t.state, t.old.gone = TargetGone, true
-				}
-				if t.state != TargetGone {
-					ids = append(ids, t.c.ID)
-				}
-			}
-			if back == nil || !slices.Equal(back.ids, ids) {
-				back = r.restoreWitness(ids...)
-			}
-			if back.settled(ctx) {
-				s.wentBlind(err)
-				return true, nil
-			}
-			return false, nil
-		}
-		back = nil
+	bound, _ := r.e.propagation()
+	err := r.poll(ctx, r.o.DeregisterTimeout+r.o.RegisterTimeout+bound+blindMargin, func() (bool, error) {
+		var ids []string
 		for _, t := range ts {
 			if t.state == TargetGone {
 				continue
@@ -1036,7 +1022,30 @@ func (s *stepRun) waitOldRouted(ctx context.Context, ts []*target) error {
 				return false, nil
 			}
 			t.c = c
-			urls, err := candidateURLs(r.e.Router.Endpoint, c, r.network)
+			ids = append(ids, c.ID)
+		}
+		if back == nil || !slices.Equal(back.ids, ids) {
+			back = r.restoreWitness(ids...)
+			if inPlace {
+				back = r.servingAgainWitness(ids...)
+			}
+		}
+		if inPlace && !back.propagated(ctx) {
+			return false, nil
+		}
+		all, err := s.services(ctx)
+		if err != nil {
+			if back.settled(ctx) {
+				s.wentBlind(err)
+				return true, nil
+			}
+			return false, nil
+		}
+		for _, t := range ts {
+			if t.state == TargetGone {
+				continue
+			}
+			urls, err := candidateURLs(r.e.Router.Endpoint, t.c, r.network)
 			if err != nil {
 				return false, nil
 			}

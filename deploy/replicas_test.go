@@ -165,6 +165,53 @@ func TestReplicasSignalInStep2RestoresV1(t *testing.T) {
 	checkBudget(t, w, 4, 3)
 }
 
+// A signal right after an old replica's drain marker is written: a check
+// that read "drain" ends after the restore, so Docker reports that replica
+// unhealthy once more while Traefik, behind, still lists it. The new
+// replica may go only once a check that began after the restore passed and
+// Traefik had time to apply it; before, the floor of 3 fell to 2.
+func TestReplicasSignalWhileDrainingWaitsForACheckAfterTheRestore(t *testing.T) {
+	w, olds := threeV1()
+	for _, c := range olds {
+		c.drainLag = 1000 // Traefik keeps them while the drain runs
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	e, ev := engine(w)
+	e.CleanupTimeout = 10 * time.Second
+	e.Reporter = ReporterFunc(func(e Event) {
+		ev.Event(e)
+		if e.Phase == PhaseDrain && e.Status == StatusInfo && ctx.Err() == nil {
+			w.mu.Lock()
+			for _, c := range olds {
+				if c.marker == MarkerDrain {
+					c.staleRestore, c.staleListed = 1, 1 // a check reads "drain"
+				}
+			}
+			w.mu.Unlock()
+			cancel(ErrInterrupted)
+		}
+	})
+	o := testOptions("v2")
+	o.Replicas, o.MaxSurge = 3, &Amount{N: 1}
+	_, err := e.Rollout(ctx, o)
+	assertKind(t, err, KindInterrupted)
+	assertRestored(t, w)
+	checkBudget(t, w, 4, 3)
+	stale := 0
+	for _, c := range olds {
+		if c.staleListed > 0 || c.staleRestore > 0 {
+			t.Errorf("%s: the stale check never ran or Traefik was never asked", c.Name)
+		}
+		if strings.Contains(strings.Join(w.ops, "\n"), "marker "+c.Name+" serve") {
+			stale++
+		}
+	}
+	if stale == 0 {
+		t.Fatalf("no old replica was drained and restored; ops %q", w.ops)
+	}
+}
+
 // rollbackThree is a world after a rollout of three replicas v1 -> v2:
 // three v2 serving, and retained (stopped, drained) v1 containers, the
 // first of names the newest. The history says v2 replaced v1.
@@ -333,7 +380,7 @@ func failAtWatch(w *world, e *Engine, leaveAfter int, fail func(name string) boo
 		defer w.mu.Unlock()
 		for _, c := range w.containers {
 			if c.Labels[LabelVersion] == "v2" && fail(c.Name) {
-				c.HealthLog = append(c.HealthLog, "deployctl: check failed (1 of 3 allowed): GET /health: 503")
+				c.HealthLog = append(c.HealthLog, HealthRun{Output: "deployctl: check failed (1 of 3 allowed): GET /health: 503"})
 				c.failsIn = leaveAfter
 			}
 		}

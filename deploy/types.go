@@ -65,8 +65,9 @@ type Container struct {
 	Health       string // "", starting, healthy, unhealthy
 	ExitCode     int
 	RestartCount int
-	// HealthLog is the output of the most recent health probes, newest last.
-	HealthLog []string
+	// HealthLog is Docker's log of the most recent runs of the
+	// healthcheck (Docker keeps five), oldest first.
+	HealthLog []HealthRun
 	// FailingStreak is Docker's count of consecutive failed health probes
 	// (0 once one passes). Above 0 while Health is still "healthy": the
 	// check has started failing and Docker has not given up on it yet.
@@ -91,6 +92,13 @@ type Container struct {
 	// OwnHealthcheck is the healthcheck set on the container itself, nil when
 	// it has none or it is the same as its image's.
 	OwnHealthcheck *Healthcheck
+}
+
+// HealthRun is one run of a container's healthcheck, as Docker logs it.
+type HealthRun struct {
+	Start    time.Time // when it began, by the Docker host's clock
+	ExitCode int       // 0: passed
+	Output   string
 }
 
 // Running reports whether the container is up (running or restarting).

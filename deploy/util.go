@@ -254,7 +254,7 @@ func lastProbe(c Container) string {
 	if len(c.HealthLog) == 0 {
 		return "(none)"
 	}
-	return strings.TrimSpace(c.HealthLog[len(c.HealthLog)-1])
+	return strings.TrimSpace(c.HealthLog[len(c.HealthLog)-1].Output)
 }
 
 func indent(s, prefix string) string {

@@ -160,7 +160,7 @@ func toContainer(ci container.InspectResponse, img *image.InspectResponse) deplo
 			c.Health, c.FailingStreak = string(st.Health.Status), st.Health.FailingStreak
 			for _, l := range st.Health.Log {
 				if l != nil {
-					c.HealthLog = append(c.HealthLog, strings.TrimSpace(l.Output))
+					c.HealthLog = append(c.HealthLog, deploy.HealthRun{Start: l.Start, ExitCode: l.ExitCode, Output: strings.TrimSpace(l.Output)})
 				}
 			}
 		}
