@@ -80,8 +80,12 @@ type stepRun struct {
 	minRouted int
 	steps     []Step
 	step      int // the step being run, 1-based
-	olds      []*target
-	news      []*target
+	// numbered: the run's events and result name its steps ("step 2/3").
+	// A rollout of one replica in one step has no steps to name, as
+	// before it ran on the step engine.
+	numbered bool
+	olds     []*target
+	news     []*target
 	// reuse: a rollback's retained containers not restarted yet, newest
 	// first; the start batches take them before creating any.
 	reuse []string
@@ -125,11 +129,26 @@ func (s *stepRun) record(kind undoKind, t *target) {
 	s.undo = append(s.undo, undoEntry{kind: kind, t: t})
 }
 
-func (s *stepRun) prefix() string { return fmt.Sprintf("step %d/%d", s.step, len(s.steps)) }
+// prefix names the step being run ("step 2/3"), "" in an unnumbered run.
+func (s *stepRun) prefix() string {
+	if !s.numbered || s.step == 0 {
+		return ""
+	}
+	return fmt.Sprintf("step %d/%d", s.step, len(s.steps))
+}
+
+// say is msg of the step being run: "step 2/3: msg".
+func (s *stepRun) say(msg string) string {
+	if p := s.prefix(); p != "" {
+		return p + ": " + msg
+	}
+	return msg
+}
 
 // runSteps runs the decision's steps after plan.
 func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
-	s := &stepRun{r: r, budget: r.decision.budget, steps: r.decision.steps}
+	s := &stepRun{r: r, budget: r.decision.budget, steps: r.decision.steps,
+		numbered: len(r.decision.steps) > 1 || r.decision.budget.Replicas > 1 || r.scale}
 	r.stepRun = s
 	if r.o.Reuse != "" {
 		s.reuse = slices.Clone(r.reuseAll)
@@ -142,8 +161,10 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 		}
 	}
 	s.minRouted = min(s.budget.MinRouted(), routed)
-	r.info(PhasePlan, Event{Message: fmt.Sprintf("%d replica(s), at most %d running and at least %d routed at any moment: %s",
-		s.budget.Replicas, s.budget.MaxRunning(), s.minRouted, stepsString(s.steps))})
+	if s.numbered {
+		r.info(PhasePlan, Event{Message: fmt.Sprintf("%d replica(s), at most %d running and at least %d routed at any moment: %s",
+			s.budget.Replicas, s.budget.MaxRunning(), s.minRouted, stepsString(s.steps))})
+	}
 	for i, st := range s.steps {
 		s.step = i + 1
 		s.began = append(s.began, r.e.now())
@@ -202,7 +223,9 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 	for _, t := range s.news {
 		res.NewContainers = append(res.NewContainers, ContainerRef{ID: t.c.ID, Name: t.short(), Version: r.o.Version, URL: t.url})
 	}
-	res.Steps = s.report()
+	if s.numbered {
+		res.Steps = s.report()
+	}
 	return res, nil
 }
 
@@ -239,9 +262,9 @@ func (s *stepRun) startBatch(ctx context.Context, n int) (*target, error) {
 			reused++
 		}
 	}
-	msg := fmt.Sprintf("%s: starting %d new container(s) of %s", s.prefix(), n, r.o.ImageRef())
+	msg := s.say(fmt.Sprintf("starting %d new container(s) of %s", n, r.o.ImageRef()))
 	if r.o.Reuse != "" {
-		msg = fmt.Sprintf("%s: restarting %d retained and creating %d container(s) of %s", s.prefix(), reused, n-reused, r.o.Version)
+		msg = s.say(fmt.Sprintf("restarting %d retained and creating %d container(s) of %s", reused, n-reused, r.o.Version))
 	}
 	r.begin(PhaseCreate, msg)
 	err := parallel(batch, func(t *target) error {
@@ -253,7 +276,7 @@ func (s *stepRun) startBatch(ctx context.Context, n int) (*target, error) {
 			if err != nil {
 				return &targetErr{t: t, err: err}
 			}
-			r.info(PhaseCreate, Event{Container: t.short(), Message: s.prefix() + ": restarted"})
+			r.info(PhaseCreate, Event{Container: t.short(), Message: s.say("restarted")})
 			return nil
 		}
 		c, err := r.createOne(ctx, func(c *Container) {
@@ -264,7 +287,7 @@ func (s *stepRun) startBatch(ctx context.Context, n int) (*target, error) {
 			return &targetErr{t: t, err: err}
 		}
 		t.c, t.restarts = *c, c.RestartCount
-		r.info(PhaseCreate, Event{Container: t.short(), Message: s.prefix() + ": started"})
+		r.info(PhaseCreate, Event{Container: t.short(), Message: s.say("started")})
 		return nil
 	})
 	for _, t := range batch {
@@ -275,12 +298,12 @@ func (s *stepRun) startBatch(ctx context.Context, n int) (*target, error) {
 	if err != nil {
 		return firstTarget(err), withPhase(err, PhaseCreate)
 	}
-	r.done(PhaseCreate, Event{Message: fmt.Sprintf("%s: started %s", s.prefix(), targetNames(batch))})
-	r.begin(PhaseRegister, fmt.Sprintf("%s: waiting until %s are healthy and in Traefik", s.prefix(), targetNames(batch)))
+	r.done(PhaseCreate, Event{Message: s.say(fmt.Sprintf("started %s", targetNames(batch)))})
+	r.begin(PhaseRegister, s.say(fmt.Sprintf("waiting until %s are healthy and in Traefik", targetNames(batch))))
 	if t, err := s.waitRouted(ctx, batch); err != nil {
 		return t, err
 	}
-	r.done(PhaseRegister, Event{Message: fmt.Sprintf("%s: %s healthy and in Traefik service %s", s.prefix(), targetNames(batch), strings.Join(r.services, ", "))})
+	r.done(PhaseRegister, Event{Message: s.say(fmt.Sprintf("%s healthy and in Traefik service %s", targetNames(batch), strings.Join(r.services, ", ")))})
 	return nil, nil
 }
 
@@ -301,13 +324,15 @@ func firstTarget(err error) *target {
 	return nil
 }
 
+// withPhase is err as an *Error of phase p (unless it names its own): a
+// Docker engine that stopped answering stays KindUnreachable.
 func withPhase(err error, p Phase) error {
 	var de *Error
-	if errors.As(err, &de) {
+	if errors.As(classifyDocker(err), &de) {
 		if de.Phase == "" {
 			de.Phase = p
 		}
-		return err
+		return de
 	}
 	return &Error{Phase: p, Kind: KindFailed, Err: err}
 }
@@ -345,7 +370,7 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 			}
 			if c.State == "running" && (c.Healthcheck.Disabled() || c.Health == "healthy") {
 				t.state = TargetHealthy
-				r.info(PhaseHealthy, Event{Container: t.short(), Message: s.prefix() + ": healthy"})
+				r.info(PhaseHealthy, Event{Container: t.short(), Message: s.say("healthy")})
 			}
 		}
 		var healthy []*target
@@ -426,7 +451,7 @@ func (s *stepRun) markRouted(ctx context.Context, healthy []*target) error {
 			continue
 		}
 		t.url, t.state = at, TargetRouted
-		r.info(PhaseRegister, Event{Container: t.short(), URL: t.url, Message: s.prefix() + ": in Traefik"})
+		r.info(PhaseRegister, Event{Container: t.short(), URL: t.url, Message: s.say("in Traefik")})
 	}
 	return nil
 }
@@ -455,7 +480,7 @@ func (s *stepRun) drainBatch(ctx context.Context, idx []int) (*target, error) {
 	if len(draining) == 0 {
 		return nil, nil
 	}
-	r.begin(PhaseDrain, fmt.Sprintf("%s: draining %s", s.prefix(), targetNames(draining)))
+	r.begin(PhaseDrain, s.say(fmt.Sprintf("draining %s", targetNames(draining))))
 	err := parallel(draining, func(t *target) error {
 		s.record(undoServe, t)
 		t.state = TargetDraining
@@ -469,7 +494,7 @@ func (s *stepRun) drainBatch(ctx context.Context, idx []int) (*target, error) {
 			return &targetErr{t: t, err: classifyDocker(fmt.Errorf("draining %s: %w", t.short(), err))}
 		}
 		t.old.drained = true
-		r.info(PhaseDrain, Event{Container: t.short(), URL: t.url, Message: s.prefix() + ": drain marker written"})
+		r.info(PhaseDrain, Event{Container: t.short(), URL: t.url, Message: s.say("drain marker written")})
 		return nil
 	})
 	if err != nil {
@@ -483,7 +508,7 @@ func (s *stepRun) drainBatch(ctx context.Context, idx []int) (*target, error) {
 			t.state = TargetDrained
 		}
 	}
-	r.done(PhaseDrain, Event{Message: fmt.Sprintf("%s: out of Traefik: %s", s.prefix(), targetNames(draining))})
+	r.done(PhaseDrain, Event{Message: s.say(fmt.Sprintf("out of Traefik: %s", targetNames(draining)))})
 	return nil, nil
 }
 
@@ -548,7 +573,7 @@ func (s *stepRun) stopBatch(ctx context.Context, idx []int) error {
 	for _, i := range idx {
 		ts = append(ts, s.olds[i])
 	}
-	r.begin(PhaseStop, fmt.Sprintf("%s: stopping %s", s.prefix(), targetNames(ts)))
+	r.begin(PhaseStop, s.say(fmt.Sprintf("stopping %s", targetNames(ts))))
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout()+r.o.StopTimeout+DefaultStopTimeout)
 	defer cancel()
 	if r.o.DrainGrace > 0 && slices.ContainsFunc(ts, func(t *target) bool { return t.old.drain == DrainHealth }) {
@@ -567,7 +592,7 @@ func (s *stepRun) stopBatch(ctx context.Context, idx []int) error {
 			return fmt.Errorf("stopping %s: %w", t.short(), err)
 		default:
 			t.state = TargetStopped
-			r.info(PhaseStop, Event{Container: t.short(), Message: s.prefix() + ": stopped"})
+			r.info(PhaseStop, Event{Container: t.short(), Message: s.say("stopped")})
 		}
 		if t.old.halfMade && t.state == TargetStopped {
 			if err := r.e.Runtime.Remove(ctx, t.c.ID); err == nil {
@@ -578,7 +603,7 @@ func (s *stepRun) stopBatch(ctx context.Context, idx []int) error {
 	})
 	if err != nil {
 		return &Error{Phase: PhaseStop, Kind: KindNeedsHuman, Err: err,
-			State: fmt.Sprintf("%s: the new container(s) %s serve; old container(s) could not all be stopped", s.prefix(), targetNames(s.news)),
+			State: s.say(fmt.Sprintf("the new container(s) %s serve; old container(s) could not all be stopped", targetNames(s.news))),
 			Hint:  "docker ps; stop the old container(s) by hand, then run the rollout again"}
 	}
 	var bySignal []*target
@@ -592,7 +617,7 @@ func (s *stepRun) stopBatch(ctx context.Context, idx []int) error {
 			r.warn(PhaseStop, WarnStopNotConfirmed, "%v", err)
 		}
 	}
-	r.done(PhaseStop, Event{Message: fmt.Sprintf("%s: stopped %s", s.prefix(), targetNames(ts))})
+	r.done(PhaseStop, Event{Message: s.say(fmt.Sprintf("stopped %s", targetNames(ts)))})
 	return nil
 }
 
@@ -679,31 +704,62 @@ func (r *rollout) failingReason(t *target, c Container) string {
 func (s *stepRun) fail(ctx context.Context, p Phase, t *target, err error) error {
 	r := s.r
 	de := r.classify(ctx, p, err)
-	where := s.prefix()
-	if t != nil && t.c.ID != "" {
-		where += ", container " + t.short()
+	if where := s.prefix(); where != "" {
+		if t != nil && t.c.ID != "" {
+			where += ", container " + t.short()
+		}
+		de.Err = fmt.Errorf("%s: %w", where, de.Err)
 	}
-	de.Err = fmt.Errorf("%s: %w", where, de.Err)
 	r.emit(Event{Phase: de.Phase, Status: StatusFail, Container: shortOf(t), Message: de.Err.Error(), Elapsed: r.e.now().Sub(r.phaseStart)})
 	cctx, cancel := r.cleanupContext(ctx)
 	defer cancel()
+	touched := s.touchedOld()
 	if rerr := s.restore(cctx); rerr != nil {
 		de.Kind = KindNeedsHuman
 		de.State = fmt.Sprintf("the old version could not be fully restored: %v", rerr)
 		de.Hint = "deployctl status, docker ps; rerun the rollout of the version you want"
+		var rr *retainedRunning
+		if errors.As(rerr, &rr) {
+			de.Hint = "docker stop " + rr.name
+		}
+		if !touched {
+			de.State = fmt.Sprintf("the old version (%s) is untouched and still serving, but the new container(s) could not all be taken away: %v", names(containersOf(r.olds)), rerr)
+		}
 		return de
 	}
+	olds := names(containersOf(r.olds))
 	switch {
 	case r.scale:
 		de.State = fmt.Sprintf("restored: %s %s runs its %d container(s) again, as before the scale", r.o.App, r.o.Version, r.scaleCurrent)
+	case len(s.olds) == 0 && len(s.news) == 0:
+		de.State = "nothing was changed"
 	case len(s.olds) == 0:
-		de.State = "first deploy: the new containers were removed; nothing of the app is running"
+		de.State = "first deploy: the new container(s) were removed; nothing of the app is running"
+	case len(s.news) == 0 && !touched:
+		de.State = fmt.Sprintf("nothing was changed; the old version (%s) is still serving", olds)
+	case !touched && r.o.Reuse != "":
+		de.State = fmt.Sprintf("the old version (%s) is untouched and still serving; the restarted retained container(s) were stopped again (kept), the created ones removed", olds)
+	case !touched:
+		de.State = fmt.Sprintf("the old version (%s) is untouched and still serving; the new container(s) were removed", olds)
 	case r.o.Reuse != "":
-		de.State = fmt.Sprintf("restored: the old version (%s) is serving again; the restarted retained container(s) were stopped again (kept), the created ones removed", names(containersOf(r.olds)))
+		de.State = fmt.Sprintf("restored: the old version (%s) is serving again; the restarted retained container(s) were stopped again (kept), the created ones removed", olds)
 	default:
-		de.State = fmt.Sprintf("restored: the old version (%s) is serving again; the new container(s) were removed", names(containersOf(r.olds)))
+		de.State = fmt.Sprintf("restored: the old version (%s) is serving again; the new container(s) were removed", olds)
 	}
 	return de
+}
+
+// touchedOld reports whether the run has drained or stopped any old
+// container (the undo log holds a change to one).
+func (s *stepRun) touchedOld() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range s.undo {
+		if u.kind == undoServe || u.kind == undoRestart {
+			return true
+		}
+	}
+	return false
 }
 
 func shortOf(t *target) string {
@@ -1124,7 +1180,7 @@ func (s *stepRun) removeNew(ctx context.Context, t *target) error {
 	}
 	if err := r.e.Runtime.Stop(ctx, t.c.ID, r.stopTimeout(Container{})); err != nil && !errors.Is(err, ErrContainerNotFound) {
 		if t.reused {
-			return fmt.Errorf("stopping the retained container %s again (never removed: docker stop %s): %w", t.short(), t.short(), err)
+			return &retainedRunning{name: t.short(), err: err}
 		}
 		return fmt.Errorf("stopping new container %s: %w", t.short(), err)
 	}
@@ -1141,6 +1197,18 @@ func (s *stepRun) removeNew(ctx context.Context, t *target) error {
 	r.emit(Event{Phase: PhaseRevert, Status: StatusInfo, Container: t.short(), Message: "new container removed"})
 	return nil
 }
+
+// retainedRunning: a retained container restarted by a rollback could not
+// be stopped again; it is never removed (it is a kept version).
+type retainedRunning struct {
+	name string
+	err  error
+}
+
+func (e *retainedRunning) Error() string {
+	return fmt.Sprintf("stopping the retained container %s again (never removed: docker stop %s): %v", e.name, e.name, e.err)
+}
+func (e *retainedRunning) Unwrap() error { return e.err }
 
 func targetNames(ts []*target) string {
 	var out []string

@@ -234,7 +234,7 @@ func (s *stepRun) removeStopped(ctx context.Context, idx []int) {
 			continue
 		}
 		t.state = TargetGone
-		r.info(PhaseStop, Event{Container: t.short(), Message: s.prefix() + ": removed"})
+		r.info(PhaseStop, Event{Container: t.short(), Message: s.say("removed")})
 	}
 }
 
