@@ -299,7 +299,6 @@ func (s *stepRun) startBatch(ctx context.Context, n int) (*target, error) {
 		return firstTarget(err), withPhase(err, PhaseCreate)
 	}
 	r.done(PhaseCreate, Event{Message: s.say(fmt.Sprintf("started %s", targetNames(batch)))})
-	r.begin(PhaseRegister, s.say(fmt.Sprintf("waiting until %s are healthy and in Traefik", targetNames(batch))))
 	if t, err := s.waitRouted(ctx, batch); err != nil {
 		return t, err
 	}
@@ -340,20 +339,29 @@ func withPhase(err error, p Phase) error {
 // waitRouted polls Docker for each container of batch until it is healthy
 // and the router until it lists every healthy one, failing at once when one
 // exits, restarts or turns unhealthy. One router call per poll serves the
-// whole batch.
+// whole batch. Each container has --healthy-timeout to turn healthy and,
+// from then, --register-timeout to be listed; the phase moves from healthy
+// to register when the whole batch is healthy.
 func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, error) {
 	r := s.r
-	deadline := r.o.HealthTimeout
-	if deadline == 0 {
-		deadline = healthDeadline(batch[0].c.Healthcheck)
+	healthFor := r.o.HealthTimeout
+	if healthFor == 0 {
+		healthFor = healthDeadline(batch[0].c.Healthcheck)
 		if r.probe {
-			deadline = probeHealthDeadline(batch[0].c.Healthcheck)
+			healthFor = probeHealthDeadline(batch[0].c.Healthcheck)
 		}
 	}
-	deadline += r.o.RegisterTimeout
+	start := r.e.now()
+	healthyAt := map[*target]time.Time{}
+	urls := map[*target]map[string]string{}
+	registering := false
 	var culprit *target
 	var lastErr error
-	err := r.poll(ctx, deadline, func() (bool, error) {
+	var seen map[string]Service
+	r.begin(PhaseHealthy, s.say(fmt.Sprintf("waiting until %s are healthy", targetNames(batch))))
+	// The poll's own deadline only backs the per-container ones up.
+	err := r.poll(ctx, healthFor+r.o.RegisterTimeout+time.Second, func() (bool, error) {
+		now := r.e.now()
 		for _, t := range batch {
 			if t.state != TargetCreated {
 				continue
@@ -368,19 +376,51 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 				culprit = t
 				return false, err
 			}
-			if c.State == "running" && (c.Healthcheck.Disabled() || c.Health == "healthy") {
-				t.state = TargetHealthy
-				r.info(PhaseHealthy, Event{Container: t.short(), Message: s.say("healthy")})
+			if c.State != "running" || !(c.Healthcheck.Disabled() || c.Health == "healthy") {
+				if now.Sub(start) > healthFor {
+					culprit = t
+					return false, s.notHealthy(ctx, t, healthFor)
+				}
+				continue
 			}
+			u, err := candidateURLs(r.e.Router.Endpoint, c, r.network)
+			if err != nil {
+				culprit = t
+				return false, &Error{Phase: PhaseRegister, Kind: KindFailed, Err: err, Hint: "attach the container to the network Traefik uses (--network, or the traefik.docker.network label)"}
+			}
+			if len(u) > 1 {
+				r.warnAbout(PhaseRegister, t.short(), WarnAmbiguousNetwork, "container %s is on several networks (%s) and neither --network nor the traefik.docker.network label says which one Traefik uses: Traefik then picks one at random", t.short(), strings.Join(sortedKeys(u), ", "))
+			}
+			t.state, healthyAt[t], urls[t] = TargetHealthy, now, u
+			hs := "healthy"
+			if c.Healthcheck.Disabled() {
+				hs = "running (no healthcheck)"
+			}
+			r.info(PhaseHealthy, Event{Container: t.short(), Message: s.say(hs)})
 		}
 		var healthy []*target
+		waiting := false
 		for _, t := range batch {
-			if t.state == TargetHealthy {
+			switch t.state {
+			case TargetHealthy:
 				healthy = append(healthy, t)
+			case TargetCreated:
+				waiting = true
 			}
 		}
+		if !waiting && !registering {
+			registering = true
+			r.done(PhaseHealthy, Event{Message: s.say("healthy: " + targetNames(batch))})
+			r.begin(PhaseRegister, s.say(fmt.Sprintf("waiting until %s are in Traefik", targetNames(batch))))
+		}
 		if len(healthy) > 0 {
-			lastErr = s.markRouted(ctx, healthy)
+			seen, lastErr = s.markRouted(ctx, healthy, urls)
+		}
+		for _, t := range batch {
+			if t.state == TargetHealthy && now.Sub(healthyAt[t]) > r.o.RegisterTimeout {
+				culprit = t
+				return false, r.notRoutable(t.c, urls[t], seen, lastErr)
+			}
 		}
 		for _, t := range batch {
 			if t.state != TargetRouted {
@@ -393,45 +433,43 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 		return nil, nil
 	}
 	if !isTimeout(err) {
-		return culprit, withPhase(err, PhaseHealthy)
+		return culprit, withPhase(err, phaseOf(err, PhaseHealthy))
 	}
 	for _, t := range batch {
 		switch t.state {
 		case TargetCreated:
-			return t, &Error{Phase: PhaseHealthy, Kind: KindFailed, Err: fmt.Errorf("container %s did not become healthy within %s", t.short(), deadline),
-				Observed: fmt.Sprintf("Docker health %q; last probe output: %s", t.c.Health, r.probeOutput(t.c)),
-				Hint:     "the app's healthcheck (HEALTHCHECK in the image, or --health-cmd); raise --healthy-timeout if the app needs longer to start"}
+			return t, s.notHealthy(ctx, t, healthFor)
 		case TargetHealthy:
-			e := &Error{Phase: PhaseRegister, Kind: KindFailed, Err: fmt.Errorf("container %s is healthy but Traefik never listed it in service %s", t.short(), strings.Join(r.services, ", ")),
-				Hint: "that its labels put it in the same Traefik service as the other replicas, and that it is on the network Traefik uses (--network)"}
-			if lastErr != nil {
-				e.Kind, e.Err = KindUnreachable, fmt.Errorf("Traefik's API did not answer whether it routes to container %s: %w", t.short(), lastErr)
-				e.Hint = "--traefik-url (or DEPLOYCTL_TRAEFIK_URL), that Traefik is up and its API answers; then run the rollout again"
-			}
-			return t, e
+			return t, withPhase(r.notRoutable(t.c, urls[t], seen, lastErr), PhaseRegister)
 		}
 	}
 	return nil, err
 }
 
+// notHealthy explains a new container that did not turn healthy in time.
+func (s *stepRun) notHealthy(ctx context.Context, t *target, d time.Duration) error {
+	r := s.r
+	return &Error{Phase: PhaseHealthy, Kind: KindFailed, Err: fmt.Errorf("container %s did not become healthy within %s", t.short(), d),
+		Observed: fmt.Sprintf("Docker health %q; last probe output: %s; last log lines:\n%s", t.c.Health, r.probeOutput(t.c), r.logs(ctx, t.c.ID)),
+		Hint:     "the app's healthcheck (HEALTHCHECK in the image, or --health-cmd); raise --healthy-timeout if the app needs longer to start"}
+}
+
 // markRouted asks the router once and moves each of healthy that every
-// service of the app lists (UP) to routed. With no service known yet (a
-// first deploy), the services that list the first one become the app's.
-func (s *stepRun) markRouted(ctx context.Context, healthy []*target) error {
+// service of the app lists (UP) at one of its URLs to routed. With no
+// service known yet (a first deploy), the services that list the first
+// one become the app's. It returns what the app's services listed, for
+// the message when one is never listed, and the router's error.
+func (s *stepRun) markRouted(ctx context.Context, healthy []*target, urls map[*target]map[string]string) (map[string]Service, error) {
 	r := s.r
 	all, err := r.e.Router.Services(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, t := range healthy {
-		urls, err := candidateURLs(r.e.Router.Endpoint, t.c, r.network)
-		if err != nil {
-			continue
-		}
 		var in []string
 		var at, network string
 		for _, svc := range all {
-			for netName, u := range urls {
+			for netName, u := range urls[t] {
 				if srv, ok := svc.Server(u); ok && srv.Registered() {
 					in = append(in, svc.Name)
 					at, network = u, netName
@@ -453,7 +491,13 @@ func (s *stepRun) markRouted(ctx context.Context, healthy []*target) error {
 		t.url, t.state = at, TargetRouted
 		r.info(PhaseRegister, Event{Container: t.short(), URL: t.url, Message: s.say("in Traefik")})
 	}
-	return nil
+	seen := map[string]Service{}
+	for _, svc := range all {
+		if slices.Contains(r.services, svc.Name) {
+			seen[svc.Name] = svc
+		}
+	}
+	return seen, nil
 }
 
 func containsAll(have, want []string) bool {

@@ -792,7 +792,7 @@ func (r *rollout) waitRegistered(ctx context.Context) error {
 	}
 	if err != nil {
 		if isTimeout(err) {
-			return r.notRoutable(urls, lastSeen, lastErr)
+			return r.notRoutable(*r.newC, urls, lastSeen, lastErr)
 		}
 		return err
 	}
@@ -883,9 +883,10 @@ func (r *rollout) registeredIn(ctx context.Context, urls map[string]string) (boo
 	return true, seen, nil
 }
 
-// notRoutable explains why Traefik never listed a healthy new container.
-func (r *rollout) notRoutable(urls map[string]string, seen map[string]Service, lastErr error) error {
-	c := *r.newC
+// notRoutable explains why Traefik never listed healthy new container c
+// at any of urls: what the app's services listed (seen), or the router's
+// last error.
+func (r *rollout) notRoutable(c Container, urls map[string]string, seen map[string]Service, lastErr error) error {
 	want := strings.Join(sortedValues(urls), " or ")
 	e := &Error{Kind: KindFailed}
 	if len(r.services) == 0 {
