@@ -22,7 +22,7 @@ func TestSmoke(t *testing.T) {
 	// A fresh machine builds Traefik first (10+ minutes, maybe waiting for
 	// another package's tests building it): not part of the smoke run's time.
 	testenv.TraefikBinary(t, cfg.Traefik)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), smokeTimeout)
 	defer cancel()
 	rep, err := Run(ctx, cfg, &testLog{t: t})
 	if rep != nil {
@@ -55,6 +55,12 @@ func TestSmoke(t *testing.T) {
 	}
 }
 
+// smokeTimeout bounds a smoke run, including the release build of
+// deployctl it starts with: 2 min 44 s of it in a CI run beside the Traefik
+// builds and the -race unit tests (load 20 on 2 cores), where 4 minutes
+// ran out in the last rollout and interrupted it (exit 130).
+const smokeTimeout = 12 * time.Minute
+
 // TestReplicasSmoke runs the replicas suite's smoke version (go run ./bench
 // -smoke -replicas 2 -surges 1 -rollouts 1 -kinds lameduck): a first deploy
 // of 2 replicas, then one deployctl rollout v1 -> v2 with --max-surge 1
@@ -66,7 +72,7 @@ func TestReplicasSmoke(t *testing.T) {
 	cfg := ReplicasSmoke()
 	cfg.Out = "-"
 	testenv.TraefikBinary(t, cfg.Traefik)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), smokeTimeout)
 	defer cancel()
 	rep, err := Run(ctx, cfg, &testLog{t: t})
 	if rep != nil {

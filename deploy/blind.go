@@ -150,11 +150,3 @@ func (w *healthWitness) propagated(ctx context.Context) bool {
 	}
 	return w.settled(ctx)
 }
-
-func idsOf(olds []*oldContainer) []string {
-	ids := make([]string, len(olds))
-	for i, o := range olds {
-		ids[i] = o.ID
-	}
-	return ids
-}

@@ -99,7 +99,7 @@ func TestTraefikDownDuringDrainAndNewFailsRestoresOld(t *testing.T) {
 	if !errors.As(err, &de) || de.Kind != KindUnreachable {
 		t.Fatalf("err %v, want an unreachable-Traefik error", err)
 	}
-	if !strings.Contains(err.Error(), "did not confirm") || !strings.Contains(de.State, "still serving") {
+	if !strings.Contains(err.Error(), "did not confirm") || !strings.Contains(de.State, "serving again") {
 		t.Errorf("message %q", err)
 	}
 	if old.marker != MarkerServe || old.State != "running" || old.Health != "healthy" {
@@ -108,7 +108,7 @@ func TestTraefikDownDuringDrainAndNewFailsRestoresOld(t *testing.T) {
 	if c := w.byVersion("v2"); c != nil {
 		t.Errorf("new container left: %s (%s)", c.Name, c.State)
 	}
-	if ws := strings.Join(ev.warnings(), "\n"); !strings.Contains(ws, "taken to be back in rotation") {
+	if ws := strings.Join(ev.warnings(), "\n"); !strings.Contains(ws, "the restore went on Docker's health") {
 		t.Errorf("warnings %q", ws)
 	}
 }

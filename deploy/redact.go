@@ -39,6 +39,11 @@ func (r *rollout) relay(text string) string {
 	for _, old := range r.olds {
 		values = append(values, envValues(old.Env)...)
 	}
+	if s := r.stepRun; s != nil {
+		for _, t := range s.news {
+			values = append(values, envValues(t.c.Env)...)
+		}
+	}
 	return newRedactor(values).clean(text)
 }
 

@@ -19,8 +19,8 @@ import (
 // Every change to the world is recorded in an undo log; a failure or a
 // signal unwinds that log within the same budget (restore).
 //
-// A rollout of one replica keeps the single-container procedure of
-// rollout.go, call for call.
+// Every rollout, rollback and scale runs here, one replica too: a rollout
+// of one replica is one unnumbered step (+1, -old).
 
 // TargetState is where a container a run touches is (docs/design.md).
 type TargetState string
@@ -419,7 +419,7 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 		for _, t := range batch {
 			if t.state == TargetHealthy && now.Sub(healthyAt[t]) > r.o.RegisterTimeout {
 				culprit = t
-				return false, r.notRoutable(t.c, urls[t], seen, lastErr)
+				return false, withPhase(r.notRoutable(t.c, urls[t], seen, lastErr), PhaseRegister)
 			}
 		}
 		for _, t := range batch {
@@ -561,6 +561,26 @@ func (s *stepRun) drainBatch(ctx context.Context, idx []int) (*target, error) {
 // meanwhile (else the drain would leave fewer servers than the budget).
 func (s *stepRun) waitDropped(ctx context.Context, ts []*target, guard bool) (*target, error) {
 	r := s.r
+	var ids []string
+	for _, t := range ts {
+		if t.state != TargetGone {
+			ids = append(ids, t.c.ID)
+		}
+	}
+	// While Traefik's API does not answer, Docker's health stands in
+	// (deploy/blind.go): ts dropped, and every routed new container still
+	// up, each for longer than the router takes to apply it.
+	dropped := r.dropWitness(ids...)
+	var stillUp *healthWitness
+	if guard {
+		var up []string
+		for _, t := range s.news {
+			if t.state == TargetRouted {
+				up = append(up, t.c.ID)
+			}
+		}
+		stillUp = r.restoreWitness(up...)
+	}
 	var apiErr error
 	var culprit *target
 	err := r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) {
@@ -569,7 +589,7 @@ func (s *stepRun) waitDropped(ctx context.Context, ts []*target, guard bool) (*t
 			svc, err := r.e.Router.Service(ctx, name)
 			if err != nil {
 				apiErr = err
-				return false, nil
+				break
 			}
 			if guard {
 				for _, t := range s.news {
@@ -594,15 +614,26 @@ func (s *stepRun) waitDropped(ctx context.Context, ts []*target, guard bool) (*t
 				}
 			}
 		}
-		return true, nil
+		if apiErr == nil {
+			return true, nil
+		}
+		// Both clocks run from the first unanswered call on.
+		gone := dropped.settled(ctx)
+		up := stillUp == nil || stillUp.settled(ctx)
+		return gone && up, nil
 	})
+	if err == nil && apiErr != nil {
+		bound, _ := r.e.propagation()
+		r.warn(PhaseDrain, WarnTraefikBlind, "%s's API stopped answering (%v); went on because Docker has reported %s unhealthy or stopped for longer than %s takes to apply that (%s + %s)",
+			r.e.routerName(), apiErr, targetNames(ts), r.e.routerName(), bound, blindMargin)
+	}
 	if isTimeout(err) {
 		if apiErr != nil {
-			return ts[0], &Error{Phase: PhaseDrain, Kind: KindUnreachable, Err: fmt.Errorf("Traefik's API did not confirm that it dropped %s within %s: %w", targetNames(ts), r.o.DeregisterTimeout, apiErr),
+			return ts[0], &Error{Phase: PhaseDrain, Kind: KindUnreachable, Err: fmt.Errorf("%s's API did not confirm that it dropped %s within %s: %w", r.e.routerName(), targetNames(ts), r.o.DeregisterTimeout, apiErr),
 				Hint: "--traefik-url and Traefik's health; docker inspect the containers"}
 		}
-		return ts[0], &Error{Phase: PhaseDrain, Kind: KindFailed, Err: fmt.Errorf("Traefik still lists %s after %s", targetNames(ts), r.o.DeregisterTimeout),
-			Hint: "that Traefik's docker provider watches this Docker host's events"}
+		return ts[0], &Error{Phase: PhaseDrain, Kind: KindFailed, Err: fmt.Errorf("%s still lists %s after %s", r.e.routerName(), targetNames(ts), r.o.DeregisterTimeout),
+			Hint: "that Traefik's docker provider watches this Docker host's events; use --drain=signal to stop old containers without waiting for Traefik"}
 	}
 	return culprit, err
 }

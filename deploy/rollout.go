@@ -138,14 +138,10 @@ type rollout struct {
 	// probeBin is the probe executable for the new container's platform,
 	// once chosen (nil in a dry run of an image not yet pulled).
 	probeBin []byte
-	newC     *Container // the new container, once created
-	newURL   string
-	// cutover is set once an old container has been touched; after that a
-	// failure can no longer just remove the new container.
-	cutover bool
-	// reused: the new container is a retained one being restarted (a
-	// rollback): on failure it is stopped again, not removed.
-	reused bool
+	// newC and newURL: the newest new container and its URL, once the
+	// steps have run (the result and the history name it).
+	newC   *Container
+	newURL string
 	// operation is what the history calls this run: rollout or rollback.
 	operation string
 	locked    bool
@@ -245,37 +241,7 @@ func (r *rollout) run(ctx context.Context) (res *Result, err error) {
 	if err := r.plan(ctx); err != nil {
 		return nil, r.fail(ctx, PhasePlan, err)
 	}
-	if r.decision.budget.Replicas > 1 || r.scale {
-		return r.runSteps(ctx)
-	}
-	if err := r.create(ctx); err != nil {
-		return nil, r.fail(ctx, PhaseCreate, err)
-	}
-	if err := r.waitHealthy(ctx); err != nil {
-		return nil, r.fail(ctx, PhaseHealthy, err)
-	}
-	if err := r.waitRegistered(ctx); err != nil {
-		return nil, r.fail(ctx, PhaseRegister, err)
-	}
-	if err := r.drainOld(ctx); err != nil {
-		return nil, r.fail(ctx, PhaseDrain, err)
-	}
-	if err := r.watch(ctx); err != nil {
-		return nil, r.fail(ctx, PhaseWatch, err)
-	}
-	// The cutover is done: pruning older stopped versions runs while the
-	// old containers stop, rather than after.
-	pruned := make(chan []string, 1)
-	go func() { pruned <- r.prune(beside(ctx, "prune")) }()
-	if err := r.stopOld(ctx); err != nil {
-		<-pruned
-		return nil, r.fail(ctx, PhaseStop, err)
-	}
-	p := <-pruned
-	if ctx.Err() != nil {
-		r.warn(PhaseDone, WarnInterrupted, "interrupted after the cutover: the rollout was finished; old containers may not all have been pruned")
-	}
-	return r.result(p), nil
+	return r.runSteps(ctx)
 }
 
 // plan gathers the facts (the image, the app's current containers, the
@@ -477,21 +443,6 @@ func joinOr(s []string, none string) string {
 	return strings.Join(s, ", ")
 }
 
-// create creates the new container from the current one's configuration
-// (or from flags on a first deploy), installs the probe and starts it.
-func (r *rollout) create(ctx context.Context) error {
-	if r.o.Reuse != "" {
-		return r.restart(ctx)
-	}
-	r.begin(PhaseCreate, r.o.ImageRef())
-	c, err := r.createOne(ctx, func(c *Container) { r.newC = c })
-	if err != nil {
-		return err
-	}
-	r.done(PhaseCreate, Event{Container: c.Short(), Message: "started"})
-	return nil
-}
-
 // createOne creates one new container, installs the probe and starts it.
 // created is called as soon as Docker has made it (before anything can
 // fail after that), so the caller can undo it.
@@ -588,39 +539,6 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 	return &c, nil
 }
 
-// restart starts the retained container of the target version (a
-// rollback), its drain marker set back to serve first.
-func (r *rollout) restart(ctx context.Context) error {
-	r.begin(PhaseCreate, "restarting retained container")
-	c, err := r.e.Runtime.Inspect(ctx, r.o.Reuse)
-	if err != nil {
-		return classifyDocker(err)
-	}
-	r.newC, r.reused = &c, true
-	r.probe = r.probe && c.Labels[LabelDrain] == "probe" && r.probeBin != nil
-	if r.probe {
-		// The probe goes in again, at the path the container's healthcheck
-		// runs it from: the copy in it may be one of an earlier deployctl
-		// (LegacyProbePath), and this one is known to speak the protocol.
-		files := []File{
-			{Path: ProbeDir + "/", Mode: 0o1777},
-			{Path: probePathOf(c), Mode: 0o755, Data: r.probeBin},
-			{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)},
-		}
-		if err := r.e.Runtime.CopyFiles(ctx, c.ID, files); err != nil {
-			return classifyDocker(fmt.Errorf("installing the drain probe in %s and resetting its marker: %w", c.Short(), err))
-		}
-	}
-	if err := checkNetwork(r.e.Router.Endpoint, c, r.network); err != nil {
-		return &Error{Kind: KindFailed, Err: err, Hint: "attach the container to that network (--network), or fix the traefik.docker.network label"}
-	}
-	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
-		return classifyDocker(fmt.Errorf("starting %s: %w", c.Short(), err))
-	}
-	r.done(PhaseCreate, Event{Container: c.Short(), Message: "restarted"})
-	return nil
-}
-
 // ownHealthcheck is the healthcheck the user asked for: flags, else the
 // current container's own (not its image's), else nil (the image's).
 func (r *rollout) ownHealthcheck() (*Healthcheck, error) {
@@ -679,51 +597,6 @@ func (r *rollout) newPort(labels map[string]string) (int, error) {
 	return ep.Port, nil
 }
 
-// waitHealthy waits for Docker to report the new container healthy (or just
-// running when it has no healthcheck), failing at once when it exits,
-// restarts or turns unhealthy.
-func (r *rollout) waitHealthy(ctx context.Context) error {
-	r.begin(PhaseHealthy, "")
-	c, err := r.e.Runtime.Inspect(ctx, r.newC.ID)
-	if err != nil {
-		return classifyDocker(err)
-	}
-	deadline := r.o.HealthTimeout
-	if deadline == 0 {
-		deadline = healthDeadline(c.Healthcheck)
-		if r.probe {
-			deadline = probeHealthDeadline(c.Healthcheck)
-		}
-	}
-	restarts := c.RestartCount
-	err = r.poll(ctx, deadline, func() (bool, error) {
-		c, err := r.e.Runtime.Inspect(ctx, r.newC.ID)
-		if err != nil {
-			return false, err
-		}
-		*r.newC = c
-		if err := r.newContainerFailed(ctx, c, restarts); err != nil {
-			return false, err
-		}
-		return c.State == "running" && (c.Healthcheck.Disabled() || c.Health == "healthy"), nil
-	})
-	if err != nil {
-		if isTimeout(err) {
-			c := *r.newC
-			return &Error{Kind: KindFailed, Err: fmt.Errorf("container %s did not become healthy within %s", c.Short(), deadline),
-				Observed: fmt.Sprintf("Docker health %q; last probe output: %s; last log lines:\n%s", c.Health, r.probeOutput(c), r.logs(ctx, c.ID)),
-				Hint:     "the app's healthcheck (HEALTHCHECK in the image, or --health-cmd); raise --healthy-timeout if the app needs longer to start"}
-		}
-		return err
-	}
-	hs := "running (no healthcheck)"
-	if !r.newC.Healthcheck.Disabled() {
-		hs = "healthy"
-	}
-	r.done(PhaseHealthy, Event{Container: r.newC.Short(), Message: hs})
-	return nil
-}
-
 // newContainerFailed reports a new container that exited, restarted or
 // turned unhealthy, with its last log lines.
 func (r *rollout) newContainerFailed(ctx context.Context, c Container, restarts int) error {
@@ -744,143 +617,6 @@ func (r *rollout) newContainerFailed(ctx context.Context, c Container, restarts 
 			Hint:     "the app's healthcheck and logs; Traefik never routes to an unhealthy container"}
 	}
 	return nil
-}
-
-// waitRegistered polls Traefik until the new container's URL is a server
-// of the app's service(s) and not DOWN.
-func (r *rollout) waitRegistered(ctx context.Context) error {
-	r.begin(PhaseRegister, "")
-	urls, err := candidateURLs(r.e.Router.Endpoint, *r.newC, r.network)
-	if err != nil {
-		return &Error{Kind: KindFailed, Err: err, Hint: "attach the container to the network Traefik uses (--network, or the traefik.docker.network label)"}
-	}
-	if len(urls) > 1 {
-		r.warnAbout(PhaseRegister, r.newC.Short(), WarnAmbiguousNetwork, "container %s is on several networks (%s) and neither --network nor the traefik.docker.network label says which one Traefik uses: Traefik then picks one at random", r.newC.Short(), strings.Join(sortedKeys(urls), ", "))
-	}
-	restarts := r.newC.RestartCount
-	var lastErr error
-	var lastSeen map[string]Service
-	// Docker is watched alongside, for a new container that fails
-	// meanwhile, so that a slow inspect never delays noticing Traefik's
-	// change.
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
-	failed := r.watchNew(wctx, restarts)
-	err = r.poll(ctx, r.o.RegisterTimeout, func() (bool, error) {
-		select {
-		case err, ok := <-failed:
-			if ok {
-				return false, err
-			}
-		default:
-		}
-		ok, seen, err := r.registeredIn(ctx, urls)
-		lastErr, lastSeen = err, seen
-		return ok, nil
-	})
-	stop()
-	// Wait for the watcher to stop: a failure it saw while Traefik's answer
-	// was on its way is not lost (nor reported only some of the time).
-	ferr, watcherFailed := <-failed
-	if err == nil && watcherFailed {
-		// Traefik listed it while Docker's answer was on its way.
-		var de *Error
-		if errors.As(ferr, &de) || errors.Is(ferr, ErrContainerNotFound) {
-			return disappeared(ferr)
-		}
-		r.warn(PhaseRegister, WarnInspectFailed, "inspecting the new container failed (%v); Traefik lists it, going on", ferr)
-	}
-	if err != nil {
-		if isTimeout(err) {
-			return r.notRoutable(*r.newC, urls, lastSeen, lastErr)
-		}
-		return err
-	}
-	r.done(PhaseRegister, Event{Container: r.newC.Short(), URL: r.newURL, Message: "in Traefik service " + strings.Join(r.services, ", ")})
-	return nil
-}
-
-// watchNew inspects the new container every PollInterval until ctx ends
-// or it fails (exits, restarts, turns unhealthy, cannot be inspected); the
-// failure is sent on the returned channel, which is closed when the
-// watcher has stopped. A call that failed is reported even when ctx ended
-// while it was under way (unless ctx's end is what made it fail), so that
-// a caller that cancels ctx and then drains the channel learns of every
-// failure the watcher saw.
-func (r *rollout) watchNew(ctx context.Context, restarts int) <-chan error {
-	failed := make(chan error, 1)
-	id := r.newC.ID
-	ctx = beside(ctx, "watch")
-	go func() {
-		defer close(failed)
-		for ctx.Err() == nil {
-			c, err := r.e.Runtime.Inspect(ctx, id)
-			if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-				return // cancelled by the caller: no verdict on the container
-			}
-			if err == nil {
-				if ctx.Err() != nil {
-					return
-				}
-				err = r.newContainerFailed(ctx, c, restarts)
-			}
-			if err != nil {
-				failed <- err
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(r.o.PollInterval):
-			}
-		}
-	}()
-	return failed
-}
-
-// registeredIn reports whether one of urls is registered in every service
-// the app must be in; when no service is known yet (a first deploy, or the
-// current containers were not in Traefik), any service will do.
-func (r *rollout) registeredIn(ctx context.Context, urls map[string]string) (bool, map[string]Service, error) {
-	seen := map[string]Service{}
-	if len(r.services) == 0 {
-		all, err := r.e.Router.Services(ctx)
-		if err != nil {
-			return false, seen, err
-		}
-		for _, svc := range all {
-			for netName, u := range urls {
-				if srv, ok := svc.Server(u); ok && srv.Registered() {
-					r.services = append(r.services, svc.Name)
-					r.newURL, r.network = u, netName
-				}
-			}
-		}
-		return len(r.services) > 0, seen, nil
-	}
-	for _, name := range r.services {
-		svc, err := r.e.Router.Service(ctx, name)
-		if err != nil {
-			if errors.Is(err, ErrServiceNotFound) {
-				return false, seen, nil
-			}
-			return false, seen, err
-		}
-		seen[name] = svc
-		found := false
-		for netName, u := range urls {
-			if srv, ok := svc.Server(u); ok && srv.Registered() {
-				r.newURL, found = u, true
-				if r.network == "" {
-					r.network = netName
-				}
-			}
-		}
-		if !found {
-			return false, seen, nil
-		}
-	}
-	return true, seen, nil
 }
 
 // notRoutable explains why Traefik never listed healthy new container c
@@ -923,109 +659,6 @@ func (r *rollout) notRoutable(c Container, urls map[string]string, seen map[stri
 	return e
 }
 
-// drainOld takes the old containers that have the probe out of Traefik by
-// writing their drain marker, and waits until Traefik has dropped them.
-// Old containers without the probe are left for stopOld.
-func (r *rollout) drainOld(ctx context.Context) error {
-	var draining []*oldContainer
-	for _, old := range r.olds {
-		if old.drain == DrainHealth {
-			draining = append(draining, old)
-		}
-	}
-	if len(draining) == 0 {
-		return nil
-	}
-	r.begin(PhaseDrain, "")
-	r.cutover = true
-	err := parallel(draining, func(old *oldContainer) error {
-		old.drained = true
-		err := r.e.drainer().Drain(ctx, old.Container)
-		if errors.Is(err, ErrContainerNotFound) {
-			// Removed by someone else: Traefik drops it on its own, and
-			// the new container serves.
-			old.gone = true
-			r.warnAbout(PhaseDrain, old.Short(), WarnOldGone, "old container %s disappeared during the rollout (removed by someone else)", old.Short())
-			return nil
-		}
-		if err != nil {
-			return classifyDocker(fmt.Errorf("draining %s: %w", old.Short(), err))
-		}
-		r.info(PhaseDrain, Event{Container: old.Short(), URL: old.url, Message: "drain marker written"})
-		return nil
-	})
-	if err == nil {
-		err = r.waitGone(ctx, draining, true)
-	}
-	if err != nil {
-		return r.revert(ctx, err)
-	}
-	r.done(PhaseDrain, Event{Message: "old server(s) out of Traefik: " + names(containersOf(draining))})
-	return nil
-}
-
-// waitGone polls Traefik until none of olds is a registered server of the
-// app's services. While the old servers are still up (health drain), it also
-// makes sure the new container stays registered: if it drops out, the drain
-// is undone rather than leaving nothing to serve.
-func (r *rollout) waitGone(ctx context.Context, olds []*oldContainer, guardNew bool) error {
-	phase := PhaseStop
-	var stillUp *healthWitness // the new container, while the old ones drain
-	if guardNew {
-		phase = PhaseDrain
-		stillUp = r.restoreWitness(r.newC.ID)
-	}
-	dropped := r.dropWitness(idsOf(olds)...)
-	var apiErr error
-	err := r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) {
-		apiErr = nil
-		for _, name := range r.services {
-			svc, err := r.e.Router.Service(ctx, name)
-			if err != nil {
-				apiErr = err
-				break
-			}
-			if srv, ok := svc.Server(r.newURL); guardNew && (!ok || !srv.Registered()) {
-				return false, &Error{Kind: KindFailed, Err: fmt.Errorf("the new container's URL %s left service %s while the old version was being drained", r.newURL, name),
-					Hint: "the new container's health and logs (docker inspect " + r.newC.Short() + ")"}
-			}
-			for _, old := range olds {
-				for _, u := range r.oldURLs(old) {
-					if srv, ok := svc.Server(u); ok && srv.Registered() {
-						return false, nil
-					}
-				}
-			}
-		}
-		if apiErr == nil {
-			return true, nil
-		}
-		// Traefik's API did not answer: Docker's health stands in (both
-		// clocks run from now on).
-		gone := dropped.settled(ctx)
-		up := stillUp == nil || stillUp.settled(ctx)
-		return gone && up, nil
-	})
-	if err == nil && apiErr != nil {
-		bound, _ := r.e.propagation()
-		r.warn(phase, WarnTraefikBlind, "%s's API stopped answering (%v); went on because Docker has reported %s unhealthy or stopped for longer than %s takes to apply that (%s + %s)",
-			r.e.routerName(), apiErr, names(containersOf(olds)), r.e.routerName(), bound, blindMargin)
-	}
-	if isTimeout(err) {
-		var urls []string
-		for _, old := range olds {
-			urls = append(urls, old.url)
-		}
-		if apiErr != nil {
-			return &Error{Kind: KindUnreachable, Err: fmt.Errorf("%s's API did not confirm that it dropped %s within %s: %w", r.e.routerName(), strings.Join(urls, ", "), r.o.DeregisterTimeout, apiErr),
-				Hint: "--traefik-url and Traefik's health; docker inspect the containers"}
-		}
-		return &Error{Kind: KindFailed, Err: fmt.Errorf("%s still lists %s after %s", r.e.routerName(), strings.Join(urls, ", "), r.o.DeregisterTimeout),
-			Hint: "that Traefik's docker provider watches this Docker host's events; use --drain=signal to stop old containers without waiting for Traefik"}
-	}
-	return err
-}
-
 // oldURLs are the URLs under which Traefik may route to old: the one it
 // listed at the plan, else every one it could use. A container it did not
 // list then (left starting by a killed run) may have turned healthy and
@@ -1040,81 +673,28 @@ func (r *rollout) oldURLs(old *oldContainer) []string {
 	}
 	// An old container that was exiting at the plan (a killed run had
 	// signalled it) may be gone by now, and Docker may have given its IP
-	// to the new container: that URL is the new one's, not old's (seen in
+	// to a new container: that URL is the new one's, not old's (seen in
 	// e2e/soak: the wait for it to leave Traefik never ended).
 	var out []string
 	for _, u := range sortedValues(urls) {
-		if r.newURL == "" || !sameURL(u, r.newURL) {
+		if !slices.ContainsFunc(r.newURLs(), func(n string) bool { return sameURL(u, n) }) {
 			out = append(out, u)
 		}
 	}
 	return out
 }
 
-// stopOld stops the old containers: drained ones right away, the others by
-// signal first and then waiting for Traefik to drop them.
-func (r *rollout) stopOld(ctx context.Context) error {
-	if len(r.olds) == 0 {
-		return nil
-	}
-	r.begin(PhaseStop, "")
-	r.cutover = true
-	// The new version serves and the old one is out of rotation: finishing
-	// is what keeps serving, so a signal from here on no longer aborts.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout()+r.o.StopTimeout+DefaultStopTimeout)
-	defer cancel()
-	if r.o.DrainGrace > 0 && slices.ContainsFunc(r.olds, func(o *oldContainer) bool { return o.drain == DrainHealth }) {
-		// Traefik's API and its routing switch within milliseconds of each
-		// other, in either order: requests it accepted just before the
-		// switch get this long to reach the old server.
-		time.Sleep(r.o.DrainGrace)
-	}
-	var bySignal []*oldContainer
-	err := parallel(r.olds, func(old *oldContainer) error {
-		timeout := r.o.StopTimeout
-		if timeout == 0 {
-			timeout = old.StopTimeout
-		}
-		if timeout == 0 {
-			timeout = DefaultStopTimeout
-		}
-		r.info(PhaseStop, Event{Container: old.Short(), Message: fmt.Sprintf("stopping (stop signal, killed after %s)", timeout)})
-		err := r.e.Runtime.Stop(ctx, old.ID, timeout)
-		switch {
-		case errors.Is(err, ErrContainerNotFound):
-			old.gone = true
-			r.info(PhaseStop, Event{Container: old.Short(), Message: "already gone (removed by someone else)"})
-		case err != nil:
-			return fmt.Errorf("stopping %s: %w", old.Short(), err)
-		default:
-			r.info(PhaseStop, Event{Container: old.Short(), Message: "stopped"})
-		}
-		if old.halfMade && !old.gone {
-			if err := r.e.Runtime.Remove(ctx, old.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
-				r.warnAbout(PhaseStop, old.Short(), WarnPruneFailed, "removing %s, left half-made by an interrupted run: %v", old.Short(), err)
-			} else {
-				r.info(PhaseStop, Event{Container: old.Short(), Message: "removed (left half-made by an interrupted run)"})
+// newURLs are the URLs the run's new containers are routed at so far.
+func (r *rollout) newURLs() []string {
+	var out []string
+	if s := r.stepRun; s != nil {
+		for _, t := range s.news {
+			if t.url != "" {
+				out = append(out, t.url)
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return &Error{Kind: KindNeedsHuman, Err: err,
-			State: fmt.Sprintf("the new version %s (%s) is serving; the old container(s) could not all be stopped", r.o.Version, r.newC.Short()),
-			Hint:  "docker ps; stop the old container(s) by hand"}
 	}
-	for _, old := range r.olds {
-		if old.drain == DrainSignal && old.url != "" {
-			bySignal = append(bySignal, old)
-		}
-	}
-	if len(bySignal) > 0 {
-		if err := r.waitGone(ctx, bySignal, false); err != nil {
-			r.warn(PhaseStop, WarnStopNotConfirmed, "%v", err)
-		}
-	}
-	r.done(PhaseStop, Event{Message: "old container(s) stopped: " + names(containersOf(r.olds))})
-	return nil
+	return out
 }
 
 // prune removes stopped containers of the app beyond the newest o.Keep,

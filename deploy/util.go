@@ -87,9 +87,8 @@ func disappeared(err error) error {
 }
 
 // besideKey tags the context of the Docker calls a goroutine makes beside
-// the run's own sequence of calls (watching the new container while waiting
-// for Traefik, pruning while the old containers stop) with that goroutine's
-// name. How many calls such a goroutine makes, and when, depends on timing;
+// the run's own sequence of calls (pruning while the old containers stop)
+// with that goroutine's name. How many calls such a goroutine makes, and when, depends on timing;
 // the tag lets the fault tests number the run's own calls and each
 // goroutine's calls apart, so that "the n-th call" is the same call in every
 // run. The engine's decisions never depend on it.
