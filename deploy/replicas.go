@@ -165,6 +165,24 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 		r.info(PhasePlan, Event{Message: fmt.Sprintf("%d replica(s), at most %d running and at least %d routed at any moment: %s",
 			s.budget.Replicas, s.budget.MaxRunning(), s.minRouted, stepsString(s.steps))})
 	}
+	// Pruning older stopped versions runs while the last old containers
+	// stop, once the new version serves, rather than after.
+	var pruned chan []string
+	startPrune := func() {
+		if r.scale || pruned != nil || len(s.news) == 0 {
+			return
+		}
+		newest := s.news[0].c
+		r.newC, r.newURL = &newest, s.news[0].url
+		pruned = make(chan []string, 1)
+		go func() { pruned <- r.prune(beside(ctx, "prune")) }()
+	}
+	waitPrune := func() []string {
+		if pruned == nil {
+			return nil
+		}
+		return <-pruned
+	}
 	for i, st := range s.steps {
 		s.step = i + 1
 		s.began = append(s.began, r.e.now())
@@ -189,7 +207,11 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 			// With --watch the last step's old containers stay drained but
 			// running: the way back while the new ones are watched.
 			if !(last && r.o.Watch > 0) {
+				if last {
+					startPrune()
+				}
 				if err := s.stopBatch(ctx, st.Drain); err != nil {
+					waitPrune()
 					return nil, err
 				}
 			}
@@ -203,7 +225,9 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 			return nil, s.fail(ctx, PhaseWatch, t, err)
 		}
 		if last := s.steps[len(s.steps)-1]; len(last.Drain) > 0 {
+			startPrune()
 			if err := s.stopBatch(ctx, last.Drain); err != nil {
+				waitPrune()
 				return nil, err
 			}
 		}
@@ -212,13 +236,12 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 	if r.scale {
 		return s.scaleResult(), nil
 	}
-	newest := s.news[0].c
-	r.newC, r.newURL = &newest, s.news[0].url
-	pruned := r.prune(beside(ctx, "prune"))
+	startPrune()
+	p := waitPrune()
 	if ctx.Err() != nil {
 		r.warn(PhaseDone, WarnInterrupted, "interrupted after the cutover: the rollout was finished; old containers may not all have been pruned")
 	}
-	res := r.result(pruned)
+	res := r.result(p)
 	res.NewContainers = nil
 	for _, t := range s.news {
 		res.NewContainers = append(res.NewContainers, ContainerRef{ID: t.c.ID, Name: t.short(), Version: r.o.Version, URL: t.url})
