@@ -386,9 +386,11 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 	err := r.poll(ctx, healthFor+r.o.RegisterTimeout+time.Second, func() (bool, error) {
 		now := r.e.now()
 		for _, t := range batch {
-			if t.state != TargetCreated {
+			if t.state != TargetCreated && t.state != TargetHealthy {
 				continue
 			}
+			// Healthy ones too, until listed: one that exits meanwhile
+			// fails the step now, not at the register timeout.
 			c, err := r.e.Runtime.Inspect(ctx, t.c.ID)
 			if err != nil {
 				culprit = t
@@ -398,6 +400,9 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 			if err := r.newContainerFailed(ctx, c, t.restarts); err != nil {
 				culprit = t
 				return false, err
+			}
+			if t.state == TargetHealthy {
+				continue
 			}
 			if c.State != "running" || !(c.Healthcheck.Disabled() || c.Health == "healthy") {
 				if now.Sub(start) > healthFor {

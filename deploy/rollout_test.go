@@ -893,3 +893,33 @@ func TestStatusReportsADrainedContainer(t *testing.T) {
 		t.Errorf("drained %v, problems %q", got, st[0].Problems)
 	}
 }
+
+// A new container that turns healthy and exits before Traefik lists it
+// fails the step at once, as exited, not at the register timeout as
+// "never listed".
+func TestNewContainerExitingWhileWaitingForTraefikFailsAtOnce(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", nil)
+	old := w.addRunning("web-v1", "v1", true)
+	w.unlisted = func(c *fakeContainer) bool { return c.Labels[LabelVersion] == "v2" }
+	w.onInspect = func(c *fakeContainer) {
+		if c.Labels[LabelVersion] == "v2" && c.Health == "healthy" && c.inspects > 3 {
+			c.State, c.Health, c.ExitCode = "exited", "", 2
+		}
+	}
+	e, _ := engine(w)
+	o := testOptions("v2")
+	o.RegisterTimeout = time.Minute
+	start := time.Now()
+	_, err := e.Rollout(context.Background(), o)
+	de := assertKind(t, err, KindFailed)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("failed after %s, want at once", d)
+	}
+	if de.Phase != PhaseRegister && de.Phase != PhaseHealthy || !strings.Contains(de.Error(), "exited with code 2") {
+		t.Errorf("error %q (phase %s), want the exit named", de.Error(), de.Phase)
+	}
+	if old.State != "running" || !strings.Contains(de.State, "untouched") {
+		t.Errorf("old %s, state %q", old.State, de.State)
+	}
+}
