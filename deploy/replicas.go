@@ -744,7 +744,22 @@ func (s *stepRun) watch(ctx context.Context) (*target, error) {
 	r := s.r
 	r.begin(PhaseWatch, fmt.Sprintf("watching %s for %s; the old version stays ready", targetNames(s.news), r.o.Watch))
 	var culprit *target
+	var lastOldCheck time.Time
 	err := r.poll(ctx, r.o.Watch, func() (bool, error) {
+		// The old version is the way back: say so if it goes (checked
+		// about once a second).
+		if now := r.e.now(); now.Sub(lastOldCheck) >= time.Second {
+			lastOldCheck = now
+			for _, t := range s.olds {
+				if t.state == TargetGone || t.old.gone {
+					continue
+				}
+				if _, err := r.e.Runtime.Inspect(ctx, t.c.ID); errors.Is(err, ErrContainerNotFound) {
+					t.state, t.old.gone = TargetGone, true
+					r.warnAbout(PhaseWatch, t.short(), WarnOldGone, "old container %s was removed by someone else during the watch window: it can no longer be put back if %s fails", t.short(), r.o.Version)
+				}
+			}
+		}
 		for _, t := range s.news {
 			c, err := r.e.Runtime.Inspect(ctx, t.c.ID)
 			if err != nil {

@@ -923,3 +923,38 @@ func TestNewContainerExitingWhileWaitingForTraefikFailsAtOnce(t *testing.T) {
 		t.Errorf("old %s, state %q", old.State, de.State)
 	}
 }
+
+// The old container, the way back, is removed by someone else during the
+// watch window: the new version is fine, so the rollout completes, and it
+// warns that the way back is gone.
+func TestOldContainerRemovedDuringTheWatchIsWarnedAbout(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", nil)
+	old := w.addRunning("web-v1", "v1", true)
+	e, ev := engine(w)
+	o := testOptions("v2")
+	o.Watch = 1500 * time.Millisecond
+	e.Reporter = ReporterFunc(func(x Event) {
+		ev.Event(x)
+		if x.Phase == PhaseWatch && x.Status == StatusStart {
+			w.mu.Lock()
+			delete(w.containers, old.ID)
+			w.mu.Unlock()
+		}
+	})
+	if _, err := e.Rollout(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for _, x := range ev.all {
+		if x.Status == StatusWarn {
+			codes = append(codes, x.Code)
+			if x.Code == WarnOldGone && (x.Container != "web-v1" || !strings.Contains(x.Message, "can no longer be put back")) {
+				t.Errorf("warning %+v", x)
+			}
+		}
+	}
+	if !slices.Contains(codes, WarnOldGone) {
+		t.Errorf("warnings %q, want %s", codes, WarnOldGone)
+	}
+}
