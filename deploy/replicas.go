@@ -807,6 +807,8 @@ func (r *rollout) failingReason(t *target, c Container) string {
 	switch {
 	case c.State != "running" || c.RestartCount > t.restarts:
 		return fmt.Sprintf("it exited with code %d (state %s)", c.ExitCode, c.State)
+	case c.Health == "unhealthy" && lastProbe(c) == "":
+		return "it turned unhealthy (its probe could not run: the container is probably exiting)"
 	case c.Health == "unhealthy":
 		return "it turned unhealthy: " + r.probeOutput(c)
 	case t.probe && strings.Contains(lastProbe(c), "check failed"):
