@@ -442,7 +442,11 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 			r.begin(PhaseRegister, s.say(fmt.Sprintf("waiting until %s are in Traefik", targetNames(batch))))
 		}
 		if len(healthy) > 0 {
-			seen, lastErr = s.markRouted(ctx, healthy, urls)
+			var sv map[string]Service
+			sv, lastErr = s.markRouted(ctx, healthy, urls)
+			if lastErr == nil {
+				seen = sv // else: what it listed before it stopped answering
+			}
 		}
 		for _, t := range batch {
 			if t.state == TargetHealthy && now.Sub(healthyAt[t]) > r.o.RegisterTimeout {
