@@ -691,10 +691,15 @@ func (s *stepRun) stopBatch(ctx context.Context, idx []int) error {
 			return nil
 		}
 		s.record(undoRestart, t)
-		err := r.e.Runtime.Stop(ctx, t.c.ID, r.stopTimeout(t.c))
+		timeout := r.stopTimeout(t.c)
+		// Written just before the call it announces (the benchmark times
+		// Docker's stop from it).
+		r.info(PhaseStop, Event{Container: t.short(), Message: s.say(fmt.Sprintf("stopping (stop signal, killed after %s)", timeout))})
+		err := r.e.Runtime.Stop(ctx, t.c.ID, timeout)
 		switch {
 		case errors.Is(err, ErrContainerNotFound):
 			t.state, t.old.gone = TargetGone, true
+			r.info(PhaseStop, Event{Container: t.short(), Message: s.say("already gone (removed by someone else)")})
 		case err != nil:
 			return fmt.Errorf("stopping %s: %w", t.short(), err)
 		default:
@@ -702,8 +707,11 @@ func (s *stepRun) stopBatch(ctx context.Context, idx []int) error {
 			r.info(PhaseStop, Event{Container: t.short(), Message: s.say("stopped")})
 		}
 		if t.old.halfMade && t.state == TargetStopped {
-			if err := r.e.Runtime.Remove(ctx, t.c.ID); err == nil {
+			if err := r.e.Runtime.Remove(ctx, t.c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+				r.warnAbout(PhaseStop, t.short(), WarnPruneFailed, "removing %s, left half-made by an interrupted run: %v", t.short(), err)
+			} else {
 				t.state = TargetGone
+				r.info(PhaseStop, Event{Container: t.short(), Message: s.say("removed (left half-made by an interrupted run)")})
 			}
 		}
 		return nil
