@@ -378,6 +378,7 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 	healthyAt := map[*target]time.Time{}
 	urls := map[*target]map[string]string{}
 	registering := false
+	lastLook := map[*target]time.Time{} // healthy ones: when last inspected
 	var culprit *target
 	var lastErr error
 	var seen map[string]Service
@@ -389,8 +390,18 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 			if t.state != TargetCreated && t.state != TargetHealthy {
 				continue
 			}
-			// Healthy ones too, until listed: one that exits meanwhile
-			// fails the step now, not at the register timeout.
+			// Healthy ones too, until listed, about once a second: one
+			// that exits meanwhile fails the step then, not at the
+			// register timeout; and an inspect (slow on a busy host: 30-
+			// 400 ms) in every poll would delay noticing Traefik's listing
+			// (the benchmark's register reaction lag went from 8 to 49 ms
+			// mean, 449 ms max).
+			if t.state == TargetHealthy {
+				if now.Sub(lastLook[t]) < time.Second {
+					continue
+				}
+				lastLook[t] = now
+			}
 			c, err := r.e.Runtime.Inspect(ctx, t.c.ID)
 			if err != nil {
 				culprit = t
@@ -419,7 +430,7 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 			if len(u) > 1 {
 				r.warnAbout(PhaseRegister, t.short(), WarnAmbiguousNetwork, "container %s is on several networks (%s) and neither --network nor the traefik.docker.network label says which one Traefik uses: Traefik then picks one at random", t.short(), strings.Join(sortedKeys(u), ", "))
 			}
-			t.state, healthyAt[t], urls[t] = TargetHealthy, now, u
+			t.state, healthyAt[t], urls[t], lastLook[t] = TargetHealthy, now, u, now
 			hs := "healthy"
 			if c.Healthcheck.Disabled() {
 				hs = "running (no healthcheck)"
