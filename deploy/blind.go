@@ -112,7 +112,12 @@ func passedSince(c Container, ref time.Time) bool {
 // settled reports whether every container has been in the wanted state for
 // longer than Traefik's throttle (plus a margin).
 func (w *healthWitness) settled(ctx context.Context) bool {
-	if !w.holds(ctx) {
+	return w.settledIf(w.holds(ctx))
+}
+
+// settledIf is settled, given what holds (or observe) reported just now.
+func (w *healthWitness) settledIf(holds bool) bool {
+	if !holds {
 		return false
 	}
 	bound, ok := w.r.e.propagation()
@@ -122,6 +127,7 @@ func (w *healthWitness) settled(ctx context.Context) bool {
 // holds reports whether every container is in the wanted state now, and
 // notes since when they all have been.
 func (w *healthWitness) holds(ctx context.Context) bool {
+	cs := make([]Container, 0, len(w.ids))
 	for _, id := range w.ids {
 		c, err := w.r.e.Runtime.Inspect(ctx, id)
 		if errors.Is(err, ErrContainerNotFound) {
@@ -130,6 +136,15 @@ func (w *healthWitness) holds(ctx context.Context) bool {
 			w.since = time.Time{}
 			return false
 		}
+		cs = append(cs, c)
+	}
+	return w.observe(cs)
+}
+
+// observe is holds for containers the caller has just inspected: cs are
+// w's containers, in the order of w.ids.
+func (w *healthWitness) observe(cs []Container) bool {
+	for _, c := range cs {
 		if !w.want(c) {
 			w.since = time.Time{}
 			return false
@@ -145,8 +160,14 @@ func (w *healthWitness) holds(ctx context.Context) bool {
 // state: it has held for the router's propagation bound (plus a margin),
 // or, for a router without one, it holds.
 func (w *healthWitness) propagated(ctx context.Context) bool {
+	return w.propagatedIf(w.holds(ctx))
+}
+
+// propagatedIf is propagated, given what holds (or observe) reported just
+// now.
+func (w *healthWitness) propagatedIf(holds bool) bool {
 	if _, ok := w.r.e.propagation(); !ok {
-		return w.holds(ctx)
+		return holds
 	}
-	return w.settled(ctx)
+	return w.settledIf(holds)
 }

@@ -35,6 +35,7 @@ type world struct {
 	routerCalls  int
 	healthRuns   int // health checks run, all containers (their Start times)
 	copyErr      error
+	startErr     func(*fakeContainer) error // Start fails with it (nil: starts)
 	createHook   func(CreateSpec)
 	copied       map[string]map[string][]byte // container name -> path -> data, of CopyFiles
 	removeErr    error
@@ -331,6 +332,12 @@ func (f *fakeRuntime) Start(ctx context.Context, id string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	c := w.containers[id]
+	if w.startErr != nil {
+		if err := w.startErr(c); err != nil {
+			w.op("start %s failed", c.Name)
+			return err
+		}
+	}
 	if w.behave != nil {
 		w.behave(c)
 	}

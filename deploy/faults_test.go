@@ -642,50 +642,35 @@ func TestDockerFaultPerMethod(t *testing.T) {
 }
 
 // A rollback whose target never becomes healthy, and the retained container
-// cannot be stopped again (or inspected while it is): it must never be
-// removed, and the error must say it is left running.
+// cannot be stopped again: it must never be removed, and the error must say
+// it is left running and how to stop it. The restore stops it without
+// inspecting it first: Docker's answer to the stop is the verdict.
 func TestRollbackRetainedCannotBeStoppedAgain(t *testing.T) {
-	for _, tc := range []struct {
-		method string
-		sticky bool
-		kind   Kind
-	}{
-		// The restore stops it without inspecting it first: Docker's
-		// answer to the stop is the verdict.
-		{"Stop", true, KindNeedsHuman},
-	} {
-		t.Run(fmt.Sprintf("%s sticky=%v", tc.method, tc.sticky), func(t *testing.T) {
-			s := rollbackScenario()
-			s.w.behave = func(c *fakeContainer) { c.never = true }
-			fr := newFaultyRuntime(s.w.runtime())
-			fr.method, fr.err, fr.sticky = tc.method, errDiskFull, tc.sticky
-			e, ev := engine(s.w)
-			e.Runtime, e.Journal = fr, s.j
-			e.Reporter = ReporterFunc(func(e Event) {
-				ev.Event(e)
-				if e.Status == StatusFail { // the fault hits the cleanup
-					fr.mu.Lock()
-					fr.failAt = fr.perMethod[tc.method] + 1
-					fr.mu.Unlock()
-				}
-			})
-			res, err := run(t, true, e)
-			de := assertKind(t, err, tc.kind)
-			if len(fr.failed) == 0 {
-				t.Fatalf("no call failed: %q", fr.calls)
-			}
-			checkInvariants(t, s, dockerFault{name: "in the cleanup", err: errDiskFull, secondary: true}, fr, ev, res, err)
-			v1 := s.w.containers["id-web-v1"]
-			if v1 == nil {
-				t.Fatalf("the retained container was removed: ops %q", s.w.ops)
-			}
-			if tc.kind == KindNeedsHuman && (!strings.Contains(de.State, "web-v1") || !strings.Contains(de.Hint, "docker stop web-v1")) {
-				t.Errorf("state %q hint %q: want the retained container named and how to stop it", de.State, de.Hint)
-			}
-			if tc.kind == KindFailed && (v1.State == "running" || !strings.Contains(de.State, "stopped again")) {
-				t.Errorf("retained container %s; state %q", v1.State, de.State)
-			}
-		})
+	s := rollbackScenario()
+	s.w.behave = func(c *fakeContainer) { c.never = true }
+	fr := newFaultyRuntime(s.w.runtime())
+	fr.method, fr.err, fr.sticky = "Stop", errDiskFull, true
+	e, ev := engine(s.w)
+	e.Runtime, e.Journal = fr, s.j
+	e.Reporter = ReporterFunc(func(e Event) {
+		ev.Event(e)
+		if e.Status == StatusFail { // the fault hits the cleanup
+			fr.mu.Lock()
+			fr.failAt = fr.perMethod["Stop"] + 1
+			fr.mu.Unlock()
+		}
+	})
+	res, err := run(t, true, e)
+	de := assertKind(t, err, KindNeedsHuman)
+	if len(fr.failed) == 0 {
+		t.Fatalf("no call failed: %q", fr.calls)
+	}
+	checkInvariants(t, s, dockerFault{name: "in the cleanup", err: errDiskFull, secondary: true}, fr, ev, res, err)
+	if s.w.containers["id-web-v1"] == nil {
+		t.Fatalf("the retained container was removed: ops %q", s.w.ops)
+	}
+	if !strings.Contains(de.State, "web-v1") || !strings.Contains(de.Hint, "docker stop web-v1") {
+		t.Errorf("state %q hint %q: want the retained container named and how to stop it", de.State, de.Hint)
 	}
 }
 

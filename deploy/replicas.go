@@ -386,6 +386,7 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 	// The poll's own deadline only backs the per-container ones up.
 	err := r.poll(ctx, healthFor+r.o.RegisterTimeout+time.Second, func() (bool, error) {
 		now := r.e.now()
+		var look []*target
 		for _, t := range batch {
 			if t.state != TargetCreated && t.state != TargetHealthy {
 				continue
@@ -402,7 +403,20 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 				}
 				lastLook[t] = now
 			}
-			c, err := r.e.Runtime.Inspect(ctx, t.c.ID)
+			look = append(look, t)
+		}
+		// The round's inspects at once: one after the other, at 30-400 ms
+		// each on a busy host, a batch of 8 would make each poll last up to 3 s
+		// and so every reaction of the step that much later.
+		inspected := make([]Container, len(look))
+		errs := make([]error, len(look))
+		_ = parallel(look, func(t *target) error {
+			i := slices.Index(look, t)
+			inspected[i], errs[i] = r.e.Runtime.Inspect(ctx, t.c.ID)
+			return nil
+		})
+		for i, t := range look {
+			c, err := inspected[i], errs[i]
 			if err != nil {
 				culprit = t
 				return false, err
@@ -1172,6 +1186,16 @@ func (s *stepRun) recreateOld(ctx context.Context, t *target) error {
 		return fmt.Errorf("creating a replacement of old container %s (removed by someone else) from %s: %w", t.short(), image, err)
 	}
 	gone := t.short()
+	// A replacement that could not be made whole is removed again: the
+	// restore fails, and leaves no half-made container behind.
+	discard := func(err error) error {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout())
+		defer cancel()
+		if rerr := r.e.Runtime.Remove(ctx, c.ID); rerr != nil && !errors.Is(rerr, ErrContainerNotFound) {
+			return fmt.Errorf("%w; removing %s again failed too (%v): docker rm -f %s", err, c.Short(), rerr, c.Short())
+		}
+		return err
+	}
 	if t.c.Labels[LabelDrain] == "probe" && r.probeBin != nil {
 		files := []File{
 			{Path: ProbeDir + "/", Mode: 0o1777},
@@ -1179,11 +1203,11 @@ func (s *stepRun) recreateOld(ctx context.Context, t *target) error {
 			{Path: MarkerPath, Mode: 0o644, Data: []byte(MarkerServe)},
 		}
 		if err := r.e.Runtime.CopyFiles(ctx, c.ID, files); err != nil {
-			return fmt.Errorf("copying the drain probe into %s (replacing %s): %w", c.Short(), gone, err)
+			return discard(fmt.Errorf("copying the drain probe into %s (replacing %s): %w", c.Short(), gone, err))
 		}
 	}
 	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
-		return fmt.Errorf("starting %s (replacing %s): %w", c.Short(), gone, err)
+		return discard(fmt.Errorf("starting %s (replacing %s): %w", c.Short(), gone, err))
 	}
 	if ci, err := r.e.Runtime.Inspect(ctx, c.ID); err == nil {
 		c = ci
@@ -1208,6 +1232,7 @@ func (s *stepRun) waitOldRouted(ctx context.Context, ts []*target, inPlace bool)
 	bound, _ := r.e.propagation()
 	err := r.poll(ctx, r.o.DeregisterTimeout+r.o.RegisterTimeout+bound+blindMargin, func() (bool, error) {
 		var ids []string
+		var cs []Container
 		for _, t := range ts {
 			if t.state == TargetGone {
 				continue
@@ -1221,20 +1246,22 @@ func (s *stepRun) waitOldRouted(ctx context.Context, ts []*target, inPlace bool)
 				return false, nil
 			}
 			t.c = c
-			ids = append(ids, c.ID)
+			ids, cs = append(ids, c.ID), append(cs, c)
 		}
 		if back == nil || !slices.Equal(back.ids, ids) {
-			back = r.restoreWitness(ids...)
 			if inPlace {
 				back = r.servingAgainWitness(ids...)
+			} else {
+				back = r.restoreWitness(ids...)
 			}
 		}
-		if inPlace && !back.propagated(ctx) {
+		holds := back.observe(cs)
+		if inPlace && !back.propagatedIf(holds) {
 			return false, nil
 		}
 		all, err := s.services(ctx)
 		if err != nil {
-			if back.settled(ctx) {
+			if back.settledIf(holds) {
 				s.wentBlind(err)
 				return true, nil
 			}

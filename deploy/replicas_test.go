@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -559,6 +560,54 @@ func TestReplicasRestoreRecreatesAGoneOldContainer(t *testing.T) {
 	}
 	if ws := strings.Join(ev.warnings(), "\n"); !strings.Contains(ws, "web-a was removed by someone else") || !strings.Contains(ws, made.Name) {
 		t.Errorf("warnings %q, want one naming web-a and its replacement", ws)
+	}
+}
+
+// When the replacement of a gone old container cannot be started, the
+// restore fails (exit 3: needs a human) and removes the replacement again:
+// no half-made container is left behind.
+func TestReplicasRestoreRemovesAReplacementThatCannotStart(t *testing.T) {
+	w, _ := threeV1()
+	starts := 0
+	w.behave = func(c *fakeContainer) {
+		if c.Labels[LabelVersion] == "v2" {
+			if starts++; starts == 2 {
+				c.crash = true
+				delete(w.containers, "id-web-a") // w.mu is held in Start
+			}
+		}
+	}
+	w.startErr = func(c *fakeContainer) error {
+		if c.spec.Name != "" && c.Labels[LabelVersion] == "v1" {
+			return errors.New("OCI runtime create failed: no space left on device")
+		}
+		return nil
+	}
+	e, _ := engine(w)
+	o := testOptions("v2")
+	o.Replicas, o.MaxSurge, o.MaxUnavailable = 3, &Amount{N: 1}, &Amount{N: 0}
+	_, err := e.Rollout(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("err = %v, want the replacement's start failure", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var failed string
+	for _, op := range w.ops {
+		if strings.HasPrefix(op, "start ") && strings.HasSuffix(op, " failed") {
+			failed = strings.TrimSuffix(strings.TrimPrefix(op, "start "), " failed")
+		}
+	}
+	if failed == "" {
+		t.Fatalf("no replacement was started: %q", w.ops)
+	}
+	for _, c := range w.containers {
+		if c.Name == failed {
+			t.Errorf("replacement %s is left behind (state %s): %q", failed, c.State, w.ops)
+		}
+	}
+	if !slices.Contains(w.ops, "remove "+failed) {
+		t.Errorf("replacement %s was not removed: %q", failed, w.ops)
 	}
 }
 

@@ -676,9 +676,10 @@ func (r *rollout) oldURLs(old *oldContainer) []string {
 	// signalled it) may be gone by now, and Docker may have given its IP
 	// to a new container: that URL is the new one's, not old's (seen in
 	// e2e/soak: the wait for it to leave Traefik never ended).
+	news := r.newURLs()
 	var out []string
 	for _, u := range sortedValues(urls) {
-		if !slices.ContainsFunc(r.newURLs(), func(n string) bool { return sameURL(u, n) }) {
+		if !slices.ContainsFunc(news, func(n string) bool { return sameURL(u, n) }) {
 			out = append(out, u)
 		}
 	}
