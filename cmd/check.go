@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -35,11 +36,19 @@ func printPlan(run *engineRun, o *rolloutOptions) error {
 	if len(p.Current) == 0 {
 		fmt.Fprintln(w, "  first deploy: no current container")
 	}
+	printPlanSteps(w, p, o.Keep)
+	return nil
+}
+
+// printPlanSteps writes what every plan shows after its head: each step's
+// actions, the containers pruned under --keep (keep), who holds the deploy
+// lock, and the warnings with their codes.
+func printPlanSteps(w io.Writer, p *deploy.Plan, keep int) {
 	for _, a := range p.Actions {
 		fmt.Fprint(w, stepLines(a, p.Current))
 	}
 	if len(p.Prune) > 0 {
-		fmt.Fprintf(w, "  then remove old containers beyond --keep %d: %s\n", o.Keep, strings.Join(p.Prune, ", "))
+		fmt.Fprintf(w, "  then remove old containers beyond --keep %d: %s\n", keep, strings.Join(p.Prune, ", "))
 	}
 	if p.Lock != nil {
 		fmt.Fprintf(w, "  ! the deploy lock is held by %s\n", p.Lock)
@@ -47,7 +56,6 @@ func printPlan(run *engineRun, o *rolloutOptions) error {
 	for _, warning := range p.Warnings {
 		fmt.Fprintf(w, "  ! %s (%s)\n", warning.Message, warning.Code)
 	}
-	return nil
 }
 
 // stepLines renders one step of a plan (its actions): the retained

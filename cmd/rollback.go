@@ -152,18 +152,7 @@ func printRollbackPlan(run *engineRun, o *rollbackOptions) error {
 	}
 	fmt.Fprintf(w, "plan: roll %s back from %s to %s (%s) (dry run: nothing was changed)\n", rp.App, orDash(rp.From), rp.To, rp.Reason)
 	fmt.Fprintf(w, "  Traefik service: %s\n", orDash(strings.Join(p.Services, ", ")))
-	for _, a := range p.Actions {
-		fmt.Fprint(w, stepLines(a, p.Current))
-	}
-	if len(p.Prune) > 0 {
-		fmt.Fprintf(w, "  then remove old containers beyond --keep %d: %s\n", o.Keep, strings.Join(p.Prune, ", "))
-	}
-	if p.Lock != nil {
-		fmt.Fprintf(w, "  ! the deploy lock is held by %s\n", p.Lock)
-	}
-	for _, warning := range p.Warnings {
-		fmt.Fprintf(w, "  ! %s (%s)\n", warning.Message, warning.Code)
-	}
+	printPlanSteps(w, p, o.Keep)
 	return nil
 }
 

@@ -178,14 +178,6 @@ func printScalePlan(run *engineRun, o *scaleOptions) error {
 	}
 	fmt.Fprintf(w, "plan: scale %s %s from %d to %d container(s) (dry run: nothing was changed)\n", sp.App, sp.Version, sp.From, sp.To)
 	fmt.Fprintf(w, "  Traefik service: %s\n", orDash(strings.Join(p.Services, ", ")))
-	for _, a := range p.Actions {
-		fmt.Fprint(w, stepLines(a, p.Current))
-	}
-	if p.Lock != nil {
-		fmt.Fprintf(w, "  ! the deploy lock is held by %s\n", p.Lock)
-	}
-	for _, warning := range p.Warnings {
-		fmt.Fprintf(w, "  ! %s (%s)\n", warning.Message, warning.Code)
-	}
+	printPlanSteps(w, p, 0) // a scale prunes nothing
 	return nil
 }
