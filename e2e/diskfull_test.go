@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,11 +145,34 @@ func startSmallEngine(t *testing.T, size int64) *smallEngine {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A default bridge of its own. With --bridge none, dockerd deletes the
+	// interface docker0 as it starts (removeDefaultBridgeInterface in
+	// moby's daemon_unix.go): the machine's engine then has no default
+	// bridge until it restarts, and every "docker run" without --network
+	// fails there. A bridge with another name must exist beforehand.
+	bridge := "dctlsm-" + harness.RunID()
+	bridge = bridge[:min(len(bridge), 15)] // IFNAMSIZ
+	if out, err := exec.Command("ip", "link", "add", bridge, "type", "bridge").CombinedOutput(); err != nil {
+		t.Fatalf("creating bridge %s for the second engine: %v: %s", bridge, err, out)
+	}
+	harness.DeleteLinkAtExit(bridge)
+	// Its address (dockerd's --bip and --bridge exclude each other): from
+	// a range neither engine's address pools use.
+	if out, err := exec.Command("ip", "addr", "add", "10.214.0.1/24", "dev", bridge).CombinedOutput(); err != nil {
+		t.Fatalf("addressing bridge %s: %v: %s", bridge, err, out)
+	}
+	// Runs after the engine's cleanup below (cleanups run last first).
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "link", "del", bridge).CombinedOutput(); err != nil {
+			t.Errorf("cleanup: ip link del %s: %v: %s", bridge, err, out)
+		}
+	})
+	_, docker0Err := net.InterfaceByName("docker0")
 	sock := filepath.Join(run, "docker.sock")
 	cmd := exec.Command(dockerd, "--config-file", config,
 		"--data-root", filepath.Join(dir, "root"), "--exec-root", filepath.Join(run, "exec"),
 		"--pidfile", filepath.Join(run, "docker.pid"), "--host", "unix://"+sock,
-		"--storage-driver", "vfs", "--bridge", "none", "--iptables=false", "--ip-masq=false",
+		"--storage-driver", "vfs", "--bridge", bridge, "--iptables=false", "--ip-masq=false",
 		// Networks from a pool the machine's engine does not use (its
 		// defaults are 172.17-31.0.0/16 and 192.168.0.0/16): two engines
 		// creating networks at the same moment could pick the same subnet.
@@ -160,8 +184,11 @@ func startSmallEngine(t *testing.T, size int64) *smallEngine {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// Closed when it has exited (waitErr set): both the wait for it to
+	// answer and the cleanup look, so neither may take the only value.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -199,15 +226,18 @@ func startSmallEngine(t *testing.T, size int64) *smallEngine {
 			break
 		}
 		select {
-		case werr := <-exited:
+		case <-exited:
 			b, _ := os.ReadFile(logPath)
-			t.Fatalf("the second dockerd exited (%v):\n%s", werr, b)
+			t.Fatalf("the second dockerd exited (%v):\n%s", waitErr, b)
 		default:
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the second dockerd did not answer within 60s: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := net.InterfaceByName("docker0"); docker0Err == nil && err != nil {
+		t.Fatalf("starting the second engine deleted the machine's engine's default bridge docker0 (%v): restart dockerd to get it back", err)
 	}
 	// Containers, networks and images the test makes on it are removed by
 	// their own cleanups, which run before this one's.

@@ -123,6 +123,11 @@ func RemoveAtExit(path string) { register("path", path) }
 // this process ends, however it ends.
 func UnmountAtExit(dir string) { register("mount", dir) }
 
+// DeleteLinkAtExit has the janitor delete the network interface name (ip
+// link del) when this process ends, however it ends, after the mounts: a
+// bridge made for a second dockerd, which needs it until it has stopped.
+func DeleteLinkAtExit(name string) { register("link", name) }
+
 // runBuild runs a go command (a build) whose work directory goes under tmp
 // (GOTMPDIR), in a process group of its own that the janitor kills if this
 // process dies while it runs; the caller has tmp removed at exit
@@ -152,7 +157,7 @@ func registerDockerHost(host string) { register("host", host) }
 // DEPLOYCTL_JANITOR_LOG when there was something to do, and nowhere
 // otherwise.
 func runJanitor(id string, r io.Reader) int {
-	var hosts, paths, mounts []string
+	var hosts, paths, mounts, links []string
 	groups := map[int]bool{}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -168,6 +173,8 @@ func runJanitor(id string, r io.Reader) int {
 			paths = append(paths, value)
 		case "mount":
 			mounts = append(mounts, value)
+		case "link":
+			links = append(links, value)
 		}
 	}
 	var log strings.Builder
@@ -207,6 +214,16 @@ func runJanitor(id string, r io.Reader) int {
 			logf("unmounted %s", m)
 		}
 		paths = append(paths, m)
+	}
+	for _, l := range links {
+		if exec.Command("ip", "link", "show", l).Run() != nil {
+			continue // deleted by its test
+		}
+		if out, err := exec.Command("ip", "link", "del", l).CombinedOutput(); err != nil {
+			logf("ip link del %s: %v: %s", l, err, out)
+		} else {
+			logf("deleted network interface %s", l)
+		}
 	}
 	for _, p := range paths {
 		if _, err := os.Lstat(p); err != nil {
