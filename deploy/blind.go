@@ -156,15 +156,10 @@ func (w *healthWitness) observe(cs []Container) bool {
 	return true
 }
 
-// propagated reports whether the router has had time to apply the wanted
-// state: it has held for the router's propagation bound (plus a margin),
-// or, for a router without one, it holds.
-func (w *healthWitness) propagated(ctx context.Context) bool {
-	return w.propagatedIf(w.holds(ctx))
-}
-
-// propagatedIf is propagated, given what holds (or observe) reported just
-// now.
+// propagatedIf reports whether the router has had time to apply the wanted
+// state, given what holds (or observe) reported just now: it has held for
+// the router's propagation bound (plus a margin), or, for a router without
+// one, it holds.
 func (w *healthWitness) propagatedIf(holds bool) bool {
 	if _, ok := w.r.e.propagation(); !ok {
 		return holds
