@@ -12,10 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +29,7 @@ import (
 
 	"github.com/deployctl/deployctl/deploy"
 	"github.com/deployctl/deployctl/dockerutil"
+	"github.com/deployctl/deployctl/internal/harness"
 	"github.com/deployctl/deployctl/internal/testenv"
 	"github.com/deployctl/deployctl/traefikapi"
 )
@@ -56,9 +59,74 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	prebuildTraefik()
+	before, beforeErr := machineEngine()
 	code := m.Run()
 	os.RemoveAll(dir)
+	if beforeErr == nil {
+		// No test may change the machine's engine in ways other tests or
+		// its users see (the disk-full test's second dockerd once deleted
+		// docker0): compare what it was before the tests with after.
+		after, err := machineEngine()
+		if diff := before.diff(after); err == nil && diff != "" {
+			fmt.Fprintf(os.Stderr, "FAIL: the tests changed the machine's Docker engine: %s\n", diff)
+			code = 1
+		}
+	}
 	os.Exit(code)
+}
+
+// engineState is what the tests must leave on the machine's Docker engine
+// as they found it: its networks other than the test harness's, whether
+// its default bridge docker0 exists, and its Swarm state.
+type engineState struct {
+	networks []string // name (driver)
+	docker0  bool
+	swarm    string
+}
+
+// machineEngine reads the engine state of the Docker engine the tests use.
+func machineEngine() (engineState, error) {
+	cli, err := harness.Docker()
+	if err != nil {
+		return engineState{}, err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nets, err := cli.NetworkList(ctx, client.NetworkListOptions{})
+	if err != nil {
+		return engineState{}, err
+	}
+	info, err := cli.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return engineState{}, err
+	}
+	var s engineState
+	for _, n := range nets.Items {
+		if _, ours := n.Labels[harness.LabelKey]; !ours {
+			s.networks = append(s.networks, n.Name+" ("+n.Driver+")")
+		}
+	}
+	slices.Sort(s.networks)
+	_, err = net.InterfaceByName("docker0")
+	s.docker0 = err == nil
+	s.swarm = string(info.Info.Swarm.LocalNodeState)
+	return s, nil
+}
+
+// diff says how after differs from s ("" when not at all).
+func (s engineState) diff(after engineState) string {
+	var d []string
+	if !slices.Equal(s.networks, after.networks) {
+		d = append(d, fmt.Sprintf("networks %v before, %v after", s.networks, after.networks))
+	}
+	if s.docker0 != after.docker0 {
+		d = append(d, fmt.Sprintf("default bridge docker0 present before: %v, after: %v", s.docker0, after.docker0))
+	}
+	if s.swarm != after.swarm {
+		d = append(d, fmt.Sprintf("Swarm state %q before, %q after", s.swarm, after.swarm))
+	}
+	return strings.Join(d, "; ")
 }
 
 // deployctlCommand is exec.Command of the deployctl binary under test, which
