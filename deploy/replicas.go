@@ -386,7 +386,12 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 	// The poll's own deadline only backs the per-container ones up.
 	err := r.poll(ctx, healthFor+r.o.RegisterTimeout+time.Second, func() (bool, error) {
 		now := r.e.now()
-		var look []*target
+		type look struct {
+			t   *target
+			c   Container
+			err error
+		}
+		var round []*look
 		for _, t := range batch {
 			if t.state != TargetCreated && t.state != TargetHealthy {
 				continue
@@ -403,20 +408,17 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 				}
 				lastLook[t] = now
 			}
-			look = append(look, t)
+			round = append(round, &look{t: t})
 		}
 		// The round's inspects at once: one after the other, at 30-400 ms
-		// each on a busy host, a batch of 8 would make each poll last up to 3 s
-		// and so every reaction of the step that much later.
-		inspected := make([]Container, len(look))
-		errs := make([]error, len(look))
-		_ = parallel(look, func(t *target) error {
-			i := slices.Index(look, t)
-			inspected[i], errs[i] = r.e.Runtime.Inspect(ctx, t.c.ID)
+		// each on a busy host, a batch of 8 would make each poll last up
+		// to 3 s, and every reaction of the step that much later.
+		_ = parallel(round, func(l *look) error {
+			l.c, l.err = r.e.Runtime.Inspect(ctx, l.t.c.ID)
 			return nil
 		})
-		for i, t := range look {
-			c, err := inspected[i], errs[i]
+		for _, l := range round {
+			t, c, err := l.t, l.c, l.err
 			if err != nil {
 				culprit = t
 				return false, err

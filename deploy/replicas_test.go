@@ -518,16 +518,7 @@ func TestReplicasTraefikDownInStep2RestoresV1Blind(t *testing.T) {
 // its deployctl labels, the drain probe with marker serve), waits until it
 // is routed, and only then drains the v2 ones, within the budget.
 func TestReplicasRestoreRecreatesAGoneOldContainer(t *testing.T) {
-	w, _ := threeV1()
-	starts := 0
-	w.behave = func(c *fakeContainer) {
-		if c.Labels[LabelVersion] == "v2" {
-			if starts++; starts == 2 {
-				c.crash = true
-				delete(w.containers, "id-web-a") // w.mu is held in Start
-			}
-		}
-	}
+	w := goneOldInStep2()
 	e, ev := engine(w)
 	o := testOptions("v2")
 	o.Replicas, o.MaxSurge, o.MaxUnavailable = 3, &Amount{N: 1}, &Amount{N: 0}
@@ -563,10 +554,10 @@ func TestReplicasRestoreRecreatesAGoneOldContainer(t *testing.T) {
 	}
 }
 
-// When the replacement of a gone old container cannot be started, the
-// restore fails (exit 3: needs a human) and removes the replacement again:
-// no half-made container is left behind.
-func TestReplicasRestoreRemovesAReplacementThatCannotStart(t *testing.T) {
+// goneOldInStep2 is three v1 replicas of web rolled to v2 with surge 1, where
+// step 2's new container crashes as it starts and web-a, the v1 container
+// step 1 stopped, has been removed by someone else by then.
+func goneOldInStep2() *world {
 	w, _ := threeV1()
 	starts := 0
 	w.behave = func(c *fakeContainer) {
@@ -577,6 +568,14 @@ func TestReplicasRestoreRemovesAReplacementThatCannotStart(t *testing.T) {
 			}
 		}
 	}
+	return w
+}
+
+// When the replacement of a gone old container cannot be started, the
+// restore fails (exit 3: needs a human) and removes the replacement again:
+// no half-made container is left behind.
+func TestReplicasRestoreRemovesAReplacementThatCannotStart(t *testing.T) {
+	w := goneOldInStep2()
 	w.startErr = func(c *fakeContainer) error {
 		if c.spec.Name != "" && c.Labels[LabelVersion] == "v1" {
 			return errors.New("OCI runtime create failed: no space left on device")
