@@ -188,21 +188,49 @@ func BuildAppImage(cli *client.Client, ref string, opts AppImageOptions) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	res, err := cli.ImageBuild(ctx, &ctxTar, client.ImageBuildOptions{
-		Tags:        []string{ref},
-		Remove:      true,
-		ForceRemove: true,
-		Version:     build.BuilderV1,
-	})
-	if err != nil {
-		return fmt.Errorf("build image %s: %w", ref, err)
+	// The legacy builder reuses the intermediate image of a cached step
+	// ("Using cache") and commits the next step on top of it. Another
+	// test, package or run removing its own image in between (RemoveImage
+	// prunes untagged parents without other children) deletes that
+	// intermediate, and the build fails with "failed to get digest
+	// sha256:…: … no such file or directory". The next try finds no cache
+	// for the step and builds it again.
+	const tries = 4
+	for try := 1; ; try++ {
+		res, err := cli.ImageBuild(ctx, bytes.NewReader(ctxTar.Bytes()), client.ImageBuildOptions{
+			Tags:        []string{ref},
+			Remove:      true,
+			ForceRemove: true,
+			Version:     build.BuilderV1,
+		})
+		if err != nil {
+			return fmt.Errorf("build image %s: %w", ref, err)
+		}
+		out, err := readBuildStream(res.Body)
+		res.Body.Close()
+		if err == nil {
+			return nil
+		}
+		if try < tries && LostBuildCache(err) {
+			continue
+		}
+		return fmt.Errorf("build image %s (try %d): %w\nDockerfile:\n%s\nbuild output:\n%s", ref, try, err, Dockerfile(opts), out)
 	}
-	out, err := readBuildStream(res.Body)
-	res.Body.Close()
-	if err != nil {
-		return fmt.Errorf("build image %s: %w\nDockerfile:\n%s\nbuild output:\n%s", ref, err, Dockerfile(opts), out)
+}
+
+// LostBuildCache reports whether a build failed because an image it was
+// building on (a cached intermediate) was removed while it ran.
+func LostBuildCache(err error) bool {
+	msg := err.Error()
+	if !strings.Contains(msg, "sha256:") {
+		return false
 	}
-	return nil
+	for _, s := range []string{"failed to get digest", "No such image", "no such file or directory"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // RemoveImage force-removes the containers, running or not, created from
