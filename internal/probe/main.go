@@ -15,7 +15,9 @@ import (
 // answers this version, so deployctl never ships a probe that does not
 // understand the healthchecks it writes. Raise it whenever the command line
 // or the files change.
-const ProtocolVersion = 1
+//
+// 2 added the hold and conns modes (the routing cutover, docs/design.md).
+const ProtocolVersion = 2
 
 // Defaults of the command line, the same as Docker's for a healthcheck.
 const (
@@ -30,15 +32,37 @@ const (
 //
 //	[probe] [--marker F] [--state F] [--interval D] [--timeout D] [--retries N] [--tcp HOST:PORT] [-- CMD args... | -- CMD-SHELL command]
 //	version
+//	hold
+//	conns --port P [--quiet D]
 //
 // The leading word "probe" is accepted because containers made by earlier
 // deployctl versions run `/.deployctl/deployctl probe ...` as their
 // healthcheck, and deployctl installs this program at that path when it
-// restarts one of them. "version" prints the protocol version.
+// restarts one of them. "version" prints the protocol version. "hold"
+// waits for SIGTERM or SIGINT (the process of a route container). "conns"
+// prints the TCP connections on the app's port and how many are in flight
+// (CountConns), one JSON line.
 func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 1 && args[0] == "version" {
 		fmt.Fprintf(stdout, "deployctl-probe protocol %d\n", ProtocolVersion)
 		return 0
+	}
+	if len(args) == 1 && args[0] == "hold" {
+		return hold()
+	}
+	if len(args) > 0 && args[0] == "conns" {
+		fs := flag.NewFlagSet("deployctl-probe conns", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		port := fs.Int("port", 0, "the app's port (the local port of its connections)")
+		quiet := fs.Duration("quiet", time.Second, "a connection that sent within this long is in flight (a stream)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return 2
+		}
+		if *port <= 0 || *port > 65535 || fs.NArg() != 0 {
+			fmt.Fprintln(stderr, "deployctl-probe conns: --port 1-65535 is required, and nothing else")
+			return 2
+		}
+		return conns(*port, *quiet, stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "probe" {
 		args = args[1:]

@@ -6,6 +6,6 @@ package embedded
 const goVersion = "go1.26.8"
 
 var manifest = map[string]entry{
-	"linux/amd64": {size: 2568318, sha256: "585b8fa5a6962b0d8e99567cc181fc6b47f91cf414a3f3a4f9cd1b29f317f9bd"},
-	"linux/arm64": {size: 2490494, sha256: "0e4c3e6d40444cbca75951be5d05718857765790a7b6bb70a7520f1901e8568d"},
+	"linux/amd64": {size: 2797694, sha256: "52a38c997c63cabcf54a906bc7ab511ab4dbcd042b675df87e12c4748bb35197"},
+	"linux/arm64": {size: 2752638, sha256: "c062ab6f0ad138ab8c7f99465f1510a36965de935df93d5ada6c702ef1e843e3"},
 }
