@@ -110,6 +110,11 @@ func (d *fakeDocker) Remove(_ context.Context, id string) error {
 
 func (d *fakeDocker) Logs(context.Context, string, int) (string, error) { return "", nil }
 
+func (d *fakeDocker) Exec(_ context.Context, id string, cmd []string) (deploy.ExecResult, error) {
+	d.call("exec %s %s", id, cmd[0])
+	return deploy.ExecResult{}, errNotScripted
+}
+
 func (d *fakeDocker) Lock(_ context.Context, app, _ string, h deploy.Holder) error {
 	d.call("lock %s", app)
 	d.holder = &h

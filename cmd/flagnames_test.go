@@ -56,12 +56,13 @@ func probeFlags(t *testing.T) map[string]bool {
 	t.Helper()
 	var usage strings.Builder
 	probe.Main([]string{"-h"}, io.Discard, &usage)
+	probe.Main([]string{"conns", "-h"}, io.Discard, &usage) // the connection count's own
 	flags := map[string]bool{}
 	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z][a-z0-9-]*)`).FindAllStringSubmatch(usage.String(), -1) {
 		flags[m[1]] = true
 	}
-	if !flags["marker"] || !flags["tcp"] {
-		t.Fatalf("the probe's usage names no --marker or --tcp flag:\n%s", usage.String())
+	if !flags["marker"] || !flags["tcp"] || !flags["port"] {
+		t.Fatalf("the probe's usage names no --marker, --tcp or --port flag:\n%s", usage.String())
 	}
 	return flags
 }

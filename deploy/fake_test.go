@@ -388,6 +388,10 @@ func (f *fakeRuntime) Logs(ctx context.Context, id string, lines int) (string, e
 	return "listening on :8080\npanic: boom\n", nil
 }
 
+func (f *fakeRuntime) Exec(ctx context.Context, id string, cmd []string) (ExecResult, error) {
+	return ExecResult{}, fmt.Errorf("exec %s in %s: not supported by the fake", cmd[0], id)
+}
+
 // fakeRouter is Traefik's docker provider as the engine sees it
 // (traefikapi.DockerProvider's protocol): it drains through the probe's
 // marker, written with the fake runtime's CopyFiles, as the real one

@@ -72,7 +72,7 @@ func newFaultyRuntime(rt Runtime) *faultyRuntime {
 
 // idMethods take a container ID: only those can meaningfully say the
 // container is not found (Remove of a missing container is no error).
-var idMethods = []string{"Inspect", "CopyFiles", "Start", "Stop", "Logs"}
+var idMethods = []string{"Inspect", "CopyFiles", "Start", "Stop", "Logs", "Exec"}
 
 // canFail tells whether fault err can hit a call of method.
 func canFail(err error, method string) bool {
@@ -193,6 +193,13 @@ func (f *faultyRuntime) Logs(ctx context.Context, id string, lines int) (string,
 		return "", err
 	}
 	return f.Runtime.Logs(ctx, id, lines)
+}
+
+func (f *faultyRuntime) Exec(ctx context.Context, id string, cmd []string) (ExecResult, error) {
+	if err := f.fault(ctx, "Exec", id); err != nil {
+		return ExecResult{}, err
+	}
+	return f.Runtime.Exec(ctx, id, cmd)
 }
 
 // memJournal is an in-memory Journal.

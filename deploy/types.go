@@ -195,6 +195,25 @@ type CreateSpec struct {
 	// Restart is a restart policy as in docker run --restart; empty keeps
 	// the copied one (unless-stopped on a first deploy).
 	Restart string
+	// RemoveLabels are copied labels the new container does not carry
+	// (the user's routers, which an atomic switch moves onto a route
+	// container), removed before Labels are set.
+	RemoveLabels []string
+	// Entrypoint, when not nil, replaces the entrypoint and clears the
+	// command (a route container runs the probe's hold mode).
+	Entrypoint []string
+	// NetworkMode, when not empty, is the container's network mode, e.g.
+	// "container:<id>" to join another container's network namespace
+	// (the helper that counts an old container's connections).
+	NetworkMode string
+}
+
+// ExecResult is what a command run in a container printed and its exit
+// code.
+type ExecResult struct {
+	Stdout   string
+	Stderr   string
+	ExitCode int
 }
 
 // Runtime is the container engine, implemented by dockerutil.
@@ -221,6 +240,8 @@ type Runtime interface {
 	Remove(ctx context.Context, id string) error
 	// Logs returns the last lines of a container's output.
 	Logs(ctx context.Context, id string, lines int) (string, error)
+	// Exec runs cmd in a running container and waits for it to exit.
+	Exec(ctx context.Context, id string, cmd []string) (ExecResult, error)
 }
 
 // Server is one server of a router's service.

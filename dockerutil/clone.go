@@ -83,6 +83,21 @@ func buildCreate(tmpl *container.InspectResponse, oldImg *image.InspectResponse,
 	if cfg.Labels == nil {
 		cfg.Labels = map[string]string{}
 	}
+	for _, k := range spec.RemoveLabels {
+		delete(cfg.Labels, k)
+	}
+	if spec.Entrypoint != nil {
+		cfg.Entrypoint, cfg.Cmd = spec.Entrypoint, nil
+	}
+	if spec.NetworkMode != "" {
+		// Another container's network namespace: its networks, addresses,
+		// hostname and ports are that container's.
+		host.NetworkMode = container.NetworkMode(spec.NetworkMode)
+		host.PortBindings, host.Links = nil, nil
+		cfg.Hostname, cfg.Domainname, cfg.ExposedPorts = "", "", nil
+		primary, endpoints, order = "", map[string]*network.EndpointSettings{}, nil
+		spec.Networks = nil
+	}
 	for k, v := range spec.Labels {
 		cfg.Labels[k] = v
 	}

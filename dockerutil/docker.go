@@ -355,6 +355,40 @@ func (r *Runtime) Logs(ctx context.Context, id string, lines int) (string, error
 	return buf.String(), err
 }
 
+// Exec implements deploy.Runtime.
+func (r *Runtime) Exec(ctx context.Context, id string, cmd []string) (deploy.ExecResult, error) {
+	created, err := r.cli.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return deploy.ExecResult{}, wrap(err)
+	}
+	att, err := r.cli.ExecAttach(ctx, created.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return deploy.ExecResult{}, wrap(err)
+	}
+	defer att.Close()
+	var stdout, stderr bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(&stdout, &stderr, att.Reader)
+		done <- err
+	}()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		att.Close()
+		<-done
+		return deploy.ExecResult{}, context.Cause(ctx)
+	}
+	if err != nil {
+		return deploy.ExecResult{}, fmt.Errorf("reading the output of %s in %s: %w", cmd[0], shortID(id), err)
+	}
+	ins, err := r.cli.ExecInspect(ctx, created.ID, client.ExecInspectOptions{})
+	if err != nil {
+		return deploy.ExecResult{}, wrap(err)
+	}
+	return deploy.ExecResult{Stdout: stdout.String(), Stderr: stderr.String(), ExitCode: ins.ExitCode}, nil
+}
+
 // CopyFiles implements deploy.Runtime. A path ending in "/" is a directory.
 // The tar stream is written while Docker reads it, so a large Source file
 // (the probe) is never held in memory.
