@@ -33,6 +33,11 @@ func printPlan(run *engineRun, o *rolloutOptions) error {
 	}
 	fmt.Fprintf(w, "  new container: %s-%s-<random>, %s, port %d, network %s\n", p.App, p.Version, probe, p.Port, orDash(p.Network))
 	fmt.Fprintf(w, "  Traefik service: %s\n", orDash(strings.Join(p.Services, ", ")))
+	if p.Switch == deploy.SwitchAtomic {
+		fmt.Fprintf(w, "  switch: atomic, through router %s on a route container, once every new container is in Traefik\n", strings.Join(p.SwitchRouters, ", "))
+	} else if len(p.Current) > 0 {
+		fmt.Fprintln(w, "  switch: gradual (both versions answer while the old containers leave)")
+	}
 	if len(p.Current) == 0 {
 		fmt.Fprintln(w, "  first deploy: no current container")
 	}

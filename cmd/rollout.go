@@ -30,10 +30,12 @@ type rolloutOptions struct {
 	health    healthFlags
 	restart   string
 	drain     string
-	pull      string
-	timeout   time.Duration
-	json      bool
-	dryRun    bool
+	// switchMode is --switch.
+	switchMode string
+	pull       string
+	timeout    time.Duration
+	json       bool
+	dryRun     bool
 
 	maxSurge, maxUnavailable string
 }
@@ -121,6 +123,7 @@ shell history.`,
 	fl.StringVar(&o.maxSurge, "max-surge", deploy.DefaultMaxSurge.String(), "containers started beyond --replicas at any moment: a count or a percentage of --replicas (rounded up)")
 	fl.StringVar(&o.maxUnavailable, "max-unavailable", deploy.DefaultMaxUnavailable.String(), "servers below --replicas that may be out of Traefik at any moment: a count or a percentage of --replicas (rounded down)")
 	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout, &o.traefik.throttle)
+	fl.StringVar(&o.switchMode, "switch", string(deploy.SwitchGradual), "how traffic moves to the new version: gradual (both versions answer for a moment), atomic (every new request to the new version at one instant, through a route container; gradual with a warning where the labels or Traefik do not allow it)")
 	fl.BoolVar(&o.Force, "force", false, "redeploy the version that is already serving")
 	fl.StringVar(&o.pull, "pull", "missing", "pull the image: missing, always, never")
 	fl.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
@@ -241,6 +244,7 @@ func (o *rolloutOptions) fromFlags(c *cobra.Command) error {
 	}
 	o.MaxSurge, o.MaxUnavailable = &surge, &unavailable
 	o.Drain = deploy.DrainMode(o.drain)
+	o.Switch = deploy.SwitchMode(o.switchMode)
 	o.Pull = deploy.PullPolicy(o.pull)
 	o.Restart = o.restart
 	return nil
@@ -320,6 +324,9 @@ func printResult(w io.Writer, res *deploy.Result) {
 		parts = append(parts, fmt.Sprintf("%s %s", p.Phase, p.Duration))
 	}
 	fmt.Fprintf(w, "  phases: %s; total %s\n", strings.Join(parts, ", "), res.Total)
+	if res.SwitchedAt != nil {
+		fmt.Fprintf(w, "  switched atomically at %s: no new request reached the old version after that\n", res.SwitchedAt.Format("15:04:05.000"))
+	}
 	printSteps(w, res.Steps)
 	for _, old := range res.Old {
 		if old.Gone {

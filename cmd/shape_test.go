@@ -34,14 +34,14 @@ func rolloutDefaults() rolloutOptions {
 	surge, unavailable := deploy.DefaultMaxSurge, deploy.DefaultMaxUnavailable
 	return rolloutOptions{
 		Options: deploy.Options{
-			Image: "web", Version: "v1", Drain: deploy.DrainAuto, Pull: deploy.PullMissing, Keep: deploy.DefaultKeep,
+			Image: "web", Version: "v1", Drain: deploy.DrainAuto, Switch: deploy.SwitchGradual, Pull: deploy.PullMissing, Keep: deploy.DefaultKeep,
 			DrainGrace: deploy.DefaultDrainGrace, DrainInterval: deploy.DefaultDrainInterval,
 			RegisterTimeout: deploy.DefaultRegisterTimeout, DeregisterTimeout: deploy.DefaultDeregisterTimeout,
 			PollInterval: deploy.DefaultPollInterval,
 			MaxSurge:     &surge, MaxUnavailable: &unavailable,
 		},
 		maxSurge: "25%", maxUnavailable: "0",
-		traefik: engineTraefik, drain: "auto", pull: "missing", timeout: 10 * time.Minute,
+		traefik: engineTraefik, drain: "auto", switchMode: "gradual", pull: "missing", timeout: 10 * time.Minute,
 		io: ioStreams{progress: progressAuto},
 	}
 }

@@ -23,6 +23,26 @@ const (
 	// DrainSignal stops old containers first, then waits for Traefik to
 	// drop them: requests in that window may fail.
 	DrainSignal DrainMode = "signal"
+	// DrainSwitch is not an option: the old container is taken out of
+	// rotation by the atomic switch, all old ones at once, with or without
+	// the probe (docs/design.md, "Routing cutover").
+	DrainSwitch DrainMode = "switch"
+)
+
+// SwitchMode says how traffic moves from the old version to the new one
+// (docs/design.md, "Routing cutover").
+type SwitchMode string
+
+const (
+	// SwitchGradual: the new containers join the old ones' service, and
+	// the old ones leave it one by one (drained by health, or stopped).
+	// For a moment both versions answer.
+	SwitchGradual SwitchMode = "gradual"
+	// SwitchAtomic: once every new container is healthy and listed, every
+	// new request goes to the new version at one instant (a route
+	// container's router above the user's), where the router and the
+	// app's labels allow it; else gradual, with a warning that says why.
+	SwitchAtomic SwitchMode = "atomic"
 )
 
 // PullPolicy says when to pull the image.
@@ -76,7 +96,9 @@ type Options struct {
 	// current container's (unless-stopped on a first deploy).
 	Restart string
 
-	Drain       DrainMode
+	Drain DrainMode
+	// Switch is how traffic moves to the new version ("": gradual).
+	Switch      SwitchMode
 	Pull        PullPolicy
 	StopTimeout time.Duration // 0: the container's own, else 10s
 	Keep        int           // old versions kept stopped
@@ -206,6 +228,13 @@ func (o Options) normalize() (Options, error) {
 	case DrainAuto, DrainHealth, DrainSignal:
 	default:
 		return o, usageError("--drain %q: must be auto, health or signal", o.Drain)
+	}
+	switch o.Switch {
+	case "":
+		o.Switch = SwitchGradual
+	case SwitchGradual, SwitchAtomic:
+	default:
+		return o, usageError("--switch %q: must be atomic or gradual", o.Switch)
 	}
 	switch o.Pull {
 	case "":

@@ -13,15 +13,20 @@ import (
 // the output of --dry-run. It is the rollout's own plan (decide), with the
 // facts the dry run adds (the lock holder, what --keep would prune).
 type Plan struct {
-	App       string       `json:"app"`
-	Image     string       `json:"image"`
-	Version   string       `json:"version"`
-	WouldPull bool         `json:"would_pull,omitempty"`
-	Services  []string     `json:"services"`
-	Network   string       `json:"network,omitempty"`
-	Port      int          `json:"port,omitempty"`
-	Probe     bool         `json:"probe"` // the new container gets the drain-aware probe
-	Current   []PlannedOld `json:"current"`
+	App       string   `json:"app"`
+	Image     string   `json:"image"`
+	Version   string   `json:"version"`
+	WouldPull bool     `json:"would_pull,omitempty"`
+	Services  []string `json:"services"`
+	Network   string   `json:"network,omitempty"`
+	Port      int      `json:"port,omitempty"`
+	Probe     bool     `json:"probe"` // the new container gets the drain-aware probe
+	// Switch is how traffic will move to the new version; SwitchRouters
+	// are the routers of the atomic switch (its lifted route container).
+	// A fallback to gradual is one of the Warnings (switch-gradual).
+	Switch        SwitchMode   `json:"switch"`
+	SwitchRouters []string     `json:"switch_routers,omitempty"`
+	Current       []PlannedOld `json:"current"`
 	// Steps are the rollout's steps: each starts Start new containers,
 	// then drains and stops the current containers it names (indexes into
 	// Current). The single-container rollout is one step.
@@ -123,8 +128,11 @@ func (e *Engine) Plan(ctx context.Context, o Options) (*Plan, error) {
 func (r *rollout) dryRunPlan(ctx context.Context) *Plan {
 	e, o := r.e, r.o
 	d := r.decision
-	p := &Plan{App: o.App, Image: o.Image, Version: o.Version, WouldPull: r.wouldPull, Services: d.services,
-		Network: d.network, Probe: d.probe, Steps: d.steps, Warnings: d.warnings}
+	p := &Plan{App: o.App, Image: o.Image, Version: o.Version, WouldPull: r.wouldPull, Services: r.services,
+		Network: d.network, Probe: d.probe, Steps: d.steps, Warnings: d.warnings, Switch: SwitchGradual}
+	if r.sw != nil {
+		p.Switch, p.SwitchRouters = SwitchAtomic, r.sw.Lifted.Routers
+	}
 	labels := map[string]string{}
 	for k, v := range o.Labels {
 		labels[k] = v

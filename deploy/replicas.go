@@ -64,6 +64,7 @@ const (
 	undoRemove  undoKind = iota // a new container was created: drain, stop and remove it
 	undoServe                   // an old container's drain marker was written: write serve back
 	undoRestart                 // an old container was stopped: start it again
+	undoRoute                   // a lifted route container was created: remove it (switch back)
 )
 
 type undoEntry struct {
@@ -201,6 +202,11 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 			return nil, s.fail(ctx, PhaseDrain, nil, context.Cause(ctx))
 		}
 		if len(st.Drain) > 0 {
+			if r.sw != nil {
+				if err := s.switchOver(ctx); err != nil {
+					return nil, s.fail(ctx, PhaseSwitch, nil, err)
+				}
+			}
 			if t, err := s.drainBatch(ctx, st.Drain); err != nil {
 				return nil, s.fail(ctx, PhaseDrain, t, err)
 			}
@@ -237,6 +243,13 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 		return s.scaleResult(), nil
 	}
 	startPrune()
+	if r.sw != nil {
+		// After the cutover a signal does not stop the settle: the
+		// routing is brought to its steady state.
+		settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout()+r.o.RegisterTimeout)
+		s.settle(settleCtx)
+		cancel()
+	}
 	p := waitPrune()
 	if ctx.Err() != nil {
 		r.warn(PhaseDone, WarnInterrupted, "interrupted after the cutover: the rollout was finished; old containers may not all have been pruned")
@@ -710,7 +723,7 @@ func (s *stepRun) stopBatch(ctx context.Context, idx []int) error {
 	r.begin(PhaseStop, s.say(fmt.Sprintf("stopping %s", targetNames(ts))))
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout()+r.o.StopTimeout+DefaultStopTimeout)
 	defer cancel()
-	if r.o.DrainGrace > 0 && slices.ContainsFunc(ts, func(t *target) bool { return t.old.drain == DrainHealth }) {
+	if r.o.DrainGrace > 0 && slices.ContainsFunc(ts, func(t *target) bool { return t.old.drain == DrainHealth || t.old.drain == DrainSwitch }) {
 		time.Sleep(r.o.DrainGrace)
 	}
 	err := parallel(ts, func(t *target) error {
@@ -949,6 +962,12 @@ func (s *stepRun) restore(ctx context.Context) error {
 	for i := len(log) - 1; i >= 0; i-- {
 		u := log[i]
 		switch {
+		case u.kind == undoRoute:
+			// 0. Switched back first: the old version's routers serve
+			// again before any new container leaves.
+			if err := s.unswitch(ctx, u.t); err != nil {
+				return fmt.Errorf("switching back to the old version: %w", err)
+			}
 		case u.kind == undoRemove:
 			news = append(news, u.t)
 		case u.t.old != nil && (u.t.state == TargetStopped || u.t.state == TargetGone && u.t.old.gone):

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -52,6 +53,12 @@ type Result struct {
 	Steps  []StepReport `json:"steps,omitempty"`
 	Pruned []string     `json:"pruned,omitempty"`
 	Total  Duration     `json:"total"`
+	// Switch is how traffic moved to the new version: atomic, or gradual
+	// (asked for, or the fallback the plan warned about). SwitchedAt is
+	// the atomic switch's instant: when the router confirmed the new
+	// version's routers, after which no new request reached the old one.
+	Switch     SwitchMode `json:"switch"`
+	SwitchedAt *time.Time `json:"switched_at,omitempty"`
 }
 
 // ContainerRef names a container and its server URL.
@@ -133,6 +140,15 @@ type rollout struct {
 	services []string        // Traefik services the app's servers must be in
 	baseline map[string]bool // server URLs those services had at plan time
 	network  string          // the network Traefik reaches the app on, if known
+
+	// sw is the split of the app's routing when the rollout switches
+	// atomically (planSwitch), nil when gradually; lifted is its lifted
+	// route container once the switch is confirmed; routes are the app's
+	// route containers at plan time.
+	sw         *SwitchPlan
+	lifted     *target
+	switchedAt time.Time
+	routes     []Container
 
 	probe bool // the new container gets the drain-aware probe
 	// probeBin is the probe executable for the new container's platform,
@@ -290,6 +306,18 @@ func (r *rollout) plan(ctx context.Context) error {
 		return unreachable("Traefik", err)
 	}
 	d, err := decide(facts{image: r.image, current: current, services: services, endpoint: r.e.Router.Endpoint, noDrain: r.e.drainer() == nil}, o, r.dryRun)
+	var sw *SwitchPlan
+	if err == nil {
+		var w *Warning
+		sw, w, err = r.planSwitch(ctx, d)
+		if sw != nil {
+			// Old containers leave by the switch, probe or not.
+			d.warnings = slices.DeleteFunc(d.warnings, func(w Warning) bool { return w.Code == WarnNoProbeOnCurrent })
+		}
+		if w != nil {
+			d.warnings = append(d.warnings, *w)
+		}
+	}
 	for _, w := range d.warnings {
 		r.warning(PhasePlan, w) // also those that came before a refusal
 	}
@@ -304,6 +332,12 @@ func (r *rollout) plan(ctx context.Context) error {
 	r.decision = d
 	r.olds, r.template, r.services, r.baseline, r.network = d.olds, d.template, d.services, d.baseline, d.network
 	r.probe, r.probeBin = d.probe, d.probeBin
+	if sw != nil {
+		r.sw, r.services = sw, sw.Services
+		for _, old := range r.olds {
+			old.drain = DrainSwitch
+		}
+	}
 	switch {
 	case o.Reuse != "" && d.budget.Replicas > 1:
 		if err := r.rollbackReplicas(ctx); err != nil {
@@ -335,7 +369,9 @@ func (r *rollout) findCurrent(ctx context.Context) ([]Container, error) {
 			return nil, unreachable("Docker", err)
 		}
 		for _, c := range cs {
-			if c.Running() {
+			// A route container is none of the app's containers, even
+			// when it carries the labels --select names.
+			if c.Running() && c.Labels[LabelRouteOf] == "" {
 				byID[c.ID] = c
 			}
 		}
@@ -450,6 +486,9 @@ func joinOr(s []string, none string) string {
 func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Container, error) {
 	o := r.o
 	labels := map[string]string{}
+	if r.sw != nil {
+		maps.Copy(labels, r.sw.Labels)
+	}
 	for k, v := range o.Labels {
 		labels[k] = v
 	}
@@ -472,6 +511,9 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 	}
 	if r.template != nil {
 		spec.From = r.template.ID
+	}
+	if r.sw != nil {
+		spec.RemoveLabels = r.sw.RemoveLabels
 	}
 	if r.probe {
 		own, err := r.ownHealthcheck()
@@ -732,6 +774,11 @@ func (r *rollout) result(pruned []string) *Result {
 		Phases: r.phases, Pruned: pruned, Total: Duration(r.e.now().Sub(r.start)),
 	}
 	res.NewContainers = []ContainerRef{res.New}
+	res.Switch = SwitchGradual
+	if r.lifted != nil {
+		at := r.switchedAt
+		res.Switch, res.SwitchedAt = SwitchAtomic, &at
+	}
 	for _, old := range r.olds {
 		res.Old = append(res.Old, OldRef{ContainerRef: ContainerRef{ID: old.ID, Name: old.Short(), Version: old.Labels[LabelVersion], URL: old.url}, Drain: old.drain, Gone: old.gone, HalfMade: old.halfMade})
 	}

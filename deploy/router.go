@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -84,6 +85,57 @@ type Drainer interface {
 // router without it is never assumed to have applied anything.
 type Propagator interface {
 	Propagation() time.Duration
+}
+
+// Switcher is a router that can move every new request from the app's old
+// containers to its new ones at one instant, and back (docs/design.md,
+// "Routing cutover"): the routers are labels of a route container, a
+// container of the engine's own whose start or removal is one change of
+// the router's configuration. The engine creates, starts and removes
+// route containers; the router says what their labels and the new
+// containers' are, and whether the routers it named route as wanted.
+type Switcher interface {
+	// PlanSwitch splits the app's routing, read from template (a container
+	// that serves now, ep its endpoint), for the containers of version. An
+	// error wrapping ErrNotAtomic says why the app cannot be switched
+	// atomically; the rollout then switches gradually.
+	PlanSwitch(ctx context.Context, template Container, ep Endpoint, version string) (SwitchPlan, error)
+	// Routes reports whether every one of routers is enabled and routes to
+	// a service that lists every one of urls, UP. With no urls: whether
+	// none of routers is listed any more.
+	Routes(ctx context.Context, routers, urls []string) (bool, error)
+}
+
+// SwitchPlan is the routing of an atomic switch to one version.
+type SwitchPlan struct {
+	// RemoveLabels are labels of the template the new containers do not
+	// copy (the user's routers); Labels are set on them (their service,
+	// under a name of their version).
+	RemoveLabels []string
+	Labels       map[string]string
+	// Services are the router's services the new containers are in.
+	Services []string
+	// Lifted routes to the new version above the user's routers: starting
+	// it is the switch. User routes to it under the user's router names
+	// and priorities: the steady state once the old version is stopped.
+	Lifted, User Route
+}
+
+// Route is a route container's labels and the routers they define, as the
+// router lists them.
+type Route struct {
+	Labels  map[string]string
+	Routers []string
+}
+
+// ErrNotAtomic is wrapped by Switcher.PlanSwitch's errors that mean "switch
+// gradually".
+var ErrNotAtomic = errors.New("cannot switch atomically")
+
+// switcher is the router's Switcher capability, nil when it has none.
+func (e *Engine) switcher() Switcher {
+	s, _ := e.Router.(Switcher)
+	return s
 }
 
 // drainer is the router's Drainer capability, nil when it has none.

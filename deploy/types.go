@@ -34,6 +34,19 @@ const (
 	// container was making the app run: the app's intended size, which a
 	// later rollout keeps by default (see defaultReplicas).
 	LabelReplicas = "deployctl.replicas"
+	// LabelRouteOf names the app a route container routes (docs/design.md,
+	// "Routing cutover"). Route containers carry no LabelApp: they are
+	// none of the app's containers.
+	LabelRouteOf = "deployctl.route-of"
+	// LabelRouteLevel is "lifted" on a route container whose routers are
+	// one above the user's priority, "user" at it.
+	LabelRouteLevel = "deployctl.route-level"
+)
+
+// Route levels (LabelRouteLevel).
+const (
+	RouteLifted = "lifted"
+	RouteUser   = "user"
 )
 
 // Paths inside containers made by deployctl (see the probe package).
@@ -297,6 +310,9 @@ const (
 	PhaseDone       Phase = "done"
 	PhaseDeregister Phase = "deregister"
 	PhaseWatch      Phase = "watch"
+	// PhaseSwitch is the atomic switch (--switch atomic): its done event
+	// is the instant every new request goes to the new version.
+	PhaseSwitch Phase = "switch"
 )
 
 // Status says what an event reports about its phase.

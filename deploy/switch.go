@@ -1,0 +1,249 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+)
+
+// The atomic switch (docs/design.md, "Routing cutover"): the new
+// containers carry their version's service and no router; once all of
+// them are healthy and listed, a route container whose routers sit one
+// above the user's starts, and from the instant the router shows them
+// every new request goes to the new version. After the old version is
+// stopped, a route container at the user's own names and priorities takes
+// over (settle). Undoing the switch is removing the lifted route.
+
+// WarnSwitchGradual: --switch atomic was asked for and the rollout
+// switches gradually; the message says why.
+const WarnSwitchGradual = "switch-gradual"
+
+// WarnSettleFailed: after an atomic switch the route containers could not
+// be brought to their steady state; the new version serves through the
+// lifted route, and the next atomic rollout settles it first.
+const WarnSettleFailed = "route-settle-failed"
+
+// planSwitch decides whether the rollout switches atomically, after
+// decide: it returns the split of the app's routing, or nil and the
+// warning that says why it switches gradually (nil when nothing was asked
+// or there is nothing to switch from).
+func (r *rollout) planSwitch(ctx context.Context, d *decision) (*SwitchPlan, *Warning, error) {
+	o := r.o
+	if o.Switch != SwitchAtomic || r.scale || len(d.olds) == 0 {
+		return nil, nil, nil
+	}
+	gradual := func(format string, args ...any) (*SwitchPlan, *Warning, error) {
+		w := warningf(WarnSwitchGradual, "switching gradually (both versions answer for a moment): "+format, args...)
+		return nil, &w, nil
+	}
+	sw := r.e.switcher()
+	switch {
+	case o.Reuse != "":
+		return gradual("a rollback switches gradually in this version of deployctl")
+	case sw == nil:
+		return gradual("%s cannot switch atomically", r.e.routerName())
+	case len(d.steps) != 1 || d.steps[0].Start < d.budget.Replicas:
+		return gradual("an atomic switch starts every new replica before any old one leaves, which needs --max-surge of at least --replicas (%d); the plan is %s", d.budget.Replicas, stepsString(d.steps))
+	case d.network == "":
+		return gradual("the network %s reaches the app on is not known, and the route container must be on it", r.e.routerName())
+	case d.probeBin == nil && !r.dryRun:
+		return gradual("no deployctl probe runs on the image's platform (%s/%s), and the route container runs it", r.image.OS, r.image.Arch)
+	}
+	tmpl := *d.template
+	ep, err := r.e.Router.Endpoint(tmpl)
+	if err != nil {
+		return gradual("%v", err)
+	}
+	plan, err := sw.PlanSwitch(ctx, tmpl, ep, o.Version)
+	if errors.Is(err, ErrNotAtomic) {
+		return gradual("%v", err)
+	}
+	if err != nil {
+		return nil, nil, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("splitting the app's Traefik labels for an atomic switch: %w", err),
+			State: "nothing was changed", Hint: "fix the labels, or use --switch gradual"}
+	}
+	routes, err := r.routeContainers(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, c := range routes {
+		if c.Labels[LabelRouteLevel] == RouteLifted && c.Running() {
+			return gradual("route container %s (version %s) was left lifted by an interrupted rollout; remove it once the version it routes to is the one you want (docker rm -f %s) and roll out again", c.Short(), c.Labels[LabelVersion], c.Short())
+		}
+	}
+	r.routes = routes
+	return &plan, nil, nil
+}
+
+// routeContainers lists the app's route containers, running or not.
+func (r *rollout) routeContainers(ctx context.Context) ([]Container, error) {
+	cs, err := r.e.Runtime.List(ctx, map[string]string{LabelRouteOf: r.o.App})
+	if err != nil {
+		return nil, classifyDocker(fmt.Errorf("listing the route containers of %s: %w", r.o.App, err))
+	}
+	return cs, nil
+}
+
+// startRoute creates and starts a route container for the new version at
+// level: the new image with the probe's hold mode as its only process, no
+// healthcheck (Traefik takes it at once), on the network Traefik reaches
+// the app on, restarted with the Docker engine.
+func (r *rollout) startRoute(ctx context.Context, route Route, level string, created func(Container)) (Container, error) {
+	labels := maps.Clone(route.Labels)
+	labels[LabelRouteOf] = r.o.App
+	labels[LabelRouteLevel] = level
+	labels[LabelVersion] = r.o.Version
+	spec := CreateSpec{
+		Name:        containerName(r.o.App+"-route", r.o.Version, randomSuffix()),
+		Image:       r.o.ImageRef(),
+		Labels:      labels,
+		Networks:    []string{r.network},
+		Entrypoint:  []string{ProbePath, "hold"},
+		Healthcheck: &Healthcheck{Test: []string{"NONE"}},
+		Restart:     "unless-stopped",
+	}
+	c, _, err := r.e.Runtime.Create(ctx, spec)
+	if err != nil {
+		return Container{}, classifyDocker(fmt.Errorf("creating route container %s: %w", spec.Name, err))
+	}
+	created(c)
+	files := []File{{Path: ProbeDir + "/", Mode: 0o755}, {Path: ProbePath, Mode: 0o755, Data: r.probeBin}}
+	if err := r.e.Runtime.CopyFiles(ctx, c.ID, files); err != nil {
+		return c, classifyDocker(fmt.Errorf("copying the probe into route container %s: %w", c.Short(), err))
+	}
+	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
+		return c, classifyDocker(fmt.Errorf("starting route container %s: %w", c.Short(), err))
+	}
+	return c, nil
+}
+
+// waitRoutes polls the router until routers route to urls (none: until
+// they are gone), within timeout.
+func (r *rollout) waitRoutes(ctx context.Context, routers, urls []string, timeout time.Duration) error {
+	sw := r.e.switcher()
+	var last error
+	err := r.poll(ctx, timeout, func() (bool, error) {
+		ok, err := sw.Routes(ctx, routers, urls)
+		last = err
+		return ok && err == nil, nil
+	})
+	if isTimeout(err) {
+		what := fmt.Sprintf("route to %s", strings.Join(urls, ", "))
+		if len(urls) == 0 {
+			what = "be gone"
+		}
+		if last != nil {
+			return &Error{Kind: KindUnreachable, Err: fmt.Errorf("%s's API did not confirm that router(s) %s %s within %s: %w", r.e.routerName(), strings.Join(routers, ", "), what, timeout, last),
+				Hint: "--traefik-url and Traefik's health"}
+		}
+		return &Error{Kind: KindFailed, Err: fmt.Errorf("%s's router(s) %s did not %s within %s", r.e.routerName(), strings.Join(routers, ", "), what, timeout),
+			Hint: "Traefik's log (a label it refused?) and /api/http/routers; or use --switch gradual"}
+	}
+	return err
+}
+
+// switchOver is the atomic switch: the lifted route container starts, and
+// once the router shows its routers enabled and routing to every new
+// container, no old container gets a new request.
+func (s *stepRun) switchOver(ctx context.Context) error {
+	r := s.r
+	var urls []string
+	for _, t := range s.news {
+		urls = append(urls, t.url)
+	}
+	r.begin(PhaseSwitch, s.say(fmt.Sprintf("switching every new request to %s at once (router %s)", r.o.Version, strings.Join(r.sw.Lifted.Routers, ", "))))
+	rt := &target{state: TargetPlanned}
+	_, err := r.startRoute(ctx, r.sw.Lifted, RouteLifted, func(c Container) {
+		rt.c, rt.state = c, TargetCreated
+		s.record(undoRoute, rt)
+	})
+	if err != nil {
+		return withPhase(err, PhaseSwitch)
+	}
+	if err := r.waitRoutes(ctx, r.sw.Lifted.Routers, urls, r.o.RegisterTimeout); err != nil {
+		return withPhase(err, PhaseSwitch)
+	}
+	rt.state = TargetRouted
+	r.lifted, r.switchedAt = rt, r.e.now()
+	for _, t := range s.olds {
+		if t.state == TargetRouted {
+			t.state = TargetDrained
+		}
+	}
+	r.done(PhaseSwitch, Event{Container: rt.short(), Message: s.say(fmt.Sprintf("every new request goes to %s: router %s confirmed in %s", r.o.Version, strings.Join(r.sw.Lifted.Routers, ", "), r.e.routerName()))})
+	return nil
+}
+
+// unswitch undoes the switch: the lifted route container is removed, and
+// once the router no longer lists its routers the old version's routers
+// serve again.
+func (s *stepRun) unswitch(ctx context.Context, rt *target) error {
+	r := s.r
+	if rt.state == TargetPlanned {
+		return nil
+	}
+	if err := r.e.Runtime.Remove(ctx, rt.c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+		return classifyDocker(fmt.Errorf("removing route container %s: %w", rt.short(), err))
+	}
+	rt.state = TargetGone
+	if err := r.waitRoutes(ctx, r.sw.Lifted.Routers, nil, r.o.DeregisterTimeout); err != nil {
+		return err
+	}
+	for _, t := range s.olds {
+		if t.state == TargetDrained && t.old.drain == DrainSwitch {
+			t.state = TargetRouted
+		}
+	}
+	r.info(PhaseRevert, Event{Container: rt.short(), Message: fmt.Sprintf("switched back: route container removed, router %s gone", strings.Join(r.sw.Lifted.Routers, ", "))})
+	return nil
+}
+
+// settle brings the routing to its steady state once the old version is
+// stopped: the app's other route containers go, a route container at the
+// user's names and priorities starts, and once the router shows it
+// routing to the new containers the lifted one goes. Traffic stays on the
+// new version throughout (the lifted route shadows the rest until it
+// goes). A failure is a warning: the new version serves through the
+// lifted route.
+func (s *stepRun) settle(ctx context.Context) {
+	r := s.r
+	if r.sw == nil || r.lifted == nil {
+		return
+	}
+	fail := func(err error) {
+		r.warn(PhaseDone, WarnSettleFailed, "the new version serves through route container %s (router %s, one above your routers' priority), which could not be replaced by one at your routers' own names and priorities: %v", r.lifted.short(), strings.Join(r.sw.Lifted.Routers, ", "), err)
+	}
+	var urls []string
+	for _, t := range s.news {
+		urls = append(urls, t.url)
+	}
+	for _, c := range r.routes {
+		if c.ID == r.lifted.c.ID {
+			continue
+		}
+		if err := r.e.Runtime.Remove(ctx, c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+			fail(fmt.Errorf("removing the previous route container %s: %w", c.Short(), err))
+			return
+		}
+	}
+	var user Container
+	_, err := r.startRoute(ctx, r.sw.User, RouteUser, func(c Container) { user = c })
+	if err == nil {
+		err = r.waitRoutes(ctx, r.sw.User.Routers, urls, r.o.RegisterTimeout)
+	}
+	if err != nil {
+		if user.ID != "" {
+			_ = r.e.Runtime.Remove(ctx, user.ID)
+		}
+		fail(err)
+		return
+	}
+	if err := r.e.Runtime.Remove(ctx, r.lifted.c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+		fail(fmt.Errorf("removing %s: %w", r.lifted.short(), err))
+		return
+	}
+	r.info(PhaseDone, Event{Container: user.Short(), Message: fmt.Sprintf("router %s routes to %s", strings.Join(r.sw.User.Routers, ", "), r.o.Version)})
+}
