@@ -149,6 +149,7 @@ type rollout struct {
 	lifted     *target
 	switchedAt time.Time
 	routes     []Container
+	routeBin   []byte // the probe the route containers run
 
 	probe bool // the new container gets the drain-aware probe
 	// probeBin is the probe executable for the new container's platform,

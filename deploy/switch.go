@@ -1,10 +1,12 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -32,25 +34,64 @@ const WarnSettleFailed = "route-settle-failed"
 // or there is nothing to switch from).
 func (r *rollout) planSwitch(ctx context.Context, d *decision) (*SwitchPlan, *Warning, error) {
 	o := r.o
-	if o.Switch != SwitchAtomic || r.scale || len(d.olds) == 0 {
+	if r.scale || len(d.olds) == 0 || (o.Switch != SwitchAtomic && o.Reuse == "") {
 		return nil, nil, nil
 	}
+	routes, err := r.routeContainers(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	routed := slices.ContainsFunc(routes, Container.Running)
+	if o.Reuse != "" {
+		// A rollback switches the way the app is routed now: atomically
+		// when a route container routes it, else gradually.
+		target, err := r.e.Runtime.Inspect(ctx, o.Reuse)
+		if err != nil {
+			return nil, nil, classifyDocker(err)
+		}
+		ownRouters := slices.ContainsFunc(slices.Collect(maps.Keys(target.Labels)), func(k string) bool { return strings.HasPrefix(k, "traefik.http.routers.") })
+		switch {
+		case ownRouters && routed:
+			return nil, nil, &Error{Phase: PhasePlan, Kind: KindFailed, State: "nothing was changed",
+				Err:  fmt.Errorf("%s's retained container %s carries its own Traefik routers, which would conflict with those of route container(s) %s that route the app now", o.Version, target.Short(), names(runningOf(routes))),
+				Hint: fmt.Sprintf("roll %s out as a new version instead, from its image: deployctl rollout --app %s --image %s --version %s --switch atomic", o.Version, o.App, o.Image, o.Version)}
+		case !routed:
+			return nil, nil, nil
+		}
+	}
 	gradual := func(format string, args ...any) (*SwitchPlan, *Warning, error) {
+		if o.Reuse != "" {
+			return nil, nil, &Error{Phase: PhasePlan, Kind: KindFailed, State: "nothing was changed",
+				Err:  fmt.Errorf("the app is routed by route container(s) %s, so a rollback must switch atomically, and it cannot: %s", names(runningOf(routes)), fmt.Sprintf(format, args...)),
+				Hint: "fix what the message names; or roll the version out again with deployctl rollout --switch atomic"}
+		}
 		w := warningf(WarnSwitchGradual, "switching gradually (both versions answer for a moment): "+format, args...)
 		return nil, &w, nil
 	}
 	sw := r.e.switcher()
 	switch {
-	case o.Reuse != "":
-		return gradual("a rollback switches gradually in this version of deployctl")
 	case sw == nil:
 		return gradual("%s cannot switch atomically", r.e.routerName())
 	case len(d.steps) != 1 || d.steps[0].Start < d.budget.Replicas:
 		return gradual("an atomic switch starts every new replica before any old one leaves, which needs --max-surge of at least --replicas (%d); the plan is %s", d.budget.Replicas, stepsString(d.steps))
 	case d.network == "":
 		return gradual("the network %s reaches the app on is not known, and the route container must be on it", r.e.routerName())
-	case d.probeBin == nil && !r.dryRun:
-		return gradual("no deployctl probe runs on the image's platform (%s/%s), and the route container runs it", r.image.OS, r.image.Arch)
+	}
+	// The route container runs the probe, whether or not the new app
+	// containers get it (a read-only one does not).
+	r.routeBin = d.probeBin
+	if r.routeBin == nil && !r.dryRun {
+		img := r.image
+		if img.OS == "" { // a rollback's: the image its retained containers ran
+			if img, err = r.e.Runtime.Image(ctx, r.routeImage()); err != nil {
+				return nil, nil, classifyDocker(err)
+			}
+		}
+		bin, err := selectProbe(r.o.Probes, "the route container", img)
+		if err != nil {
+			return gradual("the route container runs deployctl's probe, and %v", err)
+		}
+		r.routeBin = bin
 	}
 	tmpl := *d.template
 	ep, err := r.e.Router.Endpoint(tmpl)
@@ -65,10 +106,6 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision) (*SwitchPlan, *Wa
 		return nil, nil, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("splitting the app's Traefik labels for an atomic switch: %w", err),
 			State: "nothing was changed", Hint: "fix the labels, or use --switch gradual"}
 	}
-	routes, err := r.routeContainers(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
 	for _, c := range routes {
 		if c.Labels[LabelRouteLevel] == RouteLifted && c.Running() {
 			return gradual("route container %s (version %s) was left lifted by an interrupted rollout; remove it once the version it routes to is the one you want (docker rm -f %s) and roll out again", c.Short(), c.Labels[LabelVersion], c.Short())
@@ -76,6 +113,11 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision) (*SwitchPlan, *Wa
 	}
 	r.routes = routes
 	return &plan, nil, nil
+}
+
+// runningOf are the running ones of cs.
+func runningOf(cs []Container) []Container {
+	return slices.DeleteFunc(slices.Clone(cs), func(c Container) bool { return !c.Running() })
 }
 
 // routeContainers lists the app's route containers, running or not.
@@ -98,7 +140,7 @@ func (r *rollout) startRoute(ctx context.Context, route Route, level string, cre
 	labels[LabelVersion] = r.o.Version
 	spec := CreateSpec{
 		Name:        containerName(r.o.App+"-route", r.o.Version, randomSuffix()),
-		Image:       r.o.ImageRef(),
+		Image:       r.routeImage(),
 		Labels:      labels,
 		Networks:    []string{r.network},
 		Entrypoint:  []string{ProbePath, "hold"},
@@ -110,7 +152,7 @@ func (r *rollout) startRoute(ctx context.Context, route Route, level string, cre
 		return Container{}, classifyDocker(fmt.Errorf("creating route container %s: %w", spec.Name, err))
 	}
 	created(c)
-	files := []File{{Path: ProbeDir + "/", Mode: 0o755}, {Path: ProbePath, Mode: 0o755, Data: r.probeBin}}
+	files := []File{{Path: ProbeDir + "/", Mode: 0o755}, {Path: ProbePath, Mode: 0o755, Data: r.routeBin}}
 	if err := r.e.Runtime.CopyFiles(ctx, c.ID, files); err != nil {
 		return c, classifyDocker(fmt.Errorf("copying the probe into route container %s: %w", c.Short(), err))
 	}
@@ -119,6 +161,9 @@ func (r *rollout) startRoute(ctx context.Context, route Route, level string, cre
 	}
 	return c, nil
 }
+
+// routeImage is the image of the route containers: the new version's.
+func (r *rollout) routeImage() string { return cmp.Or(r.createImage, r.o.ImageRef()) }
 
 // waitRoutes polls the router until routers route to urls (none: until
 // they are gone), within timeout.
@@ -243,6 +288,12 @@ func (s *stepRun) settle(ctx context.Context) {
 	}
 	if err := r.e.Runtime.Remove(ctx, r.lifted.c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
 		fail(fmt.Errorf("removing %s: %w", r.lifted.short(), err))
+		return
+	}
+	// Until the router drops the lifted routers, a next rollout's would
+	// tie with them.
+	if err := r.waitRoutes(ctx, r.sw.Lifted.Routers, nil, r.o.DeregisterTimeout); err != nil {
+		r.warn(PhaseDone, WarnSettleFailed, "route container %s was removed, and %v", r.lifted.short(), err)
 		return
 	}
 	r.info(PhaseDone, Event{Container: user.Short(), Message: fmt.Sprintf("router %s routes to %s", strings.Join(r.sw.User.Routers, ", "), r.o.Version)})

@@ -37,6 +37,11 @@ func prebuildTraefik() {
 	}()
 }
 
+// TestAtomicSwitchTraefikV2 is TestAtomicSwitch against Traefik v2.11.0.
+func TestAtomicSwitchTraefikV2(t *testing.T) {
+	testAtomicSwitch(t, traefikV2)
+}
+
 // TestTraefikAPIClientTraefikV2 is TestTraefikAPIClient against Traefik
 // v2.11.0.
 func TestTraefikAPIClientTraefikV2(t *testing.T) {

@@ -149,6 +149,9 @@ type ContainerOptions struct {
 	StopTimeout *int
 	// NoStart creates the container without starting it.
 	NoStart bool
+	// ReadOnly gives the container a read-only root filesystem (docker run
+	// --read-only).
+	ReadOnly bool
 }
 
 // StartContainer creates and starts a container and returns its ID and the
@@ -167,7 +170,7 @@ func StartContainer(cli *client.Client, opts ContainerOptions) (id string, remov
 	for k, v := range opts.Labels {
 		labels[k] = v
 	}
-	hc := &container.HostConfig{}
+	hc := &container.HostConfig{ReadonlyRootfs: opts.ReadOnly}
 	var nc *network.NetworkingConfig
 	if opts.Network != "" {
 		hc.NetworkMode = container.NetworkMode(opts.Network)

@@ -1,0 +1,307 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/deployctl/deployctl/deploy"
+	"github.com/deployctl/deployctl/internal/testenv"
+)
+
+// TestAtomicSwitch is the routing cutover (issue 12) against Traefik
+// v3.0.0; traefikv2_test.go runs it against v2.11.0. Every rollout runs
+// under load through Traefik: plain requests at 300/s and a page-then-asset
+// client at 100 pairs/s (500 requests/s in all).
+//
+//   - app A starts as a container made by plain `docker run` with a
+//     read-only root filesystem (no probe, not deployctl's) and is rolled
+//     out atomically twice, then rolled back (atomically);
+//   - app B is deployed by deployctl (with the probe), rolled out with
+//     --switch gradual (the baseline: its mixed pairs are counted), then
+//     atomically with --watch to a version that turns unhealthy in the
+//     watch window, which switches back atomically.
+func TestAtomicSwitch(t *testing.T) {
+	testAtomicSwitch(t, traefikFirstV3)
+}
+
+func testAtomicSwitch(t *testing.T, traefikVersion string) {
+	e := newEnv(t, traefikVersion)
+	repo := appImages(t, e.cli, "v1", "v2", "v3")
+
+	// run runs deployctl under the load and checks it: exit code want, no
+	// failed request, and with an atomic switch no mixed pair among those
+	// that started after the switch instant.
+	run := func(host string, want int, args ...string) *deploy.Result {
+		t.Helper()
+		pairs := startPairs(t, e.traefik.EntryURL, host, 100)
+		plain := startLoad(t, e.traefik.EntryURL, host, 300, true)
+		time.Sleep(500 * time.Millisecond)
+		r := e.deployctl(args...)
+		if r.code != want {
+			t.Fatalf("deployctl %s: exit %d, want %d", strings.Join(args, " "), r.code, want)
+		}
+		time.Sleep(500 * time.Millisecond)
+		plain.expectNoFailures(t)
+		res := r.json.Result
+		var at time.Time
+		if res != nil && res.SwitchedAt != nil {
+			at = *res.SwitchedAt
+		}
+		st := pairs.stop(at)
+		t.Logf("deployctl %s: %d pairs, %d failed; %d started after the switch instant, %d of them mixed; %d mixed in all",
+			strings.Join(args, " "), st.pairs, st.failed, st.after, st.mixedAfter, st.mixed)
+		if st.failed > 0 {
+			t.Errorf("%d page+asset pairs failed: %s", st.failed, strings.Join(first(st.failures, 5), "; "))
+		}
+		if res != nil && res.Switch == deploy.SwitchAtomic {
+			if st.after == 0 {
+				t.Errorf("no pair started after the switch instant")
+			}
+			if st.mixedAfter > 0 {
+				t.Errorf("%d pairs that started after the switch instant got the page and the asset from different versions: %s", st.mixedAfter, strings.Join(first(st.mixedSamples, 5), "; "))
+			}
+		}
+		return res
+	}
+	expectSwitch := func(res *deploy.Result, want deploy.SwitchMode) {
+		t.Helper()
+		if res == nil || res.Switch != want || (want == deploy.SwitchAtomic) != (res.SwitchedAt != nil) {
+			t.Errorf("result %+v: want switch %s, with an instant if atomic", res, want)
+		}
+	}
+
+	// App A: from a docker-run, read-only container.
+	appA := e.appName("swa")
+	hostA := appA + ".test"
+	v1 := testenv.StartContainer(t, e.cli, testenv.ContainerOptions{
+		Image: repo + ":v1", Network: e.network, ReadOnly: true,
+		Labels: map[string]string{
+			"traefik.enable": "true",
+			"traefik.http.routers." + appA + ".rule":                      fmt.Sprintf("Host(`%s`)", hostA),
+			"traefik.http.services." + appA + ".loadbalancer.server.port": "8080",
+			"team": appA,
+		},
+	})
+	testenv.WaitHealth(t, e.cli, v1, "healthy", time.Minute)
+	waitServing(t, e, hostA, "v1")
+	res := run(hostA, 0, "rollout", "--image", repo, "--version", "v2", "--app", appA, "--switch", "atomic", "--select", "team="+appA)
+	expectSwitch(res, deploy.SwitchAtomic)
+	if len(res.Old) != 1 || res.Old[0].Drain != deploy.DrainSwitch {
+		t.Errorf("old containers %+v, want v1 taken out by the switch", res.Old)
+	}
+	if testenv.Inspect(t, e.cli, v1).State.Running {
+		t.Errorf("v1 still running after the rollout")
+	}
+	expectRoutes(t, e, appA, "v2")
+	res = run(hostA, 0, "rollout", "--image", repo, "--version", "v3", "--app", appA, "--switch", "atomic")
+	expectSwitch(res, deploy.SwitchAtomic)
+	expectRoutes(t, e, appA, "v3")
+	res = run(hostA, 0, "rollback", "--app", appA)
+	expectSwitch(res, deploy.SwitchAtomic)
+	expectRoutes(t, e, appA, "v2")
+	waitServing(t, e, hostA, "v2")
+
+	// App B: deployctl's own containers, gradual then atomic.
+	appB := e.appName("swb")
+	hostB := appB + ".test"
+	e.firstDeploy(appB, repo, "v1")
+	res = run(hostB, 0, "rollout", "--image", repo, "--version", "v2", "--app", appB, "--switch", "gradual")
+	expectSwitch(res, deploy.SwitchGradual)
+	waitServing(t, e, hostB, "v2")
+	run(hostB, 1, "rollout", "--image", repo, "--version", "v3", "--app", appB, "--switch", "atomic", "--env", "UNHEALTHY_AFTER=6s", "--watch", "30s")
+	waitServing(t, e, hostB, "v2")
+	for _, c := range e.containers(appB) {
+		if c.Running() && c.Labels[deploy.LabelVersion] != "v2" {
+			t.Errorf("after the watch window's restore %s (%s) runs", c.Name, c.Labels[deploy.LabelVersion])
+		}
+	}
+	if routes, _ := e.rt.List(context.Background(), map[string]string{deploy.LabelRouteOf: appB}); len(runningContainers(routes)) != 0 {
+		t.Errorf("route containers left running after the restore: %v", runningContainers(routes))
+	}
+}
+
+func runningContainers(cs []deploy.Container) []string {
+	var out []string
+	for _, c := range cs {
+		if c.Running() {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+// expectRoutes checks the steady state after an atomic rollout: one route
+// container of the app, at the user's level, for version, and Traefik's
+// router under the user's name routing to version's service.
+func expectRoutes(t *testing.T, e *env, app, version string) {
+	t.Helper()
+	routes, err := e.rt.List(context.Background(), map[string]string{deploy.LabelRouteOf: app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var running []string
+	for _, c := range routes {
+		if c.Running() {
+			running = append(running, fmt.Sprintf("%s (%s, %s)", c.Name, c.Labels[deploy.LabelRouteLevel], c.Labels[deploy.LabelVersion]))
+		}
+	}
+	want := fmt.Sprintf("(%s, %s)", deploy.RouteUser, version)
+	if len(running) != 1 || !strings.HasSuffix(running[0], want) {
+		t.Errorf("running route containers of %s: %v, want one %s", app, running, want)
+	}
+	routers, err := e.api.Routers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range routers {
+		if r.Name == app+"@docker" {
+			found = true
+			if r.Service != app+"-"+version || r.Status != "enabled" {
+				t.Errorf("router %s: service %s, status %s; want %s-%s, enabled", r.Name, r.Service, r.Status, app, version)
+			}
+		}
+		if r.Name != app+"@docker" && r.Rule == fmt.Sprintf("Host(`%s.test`)", app) {
+			t.Errorf("router %s (rule %s) is still listed: only %s@docker should route the app once the rollout is over", r.Name, r.Rule, app)
+		}
+	}
+	if !found {
+		t.Errorf("Traefik lists no router %s@docker", app)
+	}
+}
+
+// waitServing waits until Traefik answers for host with version.
+func waitServing(t *testing.T, e *env, host, version string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, body, err := testenv.Get(e.traefik.EntryURL+"/", host)
+		if err == nil && status == 200 && strings.Contains(body, "version="+version+" ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s through Traefik: %d %q %v; want 200 from %s", host, status, body, err, version)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// pairLoad is a browser loading a page and then an asset the page names
+// (a hashed bundle of the version that served the page), at a constant
+// rate. A pair is mixed when the asset came from another version than the
+// page: a real app would answer 404 for it.
+type pairLoad struct {
+	stopc chan struct{}
+	done  sync.WaitGroup
+	mu    sync.Mutex
+	list  []pairResult
+}
+
+type pairResult struct {
+	start       time.Time
+	page, asset string
+	err         error
+}
+
+type pairStats struct {
+	pairs, failed, after, mixed, mixedAfter int
+	failures, mixedSamples                  []string
+}
+
+func startPairs(t *testing.T, entryURL, host string, rate int) *pairLoad {
+	t.Helper()
+	p := &pairLoad{stopc: make(chan struct{})}
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
+	get := func(path string) (string, error) {
+		req, _ := http.NewRequest("GET", entryURL+path, nil)
+		req.Host = host
+		resp, err := c.Do(req)
+		if err != nil {
+			return "", err
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if err != nil {
+			return "", err
+		}
+		if resp.StatusCode != 200 {
+			return "", fmt.Errorf("GET %s: status %d", path, resp.StatusCode)
+		}
+		for _, f := range strings.Fields(string(body)) {
+			if v, ok := strings.CutPrefix(f, "version="); ok {
+				return v, nil
+			}
+		}
+		return "", fmt.Errorf("GET %s: no version in %q", path, body)
+	}
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	p.done.Add(1)
+	go func() {
+		defer p.done.Done()
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.stopc:
+				return
+			case <-tick.C:
+			}
+			p.done.Add(1)
+			go func() {
+				defer p.done.Done()
+				r := pairResult{start: time.Now()}
+				r.page, r.err = get("/")
+				if r.err == nil {
+					r.asset, r.err = get("/assets/app." + r.page + ".js")
+				}
+				p.mu.Lock()
+				p.list = append(p.list, r)
+				p.mu.Unlock()
+			}()
+		}
+	}()
+	t.Cleanup(func() { p.stop(time.Time{}) })
+	return p
+}
+
+// stop ends the load and counts the pairs, those started after at (the
+// switch instant; zero: none counts as after), and the mixed ones.
+func (p *pairLoad) stop(at time.Time) pairStats {
+	select {
+	case <-p.stopc:
+	default:
+		close(p.stopc)
+	}
+	p.done.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var st pairStats
+	list := slices.Clone(p.list)
+	slices.SortFunc(list, func(a, b pairResult) int { return a.start.Compare(b.start) })
+	for _, r := range list {
+		st.pairs++
+		after := !at.IsZero() && r.start.After(at)
+		if after {
+			st.after++
+		}
+		if r.err != nil {
+			st.failed++
+			st.failures = append(st.failures, r.start.Format("15:04:05.000")+" "+r.err.Error())
+			continue
+		}
+		if r.page != r.asset {
+			st.mixed++
+			if after {
+				st.mixedAfter++
+				st.mixedSamples = append(st.mixedSamples, fmt.Sprintf("%s page %s asset %s", r.start.Format("15:04:05.000"), r.page, r.asset))
+			}
+		}
+	}
+	return st
+}
