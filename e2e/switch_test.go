@@ -83,7 +83,7 @@ func testAtomicSwitch(t *testing.T, traefikVersion string) {
 	v1 := testenv.StartContainer(t, e.cli, testenv.ContainerOptions{
 		Image: repo + ":v1", Network: e.network, ReadOnly: true,
 		Labels: map[string]string{
-			"traefik.enable": "true",
+			"traefik.enable":                                              "true",
 			"traefik.http.routers." + appA + ".rule":                      fmt.Sprintf("Host(`%s`)", hostA),
 			"traefik.http.services." + appA + ".loadbalancer.server.port": "8080",
 			"team": appA,
