@@ -31,14 +31,14 @@ var engineTraefik = traefikOptions{url: DefaultTraefikURL, throttle: traefikapi.
 // rolloutDefaults is rollout's options with no flag given but --image web
 // --version v1, as complete makes them.
 func rolloutDefaults() rolloutOptions {
-	surge, unavailable := deploy.DefaultMaxSurge, deploy.DefaultMaxUnavailable
+	unavailable := deploy.DefaultMaxUnavailable
 	return rolloutOptions{
 		Options: deploy.Options{
 			Image: "web", Version: "v1", Drain: deploy.DrainAuto, Switch: deploy.SwitchGradual, Pull: deploy.PullMissing, Keep: deploy.DefaultKeep,
 			DrainGrace: deploy.DefaultDrainGrace, DrainInterval: deploy.DefaultDrainInterval,
 			RegisterTimeout: deploy.DefaultRegisterTimeout, DeregisterTimeout: deploy.DefaultDeregisterTimeout,
-			PollInterval: deploy.DefaultPollInterval,
-			MaxSurge:     &surge, MaxUnavailable: &unavailable,
+			PollInterval:   deploy.DefaultPollInterval,
+			MaxUnavailable: &unavailable, // MaxSurge: nil unless --max-surge is given (the default depends on --switch)
 		},
 		maxSurge: "25%", maxUnavailable: "0",
 		traefik: engineTraefik, drain: "auto", switchMode: "gradual", pull: "missing", timeout: 10 * time.Minute,

@@ -135,7 +135,8 @@ type Options struct {
 	// Replicas is how many containers of the new version run (issue 11);
 	// 0: as many as serve now, 1 on a first deploy. With more than one,
 	// the rollout runs the steps of PlanSteps within MaxSurge and
-	// MaxUnavailable (nil: DefaultMaxSurge, DefaultMaxUnavailable).
+	// MaxUnavailable (nil: DefaultMaxSurge, or 100% with SwitchAtomic;
+	// DefaultMaxUnavailable).
 	Replicas       int
 	MaxSurge       *Amount
 	MaxUnavailable *Amount
@@ -324,6 +325,10 @@ func EntryShape(e string) string {
 // surge and unavailable are --max-surge and --max-unavailable, defaulted.
 func (o Options) surge() Amount {
 	if o.MaxSurge == nil {
+		if o.Switch == SwitchAtomic {
+			// Every new replica runs before the switch.
+			return Amount{N: 100, Percent: true}
+		}
 		return DefaultMaxSurge
 	}
 	return *o.MaxSurge

@@ -1,0 +1,155 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// switchingRouter is the fake router with the Switcher capability: its
+// PlanSwitch answers plan or err.
+type switchingRouter struct {
+	*fakeRouter
+	plan SwitchPlan
+	err  error
+}
+
+func (s switchingRouter) PlanSwitch(ctx context.Context, tmpl Container, ep Endpoint, version string) (SwitchPlan, error) {
+	return s.plan, s.err
+}
+
+func (s switchingRouter) Routes(ctx context.Context, routers, urls []string) (bool, error) {
+	return false, errors.New("not asked in a dry run")
+}
+
+func webSwitchPlan(version string) SwitchPlan {
+	return SwitchPlan{
+		RemoveLabels: []string{"traefik.http.routers.web.rule", "traefik.http.services.web.loadbalancer.server.port"},
+		Labels:       map[string]string{"traefik.http.services.web-" + version + ".loadbalancer.server.port": "8080"},
+		Services:     []string{"web-" + version + "@docker"},
+		Lifted:       Route{Labels: map[string]string{"traefik.http.routers.web-" + version + ".rule": "PathPrefix(`/`)"}, Routers: []string{"web-" + version + "@docker"}},
+		User:         Route{Labels: map[string]string{"traefik.http.routers.web.rule": "PathPrefix(`/`)"}, Routers: []string{"web@docker"}},
+	}
+}
+
+// TestPlanSwitch is when a rollout switches atomically, and what the plan
+// says when it falls back to gradual.
+func TestPlanSwitch(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		mode     SwitchMode
+		replicas int
+		surge    *Amount // --max-surge; nil: the default, 100% with atomic
+		router   func(w *world) Router
+		setup    func(w *world)
+		want     SwitchMode
+		warning  string // in the switch-gradual warning; "" none
+	}{
+		{name: "gradual asked for", mode: SwitchGradual, want: SwitchGradual,
+			router: func(w *world) Router { return switchingRouter{w.router(), webSwitchPlan("v2"), nil} }},
+		{name: "atomic", mode: SwitchAtomic, want: SwitchAtomic, // 2 replicas: surge 100% by default
+
+			router: func(w *world) Router { return switchingRouter{w.router(), webSwitchPlan("v2"), nil} }},
+		{name: "router cannot", mode: SwitchAtomic, want: SwitchGradual, warning: "Traefik cannot switch atomically",
+			router: func(w *world) Router { return w.router() }},
+		{name: "labels cannot", mode: SwitchAtomic, want: SwitchGradual, warning: "TCP or UDP",
+			router: func(w *world) Router {
+				return switchingRouter{w.router(), SwitchPlan{}, fmt.Errorf("%w: the app has TCP or UDP routing", ErrNotAtomic)}
+			}},
+		{name: "surge below replicas", mode: SwitchAtomic, replicas: 3, surge: &Amount{N: 1}, want: SwitchGradual, warning: "--max-surge of at least --replicas (3)",
+			router: func(w *world) Router { return switchingRouter{w.router(), webSwitchPlan("v2"), nil} }},
+		{name: "left lifted", mode: SwitchAtomic, want: SwitchGradual, warning: "web-route-v1-lifted (version v1) was left lifted",
+			router: func(w *world) Router { return switchingRouter{w.router(), webSwitchPlan("v2"), nil} },
+			setup: func(w *world) {
+				c := w.addRunning("web-route-v1-lifted", "v1", false)
+				c.Labels = map[string]string{LabelRouteOf: "web", LabelRouteLevel: RouteLifted, LabelVersion: "v1"}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld()
+			w.addRunning("web-v1", "v1", true)
+			legacy := w.addRunning("legacy", "v0", false)
+			legacy.Labels[LabelApp] = "web"
+			if tc.setup != nil {
+				tc.setup(w)
+			}
+			e, _ := engine(w)
+			e.Router = tc.router(w)
+			o := testOptions("v2")
+			o.Switch, o.Replicas, o.MaxSurge = tc.mode, tc.replicas, tc.surge
+			p, err := e.Plan(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Switch != tc.want {
+				t.Errorf("switch %s, want %s", p.Switch, tc.want)
+			}
+			var sw, noProbe []string
+			for _, w := range p.Warnings {
+				switch w.Code {
+				case WarnSwitchGradual:
+					sw = append(sw, w.Message)
+				case WarnNoProbeOnCurrent:
+					noProbe = append(noProbe, w.Message)
+				}
+			}
+			switch {
+			case tc.warning == "" && len(sw) > 0:
+				t.Errorf("warned %q", sw)
+			case tc.warning != "" && (len(sw) != 1 || !strings.Contains(sw[0], tc.warning)):
+				t.Errorf("switch warnings %q, want one naming %q", sw, tc.warning)
+			}
+			if p.Switch == SwitchAtomic {
+				if strings.Join(p.Services, ",") != "web-v2@docker" || strings.Join(p.SwitchRouters, ",") != "web-v2@docker" {
+					t.Errorf("plan services %v, switch routers %v", p.Services, p.SwitchRouters)
+				}
+				for _, c := range p.Current {
+					if c.Drain != DrainSwitch {
+						t.Errorf("%s drained by %s, want switch", c.Name, c.Drain)
+					}
+				}
+				if len(noProbe) > 0 {
+					t.Errorf("warned that a container without the probe gets its signal first, which an atomic switch avoids: %q", noProbe)
+				}
+			} else if len(noProbe) != 1 {
+				t.Errorf("gradual: warnings about the container without the probe %q, want one", noProbe)
+			}
+		})
+	}
+}
+
+// TestRollbackRefusedWhenItsRoutersWouldConflict: a retained container
+// with its own routers cannot come back while a route container routes
+// the app (two definitions of one router disable it in Traefik).
+func TestRollbackRefusedWhenItsRoutersWouldConflict(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v1", nil)
+	old := w.addRunning("web-v1", "v1", true)
+	old.State = "exited"
+	old.Labels[LabelImage] = "web"
+	cur := w.addRunning("web-v2", "v2", true)
+	cur.Labels[LabelImage] = "web"
+	for k := range webLabels() {
+		delete(cur.Labels, k)
+	}
+	cur.Labels["traefik.http.services.web-v2.loadbalancer.server.port"] = "8080"
+	route := w.addRunning("web-route-v2", "v2", false)
+	route.Labels = map[string]string{LabelRouteOf: "web", LabelRouteLevel: RouteUser, LabelVersion: "v2"}
+	e, _ := engine(w)
+	e.Router = switchingRouter{w.router(), webSwitchPlan("v1"), nil}
+	_, _, err := e.Rollback(context.Background(), rollbackOptions())
+	var de *Error
+	if !errors.As(err, &de) || !strings.Contains(err.Error(), "its own Traefik routers") || !strings.Contains(de.Hint, "deployctl rollout --app web --image web --version v1 --switch atomic") {
+		t.Fatalf("rollback: %v (hint %q), want a refusal naming the routers and the rollout that does it", err, func() string {
+			if de != nil {
+				return de.Hint
+			}
+			return ""
+		}())
+	}
+	if !strings.Contains(de.State, "nothing was changed") {
+		t.Errorf("state %q", de.State)
+	}
+}

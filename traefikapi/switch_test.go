@@ -1,0 +1,150 @@
+package traefikapi
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/deployctl/deployctl/deploy"
+)
+
+// stubAPI is Traefik's API as DockerProvider reads it for a switch: its
+// routers and services, set by the test.
+type stubAPI struct {
+	routers  []RouterInfo
+	services map[string]deploy.Service
+	err      error
+}
+
+func (s *stubAPI) Services(ctx context.Context) ([]deploy.Service, error) { return nil, s.err }
+func (s *stubAPI) Service(ctx context.Context, name string) (deploy.Service, error) {
+	if s.err != nil {
+		return deploy.Service{}, s.err
+	}
+	svc, ok := s.services[name]
+	if !ok {
+		return deploy.Service{}, deploy.ErrServiceNotFound
+	}
+	return svc, nil
+}
+func (s *stubAPI) HTTPRouters(ctx context.Context) ([]RouterInfo, error) { return s.routers, s.err }
+
+// observeOnly is an API that cannot list routers.
+type observeOnly struct{ deploy.Observer }
+
+func TestDockerProviderPlanSwitch(t *testing.T) {
+	tmpl := deploy.Container{Name: "shop-v1-abc", Labels: composeLabels()}
+	ep := deploy.Endpoint{Scheme: "http", Port: 8080}
+	api := &stubAPI{routers: []RouterInfo{
+		{Name: "web@docker", Rule: "Host(`example.com`)", EntryPoints: []string{"web"}},
+		{Name: "api@internal", Priority: 9223372036854775806},
+		// Longer rule on the same host: wins before and after the switch.
+		{Name: "api@docker", Rule: "Host(`example.com`) && PathPrefix(`/api`)", EntryPoints: []string{"web"}},
+	}}
+	p := DockerProvider{API: api}
+	plan, err := p.PlanSwitch(context.Background(), tmpl, ep, "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(plan.Services, ",") != "web-v2@docker" {
+		t.Errorf("services %v", plan.Services)
+	}
+	if strings.Join(plan.Lifted.Routers, ",") != "web-tls-v2@docker,web-v2@docker" && strings.Join(plan.Lifted.Routers, ",") != "web-v2@docker,web-tls-v2@docker" {
+		t.Errorf("lifted routers %v", plan.Lifted.Routers)
+	}
+	if strings.Join(plan.User.Routers, ",") != "web@docker,web-tls@docker" {
+		t.Errorf("user routers %v", plan.User.Routers)
+	}
+	for _, k := range []string{"traefik.http.routers.web.rule", "traefik.http.services.web.loadbalancer.server.port"} {
+		found := false
+		for _, r := range plan.RemoveLabels {
+			found = found || r == k
+		}
+		if !found {
+			t.Errorf("RemoveLabels %v lacks %s", plan.RemoveLabels, k)
+		}
+	}
+	if plan.Labels["traefik.http.services.web-v2.loadbalancer.server.port"] != "8080" || plan.Labels[LabelRoutingBase] == "" {
+		t.Errorf("new containers' labels %v", plan.Labels)
+	}
+	if _, ok := plan.Labels["traefik.enable"]; ok {
+		t.Errorf("the plan sets labels the new containers copy anyway: %v", plan.Labels)
+	}
+
+	// Another router on the entrypoint at the lifted priority: a tie.
+	api.routers = append(api.routers, RouterInfo{Name: "other@file", Rule: "PathPrefix(`/x`)", Priority: 20, EntryPoints: []string{"web"}})
+	if _, err := p.PlanSwitch(context.Background(), tmpl, ep, "v2"); !errors.Is(err, deploy.ErrNotAtomic) || !strings.Contains(err.Error(), "other@file (priority 20)") {
+		t.Errorf("tie: %v, want ErrNotAtomic naming other@file", err)
+	}
+	// ... unless on another entrypoint.
+	api.routers[len(api.routers)-1].EntryPoints = []string{"admin"}
+	if _, err := p.PlanSwitch(context.Background(), tmpl, ep, "v2"); err != nil {
+		t.Errorf("a router at that priority on another entrypoint: %v", err)
+	}
+
+	if _, err := (DockerProvider{API: observeOnly{api}}).PlanSwitch(context.Background(), tmpl, ep, "v2"); !errors.Is(err, deploy.ErrNotAtomic) {
+		t.Errorf("an API that cannot list routers: %v", err)
+	}
+	v1 := &stubAPI{err: ErrNoRouters}
+	if _, err := (DockerProvider{API: v1}).PlanSwitch(context.Background(), tmpl, ep, "v2"); !errors.Is(err, deploy.ErrNotAtomic) || !strings.Contains(err.Error(), "v1") {
+		t.Errorf("Traefik v1: %v", err)
+	}
+	noRouters := deploy.Container{Name: "x", Labels: map[string]string{"traefik.enable": "true"}}
+	if _, err := p.PlanSwitch(context.Background(), noRouters, ep, "v2"); !errors.Is(err, deploy.ErrNotAtomic) {
+		t.Errorf("labels without routers: %v", err)
+	}
+	down := &stubAPI{err: errors.New("connection refused")}
+	if _, err := (DockerProvider{API: down}).PlanSwitch(context.Background(), tmpl, ep, "v2"); err == nil || errors.Is(err, deploy.ErrNotAtomic) {
+		t.Errorf("API down: %v, want the API's error, not a fallback", err)
+	}
+}
+
+func TestDockerProviderRoutes(t *testing.T) {
+	api := &stubAPI{
+		routers: []RouterInfo{{Name: "web-v2@docker", Service: "web-v2", Status: "enabled", Provider: "docker"}},
+		services: map[string]deploy.Service{"web-v2@docker": {Name: "web-v2@docker", Servers: []deploy.Server{
+			{URL: "http://10.0.0.2:8080", Status: "UP"}, {URL: "http://10.0.0.3:8080", Status: "UP"}}}},
+	}
+	p := DockerProvider{API: api}
+	ctx := context.Background()
+	check := func(what string, routers, urls []string, want bool) {
+		t.Helper()
+		got, err := p.Routes(ctx, routers, urls)
+		if err != nil || got != want {
+			t.Errorf("%s: %v %v, want %v", what, got, err, want)
+		}
+	}
+	both := []string{"http://10.0.0.2:8080", "http://10.0.0.3:8080"}
+	check("enabled, both UP", []string{"web-v2@docker"}, both, true)
+	check("a server not listed", []string{"web-v2@docker"}, append(both, "http://10.0.0.4:8080"), false)
+	check("a router not listed", []string{"web-v2@docker", "web-tls-v2@docker"}, both, false)
+	check("gone: still listed", []string{"web-v2@docker"}, nil, false)
+	check("gone", []string{"web-v3@docker"}, nil, true)
+	api.routers[0].Status = "disabled"
+	check("disabled", []string{"web-v2@docker"}, both, false)
+	api.routers[0].Status = "enabled"
+	api.services["web-v2@docker"].Servers[1].Status = "DOWN"
+	check("a server DOWN", []string{"web-v2@docker"}, both, false)
+	delete(api.services, "web-v2@docker")
+	check("service gone", []string{"web-v2@docker"}, both, false)
+	api.err = errors.New("connection refused")
+	if _, err := p.Routes(ctx, []string{"web-v2@docker"}, both); err == nil {
+		t.Error("API down: no error")
+	}
+}
+
+func TestRouterInfoQualifiedService(t *testing.T) {
+	for _, tc := range []struct {
+		r    RouterInfo
+		want string
+	}{
+		{RouterInfo{Name: "web@docker", Service: "web-v2"}, "web-v2@docker"},
+		{RouterInfo{Name: "web@docker", Service: "web-v2", Provider: "docker"}, "web-v2@docker"},
+		{RouterInfo{Name: "web@docker", Service: "api@file"}, "api@file"},
+	} {
+		if got := tc.r.QualifiedService(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.r, got, tc.want)
+		}
+	}
+}
