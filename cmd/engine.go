@@ -14,6 +14,7 @@ import (
 func registerProcedureFlags(f *pflag.FlagSet, o *deploy.Options, drain *string, timeout, throttle *time.Duration) {
 	f.StringVar(drain, "drain", "auto", "how old containers leave Traefik: auto, health (require the drain probe), signal (stop first, then wait for Traefik)")
 	f.DurationVar(&o.DrainGrace, "drain-grace", deploy.DefaultDrainGrace, "wait between Traefik dropping an old server and its stop signal, for requests Traefik accepted just before (0: signal at once)")
+	f.DurationVar(&o.DrainTimeout, "drain-timeout", deploy.DefaultDrainTimeout, "after an atomic switch, wait up to this long for the old containers' requests, WebSockets and streams in flight to finish before their stop signal (0: do not wait)")
 	f.DurationVar(&o.DrainInterval, "drain-interval", deploy.DefaultDrainInterval, "how often Docker runs the drain-aware probe: a drain shows in Traefik within about this long")
 	f.DurationVar(&o.StopTimeout, "stop-timeout", 0, "time an old container has to exit after its stop signal before it is killed (default: its own, else 10s)")
 	f.IntVar(&o.Keep, "keep", deploy.DefaultKeep, "old versions kept stopped for rollback; older ones are removed")

@@ -107,6 +107,10 @@ type Options struct {
 	// DrainGrace is how long to wait between Traefik dropping an old server
 	// and its stop signal, for requests Traefik accepted just before.
 	DrainGrace time.Duration
+	// DrainTimeout bounds the wait, after an atomic switch, for the old
+	// containers' connections in flight to finish before their stop
+	// signal (conns.go); 0: no wait.
+	DrainTimeout time.Duration
 	// DrainInterval is how often Docker runs the drain-aware probe; a drain
 	// shows in Traefik within about this long (plus Traefik's throttle).
 	DrainInterval time.Duration
@@ -158,6 +162,7 @@ const (
 	DefaultStopTimeout       = 10 * time.Second
 	DefaultDrainInterval     = time.Second
 	DefaultDrainGrace        = 50 * time.Millisecond
+	DefaultDrainTimeout      = 30 * time.Second
 	DefaultRegisterTimeout   = 30 * time.Second
 	DefaultDeregisterTimeout = 30 * time.Second
 	DefaultPollInterval      = 25 * time.Millisecond

@@ -726,6 +726,15 @@ func (s *stepRun) stopBatch(ctx context.Context, idx []int) error {
 	if r.o.DrainGrace > 0 && slices.ContainsFunc(ts, func(t *target) bool { return t.old.drain == DrainHealth || t.old.drain == DrainSwitch }) {
 		time.Sleep(r.o.DrainGrace)
 	}
+	var switched []*target
+	for _, t := range ts {
+		if t.old.drain == DrainSwitch && t.state != TargetGone {
+			switched = append(switched, t)
+		}
+	}
+	for t, n := range s.waitConns(ctx, switched) {
+		t.old.inFlight = &n
+	}
 	err := parallel(ts, func(t *target) error {
 		if t.state == TargetGone {
 			return nil

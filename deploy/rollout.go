@@ -79,6 +79,10 @@ type OldRef struct {
 	// HalfMade: the new container of an interrupted run, never in
 	// Traefik: stopped and removed, not kept for rollback.
 	HalfMade bool `json:"half_made,omitempty"`
+	// InFlightAtSignal is how many of its connections were still in flight
+	// when it got its stop signal, when they were counted (after an atomic
+	// switch, with --drain-timeout).
+	InFlightAtSignal *int `json:"in_flight_at_signal,omitempty"`
 }
 
 // PhaseTime is how long one phase took.
@@ -120,6 +124,9 @@ type oldContainer struct {
 	// halfMade: the new container of an interrupted run that never got
 	// into Traefik; removed once stopped, not kept as a version.
 	halfMade bool
+	// inFlight: its connections in flight when it got its stop signal,
+	// when they were counted (after an atomic switch).
+	inFlight *int
 }
 
 // rollout is the state of one rollout in progress.
@@ -781,7 +788,7 @@ func (r *rollout) result(pruned []string) *Result {
 		res.Switch, res.SwitchedAt = SwitchAtomic, &at
 	}
 	for _, old := range r.olds {
-		res.Old = append(res.Old, OldRef{ContainerRef: ContainerRef{ID: old.ID, Name: old.Short(), Version: old.Labels[LabelVersion], URL: old.url}, Drain: old.drain, Gone: old.gone, HalfMade: old.halfMade})
+		res.Old = append(res.Old, OldRef{ContainerRef: ContainerRef{ID: old.ID, Name: old.Short(), Version: old.Labels[LabelVersion], URL: old.url}, Drain: old.drain, Gone: old.gone, HalfMade: old.halfMade, InFlightAtSignal: old.inFlight})
 	}
 	r.e.emit(Event{Phase: PhaseDone, Status: StatusDone, Container: r.newC.Short(), URL: r.newURL,
 		Message: fmt.Sprintf("%s %s is serving", r.o.App, r.o.Version), Elapsed: time.Duration(res.Total)})

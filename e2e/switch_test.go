@@ -95,6 +95,8 @@ func testAtomicSwitch(t *testing.T, traefikVersion string) {
 	expectSwitch(res, deploy.SwitchAtomic)
 	if len(res.Old) != 1 || res.Old[0].Drain != deploy.DrainSwitch {
 		t.Errorf("old containers %+v, want v1 taken out by the switch", res.Old)
+	} else if n := res.Old[0].InFlightAtSignal; n == nil || *n != 0 {
+		t.Errorf("v1's connections in flight at its signal: %v, want counted (by a helper in its network namespace) and 0", n)
 	}
 	if testenv.Inspect(t, e.cli, v1).State.Running {
 		t.Errorf("v1 still running after the rollout")
@@ -304,4 +306,82 @@ func (p *pairLoad) stop(at time.Time) pairStats {
 		}
 	}
 	return st
+}
+
+// TestAtomicSwitchLetsLongRequestsFinish: a 5 s request and a server-sent
+// event stream open on the old version when the atomic switch happens. The
+// app exits at once on SIGTERM (SHUTDOWN=exit), so anything still open at
+// its signal is cut: with --drain-timeout 30s both finish; with 1s the
+// result says how many were still open.
+func TestAtomicSwitchLetsLongRequestsFinish(t *testing.T) {
+	e := newEnv(t, traefikFor(t))
+	repo := appImages(t, e.cli, "v1", "v2", "v3")
+	app := e.appName("long")
+	host := app + ".test"
+	e.firstDeploy(app, repo, "v1", "--env", "SHUTDOWN=exit")
+	c := &http.Client{Timeout: time.Minute}
+	get := func(path string) (string, error) {
+		req, _ := http.NewRequest("GET", e.traefik.EntryURL+path, nil)
+		req.Host = host
+		resp, err := c.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != 200 {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return string(body), err
+	}
+	type answer struct {
+		body string
+		err  error
+	}
+	open := func(path string) chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			b, err := get(path)
+			ch <- answer{b, err}
+		}()
+		return ch
+	}
+
+	slow := open("/slow?d=5s")
+	events := open("/events?n=25&every=200ms")
+	time.Sleep(500 * time.Millisecond) // both open on v1
+	start := time.Now()
+	r := e.deployctl("rollout", "--image", repo, "--version", "v2", "--app", app, "--switch", "atomic")
+	if r.code != 0 {
+		t.Fatalf("rollout v2: exit %d", r.code)
+	}
+	if a := <-slow; a.err != nil || !strings.Contains(a.body, "version=v1 ") || !strings.Contains(a.body, "slow=5s") {
+		t.Errorf("the slow request open at the switch: %q %v, want v1's whole answer", a.body, a.err)
+	}
+	if a := <-events; a.err != nil || !strings.Contains(a.body, "version=v1 event=24") || !strings.Contains(a.body, "data: end") {
+		t.Errorf("the event stream open at the switch: %v, want all 25 events of v1 and its end; got %d bytes ending %q", a.err, len(a.body), a.body[max(0, len(a.body)-60):])
+	}
+	res := r.json.Result
+	if res == nil || len(res.Old) != 1 || res.Old[0].InFlightAtSignal == nil || *res.Old[0].InFlightAtSignal != 0 {
+		t.Errorf("result old %+v: want v1 signalled with 0 connections in flight", res)
+	}
+	t.Logf("rollout with a 5 s request and a 5 s stream in flight: %s", time.Since(start).Round(time.Millisecond))
+
+	slow = open("/slow?d=8s")
+	time.Sleep(500 * time.Millisecond)
+	r = e.deployctl("rollout", "--image", repo, "--version", "v3", "--app", app, "--switch", "atomic", "--drain-timeout", "1s")
+	if r.code != 0 {
+		t.Fatalf("rollout v3: exit %d", r.code)
+	}
+	res = r.json.Result
+	if res == nil || len(res.Old) != 1 || res.Old[0].InFlightAtSignal == nil || *res.Old[0].InFlightAtSignal < 1 {
+		t.Errorf("result old %+v: want v2 signalled with the slow request still in flight", res)
+	}
+	if !strings.Contains(r.stderr, "still in flight after --drain-timeout 1s") {
+		t.Errorf("the progress does not say what was still in flight at the signal")
+	}
+	if a := <-slow; a.err == nil {
+		t.Errorf("the 8 s request outlived --drain-timeout 1s and the app's exit: %q", a.body)
+	}
+	e.expectServing(app, "v3")
 }

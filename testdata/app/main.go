@@ -22,7 +22,9 @@
 //	               "lameduck" (default): /health answers 503 at once, requests are
 //	               still served for DRAIN, then a graceful http.Server.Shutdown;
 //	               "immediate": http.Server.Shutdown at once (the listener is
-//	               closed at once, as most apps do).
+//	               closed at once, as most apps do);
+//	               "exit": exit at once, cutting requests and streams in flight
+//	               (an app without a graceful shutdown).
 //	DRAIN          lame-duck period (default 5s)
 //	CRASH_AFTER    exit 1 after this duration; "0" exits 1 at start
 //	CRASH_DUMP_ENV "1": on that crash, first print the whole environment,
@@ -50,6 +52,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -132,7 +135,7 @@ func serve(args []string) int {
 	if mode == "" {
 		mode = "lameduck"
 	}
-	if mode != "lameduck" && mode != "immediate" {
+	if mode != "lameduck" && mode != "immediate" && mode != "exit" {
 		logf("config-error", "error", fmt.Sprintf("SHUTDOWN=%q: want lameduck or immediate", mode))
 		return 2
 	}
@@ -208,6 +211,46 @@ func serve(args []string) int {
 			io.WriteString(w, "ok\n")
 		}
 	})
+	// /slow?d=5s answers after d: a slow request (an upload, a report).
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		d, err := time.ParseDuration(r.URL.Query().Get("d"))
+		if err != nil {
+			http.Error(w, "d: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprintf(w, "deployctl-testapp version=%s host=%s slow=%s\n", version, host, d)
+	})
+	// /events?n=25&every=200ms is a server-sent event stream of n events,
+	// one every "every", then its end ("data: end").
+	mux.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		n, err1 := strconv.Atoi(r.URL.Query().Get("n"))
+		every, err2 := time.ParseDuration(r.URL.Query().Get("every"))
+		if err := errors.Join(err1, err2); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		flusher, _ := w.(http.Flusher)
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(w, "data: version=%s event=%d\n\n", version, i)
+			if flusher != nil {
+				flusher.Flush()
+			}
+			select {
+			case <-time.After(every):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		fmt.Fprint(w, "data: end\n\n")
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -245,6 +288,10 @@ func serve(args []string) int {
 		return 1
 	}
 	logf("signal", "signal", s, "shutdown", mode)
+	if mode == "exit" {
+		logf("exit", "code", 0, "requests_served", requests.Load())
+		return 0
+	}
 	go func() {
 		s := <-sigs
 		logf("signal", "signal", s, "action", "exit-now")

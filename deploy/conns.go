@@ -1,0 +1,179 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The connection-aware drain (docs/design.md, "Connection-aware drain"):
+// after the atomic switch no new request reaches an old container, and the
+// engine waits, within --drain-timeout, until none of its connections on
+// the app's port is in flight before it signals it. The count is the
+// probe's conns mode, run in the old container's network namespace: in the
+// container itself when it carries deployctl's probe and can be written
+// to, else in a helper container that joins its network namespace.
+
+// ConnsPath is where the engine copies the probe it counts connections
+// with into an old container (beside the probe its healthcheck runs, which
+// may be an earlier deployctl's).
+const ConnsPath = ProbeDir + "/conns"
+
+// LabelHelperOf names the app a connection-counting helper container
+// belongs to (removed by the run that made it).
+const LabelHelperOf = "deployctl.helper-of"
+
+// WarnConnsNotCounted: an old container's connections could not be
+// counted; it got its stop signal after --drain-grace only.
+const WarnConnsNotCounted = "connections-not-counted"
+
+// minConnsPoll bounds how often connections are counted: each count is a
+// Docker exec (about 0.1-0.5 s).
+const minConnsPoll = 250 * time.Millisecond
+
+// connCounter counts one old container's connections.
+type connCounter struct {
+	t      *target
+	port   int
+	in     string // the container the count runs in
+	helper string // a helper container to remove afterwards, if one was made
+	argv   []string
+}
+
+// counter sets up the count of t's connections.
+func (r *rollout) counter(ctx context.Context, t *target) (*connCounter, error) {
+	ep, err := r.e.Router.Endpoint(t.c)
+	if err != nil {
+		return nil, err
+	}
+	cc := &connCounter{t: t, port: ep.Port}
+	if r.routeBin == nil {
+		return nil, errors.New("no probe for the image's platform")
+	}
+	if t.c.Labels[LabelDrain] == "probe" && !t.c.ReadOnlyRootfs {
+		if err := r.e.Runtime.CopyFiles(ctx, t.c.ID, []File{{Path: ConnsPath, Mode: 0o755, Data: r.routeBin}}); err == nil {
+			cc.in, cc.argv = t.c.ID, []string{ConnsPath, "conns", "--port", strconv.Itoa(cc.port)}
+			return cc, nil
+		}
+	}
+	image := t.c.ImageID
+	if image == "" {
+		image = t.c.Image
+	}
+	h, _, err := r.e.Runtime.Create(ctx, CreateSpec{
+		Name:        containerName(t.short()+"-conns", "", randomSuffix()),
+		Image:       image,
+		Labels:      map[string]string{LabelHelperOf: r.o.App},
+		NetworkMode: "container:" + t.c.ID,
+		Entrypoint:  []string{ProbePath, "hold"},
+		Healthcheck: &Healthcheck{Test: []string{"NONE"}},
+		Restart:     "no",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating a helper in %s's network namespace: %w", t.short(), err)
+	}
+	cc.helper = h.ID
+	if err := r.e.Runtime.CopyFiles(ctx, h.ID, []File{{Path: ProbeDir + "/", Mode: 0o755}, {Path: ProbePath, Mode: 0o755, Data: r.routeBin}}); err != nil {
+		return cc, err
+	}
+	if err := r.e.Runtime.Start(ctx, h.ID); err != nil {
+		return cc, err
+	}
+	cc.in, cc.argv = h.ID, []string{ProbePath, "conns", "--port", strconv.Itoa(cc.port)}
+	return cc, nil
+}
+
+// count runs the probe's conns mode once: the connections in flight.
+func (r *rollout) count(ctx context.Context, cc *connCounter) (int, error) {
+	res, err := r.e.Runtime.Exec(ctx, cc.in, cc.argv)
+	if err != nil {
+		return 0, err
+	}
+	var n struct {
+		InFlight *int `json:"in_flight"`
+	}
+	if res.ExitCode != 0 || json.Unmarshal([]byte(res.Stdout), &n) != nil || n.InFlight == nil {
+		return 0, fmt.Errorf("counting connections: exit %d: %s", res.ExitCode, strings.TrimSpace(res.Stderr+" "+res.Stdout))
+	}
+	return *n.InFlight, nil
+}
+
+// waitConns waits until none of ts has a connection in flight on its app
+// port, or --drain-timeout has passed, and returns each one's count at the
+// end (what is still open when it gets its signal). A container whose
+// connections cannot be counted is waited for DrainGrace only, with a
+// warning.
+func (s *stepRun) waitConns(ctx context.Context, ts []*target) map[*target]int {
+	r := s.r
+	out := map[*target]int{}
+	if r.o.DrainTimeout <= 0 || len(ts) == 0 {
+		return out
+	}
+	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout())
+	defer cancel()
+	var mu sync.Mutex
+	var counters []*connCounter
+	var helpers []string // removed once the wait is over, before any signal
+	defer func() {
+		for _, id := range helpers {
+			_ = r.e.Runtime.Remove(cleanup, id)
+		}
+	}()
+	_ = parallel(ts, func(t *target) error {
+		cc, err := r.counter(ctx, t)
+		mu.Lock()
+		defer mu.Unlock()
+		if cc != nil && cc.helper != "" {
+			helpers = append(helpers, cc.helper)
+		}
+		if err != nil {
+			r.warnAbout(PhaseDrain, t.short(), WarnConnsNotCounted, "the connections of %s cannot be counted (%v): it gets its stop signal without waiting for them", t.short(), err)
+			return nil
+		}
+		counters = append(counters, cc)
+		return nil
+	})
+	if len(counters) == 0 {
+		return out
+	}
+	r.begin(PhaseDrain, s.say(fmt.Sprintf("waiting for the connections in flight on %s to finish (at most %s)", targetNames(ts), r.o.DrainTimeout)))
+	deadline := r.e.now().Add(r.o.DrainTimeout)
+	every := max(r.o.PollInterval, minConnsPoll)
+	last := -1
+	for {
+		total := 0
+		live := counters[:0]
+		for _, cc := range counters {
+			n, err := r.count(ctx, cc)
+			if err != nil {
+				r.warnAbout(PhaseDrain, cc.t.short(), WarnConnsNotCounted, "counting the connections of %s failed (%v): it gets its stop signal without waiting for them", cc.t.short(), err)
+				continue
+			}
+			out[cc.t] = n
+			total += n
+			live = append(live, cc)
+		}
+		counters = live
+		if total != last {
+			r.info(PhaseDrain, Event{Message: s.say(fmt.Sprintf("%d connection(s) in flight on the old version", total))})
+			last = total
+		}
+		if total == 0 || len(counters) == 0 {
+			r.done(PhaseDrain, Event{Message: s.say("no connection in flight on the old version")})
+			return out
+		}
+		if !r.e.now().Before(deadline) || ctx.Err() != nil {
+			r.done(PhaseDrain, Event{Message: s.say(fmt.Sprintf("%d connection(s) still in flight after --drain-timeout %s: the stop signal applies to them", total, r.o.DrainTimeout))})
+			return out
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(every):
+		}
+	}
+}
