@@ -35,7 +35,7 @@ func rolloutDefaults() rolloutOptions {
 	return rolloutOptions{
 		Options: deploy.Options{
 			Image: "web", Version: "v1", Drain: deploy.DrainAuto, Switch: deploy.SwitchGradual, Pull: deploy.PullMissing, Keep: deploy.DefaultKeep,
-			DrainGrace: deploy.DefaultDrainGrace, DrainInterval: deploy.DefaultDrainInterval,
+			DrainGrace: deploy.DefaultDrainGrace, DrainTimeout: deploy.DefaultDrainTimeout, DrainInterval: deploy.DefaultDrainInterval,
 			RegisterTimeout: deploy.DefaultRegisterTimeout, DeregisterTimeout: deploy.DefaultDeregisterTimeout,
 			PollInterval:   deploy.DefaultPollInterval,
 			MaxUnavailable: &unavailable, // MaxSurge: nil unless --max-surge is given (the default depends on --switch)
@@ -131,7 +131,7 @@ func TestNewRollbackCmd(t *testing.T) {
 	defaults := func() rollbackOptions {
 		o := rollbackOptions{traefik: engineTraefik, drain: "auto", timeout: 10 * time.Minute, io: ioStreams{progress: progressAuto}}
 		o.App, o.Drain, o.Keep = "web", deploy.DrainAuto, deploy.DefaultKeep
-		o.DrainGrace, o.DrainInterval = deploy.DefaultDrainGrace, deploy.DefaultDrainInterval
+		o.DrainGrace, o.DrainTimeout, o.DrainInterval = deploy.DefaultDrainGrace, deploy.DefaultDrainTimeout, deploy.DefaultDrainInterval
 		o.RegisterTimeout, o.DeregisterTimeout = deploy.DefaultRegisterTimeout, deploy.DefaultDeregisterTimeout
 		o.PollInterval = deploy.DefaultPollInterval
 		surge, unavailable := deploy.DefaultMaxSurge, deploy.DefaultMaxUnavailable
