@@ -85,6 +85,11 @@ func printStatus(w io.Writer, apps []deploy.AppStatus, now time.Time) {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Version, c.State, orDash(c.Health), age(now.Sub(c.Created)), traefik, orDash(c.URL))
 		}
 		tw.Flush()
+		for _, r := range a.Routes {
+			if r.State == "running" {
+				fmt.Fprintf(w, "  routed by route container %s: %s's routers (%s level)\n", r.Name, r.Version, r.Level)
+			}
+		}
 		for _, p := range a.Problems {
 			fmt.Fprintf(w, "  ! %s\n", p)
 		}

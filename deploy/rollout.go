@@ -150,12 +150,10 @@ type rollout struct {
 
 	// sw is the split of the app's routing when the rollout switches
 	// atomically (planSwitch), nil when gradually; lifted is its lifted
-	// route container once the switch is confirmed; routes are the app's
-	// route containers at plan time.
+	// route container once the switch is confirmed.
 	sw         *SwitchPlan
 	lifted     *target
 	switchedAt time.Time
-	routes     []Container
 	routeBin   []byte // the probe the route containers run
 
 	probe bool // the new container gets the drain-aware probe

@@ -18,8 +18,19 @@ type AppStatus struct {
 	// how much of it serves.
 	Running  int      `json:"running"`
 	Up       int      `json:"up"`
-	Lock     *Holder  `json:"lock,omitempty"`
-	Problems []string `json:"problems,omitempty"`
+	// Routes are the app's route containers (--switch atomic): the one
+	// that runs holds the routers that route the app now.
+	Routes   []RouteStatus `json:"routes,omitempty"`
+	Lock     *Holder       `json:"lock,omitempty"`
+	Problems []string      `json:"problems,omitempty"`
+}
+
+// RouteStatus is one route container of an app.
+type RouteStatus struct {
+	Name    string `json:"name"`
+	Version string `json:"version"` // the version its routers route to
+	Level   string `json:"level"`   // user (the user's router names and priorities) or lifted (one above)
+	State   string `json:"state"`
 }
 
 // ContainerStatus is one container of an app.
@@ -46,6 +57,13 @@ func (e *Engine) Status(ctx context.Context, app string) ([]AppStatus, error) {
 		return nil, unreachable("Docker", err)
 	}
 	services, terr := e.Router.Services(ctx)
+	routes := map[string][]RouteStatus{}
+	if rcs, err := e.Runtime.List(ctx, map[string]string{LabelRouteOf: app}); err == nil {
+		for _, c := range rcs {
+			a := c.Labels[LabelRouteOf]
+			routes[a] = append(routes[a], RouteStatus{Name: c.Short(), Version: c.Labels[LabelVersion], Level: c.Labels[LabelRouteLevel], State: c.State})
+		}
+	}
 	byApp := map[string][]Container{}
 	for _, c := range cs {
 		byApp[c.Labels[LabelApp]] = append(byApp[c.Labels[LabelApp]], c)
@@ -110,6 +128,12 @@ func (e *Engine) Status(ctx context.Context, app string) ([]AppStatus, error) {
 			st.Problems = append(st.Problems, "Traefik's API could not be read: "+terr.Error())
 		}
 		st.Services = sortedKeys(svcSeen)
+		st.Routes = routes[name]
+		for _, rs := range st.Routes {
+			if rs.Level == RouteLifted && rs.State == "running" {
+				st.Problems = append(st.Problems, fmt.Sprintf("route container %s (%s) is lifted: a rollout was interrupted after its switch; the app is served, and the next atomic rollout asks you to settle it", rs.Name, rs.Version))
+			}
+		}
 		if e.Journal != nil {
 			if h, err := e.Journal.LockHolder(ctx, name); err == nil && h != nil {
 				st.Lock = h

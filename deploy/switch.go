@@ -93,6 +93,21 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision) (*SwitchPlan, *Wa
 		}
 		r.routeBin = bin
 	}
+	for _, c := range routes {
+		if c.Labels[LabelRouteLevel] != RouteLifted || !c.Running() {
+			continue
+		}
+		repaired, err := r.repairLifted(ctx, sw, d, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !repaired && r.dryRun {
+			return gradual("route container %s (version %s) was left lifted by an interrupted rollout: the rollout settles it first when only that version runs, else it switches gradually", c.Short(), c.Labels[LabelVersion])
+		}
+		if !repaired {
+			return gradual("route container %s (version %s) was left lifted by an interrupted rollout while other versions still run; stop the containers of the versions it does not route to, and the next atomic rollout settles it", c.Short(), c.Labels[LabelVersion])
+		}
+	}
 	tmpl := *d.template
 	ep, err := r.e.Router.Endpoint(tmpl)
 	if err != nil {
@@ -106,12 +121,6 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision) (*SwitchPlan, *Wa
 		return nil, nil, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("splitting the app's Traefik labels for an atomic switch: %w", err),
 			State: "nothing was changed", Hint: "fix the labels, or use --switch gradual"}
 	}
-	for _, c := range routes {
-		if c.Labels[LabelRouteLevel] == RouteLifted && c.Running() {
-			return gradual("route container %s (version %s) was left lifted by an interrupted rollout; remove it once the version it routes to is the one you want (docker rm -f %s) and roll out again", c.Short(), c.Labels[LabelVersion], c.Short())
-		}
-	}
-	r.routes = routes
 	return &plan, nil, nil
 }
 
@@ -133,13 +142,13 @@ func (r *rollout) routeContainers(ctx context.Context) ([]Container, error) {
 // level: the new image with the probe's hold mode as its only process, no
 // healthcheck (Traefik takes it at once), on the network Traefik reaches
 // the app on, restarted with the Docker engine.
-func (r *rollout) startRoute(ctx context.Context, route Route, level string, created func(Container)) (Container, error) {
+func (r *rollout) startRoute(ctx context.Context, route Route, level, version string, created func(Container)) (Container, error) {
 	labels := maps.Clone(route.Labels)
 	labels[LabelRouteOf] = r.o.App
 	labels[LabelRouteLevel] = level
-	labels[LabelVersion] = r.o.Version
+	labels[LabelVersion] = version
 	spec := CreateSpec{
-		Name:        containerName(r.o.App+"-route", r.o.Version, randomSuffix()),
+		Name:        containerName(r.o.App+"-route", version, randomSuffix()),
 		Image:       r.routeImage(),
 		Labels:      labels,
 		Networks:    []string{r.network},
@@ -201,7 +210,7 @@ func (s *stepRun) switchOver(ctx context.Context) error {
 	}
 	r.begin(PhaseSwitch, s.say(fmt.Sprintf("switching every new request to %s at once (router %s)", r.o.Version, strings.Join(r.sw.Lifted.Routers, ", "))))
 	rt := &target{state: TargetPlanned}
-	_, err := r.startRoute(ctx, r.sw.Lifted, RouteLifted, func(c Container) {
+	_, err := r.startRoute(ctx, r.sw.Lifted, RouteLifted, r.o.Version, func(c Container) {
 		rt.c, rt.state = c, TargetCreated
 		s.record(undoRoute, rt)
 	})
@@ -247,54 +256,95 @@ func (s *stepRun) unswitch(ctx context.Context, rt *target) error {
 }
 
 // settle brings the routing to its steady state once the old version is
-// stopped: the app's other route containers go, a route container at the
-// user's names and priorities starts, and once the router shows it
-// routing to the new containers the lifted one goes. Traffic stays on the
-// new version throughout (the lifted route shadows the rest until it
-// goes). A failure is a warning: the new version serves through the
-// lifted route.
+// stopped (settleTo). A failure is a warning: the new version serves
+// through the lifted route, and the next atomic rollout settles it first.
 func (s *stepRun) settle(ctx context.Context) {
 	r := s.r
 	if r.sw == nil || r.lifted == nil {
 		return
 	}
-	fail := func(err error) {
-		r.warn(PhaseDone, WarnSettleFailed, "the new version serves through route container %s (router %s, one above your routers' priority), which could not be replaced by one at your routers' own names and priorities: %v", r.lifted.short(), strings.Join(r.sw.Lifted.Routers, ", "), err)
-	}
 	var urls []string
 	for _, t := range s.news {
 		urls = append(urls, t.url)
 	}
-	for _, c := range r.routes {
-		if c.ID == r.lifted.c.ID {
+	user, err := r.settleTo(ctx, *r.sw, r.o.Version, urls, r.lifted.c)
+	if err != nil {
+		r.warn(PhaseDone, WarnSettleFailed, "the new version serves through route container %s (router %s, one above your routers' priority), which could not be replaced by one at your routers' own names and priorities: %v", r.lifted.short(), strings.Join(r.sw.Lifted.Routers, ", "), err)
+		return
+	}
+	r.info(PhaseDone, Event{Container: user.Short(), Message: fmt.Sprintf("router %s routes to %s", strings.Join(r.sw.User.Routers, ", "), r.o.Version)})
+}
+
+// settleTo replaces the lifted route container of version (whose
+// containers serve at urls) by one at the user's router names and
+// priorities: the app's other route containers go, the new one starts,
+// and once the router shows it routing to urls the lifted one goes and
+// the router drops its routers. Traffic stays on version throughout: the
+// lifted route shadows the rest until it goes.
+func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string, urls []string, lifted Container) (Container, error) {
+	routes, err := r.routeContainers(ctx)
+	if err != nil {
+		return Container{}, err
+	}
+	for _, c := range routes {
+		if c.ID == lifted.ID {
 			continue
 		}
 		if err := r.e.Runtime.Remove(ctx, c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
-			fail(fmt.Errorf("removing the previous route container %s: %w", c.Short(), err))
-			return
+			return Container{}, fmt.Errorf("removing the previous route container %s: %w", c.Short(), err)
 		}
 	}
 	var user Container
-	_, err := r.startRoute(ctx, r.sw.User, RouteUser, func(c Container) { user = c })
+	_, err = r.startRoute(ctx, plan.User, RouteUser, version, func(c Container) { user = c })
 	if err == nil {
-		err = r.waitRoutes(ctx, r.sw.User.Routers, urls, r.o.RegisterTimeout)
+		err = r.waitRoutes(ctx, plan.User.Routers, urls, r.o.RegisterTimeout)
 	}
 	if err != nil {
 		if user.ID != "" {
 			_ = r.e.Runtime.Remove(ctx, user.ID)
 		}
-		fail(err)
-		return
+		return Container{}, err
 	}
-	if err := r.e.Runtime.Remove(ctx, r.lifted.c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
-		fail(fmt.Errorf("removing %s: %w", r.lifted.short(), err))
-		return
+	if err := r.e.Runtime.Remove(ctx, lifted.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+		return user, fmt.Errorf("removing %s: %w", lifted.Short(), err)
 	}
 	// Until the router drops the lifted routers, a next rollout's would
 	// tie with them.
-	if err := r.waitRoutes(ctx, r.sw.Lifted.Routers, nil, r.o.DeregisterTimeout); err != nil {
-		r.warn(PhaseDone, WarnSettleFailed, "route container %s was removed, and %v", r.lifted.short(), err)
-		return
+	if err := r.waitRoutes(ctx, plan.Lifted.Routers, nil, r.o.DeregisterTimeout); err != nil {
+		return user, fmt.Errorf("route container %s was removed, and %w", lifted.Short(), err)
 	}
-	r.info(PhaseDone, Event{Container: user.Short(), Message: fmt.Sprintf("router %s routes to %s", strings.Join(r.sw.User.Routers, ", "), r.o.Version)})
+	return user, nil
+}
+
+// repairLifted settles the lifted route container a run interrupted after
+// its switch left (settleTo), when every current container runs the
+// version it routes to: the interrupted run had stopped the old version.
+// It reports whether it did.
+func (r *rollout) repairLifted(ctx context.Context, sw Switcher, d *decision, lifted Container) (bool, error) {
+	version := lifted.Labels[LabelVersion]
+	var urls []string
+	for _, old := range d.olds {
+		if old.Labels[LabelVersion] != version || old.url == "" {
+			return false, nil
+		}
+		urls = append(urls, old.url)
+	}
+	if r.dryRun || len(urls) == 0 {
+		return false, nil
+	}
+	tmpl := *d.template
+	ep, err := r.e.Router.Endpoint(tmpl)
+	if err != nil {
+		return false, nil
+	}
+	plan, err := sw.PlanSwitch(ctx, tmpl, ep, version)
+	if err != nil {
+		return false, nil
+	}
+	r.info(PhasePlan, Event{Container: lifted.Short(), Message: fmt.Sprintf("settling route container %s, left lifted by an interrupted rollout of %s", lifted.Short(), version)})
+	if _, err := r.settleTo(ctx, plan, version, urls, lifted); err != nil {
+		return false, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("settling route container %s, left lifted by an interrupted rollout: %w", lifted.Short(), err),
+			State: fmt.Sprintf("%s serves, through route container %s or its replacement", version, lifted.Short()), Hint: "docker ps --filter label=" + LabelRouteOf + "=" + r.o.App + "; Traefik's /api/http/routers"}
+	}
+	return true, nil
 }

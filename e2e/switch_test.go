@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,7 +34,7 @@ func TestAtomicSwitch(t *testing.T) {
 
 func testAtomicSwitch(t *testing.T, traefikVersion string) {
 	e := newEnv(t, traefikVersion)
-	repo := appImages(t, e.cli, "v1", "v2", "v3")
+	repo := appImages(t, e.cli, "v1", "v2", "v3", "v4")
 
 	// run runs deployctl under the load and checks it: exit code want, no
 	// failed request, and with an atomic switch no mixed pair among those
@@ -110,33 +111,28 @@ func testAtomicSwitch(t *testing.T, traefikVersion string) {
 	expectRoutes(t, e, appA, "v2")
 	waitServing(t, e, hostA, "v2")
 
-	// App B: deployctl's own containers, gradual then atomic.
+	// App B: deployctl's own containers, two replicas: gradual, then
+	// atomic, then atomic to a version that fails in the watch window.
 	appB := e.appName("swb")
 	hostB := appB + ".test"
-	e.firstDeploy(appB, repo, "v1")
+	e.firstDeploy(appB, repo, "v1", "--replicas", "2")
 	res = run(hostB, 0, "rollout", "--image", repo, "--version", "v2", "--app", appB, "--switch", "gradual")
 	expectSwitch(res, deploy.SwitchGradual)
 	waitServing(t, e, hostB, "v2")
-	run(hostB, 1, "rollout", "--image", repo, "--version", "v3", "--app", appB, "--switch", "atomic", "--env", "UNHEALTHY_AFTER=6s", "--watch", "30s")
-	waitServing(t, e, hostB, "v2")
+	res = run(hostB, 0, "rollout", "--image", repo, "--version", "v3", "--app", appB, "--switch", "atomic")
+	expectSwitch(res, deploy.SwitchAtomic)
+	if res != nil && (len(res.NewContainers) != 2 || len(res.Old) != 2) {
+		t.Errorf("atomic rollout of 2 replicas: new %+v, old %+v", res.NewContainers, res.Old)
+	}
+	expectRoutes(t, e, appB, "v3")
+	run(hostB, 1, "rollout", "--image", repo, "--version", "v4", "--app", appB, "--switch", "atomic", "--env", "UNHEALTHY_AFTER=6s", "--watch", "30s")
+	waitServing(t, e, hostB, "v3")
+	expectRoutes(t, e, appB, "v3")
 	for _, c := range e.containers(appB) {
-		if c.Running() && c.Labels[deploy.LabelVersion] != "v2" {
+		if c.Running() && c.Labels[deploy.LabelVersion] != "v3" {
 			t.Errorf("after the watch window's restore %s (%s) runs", c.Name, c.Labels[deploy.LabelVersion])
 		}
 	}
-	if routes, _ := e.rt.List(context.Background(), map[string]string{deploy.LabelRouteOf: appB}); len(runningContainers(routes)) != 0 {
-		t.Errorf("route containers left running after the restore: %v", runningContainers(routes))
-	}
-}
-
-func runningContainers(cs []deploy.Container) []string {
-	var out []string
-	for _, c := range cs {
-		if c.Running() {
-			out = append(out, c.Name)
-		}
-	}
-	return out
 }
 
 // expectRoutes checks the steady state after an atomic rollout: one route
@@ -383,5 +379,29 @@ func TestAtomicSwitchLetsLongRequestsFinish(t *testing.T) {
 	if a := <-slow; a.err == nil {
 		t.Errorf("the 8 s request outlived --drain-timeout 1s and the app's exit: %q", a.body)
 	}
+	e.expectServing(app, "v3")
+}
+
+// TestAtomicSwitchKilledBeforeSettleIsRepaired: a run killed with SIGKILL
+// right after it stopped the old version leaves the new one served by its
+// lifted route container (one above the user's priority). The next atomic
+// rollout settles it first, under load, and switches as usual.
+func TestAtomicSwitchKilledBeforeSettleIsRepaired(t *testing.T) {
+	e := newEnv(t, traefikFor(t))
+	repo := appImages(t, e.cli, "v1", "v2", "v3")
+	app := e.appName("kill")
+	e.firstDeploy(app, repo, "v1")
+	code, out := e.signalAt("stop       done", syscall.SIGKILL, "rollout", "--image", repo, "--version", "v2", "--app", app, "--switch", "atomic")
+	if code != -1 && code != 137 {
+		t.Logf("killed run: exit %d\n%s", code, out)
+	}
+	e.expectServing(app, "v2")
+	l := startLoad(t, e.traefik.EntryURL, app+".test", 200, true)
+	r := e.deployctl("rollout", "--image", repo, "--version", "v3", "--app", app, "--switch", "atomic")
+	l.expectNoFailures(t)
+	if r.code != 0 || r.json.Result == nil || r.json.Result.Switch != deploy.SwitchAtomic {
+		t.Fatalf("rollout after the killed run: exit %d", r.code)
+	}
+	expectRoutes(t, e, app, "v3")
 	e.expectServing(app, "v3")
 }

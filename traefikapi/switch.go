@@ -62,7 +62,7 @@ func (p DockerProvider) PlanSwitch(ctx context.Context, tmpl deploy.Container, e
 	if err != nil {
 		return deploy.SwitchPlan{}, err
 	}
-	if c := priorityConflicts(split, routers); len(c) > 0 {
+	if c := priorityConflicts(split, routers, version); len(c) > 0 {
 		return deploy.SwitchPlan{}, notAtomic("router(s) %s share an entrypoint with the app's and have the priority its lifted router needs, and Traefik does not define which of two routers of equal priority wins; give the app's router(s) an explicit traefik.http.routers.<name>.priority", strings.Join(c, "; "))
 	}
 	plan := deploy.SwitchPlan{Labels: map[string]string{}}
@@ -91,14 +91,15 @@ func (p DockerProvider) PlanSwitch(ctx context.Context, tmpl deploy.Container, e
 }
 
 // priorityConflicts lists the routers of others that a lifted router of
-// split would tie with on a shared entrypoint.
-func priorityConflicts(split *Routing, routers []RouterInfo) []string {
+// split for version would tie with on a shared entrypoint (the lifted
+// router of version itself, left by an interrupted run, is no other).
+func priorityConflicts(split *Routing, routers []RouterInfo, version string) []string {
 	var out []string
 	for _, ours := range split.Routers {
 		eps := splitList(ours.Keys["entrypoints"])
 		for _, r := range routers {
 			name, _, _ := strings.Cut(r.Name, "@")
-			if name == ours.Name || strings.HasSuffix(r.Name, "@internal") {
+			if name == ours.Name || name == LiftedRouter(ours.Name, version) || strings.HasSuffix(r.Name, "@internal") {
 				continue
 			}
 			if ObservedPriority(r.Priority, r.Rule) != ours.Effective+1 {
