@@ -16,8 +16,8 @@ type AppStatus struct {
 	// Running is how many of its containers run, Up how many of those
 	// Traefik routes to (UP): with several replicas, the app's size and
 	// how much of it serves.
-	Running  int      `json:"running"`
-	Up       int      `json:"up"`
+	Running int `json:"running"`
+	Up      int `json:"up"`
 	// Routes are the app's route containers (--switch atomic): the one
 	// that runs holds the routers that route the app now.
 	Routes   []RouteStatus `json:"routes,omitempty"`
