@@ -81,7 +81,7 @@ func TestUsageErrors(t *testing.T) {
 // is unreachable (exit 4, not 2).
 func TestZeroDurationsThatMeanSomething(t *testing.T) {
 	t.Setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
-	for _, flag := range []string{"--drain-grace", "--stop-timeout", "--watch", "--lock-wait", "--healthy-timeout"} {
+	for _, flag := range []string{"--drain-grace", "--drain-timeout", "--stop-timeout", "--watch", "--lock-wait", "--healthy-timeout"} {
 		for _, args := range [][]string{{"rollout", "--image", "web", "--version", "v1"}, {"rollback", "--app", "web"}} {
 			args = append(args, flag, "0")
 			if code, _, stderr := run(t, args...); code != ExitUnreachable {

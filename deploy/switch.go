@@ -344,7 +344,7 @@ func (r *rollout) repairLifted(ctx context.Context, sw Switcher, d *decision, li
 	r.info(PhasePlan, Event{Container: lifted.Short(), Message: fmt.Sprintf("settling route container %s, left lifted by an interrupted rollout of %s", lifted.Short(), version)})
 	if _, err := r.settleTo(ctx, plan, version, urls, lifted); err != nil {
 		return false, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("settling route container %s, left lifted by an interrupted rollout: %w", lifted.Short(), err),
-			State: fmt.Sprintf("%s serves, through route container %s or its replacement", version, lifted.Short()), Hint: "docker ps --filter label=" + LabelRouteOf + "=" + r.o.App + "; Traefik's /api/http/routers"}
+			State: fmt.Sprintf("%s serves, through route container %s or its replacement", version, lifted.Short()), Hint: "docker ps -a (the app's route containers carry the label " + LabelRouteOf + "=" + r.o.App + "); Traefik's /api/http/routers"}
 	}
 	return true, nil
 }
