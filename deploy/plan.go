@@ -218,6 +218,7 @@ const (
 
 // warningFixes are the fixes check gives for the plan's warnings, by code.
 var warningFixes = map[string]string{
+	WarnSwitchGradual:     "what the message names; meanwhile rollouts switch gradually (both versions answer for a moment)",
 	WarnNotListed:         "check traefik.enable and the service labels; pass --network (or set the traefik.docker.network label) to the network Traefik uses",
 	WarnNoServerURL:       "pass --network (or set the traefik.docker.network label) to the network Traefik uses, and attach the container to it",
 	WarnNoProbeOnCurrent:  "nothing to do: containers deployctl creates have the probe, so later rollouts drain cleanly",

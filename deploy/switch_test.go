@@ -153,3 +153,26 @@ func TestRollbackRefusedWhenItsRoutersWouldConflict(t *testing.T) {
 		t.Errorf("state %q", de.State)
 	}
 }
+
+// TestCheckSaysWhyNotAtomic: check --switch atomic reports the fallback as
+// a finding with its reason and fix; for a gradual rollout it says nothing
+// about the switch.
+func TestCheckSaysWhyNotAtomic(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v1", nil)
+	c := w.addRunning("web-v1", "v1", true)
+	c.Labels[LabelImage] = "web"
+	e, _ := engine(w)
+	e.Router = switchingRouter{w.router(), SwitchPlan{}, fmt.Errorf("%w: the app has no traefik.http.routers.* labels", ErrNotAtomic)}
+	o := testOptions("")
+	o.App = "web"
+	fs, err := e.Check(context.Background(), o)
+	if err != nil || len(fs) != 0 {
+		t.Fatalf("check (gradual): %+v %v, want nothing", fs, err)
+	}
+	o.Switch = SwitchAtomic
+	fs, err = e.Check(context.Background(), o)
+	if err != nil || len(fs) != 1 || fs[0].Code != WarnSwitchGradual || !strings.Contains(fs[0].Problem, "no traefik.http.routers.* labels") || fs[0].Fix == "see the message" {
+		t.Errorf("check --switch atomic: %+v %v, want one %s finding with the reason and a fix", fs, err, WarnSwitchGradual)
+	}
+}
