@@ -66,6 +66,9 @@ type Config struct {
 	Replicas         []int
 	Surges           []string
 	BaselineReplicas []int
+	// Switch runs the switch suite (issue 12, switch.go) instead: atomic
+	// against gradual, -rollouts of each, lame-duck app only.
+	Switch bool
 }
 
 // Default is the default run: about 9 minutes on 2 cores.
@@ -144,6 +147,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	replicas := fs.String("replicas", "", "run the replicas suite instead: deployctl rollouts of N replicas for each N of this list (e.g. 1,2,4,8); -rollouts then defaults to 2 and -methods to deployctl, docker-rollout, stop-start")
 	surges := fs.String("surges", "1,100%", "replicas suite: the --max-surge values to run deployctl with (--max-unavailable 0)")
 	baseReplicas := fs.String("baseline-replicas", "", "replicas suite: the N values of the baselines (default: those of -replicas)")
+	switchSuite := fs.Bool("switch", false, "run the switch suite instead: -rollouts rollouts with --switch gradual and as many with --switch atomic, alternately (lame-duck app), counting mixed page/asset pairs and connections in flight at the old container's signal")
 	reprint := fs.String("report", "", "print the tables of an earlier run's JSON results file and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -201,6 +205,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	pick("methods", func() { cfg.Methods = split(*methods) })
 	pick("warmup", func() { cfg.Warmup = *warmup })
 	pick("startup-runs", func() { cfg.StartupRuns = *runs })
+	if *switchSuite {
+		cfg.Switch, cfg.Kinds, cfg.BaselineRollouts = true, []string{KindLameDuck}, 0
+		if !set["rollouts"] {
+			cfg.Rollouts = 5
+		}
+	}
 	cfg.Traefik, cfg.Throttle, cfg.Settle = *traefik, *throttle, *settle
 	cfg.LameDuckDrain, cfg.HealthInterval, cfg.Timeout = *drain, *hi, *timeout
 	cfg.Deployctl, cfg.DeployctlEnv, cfg.Out, cfg.Verbose = *bin, env, *out, *verbose

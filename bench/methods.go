@@ -62,11 +62,16 @@ type Rollout struct {
 	Obs Observed `json:"observed"`
 
 	// deployctl only.
-	ExitCode   int      `json:"exit_code,omitempty"`
-	PeakRSSKiB int64    `json:"peak_rss_kib,omitempty"`
-	Progress   []string `json:"progress,omitempty"` // its stderr lines
-	Floor      *Floor   `json:"floor,omitempty"`
-	Lag        *Lag     `json:"lag,omitempty"`
+	ExitCode int `json:"exit_code,omitempty"`
+	// SwitchedAt and InFlightAtSignal are the result's (--switch atomic):
+	// the switch instant, and the first old container's connections in
+	// flight at its stop signal.
+	SwitchedAt       *time.Time `json:"switched_at,omitempty"`
+	InFlightAtSignal *int       `json:"in_flight_at_signal,omitempty"`
+	PeakRSSKiB       int64      `json:"peak_rss_kib,omitempty"`
+	Progress         []string   `json:"progress,omitempty"` // its stderr lines
+	Floor            *Floor     `json:"floor,omitempty"`
+	Lag              *Lag       `json:"lag,omitempty"`
 	// The replicas suite only.
 	Replica *ReplicaObs `json:"replicas,omitempty"`
 	events  []evStamp   // parsed progress lines
@@ -387,8 +392,10 @@ func (b *bench) deployctl(ctx context.Context, r *Rollout, args ...string) error
 		r.Phases = append(r.Phases, Phase{Name: string(p.Phase), S: time.Duration(p.Duration).Seconds()})
 	}
 	r.NewID, r.NewURL = res.Result.New.ID, res.Result.New.URL
+	r.SwitchedAt = res.Result.SwitchedAt
 	if len(res.Result.Old) > 0 {
 		r.OldID, r.OldURL = res.Result.Old[0].ID, res.Result.Old[0].URL
+		r.InFlightAtSignal = res.Result.Old[0].InFlightAtSignal
 	}
 	return nil
 }

@@ -24,6 +24,8 @@ type Report struct {
 	Apps      []AppInfo        `json:"apps"`
 	Deployctl DeployctlInfo    `json:"deployctl"`
 	Scenarios []ScenarioResult `json:"scenarios"`
+	// Switch is the switch suite's (-switch), per switch.
+	Switch []SwitchRow `json:"switch,omitempty"`
 }
 
 // ConfigInfo is Config for JSON.
@@ -154,6 +156,9 @@ func (r *Report) Finish() {
 // DeployctlFailed is the number of failed requests in deployctl scenarios.
 func (r *Report) DeployctlFailed() int {
 	n := 0
+	for _, s := range r.Switch {
+		n += s.Failed
+	}
 	for _, s := range r.Scenarios {
 		if s.Method == MethodDeployctl {
 			for _, l := range s.Load {
@@ -312,6 +317,7 @@ func PrintTables(w io.Writer, r *Report) {
 	if len(c.Replicas) > 0 {
 		printReplicaTables(w, r)
 	}
+	printSwitchTable(w, r)
 
 	var dc []ScenarioResult
 	for _, s := range r.Scenarios {

@@ -160,6 +160,9 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (rep *Report, err error
 		}
 	}
 
+	if cfg.Switch {
+		return rep, b.runSwitchSuite(ctx, rep, logf)
+	}
 	if len(cfg.Replicas) > 0 {
 		return rep, b.runReplicaSuite(ctx, rep, logf)
 	}

@@ -272,6 +272,9 @@ func (f *fakeRuntime) Create(ctx context.Context, spec CreateSpec) (Container, [
 	if len(spec.Networks) > 0 && spec.From == "" {
 		network = spec.Networks[0]
 	}
+	for _, k := range spec.RemoveLabels {
+		delete(labels, k)
+	}
 	for k, v := range spec.Labels {
 		labels[k] = v
 	}

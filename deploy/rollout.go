@@ -498,6 +498,11 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 	for k, v := range o.Labels {
 		labels[k] = v
 	}
+	if r.sw == nil && r.template != nil && r.template.Labels[LabelRoutingBase] != "" {
+		// The copy of the template's configuration leaves deployctl's
+		// labels out; a later atomic rollout needs this one.
+		labels[LabelRoutingBase] = r.template.Labels[LabelRoutingBase]
+	}
 	labels[LabelApp] = o.App
 	labels[LabelVersion] = o.Version
 	labels[LabelImage] = o.Image

@@ -176,3 +176,23 @@ func TestCheckSaysWhyNotAtomic(t *testing.T) {
 		t.Errorf("check --switch atomic: %+v %v, want one %s finding with the reason and a fix", fs, err, WarnSwitchGradual)
 	}
 }
+
+// TestGradualRolloutKeepsTheRoutingBase: after an atomic rollout the app's
+// containers carry the user's own routing labels in LabelRoutingBase; a
+// gradual rollout's containers keep it (Docker's copy leaves deployctl's
+// labels out), so that a later atomic rollout can still split them.
+func TestGradualRolloutKeepsTheRoutingBase(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v2", nil)
+	old := w.addRunning("web-v1", "v1", true)
+	old.Labels[LabelRoutingBase] = `{"traefik.http.routers.web.rule":"PathPrefix(` + "`/`" + `)"}`
+	e, _ := engine(w)
+	res, err := e.Rollout(context.Background(), testOptions("v2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := w.containers[res.New.ID]
+	if c == nil || c.Labels[LabelRoutingBase] != old.Labels[LabelRoutingBase] {
+		t.Errorf("new container's %s = %q, want the old one's", LabelRoutingBase, c.Labels[LabelRoutingBase])
+	}
+}

@@ -34,6 +34,11 @@ const (
 	// container was making the app run: the app's intended size, which a
 	// later rollout keeps by default (see defaultReplicas).
 	LabelReplicas = "deployctl.replicas"
+	// LabelRoutingBase is the user's own Traefik router and service labels
+	// (JSON), set by an atomic rollout on the containers it makes, whose
+	// own labels are the split ones (traefikapi.SplitRouting reads it). A
+	// gradual rollout carries it over from the container it copies.
+	LabelRoutingBase = "deployctl.traefik-routing"
 	// LabelRouteOf names the app a route container routes (docs/design.md,
 	// "Routing cutover"). Route containers carry no LabelApp: they are
 	// none of the app's containers.

@@ -6,17 +6,19 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/deployctl/deployctl/deploy"
 )
 
 // Labels of the routing cutover (docs/design.md, "Routing cutover").
 const (
 	prefixV2Routers = "traefik.http.routers."
-	// LabelRoutingBase is set on the app containers and route containers
-	// of an atomic rollout: the user's own traefik.http.routers.* and
-	// traefik.http.services.* labels, as a JSON object, so that a later
-	// rollout splits the user's labels again rather than the ones a
-	// previous split made.
-	LabelRoutingBase = "deployctl.traefik-routing"
+	// LabelRoutingBase is deploy.LabelRoutingBase: the user's own
+	// traefik.http.routers.* and traefik.http.services.* labels, as a JSON
+	// object, on the app and route containers of an atomic rollout, so
+	// that a later rollout splits the user's labels again rather than the
+	// ones a previous split made.
+	LabelRoutingBase = deploy.LabelRoutingBase
 	// routeSelfPort is the port of a route container's own service. Traefik
 	// accepts a container only with a port; no router uses that service.
 	routeSelfPort = "1"
