@@ -225,3 +225,38 @@ func TestReplicaObservers(t *testing.T) {
 		t.Errorf("steps = %d, %v; want 2, [1.1 1.8]", n, ss)
 	}
 }
+
+// TestSwitchSmoke runs the switch suite once per switch (go run ./bench
+// -switch -smoke -rollouts 1): no failed request with either switch, no
+// mixed page/asset pair after the atomic switch's instant, the 2 s request
+// open at each rollout answered, and the old container's connections
+// counted at its signal.
+func TestSwitchSmoke(t *testing.T) {
+	testenv.Docker(t)
+	cfg := SwitchSmoke()
+	cfg.Out = "-"
+	testenv.TraefikBinary(t, cfg.Traefik)
+	ctx, cancel := context.WithTimeout(context.Background(), smokeTimeout)
+	defer cancel()
+	rep, err := Run(ctx, cfg, &testLog{t: t})
+	if rep != nil {
+		rep.Command = "go test ./bench -run TestSwitchSmoke"
+		var out bytes.Buffer
+		PrintTables(&out, rep)
+		t.Logf("%s", out.String())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Switch) != 2 {
+		t.Fatalf("switch rows %+v, want atomic and gradual", rep.Switch)
+	}
+	for _, s := range rep.Switch {
+		if s.Rollouts != 1 || s.Failed > 0 || s.LongFailed > 0 || s.Sent < cfg.Rate || len(s.Errors) > 0 {
+			t.Errorf("%s: %+v; want 1 rollout, no failed request, the 2 s request answered", s.Switch, s)
+		}
+		if s.Switch == "atomic" && (s.PairsAfter == 0 || s.MixedAfter > 0 || len(s.InFlight) != 1) {
+			t.Errorf("atomic: %d pairs after the switch, %d mixed, in flight at signal %v; want some, none, one count", s.PairsAfter, s.MixedAfter, s.InFlight)
+		}
+	}
+}

@@ -108,6 +108,14 @@ func ReplicasSmoke() Config {
 	return c
 }
 
+// SwitchSmoke is the short run of the switch suite for CI: one rollout
+// with each switch at 100 req/s.
+func SwitchSmoke() Config {
+	c := Smoke()
+	c.Rollouts, c.Kinds, c.Switch, c.StartupRuns = 1, []string{KindLameDuck}, true, 0
+	return c
+}
+
 // App kinds (the test app's SHUTDOWN).
 const (
 	KindLameDuck  = "lameduck"  // keeps serving for DRAIN after SIGTERM

@@ -131,6 +131,9 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (rep *Report, err error
 
 	// One image per app kind, tagged v1..vN (a tag is all a version needs).
 	versions := 1 + max(cfg.Rollouts, cfg.BaselineRollouts)
+	if cfg.Switch {
+		versions = 1 + 2*cfg.Rollouts // each switch's rollouts
+	}
 	for _, kind := range cfg.Kinds {
 		repo := harness.UniqueName("deployctl-bench-" + kind + "-")
 		b.repos[kind] = repo

@@ -95,6 +95,10 @@ type stepRun struct {
 	began []time.Time
 	ended time.Time
 
+	// settled is closed when a settle started beside the old containers'
+	// stop (settleBeside) is over; nil when none was.
+	settled chan struct{}
+
 	mu   sync.Mutex
 	undo []undoEntry
 	// blind: the last error of Traefik's API while the restore went on
@@ -206,6 +210,7 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 				if err := s.switchOver(ctx); err != nil {
 					return nil, s.fail(ctx, PhaseSwitch, nil, err)
 				}
+				s.settleBeside(ctx)
 			}
 			if t, err := s.drainBatch(ctx, st.Drain); err != nil {
 				return nil, s.fail(ctx, PhaseDrain, t, err)
@@ -218,6 +223,7 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 				}
 				if err := s.stopBatch(ctx, st.Drain); err != nil {
 					waitPrune()
+					s.waitSettled()
 					return nil, err
 				}
 			}
@@ -243,10 +249,12 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 		return s.scaleResult(), nil
 	}
 	startPrune()
-	if r.sw != nil {
+	if s.settled != nil {
+		s.waitSettled()
+	} else if r.sw != nil {
 		// After the cutover a signal does not stop the settle: the
 		// routing is brought to its steady state.
-		settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout()+r.o.RegisterTimeout)
+		settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout()+r.o.RegisterTimeout+r.o.DeregisterTimeout)
 		s.settle(settleCtx)
 		cancel()
 	}
@@ -263,6 +271,13 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 		res.Steps = s.report()
 	}
 	return res, nil
+}
+
+// waitSettled waits for a settle started beside the stop, if any.
+func (s *stepRun) waitSettled() {
+	if s.settled != nil {
+		<-s.settled
+	}
 }
 
 // phaseOf is the phase an error of a batch names, else p.

@@ -275,6 +275,32 @@ func (s *stepRun) settle(ctx context.Context) {
 	r.info(PhaseDone, Event{Container: user.Short(), Message: fmt.Sprintf("router %s routes to %s", strings.Join(r.sw.User.Routers, ", "), r.o.Version)})
 }
 
+// settleBeside starts the settle at once, beside the old containers' drain
+// and stop, when nothing needs the old routing any more: no --watch window
+// (whose restore switches back to it) and no old container with routers
+// of its own (whose definitions would conflict with the settled routers
+// until it stops). Otherwise the settle runs after the stop.
+func (s *stepRun) settleBeside(ctx context.Context) {
+	r := s.r
+	if r.o.Watch > 0 {
+		return
+	}
+	for _, t := range s.olds {
+		for k := range t.c.Labels {
+			if strings.HasPrefix(k, "traefik.http.routers.") {
+				return
+			}
+		}
+	}
+	s.settled = make(chan struct{})
+	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout()+r.o.RegisterTimeout+r.o.DeregisterTimeout)
+	go func() {
+		defer close(s.settled)
+		defer cancel()
+		s.settle(settleCtx)
+	}()
+}
+
 // settleTo replaces the lifted route container of version (whose
 // containers serve at urls) by one at the user's router names and
 // priorities: the app's other route containers go, the new one starts,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -304,8 +305,9 @@ func (p *pairLoad) stop(at time.Time) pairStats {
 	return st
 }
 
-// TestAtomicSwitchLetsLongRequestsFinish: a 5 s request and a server-sent
-// event stream open on the old version when the atomic switch happens. The
+// TestAtomicSwitchLetsLongRequestsFinish: an 8 s request and an 8 s
+// server-sent event stream open on the old version when the atomic switch
+// happens (a rollout takes about 5 s to get there). The
 // app exits at once on SIGTERM (SHUTDOWN=exit), so anything still open at
 // its signal is cut: with --drain-timeout 30s both finish; with 1s the
 // result says how many were still open.
@@ -343,27 +345,30 @@ func TestAtomicSwitchLetsLongRequestsFinish(t *testing.T) {
 		return ch
 	}
 
-	slow := open("/slow?d=5s")
-	events := open("/events?n=25&every=200ms")
+	slow := open("/slow?d=8s")
+	events := open("/events?n=40&every=200ms")
 	time.Sleep(500 * time.Millisecond) // both open on v1
 	start := time.Now()
 	r := e.deployctl("rollout", "--image", repo, "--version", "v2", "--app", app, "--switch", "atomic")
 	if r.code != 0 {
 		t.Fatalf("rollout v2: exit %d", r.code)
 	}
-	if a := <-slow; a.err != nil || !strings.Contains(a.body, "version=v1 ") || !strings.Contains(a.body, "slow=5s") {
+	if !regexp.MustCompile(`[1-9][0-9]* connection\(s\) in flight on the old version`).MatchString(r.stderr) {
+		t.Errorf("the progress never showed the request and the stream in flight on v1")
+	}
+	if a := <-slow; a.err != nil || !strings.Contains(a.body, "version=v1 ") || !strings.Contains(a.body, "slow=8s") {
 		t.Errorf("the slow request open at the switch: %q %v, want v1's whole answer", a.body, a.err)
 	}
-	if a := <-events; a.err != nil || !strings.Contains(a.body, "version=v1 event=24") || !strings.Contains(a.body, "data: end") {
-		t.Errorf("the event stream open at the switch: %v, want all 25 events of v1 and its end; got %d bytes ending %q", a.err, len(a.body), a.body[max(0, len(a.body)-60):])
+	if a := <-events; a.err != nil || !strings.Contains(a.body, "version=v1 event=39") || !strings.Contains(a.body, "data: end") {
+		t.Errorf("the event stream open at the switch: %v, want all 40 events of v1 and its end; got %d bytes ending %q", a.err, len(a.body), a.body[max(0, len(a.body)-60):])
 	}
 	res := r.json.Result
 	if res == nil || len(res.Old) != 1 || res.Old[0].InFlightAtSignal == nil || *res.Old[0].InFlightAtSignal != 0 {
 		t.Errorf("result old %+v: want v1 signalled with 0 connections in flight", res)
 	}
-	t.Logf("rollout with a 5 s request and a 5 s stream in flight: %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("rollout with an 8 s request and an 8 s stream in flight: %s", time.Since(start).Round(time.Millisecond))
 
-	slow = open("/slow?d=8s")
+	slow = open("/slow?d=15s")
 	time.Sleep(500 * time.Millisecond)
 	r = e.deployctl("rollout", "--image", repo, "--version", "v3", "--app", app, "--switch", "atomic", "--drain-timeout", "1s")
 	if r.code != 0 {
@@ -377,7 +382,7 @@ func TestAtomicSwitchLetsLongRequestsFinish(t *testing.T) {
 		t.Errorf("the progress does not say what was still in flight at the signal")
 	}
 	if a := <-slow; a.err == nil {
-		t.Errorf("the 8 s request outlived --drain-timeout 1s and the app's exit: %q", a.body)
+		t.Errorf("the 15 s request outlived --drain-timeout 1s and the app's exit: %q", a.body)
 	}
 	e.expectServing(app, "v3")
 }
@@ -391,7 +396,9 @@ func TestAtomicSwitchKilledBeforeSettleIsRepaired(t *testing.T) {
 	repo := appImages(t, e.cli, "v1", "v2", "v3")
 	app := e.appName("kill")
 	e.firstDeploy(app, repo, "v1")
-	code, out := e.signalAt("stop       done", syscall.SIGKILL, "rollout", "--image", repo, "--version", "v2", "--app", app, "--switch", "atomic")
+	// --watch: the settle comes after the stop (without it, it runs beside
+	// the stop and may be over before the kill).
+	code, out := e.signalAt("stop       done", syscall.SIGKILL, "rollout", "--image", repo, "--version", "v2", "--app", app, "--switch", "atomic", "--watch", "1s")
 	if code != -1 && code != 137 {
 		t.Logf("killed run: exit %d\n%s", code, out)
 	}
@@ -401,6 +408,9 @@ func TestAtomicSwitchKilledBeforeSettleIsRepaired(t *testing.T) {
 	l.expectNoFailures(t)
 	if r.code != 0 || r.json.Result == nil || r.json.Result.Switch != deploy.SwitchAtomic {
 		t.Fatalf("rollout after the killed run: exit %d", r.code)
+	}
+	if !strings.Contains(r.stderr, "left lifted by an interrupted rollout of v2") {
+		t.Errorf("the next rollout did not say it settled the killed run's lifted route container")
 	}
 	expectRoutes(t, e, app, "v3")
 	e.expectServing(app, "v3")

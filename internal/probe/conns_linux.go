@@ -19,6 +19,8 @@ const (
 	// Offsets in struct tcp_info.
 	tcpiLastDataSent = 44
 	tcpiLastDataRecv = 52
+	tcpiDataSegsIn   = 152 // Linux 4.6+
+	tcpiDataSegsOut  = 156
 )
 
 // listConns asks the kernel for the established TCP sockets whose local
@@ -115,6 +117,10 @@ func parseDiag(b []byte, port int) (Conn, bool) {
 		if data := attrs[4:l]; typ == inetDiagInfo && len(data) >= tcpiLastDataRecv+4 {
 			c.SinceSent = time.Duration(binary.NativeEndian.Uint32(data[tcpiLastDataSent:])) * time.Millisecond
 			c.SinceRecv = time.Duration(binary.NativeEndian.Uint32(data[tcpiLastDataRecv:])) * time.Millisecond
+			if len(data) >= tcpiDataSegsOut+4 {
+				c.DataSegsIn = binary.NativeEndian.Uint32(data[tcpiDataSegsIn:])
+				c.DataSegsOut = binary.NativeEndian.Uint32(data[tcpiDataSegsOut:])
+			}
 		}
 		l = (l + 3) &^ 3
 		if l > len(attrs) {

@@ -48,7 +48,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if len(args) == 1 && args[0] == "hold" {
-		return hold()
+		return hold(stdout)
 	}
 	if len(args) > 0 && args[0] == "conns" {
 		fs := flag.NewFlagSet("deployctl-probe conns", flag.ContinueOnError)

@@ -6,6 +6,6 @@ package embedded
 const goVersion = "go1.26.8"
 
 var manifest = map[string]entry{
-	"linux/amd64": {size: 2797694, sha256: "52a38c997c63cabcf54a906bc7ab511ab4dbcd042b675df87e12c4748bb35197"},
-	"linux/arm64": {size: 2752638, sha256: "c062ab6f0ad138ab8c7f99465f1510a36965de935df93d5ada6c702ef1e843e3"},
+	"linux/amd64": {size: 2797694, sha256: "fe0deb9b467477549ed1ab9d01b93917ff91cd0e709bda6c43b1db46bf253a3e"},
+	"linux/arm64": {size: 2752638, sha256: "89d31f25e59ffa83eec31ff35a67b8869deb17825d1001ea715e72659a160f62"},
 }
