@@ -305,9 +305,10 @@ func (p *pairLoad) stop(at time.Time) pairStats {
 	return st
 }
 
-// TestAtomicSwitchLetsLongRequestsFinish: an 8 s request and an 8 s
+// TestAtomicSwitchLetsLongRequestsFinish: a 15 s request and a 15 s
 // server-sent event stream open on the old version when the atomic switch
-// happens (a rollout takes about 5 s to get there). The
+// happens (a rollout takes about 5 s to get there, up to 10 s on a busy
+// host). The
 // app exits at once on SIGTERM (SHUTDOWN=exit), so anything still open at
 // its signal is cut: with --drain-timeout 30s both finish; with 1s the
 // result says how many were still open.
@@ -345,8 +346,8 @@ func TestAtomicSwitchLetsLongRequestsFinish(t *testing.T) {
 		return ch
 	}
 
-	slow := open("/slow?d=8s")
-	events := open("/events?n=40&every=200ms")
+	slow := open("/slow?d=15s")
+	events := open("/events?n=75&every=200ms")
 	time.Sleep(500 * time.Millisecond) // both open on v1
 	start := time.Now()
 	r := e.deployctl("rollout", "--image", repo, "--version", "v2", "--app", app, "--switch", "atomic")
@@ -356,17 +357,17 @@ func TestAtomicSwitchLetsLongRequestsFinish(t *testing.T) {
 	if !regexp.MustCompile(`[1-9][0-9]* connection\(s\) in flight on the old version`).MatchString(r.stderr) {
 		t.Errorf("the progress never showed the request and the stream in flight on v1")
 	}
-	if a := <-slow; a.err != nil || !strings.Contains(a.body, "version=v1 ") || !strings.Contains(a.body, "slow=8s") {
+	if a := <-slow; a.err != nil || !strings.Contains(a.body, "version=v1 ") || !strings.Contains(a.body, "slow=15s") {
 		t.Errorf("the slow request open at the switch: %q %v, want v1's whole answer", a.body, a.err)
 	}
-	if a := <-events; a.err != nil || !strings.Contains(a.body, "version=v1 event=39") || !strings.Contains(a.body, "data: end") {
-		t.Errorf("the event stream open at the switch: %v, want all 40 events of v1 and its end; got %d bytes ending %q", a.err, len(a.body), a.body[max(0, len(a.body)-60):])
+	if a := <-events; a.err != nil || !strings.Contains(a.body, "version=v1 event=74") || !strings.Contains(a.body, "data: end") {
+		t.Errorf("the event stream open at the switch: %v, want all 75 events of v1 and its end; got %d bytes ending %q", a.err, len(a.body), a.body[max(0, len(a.body)-60):])
 	}
 	res := r.json.Result
 	if res == nil || len(res.Old) != 1 || res.Old[0].InFlightAtSignal == nil || *res.Old[0].InFlightAtSignal != 0 {
 		t.Errorf("result old %+v: want v1 signalled with 0 connections in flight", res)
 	}
-	t.Logf("rollout with an 8 s request and an 8 s stream in flight: %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("rollout with a 15 s request and a 15 s stream in flight: %s", time.Since(start).Round(time.Millisecond))
 
 	slow = open("/slow?d=15s")
 	time.Sleep(500 * time.Millisecond)
