@@ -49,9 +49,8 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision) (*SwitchPlan, *Wa
 		if err != nil {
 			return nil, nil, classifyDocker(err)
 		}
-		ownRouters := slices.ContainsFunc(slices.Collect(maps.Keys(target.Labels)), func(k string) bool { return strings.HasPrefix(k, "traefik.http.routers.") })
 		switch {
-		case ownRouters && routed:
+		case hasOwnRouters(target) && routed:
 			return nil, nil, &Error{Phase: PhasePlan, Kind: KindFailed, State: "nothing was changed",
 				Err:  fmt.Errorf("%s's retained container %s carries its own Traefik routers, which would conflict with those of route container(s) %s that route the app now", o.Version, target.Short(), names(runningOf(routes))),
 				Hint: fmt.Sprintf("roll %s out as a new version instead, from its image: deployctl rollout --app %s --image %s --version %s --switch atomic", o.Version, o.App, o.Image, o.Version)}
@@ -122,6 +121,18 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision) (*SwitchPlan, *Wa
 			State: "nothing was changed", Hint: "fix the labels, or use --switch gradual"}
 	}
 	return &plan, nil, nil
+}
+
+// hasOwnRouters reports whether c's labels define Traefik routers (a
+// container made before the app's first atomic rollout): while it runs,
+// they conflict with a route container's routers of the same names.
+func hasOwnRouters(c Container) bool {
+	for k := range c.Labels {
+		if strings.HasPrefix(k, "traefik.http.routers.") {
+			return true
+		}
+	}
+	return false
 }
 
 // runningOf are the running ones of cs.
@@ -285,12 +296,8 @@ func (s *stepRun) settleBeside(ctx context.Context) {
 	if r.o.Watch > 0 {
 		return
 	}
-	for _, t := range s.olds {
-		for k := range t.c.Labels {
-			if strings.HasPrefix(k, "traefik.http.routers.") {
-				return
-			}
-		}
+	if slices.ContainsFunc(s.olds, func(t *target) bool { return hasOwnRouters(t.c) }) {
+		return
 	}
 	s.settled = make(chan struct{})
 	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout()+r.o.RegisterTimeout+r.o.DeregisterTimeout)

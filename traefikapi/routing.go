@@ -247,23 +247,6 @@ func (r *Routing) RouteLabels(version string, level Level, self string) map[stri
 	return out
 }
 
-// PriorityConflicts lists the routers of others (name -> effective
-// priority, as ObservedPriority gives them) that a lifted router of r would
-// tie with: Traefik's order between routers of equal priority is not
-// defined, so a tie makes the atomic switch unsafe.
-func (r *Routing) PriorityConflicts(others map[string]int) []string {
-	var out []string
-	for _, rt := range r.Routers {
-		for name, p := range others {
-			if p == rt.Effective+1 {
-				out = append(out, fmt.Sprintf("%s (priority %d, the one router %s would get)", name, p, LiftedRouter(rt.Name, "<version>")))
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
 // ObservedPriority is the priority Traefik gives a router it lists: the
 // API shows the label's (v2, and v3 for a set one) or the computed one
 // (v3); 0 means the rule's length.

@@ -159,15 +159,9 @@ func TestSplitRoutingRefusals(t *testing.T) {
 	}
 }
 
-func TestPriorityConflicts(t *testing.T) {
-	r, err := SplitRouting(map[string]string{"traefik.http.routers.web.rule": "Host(`a.test`)"}, 80, "app") // 14 characters
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := r.PriorityConflicts(map[string]int{"other@docker": 15, "api@docker": 30, "low@file": 14})
-	if len(got) != 1 || !strings.HasPrefix(got[0], "other@docker (priority 15") {
-		t.Errorf("conflicts = %q, want only other@docker at 15", got)
-	}
+// The tie check itself is DockerProvider.PlanSwitch's
+// (TestDockerProviderPlanSwitch).
+func TestPriorityAndNames(t *testing.T) {
 	if ObservedPriority(0, "Host(`a.test`)") != 14 || ObservedPriority(7, "Host(`a.test`)") != 7 {
 		t.Error("ObservedPriority")
 	}
