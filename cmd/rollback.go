@@ -66,7 +66,7 @@ previous rollback.`,
 	fl.SortFlags = false
 	fl.StringVar(&o.App, "app", "", "the app to roll back (required)")
 	fl.StringVar(&o.Version, "to", "", "the version to go back to (default: the previous one)")
-	fl.StringVar(&o.maxSurge, "max-surge", deploy.DefaultMaxSurge.String(), "with several replicas: containers started beyond the number serving now at any moment, a count or a percentage (rounded up)")
+	fl.StringVar(&o.maxSurge, "max-surge", "", "with several replicas: containers started beyond the number serving now at any moment, a count or a percentage (rounded up) (default 100% when a route container routes the app, which the atomic switch back needs, else "+deploy.DefaultMaxSurge.String()+")")
 	fl.StringVar(&o.maxUnavailable, "max-unavailable", deploy.DefaultMaxUnavailable.String(), "with several replicas: servers below the number serving now that may be out of Traefik at any moment, a count or a percentage (rounded down)")
 	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout, &o.traefik.throttle)
 	fl.BoolVar(&o.dryRun, "dry-run", false, "print the plan (the target version and why, and per step the containers restarted or started and those drained and stopped) and change nothing")
@@ -83,15 +83,18 @@ func (o *rollbackOptions) complete(c *cobra.Command) error {
 	if err := checkProcedureDurations(c.Flags()); err != nil {
 		return err
 	}
-	surge, err := deploy.ParseAmount("--max-surge", o.maxSurge)
-	if err != nil {
-		return usageErrOf(err)
+	if c.Flags().Changed("max-surge") { // else the engine's default, which depends on how the app is routed
+		surge, err := deploy.ParseAmount("--max-surge", o.maxSurge)
+		if err != nil {
+			return usageErrOf(err)
+		}
+		o.MaxSurge = &surge
 	}
 	unavailable, err := deploy.ParseAmount("--max-unavailable", o.maxUnavailable)
 	if err != nil {
 		return usageErrOf(err)
 	}
-	o.MaxSurge, o.MaxUnavailable = &surge, &unavailable
+	o.MaxUnavailable = &unavailable
 	o.Drain = deploy.DrainMode(o.drain)
 	return nil
 }

@@ -95,7 +95,9 @@ func TestRunCheck(t *testing.T) {
 	f := fakeFactory(t, docker, router)
 	var out bytes.Buffer
 	o := &checkOptions{io: ioStreams{out: &out}}
-	o.App = "web"
+	// The fake router cannot switch atomically: check --switch atomic
+	// would say so (TestCheckSaysWhyNotAtomic in deploy).
+	o.App, o.Switch = "web", deploy.SwitchGradual
 	if err := runCheck(context.Background(), f, o); err != nil {
 		t.Fatal(err)
 	}

@@ -330,14 +330,28 @@ func drainModes(olds []Container, o Options, canDrain bool) ([]DrainMode, []Warn
 			warnings = append(warnings, warningf(WarnNoProbeOnCurrent, "container %s was not created by deployctl, so it cannot be taken out of Traefik before it is stopped: it gets its stop signal first, and requests Traefik sends it until Traefik notices may fail. Later rollouts drain cleanly.", old.Short()))
 		}
 	}
-	if o.Watch > 0 {
-		for i, old := range olds {
-			if modes[i] != DrainHealth {
-				return nil, nil, usageError("--watch keeps the old version ready to take over, which needs deployctl's drain probe in it; container %s has none (it was not created by deployctl, or --drain=signal): roll out once without --watch", old.Short())
-			}
+	if o.Switch != SwitchAtomic { // else after planSwitch, when it falls back to gradual
+		if err := watchNeedsProbes(olds, modes, o); err != nil {
+			return nil, nil, err
 		}
 	}
 	return modes, warnings, nil
+}
+
+// watchNeedsProbes refuses --watch when the switch is gradual and an old
+// container cannot be taken out of Traefik by its probe: the old version
+// would have to stop to leave, and could not take over again. An atomic
+// switch takes any old container out by routing, and back in.
+func watchNeedsProbes(olds []Container, modes []DrainMode, o Options) error {
+	if o.Watch <= 0 {
+		return nil
+	}
+	for i, old := range olds {
+		if modes[i] != DrainHealth {
+			return usageError("--watch keeps the old version ready to take over, which, when the switch is gradual, needs deployctl's drain probe in it; container %s has none (it was not created by deployctl, or --drain=signal): roll out once without --watch", old.Short())
+		}
+	}
+	return nil
 }
 
 // currentBudget is the budget the single-container engine keeps: one new

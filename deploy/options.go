@@ -97,7 +97,9 @@ type Options struct {
 	Restart string
 
 	Drain DrainMode
-	// Switch is how traffic moves to the new version ("": gradual).
+	// Switch is how traffic moves to the new version ("": atomic, which
+	// switches gradually, with a warning that says why, where the router
+	// or the labels do not allow an atomic switch).
 	Switch      SwitchMode
 	Pull        PullPolicy
 	StopTimeout time.Duration // 0: the container's own, else 10s
@@ -225,6 +227,14 @@ func (o Options) normalize() (Options, error) {
 	if o.Replicas < 0 {
 		return o, usageError("--replicas must be at least 1 (got %d)", o.Replicas)
 	}
+	// Before the budget: the default --max-surge depends on the switch.
+	switch o.Switch {
+	case "":
+		o.Switch = SwitchAtomic
+	case SwitchGradual, SwitchAtomic:
+	default:
+		return o, usageError("--switch %q: must be atomic or gradual", o.Switch)
+	}
 	if _, err := NewBudget(max(o.Replicas, 1), o.surge(), o.unavailable()); err != nil {
 		return o, err
 	}
@@ -234,13 +244,6 @@ func (o Options) normalize() (Options, error) {
 	case DrainAuto, DrainHealth, DrainSignal:
 	default:
 		return o, usageError("--drain %q: must be auto, health or signal", o.Drain)
-	}
-	switch o.Switch {
-	case "":
-		o.Switch = SwitchGradual
-	case SwitchGradual, SwitchAtomic:
-	default:
-		return o, usageError("--switch %q: must be atomic or gradual", o.Switch)
 	}
 	switch o.Pull {
 	case "":

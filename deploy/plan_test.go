@@ -60,7 +60,7 @@ func TestCheckFindings(t *testing.T) {
 	c.Labels[LabelImage] = "web"
 	e, _ := engine(w)
 	probe := testOptions("v1").Probes
-	findings, err := e.Check(context.Background(), Options{App: "web", Probes: probe})
+	findings, err := e.Check(context.Background(), Options{App: "web", Probes: probe, Switch: SwitchGradual})
 	if err != nil || len(findings) != 0 {
 		t.Fatalf("healthy app: %+v %v", findings, err)
 	}
@@ -73,7 +73,7 @@ func TestCheckFindings(t *testing.T) {
 			delete(c.Labels, k)
 		}
 	}
-	findings, err = e.Check(context.Background(), Options{App: "web", Probes: probe})
+	findings, err = e.Check(context.Background(), Options{App: "web", Probes: probe, Switch: SwitchGradual})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestCheckReportsPlatformWithoutProbe(t *testing.T) {
 	c := w.addRunning("web-v1", "v1", true)
 	c.Labels[LabelImage] = "web"
 	e, _ := engine(w)
-	findings, err := e.Check(context.Background(), Options{App: "web", Probes: fakeProbes{}})
+	findings, err := e.Check(context.Background(), Options{App: "web", Probes: fakeProbes{}, Switch: SwitchGradual})
 	if err != nil || len(findings) != 1 || !strings.Contains(findings[0].Problem, "linux/s390x") || !strings.Contains(findings[0].Fix, "--drain=signal") {
 		t.Errorf("findings %+v, err %v; want one naming linux/s390x with --drain=signal in its fix", findings, err)
 	}
@@ -166,7 +166,7 @@ func TestCheckReadsWarningCodes(t *testing.T) {
 	c.Labels[LabelImage] = "web"
 	w.unlisted = func(fc *fakeContainer) bool { return fc.Name == "legacy" }
 	e, _ := engine(w)
-	findings, err := e.Check(context.Background(), Options{App: "web", Probes: fakeProbes{}})
+	findings, err := e.Check(context.Background(), Options{App: "web", Probes: fakeProbes{}, Switch: SwitchGradual})
 	if err != nil {
 		t.Fatal(err)
 	}

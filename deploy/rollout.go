@@ -311,11 +311,33 @@ func (r *rollout) plan(ctx context.Context) error {
 	if err != nil {
 		return unreachable("Traefik", err)
 	}
+	// The route containers, for an atomic switch and for a rollback
+	// (which switches back the way the app is routed now).
+	var routes []Container
+	if !r.scale && len(current) > 0 && (o.Switch == SwitchAtomic || o.Reuse != "") {
+		if routes, err = r.routeContainers(ctx); err != nil {
+			return err
+		}
+	}
+	if o.Reuse != "" && o.MaxSurge == nil && !slices.ContainsFunc(routes, Container.Running) {
+		// A gradual switch back starts the retained containers as a
+		// gradual rollout starts new ones; an atomic one starts them all
+		// before the switch (Options.surge).
+		surge := DefaultMaxSurge
+		o.MaxSurge, r.o.MaxSurge = &surge, &surge
+	}
 	d, err := decide(facts{image: r.image, current: current, services: services, endpoint: r.e.Router.Endpoint, noDrain: r.e.drainer() == nil}, o, r.dryRun)
 	var sw *SwitchPlan
 	if err == nil {
 		var w *Warning
-		sw, w, err = r.planSwitch(ctx, d)
+		sw, w, err = r.planSwitch(ctx, d, routes)
+		if err == nil && sw == nil && o.Switch == SwitchAtomic && o.Reuse == "" {
+			modes := make([]DrainMode, len(d.olds))
+			for i, old := range d.olds {
+				modes[i] = old.drain
+			}
+			err = watchNeedsProbes(containersOf(d.olds), modes, o)
+		}
 		if sw != nil {
 			// Old containers leave by the switch, probe or not.
 			d.warnings = slices.DeleteFunc(d.warnings, func(w Warning) bool { return w.Code == WarnNoProbeOnCurrent })

@@ -11,7 +11,7 @@ import (
 
 func testOptions(version string) Options {
 	return Options{
-		Image: "web", Version: version, Keep: DefaultKeep,
+		Image: "web", Version: version, Keep: DefaultKeep, Switch: SwitchGradual, // switch_test.go tests atomic
 		PollInterval: time.Millisecond, RegisterTimeout: 300 * time.Millisecond,
 		DeregisterTimeout: 300 * time.Millisecond, HealthTimeout: 300 * time.Millisecond,
 		Probes: fakeProbes{},

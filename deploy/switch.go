@@ -19,8 +19,8 @@ import (
 // stopped, a route container at the user's own names and priorities takes
 // over (settle). Undoing the switch is removing the lifted route.
 
-// WarnSwitchGradual: --switch atomic was asked for and the rollout
-// switches gradually; the message says why.
+// WarnSwitchGradual: --switch atomic (the default) was asked for and the
+// rollout switches gradually; the message says why.
 const WarnSwitchGradual = "switch-gradual"
 
 // WarnSettleFailed: after an atomic switch the route containers could not
@@ -29,18 +29,15 @@ const WarnSwitchGradual = "switch-gradual"
 const WarnSettleFailed = "route-settle-failed"
 
 // planSwitch decides whether the rollout switches atomically, after
-// decide: it returns the split of the app's routing, or nil and the
+// decide, from the app's route containers: it returns the split of the app's routing, or nil and the
 // warning that says why it switches gradually (nil when nothing was asked
 // or there is nothing to switch from).
-func (r *rollout) planSwitch(ctx context.Context, d *decision) (*SwitchPlan, *Warning, error) {
+func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Container) (*SwitchPlan, *Warning, error) {
 	o := r.o
 	if r.scale || len(d.olds) == 0 || (o.Switch != SwitchAtomic && o.Reuse == "") {
 		return nil, nil, nil
 	}
-	routes, err := r.routeContainers(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
+	var err error
 	routed := slices.ContainsFunc(routes, Container.Running)
 	if o.Reuse != "" {
 		// A rollback switches the way the app is routed now: atomically
@@ -64,7 +61,7 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision) (*SwitchPlan, *Wa
 				Err:  fmt.Errorf("the app is routed by route container(s) %s, so a rollback must switch atomically, and it cannot: %s", names(runningOf(routes)), fmt.Sprintf(format, args...)),
 				Hint: "fix what the message names; or roll the version out again with deployctl rollout --switch atomic"}
 		}
-		w := warningf(WarnSwitchGradual, "switching gradually (both versions answer for a moment): "+format, args...)
+		w := warningf(WarnSwitchGradual, "switching gradually (both versions answer for a moment), not atomically: "+format+" (--switch gradual chooses this switch without the warning)", args...)
 		return nil, &w, nil
 	}
 	sw := r.e.switcher()

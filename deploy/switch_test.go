@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // switchingRouter is the fake router with the Switcher capability: its
@@ -44,9 +46,23 @@ func TestPlanSwitch(t *testing.T) {
 		surge    *Amount // --max-surge; nil: the default, 100% with atomic
 		router   func(w *world) Router
 		setup    func(w *world)
+		watch    time.Duration
 		want     SwitchMode
 		warning  string // in the switch-gradual warning; "" none
+		refused  string // in the plan's error; "" none
 	}{
+		{name: "default", want: SwitchAtomic,
+			router: func(w *world) Router { return switchingRouter{w.router(), webSwitchPlan("v2"), nil} }},
+		{name: "default, router cannot", want: SwitchGradual, warning: "Traefik cannot switch atomically (--switch gradual chooses this switch without the warning)",
+			router: func(w *world) Router { return w.router() }},
+		// legacy has no probe: only an atomic switch can take it out and
+		// back in.
+		{name: "watch, atomic", watch: time.Second, want: SwitchAtomic,
+			router: func(w *world) Router { return switchingRouter{w.router(), webSwitchPlan("v2"), nil} }},
+		{name: "watch, gradual asked for", mode: SwitchGradual, watch: time.Second, refused: "container legacy has none",
+			router: func(w *world) Router { return switchingRouter{w.router(), webSwitchPlan("v2"), nil} }},
+		{name: "watch, falling back to gradual", watch: time.Second, warning: "Traefik cannot switch atomically", refused: "container legacy has none",
+			router: func(w *world) Router { return w.router() }},
 		{name: "gradual asked for", mode: SwitchGradual, want: SwitchGradual,
 			router: func(w *world) Router { return switchingRouter{w.router(), webSwitchPlan("v2"), nil} }},
 		{name: "atomic", mode: SwitchAtomic, want: SwitchAtomic, // 2 replicas: surge 100% by default
@@ -75,10 +91,23 @@ func TestPlanSwitch(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(w)
 			}
-			e, _ := engine(w)
+			e, ev := engine(w)
 			e.Router = tc.router(w)
 			o := testOptions("v2")
-			o.Switch, o.Replicas, o.MaxSurge = tc.mode, tc.replicas, tc.surge
+			o.Switch, o.Replicas, o.MaxSurge, o.Watch = tc.mode, tc.replicas, tc.surge, tc.watch
+			if tc.refused != "" {
+				// A rollout, for the warnings it reports before the refusal.
+				w.addImage("web:v2", nil)
+				_, err := e.Rollout(context.Background(), o)
+				if err == nil || !strings.Contains(err.Error(), tc.refused) {
+					t.Fatalf("rollout: %v, want refused with %q", err, tc.refused)
+				}
+				sw := slices.DeleteFunc(ev.warnings(), func(s string) bool { return !strings.Contains(s, "switching gradually") })
+				if (tc.warning == "") != (len(sw) == 0) || (tc.warning != "" && !strings.Contains(strings.Join(sw, ""), tc.warning)) {
+					t.Errorf("switch warnings with the refusal %q, want %q", sw, tc.warning)
+				}
+				return
+			}
 			p, err := e.Plan(context.Background(), o)
 			if err != nil {
 				t.Fatal(err)
