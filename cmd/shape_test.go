@@ -41,7 +41,7 @@ func rolloutDefaults() rolloutOptions {
 			MaxUnavailable: &unavailable, // MaxSurge: nil unless --max-surge is given (the default depends on --switch)
 		},
 		maxUnavailable: "0",
-		traefik: engineTraefik, drain: "auto", switchMode: "atomic", pull: "missing", timeout: 10 * time.Minute,
+		traefik:        engineTraefik, drain: "auto", switchMode: "atomic", pull: "missing", timeout: 10 * time.Minute,
 		io: ioStreams{progress: progressAuto},
 	}
 }
