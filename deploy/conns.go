@@ -66,7 +66,7 @@ func (r *rollout) counter(ctx context.Context, t *target) (*connCounter, error) 
 		image = t.c.Image
 	}
 	h, _, err := r.e.Runtime.Create(ctx, CreateSpec{
-		Name:        containerName(t.short()+"-conns", "", randomSuffix()),
+		Name:        containerName(t.short(), "conns", randomSuffix()),
 		Image:       image,
 		Labels:      map[string]string{LabelHelperOf: r.o.App},
 		NetworkMode: "container:" + t.c.ID,

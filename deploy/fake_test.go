@@ -85,8 +85,9 @@ func (w *world) op(format string, args ...any) {
 	w.sample()
 	if w.trackServed {
 		n := 0
+		routed := w.routedServiceLocked()
 		for _, svc := range w.servicesLocked() {
-			if svc.Name == "web@docker" {
+			if svc.Name == routed {
 				n = len(svc.Servers)
 			}
 		}
@@ -392,6 +393,19 @@ func (f *fakeRuntime) Logs(ctx context.Context, id string, lines int) (string, e
 }
 
 func (f *fakeRuntime) Exec(ctx context.Context, id string, cmd []string) (ExecResult, error) {
+	w := f.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c, ok := w.containers[id]
+	switch {
+	case !ok:
+		return ExecResult{}, fmt.Errorf("%w: %s", ErrContainerNotFound, id)
+	case c.State != "running":
+		return ExecResult{}, fmt.Errorf("container %s is not running", id)
+	case len(cmd) > 1 && cmd[1] == "conns":
+		w.op("conns %s", c.Name)
+		return ExecResult{Stdout: `{"port":8080,"established":0,"in_flight":0}` + "\n"}, nil
+	}
 	return ExecResult{}, fmt.Errorf("exec %s in %s: not supported by the fake", cmd[0], id)
 }
 

@@ -297,7 +297,7 @@ func (s *stepRun) settleBeside(ctx context.Context) {
 		return
 	}
 	s.settled = make(chan struct{})
-	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout()+r.o.RegisterTimeout+r.o.DeregisterTimeout)
+	settleCtx, cancel := context.WithTimeout(beside(context.WithoutCancel(ctx), "settle"), r.cleanupTimeout()+r.o.RegisterTimeout+r.o.DeregisterTimeout)
 	go func() {
 		defer close(s.settled)
 		defer cancel()

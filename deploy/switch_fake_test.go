@@ -1,0 +1,188 @@
+package deploy
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// worldSwitcher is the fake router with the Switcher capability over the
+// fake world: the app's requests go to the service of its highest running
+// route container (lifted above user level), else to web@docker
+// (world.routedServiceLocked). It splits webLabels as the docker
+// provider's adapter does.
+type worldSwitcher struct{ *fakeRouter }
+
+func (s worldSwitcher) PlanSwitch(ctx context.Context, tmpl Container, ep Endpoint, version string) (SwitchPlan, error) {
+	svc := "web-" + version
+	route := func(router string) Route {
+		return Route{
+			Labels: map[string]string{
+				"traefik.enable": "true",
+				"traefik.http.routers." + router + ".rule":    "PathPrefix(`/`)",
+				"traefik.http.routers." + router + ".service": svc,
+			},
+			Routers: []string{router + "@docker"},
+		}
+	}
+	var remove []string
+	for k := range tmpl.Labels {
+		if strings.HasPrefix(k, "traefik.http.routers.") || strings.HasPrefix(k, "traefik.http.services.") {
+			remove = append(remove, k)
+		}
+	}
+	return SwitchPlan{
+		RemoveLabels: remove,
+		Labels:       map[string]string{"traefik.http.services." + svc + ".loadbalancer.server.port": "8080"},
+		Services:     []string{svc + "@docker"},
+		Lifted:       route("web-" + version),
+		User:         route("web"),
+	}, nil
+}
+
+func (s worldSwitcher) Routes(ctx context.Context, routers, urls []string) (bool, error) {
+	w := s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.traefikErr != nil {
+		return false, w.traefikErr
+	}
+	listed := w.routersLocked()
+	if len(urls) == 0 {
+		return !slices.ContainsFunc(routers, func(r string) bool { _, ok := listed[r]; return ok }), nil
+	}
+	svcs := w.servicesLocked()
+	for _, r := range routers {
+		svc, ok := listed[r]
+		if !ok {
+			return false, nil
+		}
+		i := slices.IndexFunc(svcs, func(s Service) bool { return s.Name == svc })
+		if i < 0 {
+			return false, nil
+		}
+		for _, u := range urls {
+			if srv, ok := svcs[i].Server(u); !ok || !srv.Registered() {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// routersLocked is the routers the running route containers define on
+// Traefik's network, and the service each routes to; w.mu is held.
+func (w *world) routersLocked() map[string]string {
+	out := map[string]string{}
+	for _, c := range w.containers {
+		if c.State != "running" || c.network != "proxy" || c.Labels[LabelRouteOf] == "" {
+			continue
+		}
+		for k, v := range c.Labels {
+			rest, ok := strings.CutPrefix(k, "traefik.http.routers.")
+			if name, key, _ := strings.Cut(rest, "."); ok && key == "service" {
+				out[name+"@docker"] = v + "@docker"
+			}
+		}
+	}
+	return out
+}
+
+// routedServiceLocked is the service the app's requests go to: that of
+// the highest running route container of app web (lifted, else user
+// level), else the user's own, web@docker; w.mu is held.
+func (w *world) routedServiceLocked() string {
+	best, level := "web@docker", ""
+	for _, id := range sortedKeys(w.containers) {
+		c := w.containers[id]
+		if c.State != "running" || c.network != "proxy" || c.Labels[LabelRouteOf] != "web" {
+			continue
+		}
+		if l := c.Labels[LabelRouteLevel]; level == "" || l == RouteLifted {
+			best, level = "web-"+c.Labels[LabelVersion]+"@docker", l
+		}
+	}
+	return best
+}
+
+// atomicScenario: v1 (deployctl's, with the probe and the user's routers)
+// serves; v2 is rolled out with the atomic switch.
+func atomicScenario() *scenario {
+	s := rolloutScenario()
+	s.router = func(w *world) Router { return worldSwitcher{w.router()} }
+	return s
+}
+
+// The fault matrix of an atomic rollout: every Docker call of a clean
+// run fails in turn (faults_test.go), and the invariants hold: the lock
+// released, the app served after every step, on success only the new
+// version routed, on failure the old one routed and nothing of the run
+// left (no new, route or helper container).
+func TestDockerFaultAtEveryCallAtomic(t *testing.T) {
+	testFaultAtEveryCall(t, false, atomicScenario)
+}
+
+// routedBy makes c a container of an atomically switched version: its
+// service under the version's name, no router; and adds the user-level
+// route container that routes the app to it.
+func routedBy(w *world, c *fakeContainer, version string) {
+	w.mu.Lock()
+	delete(c.Labels, "traefik.http.routers.web.rule")
+	delete(c.Labels, "traefik.http.services.web.loadbalancer.server.port")
+	c.Labels["traefik.http.services.web-"+version+".loadbalancer.server.port"] = "8080"
+	w.mu.Unlock()
+	route := w.addRunning("web-route-"+version+"-user", version, false)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	route.Labels = map[string]string{
+		"traefik.enable":                   "true",
+		"traefik.http.routers.web.rule":    "PathPrefix(`/`)",
+		"traefik.http.routers.web.service": "web-" + version,
+		LabelRouteOf:                       "web", LabelRouteLevel: RouteUser, LabelVersion: version,
+	}
+	route.Healthcheck, route.Health = nil, ""
+}
+
+// atomicRoutedScenario: v1 serves through a route container (an earlier
+// atomic rollout); v2 is rolled out atomically, and its settle runs beside
+// the stop of v1.
+func atomicRoutedScenario() *scenario {
+	s := atomicScenario()
+	routedBy(s.w, s.serving, "v1")
+	s.target = func() string {
+		s.w.mu.Lock()
+		defer s.w.mu.Unlock()
+		for id, c := range s.w.containers {
+			if id != s.serving.ID && !(c.Labels[LabelRouteOf] == "web" && c.Labels[LabelVersion] == "v1") {
+				return id
+			}
+		}
+		return ""
+	}
+	return s
+}
+
+func TestDockerFaultAtEveryCallAtomicRouted(t *testing.T) {
+	testFaultAtEveryCall(t, false, atomicRoutedScenario)
+}
+
+// rollbackAtomicScenario: v2 serves through a route container; v1, from
+// the same kind of rollout, is retained; a rollback switches back to it
+// atomically.
+func rollbackAtomicScenario() *scenario {
+	s := rollbackScenario()
+	s.router = func(w *world) Router { return worldSwitcher{w.router()} }
+	v1 := s.w.containers[s.target()]
+	routedBy(s.w, v1, "v1")
+	routedBy(s.w, s.serving, "v2")
+	s.w.mu.Lock()
+	route := s.w.containers["id-web-route-v1-user"]
+	s.w.mu.Unlock()
+	route.State = "exited" // only v2's route runs
+	return s
+}
+
+func TestDockerFaultAtEveryCallOfAtomicRollback(t *testing.T) {
+	testFaultAtEveryCall(t, true, rollbackAtomicScenario)
+}
