@@ -25,8 +25,25 @@ import (
 const ConnsPath = ProbeDir + "/conns"
 
 // LabelHelperOf names the app a connection-counting helper container
-// belongs to (removed by the run that made it).
+// belongs to (removed by the run that made it, or, when that run was
+// killed, by the next atomic one: removeHelpers).
 const LabelHelperOf = "deployctl.helper-of"
+
+// removeHelpers removes the connection-counting helpers a killed run left
+// (a helper lives only while its run counts). It runs under the lock.
+func (r *rollout) removeHelpers(ctx context.Context) error {
+	hs, err := r.e.Runtime.List(ctx, map[string]string{LabelHelperOf: r.o.App})
+	if err != nil {
+		return classifyDocker(fmt.Errorf("listing the connection-counting helpers of %s: %w", r.o.App, err))
+	}
+	for _, h := range hs {
+		if err := r.e.Runtime.Remove(ctx, h.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+			return classifyDocker(fmt.Errorf("removing helper container %s, left by an interrupted run: %w", h.Short(), err))
+		}
+		r.info(PhasePlan, Event{Container: h.Short(), Message: fmt.Sprintf("removed helper container %s, left by an interrupted run", h.Short())})
+	}
+	return nil
+}
 
 // WarnConnsNotCounted: an old container's connections could not be
 // counted; it got its stop signal after --drain-grace only.

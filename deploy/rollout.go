@@ -318,6 +318,11 @@ func (r *rollout) plan(ctx context.Context) error {
 		if routes, err = r.routeContainers(ctx); err != nil {
 			return err
 		}
+		if !r.dryRun {
+			if err := r.removeHelpers(ctx); err != nil {
+				return err
+			}
+		}
 	}
 	if o.Reuse != "" && o.MaxSurge == nil && !slices.ContainsFunc(routes, Container.Running) {
 		// A gradual switch back starts the retained containers as a
@@ -513,12 +518,17 @@ func joinOr(s []string, none string) string {
 // fail after that), so the caller can undo it.
 func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Container, error) {
 	o := r.o
-	labels := map[string]string{}
-	if r.sw != nil {
-		maps.Copy(labels, r.sw.Labels)
+	labels := maps.Clone(o.Labels)
+	if labels == nil {
+		labels = map[string]string{}
 	}
-	for k, v := range o.Labels {
-		labels[k] = v
+	if r.sw != nil {
+		// The user's routers (of the template and of --label) are the
+		// route containers'.
+		for _, k := range r.sw.RemoveLabels {
+			delete(labels, k)
+		}
+		maps.Copy(labels, r.sw.Labels)
 	}
 	if r.sw == nil && r.template != nil && r.template.Labels[LabelRoutingBase] != "" {
 		// The copy of the template's configuration leaves deployctl's

@@ -96,10 +96,11 @@ type Propagator interface {
 // containers' are, and whether the routers it named route as wanted.
 type Switcher interface {
 	// PlanSwitch splits the app's routing, read from template (a container
-	// that serves now, ep its endpoint), for the containers of version. An
-	// error wrapping ErrNotAtomic says why the app cannot be switched
-	// atomically; the rollout then switches gradually.
-	PlanSwitch(ctx context.Context, template Container, ep Endpoint, version string) (SwitchPlan, error)
+	// that serves now, ep its endpoint) with labels (the rollout's
+	// --label, which win over the template's), for the containers of
+	// version. An error wrapping ErrNotAtomic says why the app cannot be
+	// switched atomically; the rollout then switches gradually.
+	PlanSwitch(ctx context.Context, template Container, labels map[string]string, ep Endpoint, version string) (SwitchPlan, error)
 	// Routes reports whether every one of routers is enabled and routes to
 	// a service that lists every one of urls, UP. With no urls: whether
 	// none of routers is listed any more.
@@ -108,9 +109,9 @@ type Switcher interface {
 
 // SwitchPlan is the routing of an atomic switch to one version.
 type SwitchPlan struct {
-	// RemoveLabels are labels of the template the new containers do not
-	// copy (the user's routers); Labels are set on them (their service,
-	// under a name of their version).
+	// RemoveLabels are labels of the template, or of the rollout's
+	// --label, the new containers do not get (the user's routers); Labels
+	// are set on them (their service, under a name of their version).
 	RemoveLabels []string
 	Labels       map[string]string
 	// Services are the router's services the new containers are in.

@@ -109,7 +109,7 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Containe
 	if err != nil {
 		return gradual("%v", err)
 	}
-	plan, err := sw.PlanSwitch(ctx, tmpl, ep, o.Version)
+	plan, err := sw.PlanSwitch(ctx, tmpl, o.Labels, ep, o.Version)
 	if errors.Is(err, ErrNotAtomic) {
 		return gradual("%v", err)
 	}
@@ -367,7 +367,7 @@ func (r *rollout) repairLifted(ctx context.Context, sw Switcher, d *decision, li
 	if err != nil {
 		return false, nil
 	}
-	plan, err := sw.PlanSwitch(ctx, tmpl, ep, version)
+	plan, err := sw.PlanSwitch(ctx, tmpl, nil, ep, version) // the routing that version's run recorded
 	if err != nil {
 		return false, nil
 	}

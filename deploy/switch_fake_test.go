@@ -14,7 +14,7 @@ import (
 // provider's adapter does.
 type worldSwitcher struct{ *fakeRouter }
 
-func (s worldSwitcher) PlanSwitch(ctx context.Context, tmpl Container, ep Endpoint, version string) (SwitchPlan, error) {
+func (s worldSwitcher) PlanSwitch(ctx context.Context, tmpl Container, labels map[string]string, ep Endpoint, version string) (SwitchPlan, error) {
 	svc := "web-" + version
 	route := func(router string) Route {
 		return Route{
@@ -27,9 +27,11 @@ func (s worldSwitcher) PlanSwitch(ctx context.Context, tmpl Container, ep Endpoi
 		}
 	}
 	var remove []string
-	for k := range tmpl.Labels {
-		if strings.HasPrefix(k, "traefik.http.routers.") || strings.HasPrefix(k, "traefik.http.services.") {
-			remove = append(remove, k)
+	for _, m := range []map[string]string{tmpl.Labels, labels} {
+		for k := range m {
+			if strings.HasPrefix(k, "traefik.http.routers.") || strings.HasPrefix(k, "traefik.http.services.") {
+				remove = append(remove, k)
+			}
 		}
 	}
 	return SwitchPlan{
@@ -185,4 +187,47 @@ func rollbackAtomicScenario() *scenario {
 
 func TestDockerFaultAtEveryCallOfAtomicRollback(t *testing.T) {
 	testFaultAtEveryCall(t, true, rollbackAtomicScenario)
+}
+
+// A run killed while it counted an old container's connections leaves
+// its helper running; the next atomic run removes it, and says so.
+func TestHelperLeftByAKilledRunIsRemoved(t *testing.T) {
+	s := atomicScenario()
+	h := s.w.addRunning("web-v0-3f9ace-conns-b4d2e1", "v0", false)
+	h.Labels = map[string]string{LabelHelperOf: "web"}
+	e, ev := s.engine(newFaultyRuntime(s.w.runtime()))
+	if _, err := run(t, false, e); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.w.containers[h.ID]; ok {
+		t.Errorf("helper %s left", h.Name)
+	}
+	if !slices.ContainsFunc(ev.all, func(e Event) bool {
+		return e.Container == h.Short() && strings.Contains(e.Message, "left by an interrupted run")
+	}) {
+		t.Errorf("no event says the helper was removed")
+	}
+}
+
+// The user's routers given again with --label go to the route containers,
+// not onto the new app containers (where they would define the router a
+// second time).
+func TestAtomicRolloutKeepsGivenRoutersOffTheAppContainers(t *testing.T) {
+	s := atomicScenario()
+	e, _ := s.engine(newFaultyRuntime(s.w.runtime()))
+	o := faultOptions()
+	o.Switch, o.Labels = SwitchAtomic, webLabels()
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.w.containers[res.New.ID]
+	for k := range c.Labels {
+		if strings.HasPrefix(k, "traefik.http.routers.") || k == "traefik.http.services.web.loadbalancer.server.port" {
+			t.Errorf("new container %s carries %s", c.Name, k)
+		}
+	}
+	if got := servedURLs(s.w); !slices.Equal(got, []string{urlOf(s.w, res.New.ID)}) {
+		t.Errorf("Traefik routes to %v, want the new container only", got)
+	}
 }

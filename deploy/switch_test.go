@@ -18,7 +18,7 @@ type switchingRouter struct {
 	err  error
 }
 
-func (s switchingRouter) PlanSwitch(ctx context.Context, tmpl Container, ep Endpoint, version string) (SwitchPlan, error) {
+func (s switchingRouter) PlanSwitch(ctx context.Context, tmpl Container, labels map[string]string, ep Endpoint, version string) (SwitchPlan, error) {
 	return s.plan, s.err
 }
 

@@ -262,6 +262,32 @@ func (r *Routing) baseJSON() string {
 	return string(b)
 }
 
+// WithLabels is a template's labels with those given for the new version
+// (a rollout's --label) over them. On a container an atomic rollout made,
+// whose router and service labels are a previous split's, the given
+// router and service labels go into the user's own, LabelRoutingBase.
+func WithLabels(tmpl, given map[string]string) (map[string]string, error) {
+	out := copyLabels(tmpl)
+	var base map[string]string
+	if b := tmpl[LabelRoutingBase]; b != "" {
+		if err := json.Unmarshal([]byte(b), &base); err != nil {
+			return nil, fmt.Errorf("label %s is not a JSON object of labels: %v", LabelRoutingBase, err)
+		}
+	}
+	for k, v := range given {
+		if base != nil && (strings.HasPrefix(k, prefixV2Routers) || strings.HasPrefix(k, prefixV2Services)) {
+			base[k] = v
+			continue
+		}
+		out[k] = v
+	}
+	if base != nil {
+		b, _ := json.Marshal(base)
+		out[LabelRoutingBase] = string(b)
+	}
+	return out, nil
+}
+
 func copyLabels(m map[string]string) map[string]string {
 	out := make(map[string]string, len(m)+8)
 	for k, v := range m {

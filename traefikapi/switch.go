@@ -38,7 +38,7 @@ func notAtomic(format string, args ...any) error {
 // PlanSwitch implements deploy.Switcher: the template's labels split by
 // SplitRouting, refused when Traefik is v1, when the labels cannot be
 // split, or when another router has the priority a lifted router needs.
-func (p DockerProvider) PlanSwitch(ctx context.Context, tmpl deploy.Container, ep deploy.Endpoint, version string) (deploy.SwitchPlan, error) {
+func (p DockerProvider) PlanSwitch(ctx context.Context, tmpl deploy.Container, labels map[string]string, ep deploy.Endpoint, version string) (deploy.SwitchPlan, error) {
 	rl, ok := p.API.(RouterLister)
 	if !ok {
 		return deploy.SwitchPlan{}, notAtomic("Traefik's routers cannot be listed here")
@@ -54,7 +54,11 @@ func (p DockerProvider) PlanSwitch(ctx context.Context, tmpl deploy.Container, e
 	if base == "" {
 		base = normalizeV1(tmpl.Short())
 	}
-	split, err := SplitRouting(tmpl.Labels, ep.Port, base)
+	merged, err := WithLabels(tmpl.Labels, labels)
+	if err != nil {
+		return deploy.SwitchPlan{}, err
+	}
+	split, err := SplitRouting(merged, ep.Port, base)
 	var na *NotAtomicError
 	if errors.As(err, &na) {
 		return deploy.SwitchPlan{}, notAtomic("%s", na.Reason)
@@ -66,12 +70,15 @@ func (p DockerProvider) PlanSwitch(ctx context.Context, tmpl deploy.Container, e
 		return deploy.SwitchPlan{}, notAtomic("router(s) %s share an entrypoint with the app's and have the priority its lifted router needs, and Traefik does not define which of two routers of equal priority wins; give the app's router(s) an explicit traefik.http.routers.<name>.priority", strings.Join(c, "; "))
 	}
 	plan := deploy.SwitchPlan{Labels: map[string]string{}}
-	for k := range tmpl.Labels {
-		if strings.HasPrefix(k, prefixV2Routers) || strings.HasPrefix(k, prefixV2Services) {
-			plan.RemoveLabels = append(plan.RemoveLabels, k)
+	for _, m := range []map[string]string{tmpl.Labels, labels} {
+		for k := range m {
+			if strings.HasPrefix(k, prefixV2Routers) || strings.HasPrefix(k, prefixV2Services) {
+				plan.RemoveLabels = append(plan.RemoveLabels, k)
+			}
 		}
 	}
 	slices.Sort(plan.RemoveLabels)
+	plan.RemoveLabels = slices.Compact(plan.RemoveLabels)
 	for k, v := range split.AppLabels(version) {
 		if strings.HasPrefix(k, prefixV2Services) || k == LabelRoutingBase {
 			plan.Labels[k] = v

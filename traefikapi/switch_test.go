@@ -3,6 +3,7 @@ package traefikapi
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -43,7 +44,7 @@ func TestDockerProviderPlanSwitch(t *testing.T) {
 		{Name: "api@docker", Rule: "Host(`example.com`) && PathPrefix(`/api`)", EntryPoints: []string{"web"}},
 	}}
 	p := DockerProvider{API: api}
-	plan, err := p.PlanSwitch(context.Background(), tmpl, ep, "v2")
+	plan, err := p.PlanSwitch(context.Background(), tmpl, nil, ep, "v2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,28 +75,28 @@ func TestDockerProviderPlanSwitch(t *testing.T) {
 
 	// Another router on the entrypoint at the lifted priority: a tie.
 	api.routers = append(api.routers, RouterInfo{Name: "other@file", Rule: "PathPrefix(`/x`)", Priority: 20, EntryPoints: []string{"web"}})
-	if _, err := p.PlanSwitch(context.Background(), tmpl, ep, "v2"); !errors.Is(err, deploy.ErrNotAtomic) || !strings.Contains(err.Error(), "other@file (priority 20)") {
+	if _, err := p.PlanSwitch(context.Background(), tmpl, nil, ep, "v2"); !errors.Is(err, deploy.ErrNotAtomic) || !strings.Contains(err.Error(), "other@file (priority 20)") {
 		t.Errorf("tie: %v, want ErrNotAtomic naming other@file", err)
 	}
 	// ... unless on another entrypoint.
 	api.routers[len(api.routers)-1].EntryPoints = []string{"admin"}
-	if _, err := p.PlanSwitch(context.Background(), tmpl, ep, "v2"); err != nil {
+	if _, err := p.PlanSwitch(context.Background(), tmpl, nil, ep, "v2"); err != nil {
 		t.Errorf("a router at that priority on another entrypoint: %v", err)
 	}
 
-	if _, err := (DockerProvider{API: observeOnly{api}}).PlanSwitch(context.Background(), tmpl, ep, "v2"); !errors.Is(err, deploy.ErrNotAtomic) {
+	if _, err := (DockerProvider{API: observeOnly{api}}).PlanSwitch(context.Background(), tmpl, nil, ep, "v2"); !errors.Is(err, deploy.ErrNotAtomic) {
 		t.Errorf("an API that cannot list routers: %v", err)
 	}
 	v1 := &stubAPI{err: ErrNoRouters}
-	if _, err := (DockerProvider{API: v1}).PlanSwitch(context.Background(), tmpl, ep, "v2"); !errors.Is(err, deploy.ErrNotAtomic) || !strings.Contains(err.Error(), "v1") {
+	if _, err := (DockerProvider{API: v1}).PlanSwitch(context.Background(), tmpl, nil, ep, "v2"); !errors.Is(err, deploy.ErrNotAtomic) || !strings.Contains(err.Error(), "v1") {
 		t.Errorf("Traefik v1: %v", err)
 	}
 	noRouters := deploy.Container{Name: "x", Labels: map[string]string{"traefik.enable": "true"}}
-	if _, err := p.PlanSwitch(context.Background(), noRouters, ep, "v2"); !errors.Is(err, deploy.ErrNotAtomic) {
+	if _, err := p.PlanSwitch(context.Background(), noRouters, nil, ep, "v2"); !errors.Is(err, deploy.ErrNotAtomic) {
 		t.Errorf("labels without routers: %v", err)
 	}
 	down := &stubAPI{err: errors.New("connection refused")}
-	if _, err := (DockerProvider{API: down}).PlanSwitch(context.Background(), tmpl, ep, "v2"); err == nil || errors.Is(err, deploy.ErrNotAtomic) {
+	if _, err := (DockerProvider{API: down}).PlanSwitch(context.Background(), tmpl, nil, ep, "v2"); err == nil || errors.Is(err, deploy.ErrNotAtomic) {
 		t.Errorf("API down: %v, want the API's error, not a fallback", err)
 	}
 }
@@ -145,6 +146,62 @@ func TestRouterInfoQualifiedService(t *testing.T) {
 	} {
 		if got := tc.r.QualifiedService(); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.r, got, tc.want)
+		}
+	}
+}
+
+// A rollout that gives the routing again with --label (a CI step that
+// always passes the same labels), or changes it: the given labels win,
+// also over a container an atomic rollout made, whose own are a split's.
+func TestPlanSwitchWithGivenLabels(t *testing.T) {
+	ep := deploy.Endpoint{Scheme: "http", Port: 8080}
+	p := DockerProvider{API: &stubAPI{routers: []RouterInfo{}}}
+	given := map[string]string{
+		"traefik.http.routers.web.rule":                      "Host(`new.example.com`)",
+		"traefik.http.services.web.loadbalancer.server.port": "8080",
+	}
+	// The container of an earlier atomic rollout: versioned service, no
+	// router, the user's labels in the routing base.
+	first, err := p.PlanSwitch(context.Background(), deploy.Container{Name: "web-v1-abc", Labels: map[string]string{
+		"traefik.enable":                "true",
+		"traefik.http.routers.web.rule": "Host(`old.example.com`)", "traefik.http.services.web.loadbalancer.server.port": "8080",
+	}}, nil, ep, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := map[string]string{"traefik.enable": "true"}
+	for k, v := range first.Labels {
+		v1[k] = v
+	}
+	for _, tmpl := range []map[string]string{
+		{"traefik.enable": "true", "traefik.http.routers.web.rule": "Host(`old.example.com`)", "traefik.http.services.web.loadbalancer.server.port": "8080"},
+		v1,
+	} {
+		plan, err := p.PlanSwitch(context.Background(), deploy.Container{Name: "web-v1-abc", Labels: tmpl}, given, ep, "v2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, route := range []deploy.Route{plan.Lifted, plan.User} {
+			rules := 0
+			for k, v := range route.Labels {
+				if strings.HasSuffix(k, ".rule") {
+					rules++
+					if v != "Host(`new.example.com`)" {
+						t.Errorf("template %v: route label %s=%s, want the given rule", tmpl, k, v)
+					}
+				}
+			}
+			if rules != 1 {
+				t.Errorf("template %v: route labels %v, want one router", tmpl, route.Labels)
+			}
+		}
+		for k := range given {
+			if !slices.Contains(plan.RemoveLabels, k) {
+				t.Errorf("template %v: RemoveLabels %v lacks the given %s: the new containers would carry the user's router", tmpl, plan.RemoveLabels, k)
+			}
+		}
+		if !strings.Contains(plan.Labels[LabelRoutingBase], "new.example.com") {
+			t.Errorf("template %v: routing base %s, want the given rule recorded", tmpl, plan.Labels[LabelRoutingBase])
 		}
 	}
 }

@@ -199,6 +199,10 @@ func (s *soak) leftovers() string {
 		switch {
 		case name == "deployctl-lock-"+s.app:
 			out = append(out, "lock")
+		case c.Labels[deploy.LabelRouteOf] != "":
+			out = append(out, fmt.Sprintf("route %s %s %s", c.Labels[deploy.LabelRouteLevel], c.Labels[deploy.LabelVersion], c.State))
+		case c.Labels[deploy.LabelHelperOf] != "":
+			out = append(out, fmt.Sprintf("helper %s", c.State))
 		case c.State != container.StateExited:
 			out = append(out, fmt.Sprintf("%s %s (%s)", c.Labels[deploy.LabelVersion], c.State, c.Status))
 		}
@@ -406,13 +410,22 @@ func (s *soak) expectRepaired(t *testing.T, what, version string, loads ...*load
 	if err != nil {
 		t.Fatal(err)
 	}
-	var running, stopped []string
+	var running, stopped, routes []string
 	for _, c := range cs.Items {
 		name := strings.TrimPrefix(c.Names[0], "/")
 		desc := fmt.Sprintf("%s (%s, %s)", name, c.Labels[deploy.LabelVersion], c.State)
 		switch {
 		case name == "deployctl-lock-"+s.app:
 			t.Errorf("%s: lock container left: %s", what, desc)
+		case c.Labels[deploy.LabelRouteOf] == s.app:
+			// The rollouts switch atomically: one route container, at the
+			// user's level, routes the app to the version that serves.
+			routes = append(routes, fmt.Sprintf("%s (%s, %s, %s)", name, c.Labels[deploy.LabelRouteLevel], c.Labels[deploy.LabelVersion], c.State))
+			if c.State != container.StateRunning || c.Labels[deploy.LabelRouteLevel] != deploy.RouteUser || c.Labels[deploy.LabelVersion] != version {
+				t.Errorf("%s: route container %s, want only one, running, at the user's level, for %s", what, routes[len(routes)-1], version)
+			}
+		case c.Labels[deploy.LabelHelperOf] == s.app:
+			t.Errorf("%s: connection-counting helper left: %s", what, desc)
 		case c.Labels[deploy.LabelApp] != s.app:
 			t.Errorf("%s: stray container named after the app: %s", what, desc)
 		case c.State == container.StateRunning:
@@ -430,8 +443,8 @@ func (s *soak) expectRepaired(t *testing.T, what, version string, loads ...*load
 			t.Errorf("%s: container left half-made: %s", what, desc)
 		}
 	}
-	if len(running) != 1 || len(stopped) > keep {
-		t.Errorf("%s: running %v, stopped %v; want 1 running and at most %d stopped", what, running, stopped, keep)
+	if len(running) != 1 || len(stopped) > keep || len(routes) != 1 {
+		t.Errorf("%s: running %v, stopped %v, route containers %v; want 1 running, at most %d stopped, 1 route container", what, running, stopped, routes, keep)
 	}
 	// What deployctl itself says of the app: no problem, no lock.
 	st := exec.Command(deployctlBin, "status", "--app", s.app, "--json")
