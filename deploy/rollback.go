@@ -21,6 +21,10 @@ type RollbackPlan struct {
 	Reason   string   `json:"reason,omitempty"` // why this version: "--to", "the version before ..."
 	NoOp     bool     `json:"no_op,omitempty"`  // nothing to do (Reason says why)
 	Retains  []string `json:"retains,omitempty"`
+	// Recreate says why To's retained containers are not restarted and a
+	// new one is created from its image instead ("" when they are, or
+	// there are none).
+	Recreate string `json:"recreate,omitempty"`
 }
 
 // PlanRollback works out the target of a rollback of o.App: o.Version when
@@ -96,6 +100,7 @@ func (e *Engine) PlanRollback(ctx context.Context, o Options) (*RollbackPlan, er
 		p.Reason = fmt.Sprintf("%s is already serving", p.To)
 		return p, nil
 	}
+	var own []Container // retained containers of To with routers of their own
 	for _, c := range retained {
 		if c.Labels[LabelVersion] == p.To {
 			if p.Reuse == "" {
@@ -103,6 +108,23 @@ func (e *Engine) PlanRollback(ctx context.Context, o Options) (*RollbackPlan, er
 				p.Image = imageRepo(c)
 			}
 			p.ReuseAll = append(p.ReuseAll, c.ID)
+			if hasOwnRouters(c) {
+				own = append(own, c)
+			}
+		}
+	}
+	if len(own) > 0 {
+		// Made before the app's first atomic rollout: restarted while a
+		// route container routes the app, their routers would be defined
+		// twice, and Traefik disables a router defined twice. A container
+		// made from their image switches like any rollout's.
+		routes, err := e.Runtime.List(ctx, map[string]string{LabelRouteOf: o.App})
+		if err != nil {
+			return nil, unreachable("Docker", fmt.Errorf("listing the route containers of %s: %w", o.App, err))
+		}
+		if running := runningOf(routes); len(running) > 0 {
+			p.Recreate = fmt.Sprintf("its retained container %s carries Traefik routers of its own, which would conflict with those of route container %s that routes the app now", own[0].Short(), names(running))
+			p.Reuse, p.ReuseAll = "", nil
 		}
 	}
 	if p.Image == "" && len(cs) > 0 {
@@ -153,6 +175,9 @@ func (e *Engine) Rollback(ctx context.Context, o Options) (*RollbackPlan, *Resul
 	}
 	o.App, o.Image, o.Version, o.Reuse = p.App, p.Image, p.To, p.Reuse
 	o.Force = true // rolling back to a version that is also running is allowed
+	if p.Recreate != "" {
+		o.Switch = SwitchAtomic // the way the app is routed now
+	}
 	if err := o.Validate(); err != nil {
 		r.release(ctx)
 		return p, nil, r.fail(ctx, PhasePlan, err)
@@ -165,6 +190,9 @@ func (e *Engine) Rollback(ctx context.Context, o Options) (*RollbackPlan, *Resul
 	}
 	if p.Reuse == "" {
 		how = "creating a container from " + r.o.ImageRef()
+		if p.Recreate != "" {
+			how += ", configured like the current one: " + p.Recreate
+		}
 	}
 	e.emit(Event{Phase: PhasePlan, Status: StatusInfo, Message: fmt.Sprintf("rolling %s back from %s to %s (%s), %s", p.App, orNone(p.From), p.To, p.Reason, how)})
 	res, err := r.run(ctx)
@@ -183,6 +211,9 @@ func (e *Engine) PlanRollbackSteps(ctx context.Context, o Options) (*RollbackPla
 	}
 	o.App, o.Image, o.Version, o.Reuse = p.App, p.Image, p.To, p.Reuse
 	o.Force = true
+	if p.Recreate != "" {
+		o.Switch = SwitchAtomic
+	}
 	if err := o.Validate(); err != nil {
 		return p, nil, err
 	}

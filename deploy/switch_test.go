@@ -149,37 +149,43 @@ func TestPlanSwitch(t *testing.T) {
 	}
 }
 
-// TestRollbackRefusedWhenItsRoutersWouldConflict: a retained container
-// with its own routers cannot come back while a route container routes
-// the app (two definitions of one router disable it in Traefik).
-func TestRollbackRefusedWhenItsRoutersWouldConflict(t *testing.T) {
+// TestRollbackRecreatesWhenItsRoutersWouldConflict: a retained container
+// with its own routers (made before the app's first atomic rollout)
+// cannot come back while a route container routes the app (two
+// definitions of one router disable it in Traefik): the rollback creates
+// a container from its image instead, and switches to it atomically.
+func TestRollbackRecreatesWhenItsRoutersWouldConflict(t *testing.T) {
 	w := newWorld()
 	w.addImage("web:v1", nil)
 	old := w.addRunning("web-v1", "v1", true)
-	old.State = "exited"
+	old.State, old.Health = "exited", ""
 	old.Labels[LabelImage] = "web"
 	cur := w.addRunning("web-v2", "v2", true)
 	cur.Labels[LabelImage] = "web"
-	for k := range webLabels() {
-		delete(cur.Labels, k)
+	routedBy(w, cur, "v2")
+	w.trackServed = true
+	e, ev := engine(w)
+	e.Router = worldSwitcher{w.router()}
+	p, res, err := e.Rollback(context.Background(), rollbackOptions())
+	if err != nil {
+		t.Fatal(err)
 	}
-	cur.Labels["traefik.http.services.web-v2.loadbalancer.server.port"] = "8080"
-	route := w.addRunning("web-route-v2", "v2", false)
-	route.Labels = map[string]string{LabelRouteOf: "web", LabelRouteLevel: RouteUser, LabelVersion: "v2"}
-	e, _ := engine(w)
-	e.Router = switchingRouter{w.router(), webSwitchPlan("v1"), nil}
-	_, _, err := e.Rollback(context.Background(), rollbackOptions())
-	var de *Error
-	if !errors.As(err, &de) || !strings.Contains(err.Error(), "its own Traefik routers") || !strings.Contains(de.Hint, "deployctl rollout --app web --image web --version v1 --switch atomic") {
-		t.Fatalf("rollback: %v (hint %q), want a refusal naming the routers and the rollout that does it", err, func() string {
-			if de != nil {
-				return de.Hint
-			}
-			return ""
-		}())
+	if p.Reuse != "" || !strings.Contains(p.Recreate, "web-v1") || !strings.Contains(p.Recreate, "routers of its own") {
+		t.Errorf("plan %+v: want a new container, and why", p)
 	}
-	if !strings.Contains(de.State, "nothing was changed") {
-		t.Errorf("state %q", de.State)
+	if res.Switch != SwitchAtomic || res.New.ID == old.ID || old.State != "exited" {
+		t.Errorf("result %+v, web-v1 %s: want an atomic switch to a new container, web-v1 left stopped", res, old.State)
+	}
+	if got := servedURLs(w); !slices.Equal(got, []string{urlOf(w, res.New.ID)}) {
+		t.Errorf("Traefik routes to %v, want the new v1 container only", got)
+	}
+	for i, n := range w.served {
+		if n == 0 {
+			t.Errorf("no server routed after op %q", w.ops[i])
+		}
+	}
+	if !slices.ContainsFunc(ev.all, func(e Event) bool { return strings.Contains(e.Message, "creating a container from web:v1, configured like the current one") }) {
+		t.Errorf("no event says why the rollback creates a container")
 	}
 }
 

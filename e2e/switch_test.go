@@ -24,7 +24,8 @@ import (
 //
 //   - app A starts as a container made by plain `docker run` with a
 //     read-only root filesystem (no probe, not deployctl's) and is rolled
-//     out atomically twice, then rolled back (atomically);
+//     out atomically twice (the first time by default, with --watch),
+//     then rolled back (atomically);
 //   - app B is deployed by deployctl (with the probe), rolled out with
 //     --switch gradual (the baseline: its mixed pairs are counted), then
 //     atomically with --watch to a version that turns unhealthy in the
@@ -93,7 +94,8 @@ func testAtomicSwitch(t *testing.T, traefikVersion string) {
 	})
 	testenv.WaitHealth(t, e.cli, v1, "healthy", time.Minute)
 	waitServing(t, e, hostA, "v1")
-	res := run(hostA, 0, "rollout", "--image", repo, "--version", "v2", "--app", appA, "--switch", "atomic", "--select", "team="+appA)
+	// --watch: the switch, not a probe v1 lacks, keeps v1 ready to take over.
+	res := run(hostA, 0, "rollout", "--image", repo, "--version", "v2", "--app", appA, "--select", "team="+appA, "--watch", "2s")
 	expectSwitch(res, deploy.SwitchAtomic)
 	if len(res.Old) != 1 || res.Old[0].Drain != deploy.DrainSwitch {
 		t.Errorf("old containers %+v, want v1 taken out by the switch", res.Old)
