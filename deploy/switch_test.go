@@ -184,7 +184,9 @@ func TestRollbackRecreatesWhenItsRoutersWouldConflict(t *testing.T) {
 			t.Errorf("no server routed after op %q", w.ops[i])
 		}
 	}
-	if !slices.ContainsFunc(ev.all, func(e Event) bool { return strings.Contains(e.Message, "creating a container from web:v1, configured like the current one") }) {
+	if !slices.ContainsFunc(ev.all, func(e Event) bool {
+		return strings.Contains(e.Message, "creating a container from web:v1, configured like the current one")
+	}) {
 		t.Errorf("no event says why the rollback creates a container")
 	}
 }
