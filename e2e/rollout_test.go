@@ -66,7 +66,9 @@ func testRolloutV1ToV2(t *testing.T, versions ...string) {
 			fresh := startLoad(t, e.traefik.EntryURL, app+".test", 50, false)
 			time.Sleep(500 * time.Millisecond) // steady state before the switch
 
-			r := e.deployctl("rollout", "--image", repo, "--version", "v2", "--app", app)
+			// The gradual switch's order, in the service both versions
+			// share; the atomic switch's is TestAtomicSwitch's.
+			r := e.deployctl("rollout", "--image", repo, "--version", "v2", "--app", app, "--switch", "gradual")
 			if r.code != 0 {
 				t.Fatalf("rollout v1 -> v2: exit %d", r.code)
 			}

@@ -95,8 +95,12 @@ func testAtomicSwitch(t *testing.T, traefikVersion string) {
 	testenv.WaitHealth(t, e.cli, v1, "healthy", time.Minute)
 	waitServing(t, e, hostA, "v1")
 	// --watch: the switch, not a probe v1 lacks, keeps v1 ready to take over.
+	kills := e.watchKills(v1)
 	res := run(hostA, 0, "rollout", "--image", repo, "--version", "v2", "--app", appA, "--select", "team="+appA, "--watch", "2s")
 	expectSwitch(res, deploy.SwitchAtomic)
+	if kill := kills.first(); res == nil || res.SwitchedAt == nil || kill.IsZero() || !res.SwitchedAt.Before(kill) {
+		t.Errorf("v1 signalled at %v, the switch confirmed at %v: want the switch first", kill, res.SwitchedAt)
+	}
 	if len(res.Old) != 1 || res.Old[0].Drain != deploy.DrainSwitch {
 		t.Errorf("old containers %+v, want v1 taken out by the switch", res.Old)
 	} else if n := res.Old[0].InFlightAtSignal; n == nil || *n != 0 {
