@@ -214,7 +214,8 @@ func (s *replicaScenario) run(ctx context.Context, k int, logf func(string, ...a
 
 func (s *replicaScenario) deployArgs(v string) []string {
 	return []string{"rollout", "--app", s.app, "--image", s.repo, "--version", v, "--env", "APP_VERSION=" + v,
-		"--replicas", strconv.Itoa(s.n), "--max-surge", s.surge, "--max-unavailable", "0"}
+		"--replicas", strconv.Itoa(s.n), "--max-surge", s.surge, "--max-unavailable", "0",
+		"--switch", "gradual"} // the budget's steps; -switch measures the atomic switch
 }
 
 // firstDeploy puts N replicas of v1 in place.

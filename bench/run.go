@@ -229,7 +229,10 @@ func (s *scenario) run(ctx context.Context, n int, logf func(string, ...any)) (*
 	for i := 1; i <= n && ctx.Err() == nil; i++ {
 		r := Rollout{Index: i, From: version(i), To: version(i + 1), OldID: id, OldURL: url}
 		if s.method == MethodDeployctl {
-			runErr = b.deployctl(ctx, &r, "rollout", "--app", s.app, "--image", s.repo, "--version", r.To, "--env", "APP_VERSION="+r.To)
+			// The floor model (floor.go) is the gradual switch's: new
+			// listed, old drained by its probe. The atomic switch, the
+			// default, is the switch suite's (-switch).
+			runErr = b.deployctl(ctx, &r, "rollout", "--app", s.app, "--image", s.repo, "--version", r.To, "--env", "APP_VERSION="+r.To, "--switch", "gradual")
 		} else {
 			r.Start = time.Now()
 			runErr = s.baseline(ctx, &r, r.To)
