@@ -20,7 +20,10 @@ func testOptions(version string) Options {
 
 func engine(w *world) (*Engine, *events) {
 	ev := &events{}
-	return &Engine{Runtime: w.runtime(), Router: w.router(), Reporter: ev, CleanupTimeout: time.Second}, ev
+	// The cleanup's bound is for a loaded machine: CI runs these tests 20
+	// times with -race beside the end-to-end tests, where a restore that
+	// takes a few ms here took over 1 s (TestWatchWindowRollsBackWhenNewCrashes).
+	return &Engine{Runtime: w.runtime(), Router: w.router(), Reporter: ev, CleanupTimeout: 5 * time.Second}, ev
 }
 
 // indexOf finds the first op with the given prefix, failing when absent.
