@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // worldSwitcher is the fake router with the Switcher capability over the
@@ -229,5 +230,38 @@ func TestAtomicRolloutKeepsGivenRoutersOffTheAppContainers(t *testing.T) {
 	}
 	if got := servedURLs(s.w); !slices.Equal(got, []string{urlOf(s.w, res.New.ID)}) {
 		t.Errorf("Traefik routes to %v, want the new container only", got)
+	}
+}
+
+// Two replicas: every new one is listed before the switch, and both old
+// ones' connections are counted (at once) before their signal.
+func TestAtomicRolloutOfTwoReplicas(t *testing.T) {
+	s := atomicScenario()
+	s.w.addRunning("web-v1b", "v1", true)
+	e, _ := s.engine(newFaultyRuntime(s.w.runtime()))
+	o := faultOptions()
+	o.Switch, o.DrainTimeout, o.Replicas = SwitchAtomic, time.Second, 2
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Switch != SwitchAtomic || len(res.NewContainers) != 2 || len(res.Old) != 2 {
+		t.Fatalf("result %+v", res)
+	}
+	for _, old := range res.Old {
+		if old.InFlightAtSignal == nil || *old.InFlightAtSignal != 0 {
+			t.Errorf("%s: in flight at signal %v, want counted, 0", old.Name, old.InFlightAtSignal)
+		}
+		if !slices.Contains(s.w.ops, "conns "+old.Name) || slices.Index(s.w.ops, "conns "+old.Name) > slices.Index(s.w.ops, "stop "+old.Name) {
+			t.Errorf("%s: not counted before its stop: %q", old.Name, s.w.ops)
+		}
+	}
+	for i, n := range s.w.served {
+		if n == 0 {
+			t.Errorf("no server routed after op %q", s.w.ops[i])
+		}
+	}
+	if got := servedURLs(s.w); len(got) != 2 {
+		t.Errorf("Traefik routes to %v, want the 2 new containers", got)
 	}
 }
