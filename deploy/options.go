@@ -97,9 +97,9 @@ type Options struct {
 	Restart string
 
 	Drain DrainMode
-	// Switch is how traffic moves to the new version ("": atomic, which
-	// switches gradually, with a warning that says why, where the router
-	// or the labels do not allow an atomic switch).
+	// Switch is how traffic moves to the new version ("": gradual).
+	// Atomic switches gradually, with a warning that says why, where the
+	// router or the labels do not allow it.
 	Switch      SwitchMode
 	Pull        PullPolicy
 	StopTimeout time.Duration // 0: the container's own, else 10s
@@ -230,7 +230,7 @@ func (o Options) normalize() (Options, error) {
 	// Before the budget: the default --max-surge depends on the switch.
 	switch o.Switch {
 	case "":
-		o.Switch = SwitchAtomic
+		o.Switch = SwitchGradual
 	case SwitchGradual, SwitchAtomic:
 	default:
 		return o, usageError("--switch %q: must be atomic or gradual", o.Switch)

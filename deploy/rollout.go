@@ -324,11 +324,14 @@ func (r *rollout) plan(ctx context.Context) error {
 			}
 		}
 	}
-	if o.Reuse != "" && o.MaxSurge == nil && !slices.ContainsFunc(routes, Container.Running) {
+	if o.Reuse != "" && o.MaxSurge == nil {
 		// A gradual switch back starts the retained containers as a
-		// gradual rollout starts new ones; an atomic one starts them all
-		// before the switch (Options.surge).
+		// gradual rollout starts new ones; an atomic one (when a route
+		// container routes the app) starts them all before the switch.
 		surge := DefaultMaxSurge
+		if slices.ContainsFunc(routes, Container.Running) {
+			surge = Amount{N: 100, Percent: true}
+		}
 		o.MaxSurge, r.o.MaxSurge = &surge, &surge
 	}
 	d, err := decide(facts{image: r.image, current: current, services: services, endpoint: r.e.Router.Endpoint, noDrain: r.e.drainer() == nil}, o, r.dryRun)

@@ -131,7 +131,7 @@ func (e *Engine) Status(ctx context.Context, app string) ([]AppStatus, error) {
 		st.Routes = routes[name]
 		for _, rs := range st.Routes {
 			if rs.Level == RouteLifted && rs.State == "running" {
-				st.Problems = append(st.Problems, fmt.Sprintf("route container %s (%s) is lifted: a rollout was interrupted after its switch; the app is served, and the next atomic rollout asks you to settle it", rs.Name, rs.Version))
+				st.Problems = append(st.Problems, fmt.Sprintf("route container %s (%s) is lifted: a rollout was interrupted after its switch; the app is served, and the next atomic rollout settles it (or, while other versions still run, switches back from it first)", rs.Name, rs.Version))
 			}
 		}
 		if e.Journal != nil {

@@ -97,11 +97,10 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Containe
 		if err != nil {
 			return nil, nil, err
 		}
-		if !repaired && r.dryRun {
-			return gradual("route container %s (version %s) was left lifted by an interrupted rollout: the rollout settles it first when only that version runs, else it switches gradually", c.Short(), c.Labels[LabelVersion])
-		}
-		if !repaired {
-			return gradual("route container %s (version %s) was left lifted by an interrupted rollout while other versions still run; stop the containers of the versions it does not route to, and the next atomic rollout settles it", c.Short(), c.Labels[LabelVersion])
+		if !repaired && !r.dryRun {
+			if err := r.unlift(ctx, sw, d, c); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	tmpl := *d.template
@@ -344,6 +343,43 @@ func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string,
 		return user, fmt.Errorf("route container %s was removed, and %w", lifted.Short(), err)
 	}
 	return user, nil
+}
+
+// unlift switches back from a lifted route container a run killed between
+// its switch and its stop left while other versions still run: removing
+// it puts the routing under it back in force (the run before's), and the
+// rollout then switches from there, taking every running version's
+// containers out. (Settling it instead would need the other versions
+// stopped first, which is the killed run's unfinished work, without its
+// connection count.)
+func (r *rollout) unlift(ctx context.Context, sw Switcher, d *decision, lifted Container) error {
+	version := lifted.Labels[LabelVersion]
+	var routers []string
+	for _, old := range d.olds {
+		if old.Labels[LabelVersion] != version {
+			continue
+		}
+		if ep, err := r.e.Router.Endpoint(old.Container); err == nil {
+			if plan, err := sw.PlanSwitch(ctx, old.Container, nil, ep, version); err == nil {
+				routers = plan.Lifted.Routers
+				break
+			}
+		}
+	}
+	r.info(PhasePlan, Event{Container: lifted.Short(), Message: fmt.Sprintf("switching back from route container %s (%s), left lifted by an interrupted rollout while other versions still run", lifted.Short(), version)})
+	if err := r.e.Runtime.Remove(ctx, lifted.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+		return &Error{Phase: PhasePlan, Kind: KindFailed, State: "nothing was changed",
+			Err:  classifyDocker(fmt.Errorf("removing route container %s, left lifted by an interrupted rollout: %w", lifted.Short(), err)),
+			Hint: "docker ps -a (the app's route containers carry the label " + LabelRouteOf + "=" + r.o.App + "), and run the rollout again"}
+	}
+	if len(routers) > 0 {
+		if err := r.waitRoutes(ctx, routers, nil, r.o.DeregisterTimeout); err != nil {
+			return &Error{Phase: PhasePlan, Kind: KindFailed, Err: err,
+				State: fmt.Sprintf("route container %s was removed; the routing under it serves", lifted.Short()),
+				Hint:  "Traefik's /api/http/routers; run the rollout again"}
+		}
+	}
+	return nil
 }
 
 // repairLifted settles the lifted route container a run interrupted after

@@ -265,3 +265,64 @@ func TestAtomicRolloutOfTwoReplicas(t *testing.T) {
 		t.Errorf("Traefik routes to %v, want the 2 new containers", got)
 	}
 }
+
+// A run killed between its switch and its stop leaves both versions
+// running and its lifted route container serving the newer one. The next
+// rollout switches back from it (removing it puts the older version's
+// route in force again), then switches to its own version: the app is
+// served throughout and only the new version's route is left.
+func TestRunKilledBetweenSwitchAndStopIsSwitchedBack(t *testing.T) {
+	s := atomicRoutedScenario() // v1 routed by its user-level route
+	w := s.w
+	w.addImage("web:v3", nil)
+	k := w.addRunning("web-v2-killed", "v2", true)
+	w.mu.Lock()
+	delete(k.Labels, "traefik.http.routers.web.rule")
+	delete(k.Labels, "traefik.http.services.web.loadbalancer.server.port")
+	k.Labels["traefik.http.services.web-v2.loadbalancer.server.port"] = "8080"
+	k.Labels[LabelReplicas] = "1" // as the killed run made it
+	w.mu.Unlock()
+	lifted := w.addRunning("web-route-v2-lifted", "v2", false)
+	w.mu.Lock()
+	lifted.Labels = map[string]string{
+		"traefik.http.routers.web-v2.rule": "PathPrefix(`/`)", "traefik.http.routers.web-v2.service": "web-v2",
+		LabelRouteOf: "web", LabelRouteLevel: RouteLifted, LabelVersion: "v2",
+	}
+	lifted.Healthcheck, lifted.Health = nil, ""
+	w.mu.Unlock()
+	e, ev := s.engine(newFaultyRuntime(w.runtime()))
+	o := faultOptions()
+	o.Version, o.Switch, o.DrainTimeout = "v3", SwitchAtomic, time.Second
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Switch != SwitchAtomic {
+		t.Errorf("switch %s, want atomic", res.Switch)
+	}
+	if _, ok := w.containers[lifted.ID]; ok {
+		t.Errorf("the killed run's lifted route container is left")
+	}
+	var routes []string
+	for _, c := range w.containers {
+		if c.Labels[LabelRouteOf] == "web" {
+			routes = append(routes, c.Name+" "+c.Labels[LabelRouteLevel]+" "+c.Labels[LabelVersion]+" "+c.State)
+		}
+	}
+	if len(routes) != 1 || !strings.HasSuffix(routes[0], "user v3 running") {
+		t.Errorf("route containers %q, want v3's, at the user's level", routes)
+	}
+	if got := servedURLs(w); !slices.Equal(got, []string{urlOf(w, res.New.ID)}) {
+		t.Errorf("Traefik routes to %v, want the new container only", got)
+	}
+	for i, n := range w.served {
+		if n == 0 {
+			t.Errorf("no server routed after op %q", w.ops[i])
+		}
+	}
+	if !slices.ContainsFunc(ev.all, func(e Event) bool {
+		return strings.Contains(e.Message, "switching back from route container "+lifted.Short())
+	}) {
+		t.Errorf("no event says the lifted route was switched back from")
+	}
+}

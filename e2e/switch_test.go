@@ -24,7 +24,7 @@ import (
 //
 //   - app A starts as a container made by plain `docker run` with a
 //     read-only root filesystem (no probe, not deployctl's) and is rolled
-//     out atomically twice (the first time by default, with --watch),
+//     out atomically twice (the first time with --watch),
 //     then rolled back (atomically);
 //   - app B is deployed by deployctl (with the probe), rolled out with
 //     --switch gradual (the baseline: its mixed pairs are counted), then
@@ -96,7 +96,7 @@ func testAtomicSwitch(t *testing.T, traefikVersion string) {
 	waitServing(t, e, hostA, "v1")
 	// --watch: the switch, not a probe v1 lacks, keeps v1 ready to take over.
 	kills := e.watchKills(v1)
-	res := run(hostA, 0, "rollout", "--image", repo, "--version", "v2", "--app", appA, "--select", "team="+appA, "--watch", "2s")
+	res := run(hostA, 0, "rollout", "--image", repo, "--version", "v2", "--app", appA, "--switch", "atomic", "--select", "team="+appA, "--watch", "2s")
 	expectSwitch(res, deploy.SwitchAtomic)
 	if kill := kills.first(); res == nil || res.SwitchedAt == nil || kill.IsZero() || !res.SwitchedAt.Before(kill) {
 		t.Errorf("v1 signalled at %v, the switch confirmed at %v: want the switch first", kill, res.SwitchedAt)
