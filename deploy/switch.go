@@ -38,6 +38,10 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Containe
 		return nil, nil, nil
 	}
 	var err error
+	// A lifted route left by a killed run may be settled below, before
+	// the rollout's own fields are set from d: its route container goes
+	// on the app's network too.
+	r.network = d.network
 	routed := slices.ContainsFunc(routes, Container.Running)
 	if o.Reuse != "" {
 		// A rollback switches the way the app is routed now: atomically
@@ -93,13 +97,26 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Containe
 		if c.Labels[LabelRouteLevel] != RouteLifted || !c.Running() {
 			continue
 		}
-		repaired, err := r.repairLifted(ctx, sw, d, c)
+		repaired, err := r.repairLifted(ctx, sw, d, c, true)
 		if err != nil {
 			return nil, nil, err
 		}
-		if !repaired && !r.dryRun {
+		switch {
+		case repaired || r.dryRun:
+		case routedUnder(routes, d, c):
 			if err := r.unlift(ctx, sw, d, c); err != nil {
 				return nil, nil, err
+			}
+		default:
+			// Nothing would route under it (the killed run's settle had
+			// removed the route before it): settle it, the other
+			// versions running beside, unrouted, until the rollout
+			// stops them.
+			if repaired, err = r.repairLifted(ctx, sw, d, c, false); err != nil {
+				return nil, nil, err
+			}
+			if !repaired {
+				return gradual("route container %s (version %s) was left lifted by an interrupted rollout, and neither switching back from it nor settling it is possible: no routing under it, and no running container of its version in %s", c.Short(), c.Labels[LabelVersion], r.e.routerName())
 			}
 		}
 	}
@@ -345,6 +362,27 @@ func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string,
 	return user, nil
 }
 
+// routedUnder reports whether something would route the app if lifted
+// went: a running container with routers of its own, or a running user
+// level route container of a version that has running containers.
+func routedUnder(routes []Container, d *decision, lifted Container) bool {
+	for _, old := range d.olds {
+		if hasOwnRouters(old.Container) {
+			return true
+		}
+	}
+	for _, rc := range routes {
+		if rc.ID == lifted.ID || !rc.Running() || rc.Labels[LabelRouteLevel] != RouteUser {
+			continue
+		}
+		v := rc.Labels[LabelVersion]
+		if slices.ContainsFunc(d.olds, func(o *oldContainer) bool { return o.Labels[LabelVersion] == v && o.url != "" }) {
+			return true
+		}
+	}
+	return false
+}
+
 // unlift switches back from a lifted route container a run killed between
 // its switch and its stop left while other versions still run: removing
 // it puts the routing under it back in force (the run before's), and the
@@ -383,22 +421,30 @@ func (r *rollout) unlift(ctx context.Context, sw Switcher, d *decision, lifted C
 }
 
 // repairLifted settles the lifted route container a run interrupted after
-// its switch left (settleTo), when every current container runs the
-// version it routes to: the interrupted run had stopped the old version.
+// its switch left (settleTo) when every current container runs the
+// version it routes to (the interrupted run had stopped the old version),
+// or, without onlyItsVersion, when its version's containers are all up.
 // It reports whether it did.
-func (r *rollout) repairLifted(ctx context.Context, sw Switcher, d *decision, lifted Container) (bool, error) {
+func (r *rollout) repairLifted(ctx context.Context, sw Switcher, d *decision, lifted Container, onlyItsVersion bool) (bool, error) {
 	version := lifted.Labels[LabelVersion]
 	var urls []string
+	var tmpl Container
 	for _, old := range d.olds {
-		if old.Labels[LabelVersion] != version || old.url == "" {
+		if old.Labels[LabelVersion] != version {
+			if onlyItsVersion {
+				return false, nil
+			}
+			continue
+		}
+		if old.url == "" {
 			return false, nil
 		}
 		urls = append(urls, old.url)
+		tmpl = old.Container
 	}
 	if r.dryRun || len(urls) == 0 {
 		return false, nil
 	}
-	tmpl := *d.template
 	ep, err := r.e.Router.Endpoint(tmpl)
 	if err != nil {
 		return false, nil

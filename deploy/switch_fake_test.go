@@ -326,3 +326,51 @@ func TestRunKilledBetweenSwitchAndStopIsSwitchedBack(t *testing.T) {
 		t.Errorf("no event says the lifted route was switched back from")
 	}
 }
+
+// As TestRunKilledBetweenSwitchAndStopIsSwitchedBack, but the killed run's
+// settle had already removed the route under its lifted one (it runs
+// beside the stop): switching back would leave nothing routed, so the
+// next rollout settles the lifted route first, then switches.
+func TestRunKilledInItsSettleIsSettledNotSwitchedBack(t *testing.T) {
+	s := atomicRoutedScenario()
+	w := s.w
+	w.addImage("web:v3", nil)
+	delete(w.containers, "id-web-route-v1-user") // removed by the killed run's settle
+	k := w.addRunning("web-v2-killed", "v2", true)
+	w.mu.Lock()
+	delete(k.Labels, "traefik.http.routers.web.rule")
+	delete(k.Labels, "traefik.http.services.web.loadbalancer.server.port")
+	k.Labels["traefik.http.services.web-v2.loadbalancer.server.port"] = "8080"
+	k.Labels[LabelReplicas] = "1"
+	w.mu.Unlock()
+	lifted := w.addRunning("web-route-v2-lifted", "v2", false)
+	w.mu.Lock()
+	lifted.Labels = map[string]string{
+		"traefik.http.routers.web-v2.rule": "PathPrefix(`/`)", "traefik.http.routers.web-v2.service": "web-v2",
+		LabelRouteOf: "web", LabelRouteLevel: RouteLifted, LabelVersion: "v2",
+	}
+	lifted.Healthcheck, lifted.Health = nil, ""
+	w.mu.Unlock()
+	w.served = nil
+	e, ev := s.engine(newFaultyRuntime(w.runtime()))
+	o := faultOptions()
+	o.Version, o.Switch, o.DrainTimeout = "v3", SwitchAtomic, time.Second
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatalf("%v\nops %q", err, w.ops)
+	}
+	if res.Switch != SwitchAtomic {
+		t.Errorf("switch %s, want atomic", res.Switch)
+	}
+	if got := servedURLs(w); !slices.Equal(got, []string{urlOf(w, res.New.ID)}) {
+		t.Errorf("Traefik routes to %v, want the new container only", got)
+	}
+	for i, n := range w.served {
+		if n == 0 {
+			t.Errorf("no server routed after op %q", w.ops[i])
+		}
+	}
+	if !slices.ContainsFunc(ev.all, func(e Event) bool { return strings.Contains(e.Message, "settling route container "+lifted.Short()) }) {
+		t.Errorf("no event says the lifted route was settled")
+	}
+}
