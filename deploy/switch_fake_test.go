@@ -374,3 +374,32 @@ func TestRunKilledInItsSettleIsSettledNotSwitchedBack(t *testing.T) {
 		t.Errorf("no event says the lifted route was settled")
 	}
 }
+
+// A run killed in its settle after its stop: only its version runs, with
+// its lifted and its user-level route. The next rollout settles it first
+// (removing the lifted one, which would tie with its own), then switches.
+func TestRunKilledInItsSettleAfterTheStopIsSettled(t *testing.T) {
+	s := atomicRoutedScenario() // v1 routed by its user-level route
+	w := s.w
+	lifted := w.addRunning("web-route-v1-lifted", "v1", false)
+	w.mu.Lock()
+	lifted.Labels = map[string]string{
+		"traefik.http.routers.web-v1.rule": "PathPrefix(`/`)", "traefik.http.routers.web-v1.service": "web-v1",
+		LabelRouteOf: "web", LabelRouteLevel: RouteLifted, LabelVersion: "v1",
+	}
+	lifted.Healthcheck, lifted.Health = nil, ""
+	w.mu.Unlock()
+	e, ev := s.engine(newFaultyRuntime(w.runtime()))
+	o := faultOptions()
+	o.Switch, o.DrainTimeout = SwitchAtomic, time.Second
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatalf("%v\nops %q", err, w.ops)
+	}
+	if res.Switch != SwitchAtomic {
+		t.Errorf("switch %s, want atomic; warnings %q", res.Switch, ev.warnings())
+	}
+	if _, ok := w.containers[lifted.ID]; ok {
+		t.Errorf("the killed run's lifted route container is left")
+	}
+}
