@@ -437,6 +437,7 @@ func (r *rollout) repairLifted(ctx context.Context, sw Switcher, d *decision, li
 			continue
 		}
 		if old.url == "" {
+			r.warnAbout(PhasePlan, lifted.Short(), WarnSettleFailed, "route container %s (%s), left lifted by an interrupted rollout, cannot be settled: %s is not in %s", lifted.Short(), version, old.Short(), r.e.routerName())
 			return false, nil
 		}
 		urls = append(urls, old.url)
@@ -446,13 +447,20 @@ func (r *rollout) repairLifted(ctx context.Context, sw Switcher, d *decision, li
 		return false, nil
 	}
 	ep, err := r.e.Router.Endpoint(tmpl)
-	if err != nil {
-		return false, nil
+	if err == nil {
+		var plan SwitchPlan
+		if plan, err = sw.PlanSwitch(ctx, tmpl, nil, ep, version); err == nil { // the routing that version's run recorded
+			return r.settleLifted(ctx, plan, version, urls, lifted)
+		}
 	}
-	plan, err := sw.PlanSwitch(ctx, tmpl, nil, ep, version) // the routing that version's run recorded
-	if err != nil {
-		return false, nil
-	}
+	// Said, not silent: the rollout then switches back from it or
+	// gradually, and the reason is here.
+	r.warnAbout(PhasePlan, lifted.Short(), WarnSettleFailed, "route container %s (%s), left lifted by an interrupted rollout, cannot be settled: %v", lifted.Short(), version, err)
+	return false, nil
+}
+
+// settleLifted is repairLifted's settle, once planned.
+func (r *rollout) settleLifted(ctx context.Context, plan SwitchPlan, version string, urls []string, lifted Container) (bool, error) {
 	r.info(PhasePlan, Event{Container: lifted.Short(), Message: fmt.Sprintf("settling route container %s, left lifted by an interrupted rollout of %s", lifted.Short(), version)})
 	if _, err := r.settleTo(ctx, plan, version, urls, lifted); err != nil {
 		return false, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("settling route container %s, left lifted by an interrupted rollout: %w", lifted.Short(), err),

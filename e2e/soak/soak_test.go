@@ -13,6 +13,7 @@ package soak
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -52,7 +53,8 @@ const keep = 3
 // requests, after two fixes it found) still left, in one of four kills, a
 // lifted route that the next rollout did not settle (it then switched
 // gradually), so CI soaks the default, gradual, until that is fixed.
-const switchMode = "gradual"
+// DEPLOYCTL_SOAK_SWITCH=atomic soaks atomic.
+var switchMode = cmp.Or(os.Getenv("DEPLOYCTL_SOAK_SWITCH"), "gradual")
 
 var deployctlBin string
 
