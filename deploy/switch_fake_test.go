@@ -130,21 +130,49 @@ func TestDockerFaultAtEveryCallAtomic(t *testing.T) {
 // service under the version's name, no router; and adds the user-level
 // route container that routes the app to it.
 func routedBy(w *world, c *fakeContainer, version string) {
+	splitLabels(w, c, version)
+	addRoute(w, "web-route-"+version+"-user", version, RouteUser)
+}
+
+// splitLabels rewrites c's labels as an atomic rollout makes them: its service
+// under version's name, no router.
+func splitLabels(w *world, c *fakeContainer, version string) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	delete(c.Labels, "traefik.http.routers.web.rule")
 	delete(c.Labels, "traefik.http.services.web.loadbalancer.server.port")
 	c.Labels["traefik.http.services.web-"+version+".loadbalancer.server.port"] = "8080"
-	w.mu.Unlock()
-	route := w.addRunning("web-route-"+version+"-user", version, false)
+}
+
+// addRoute adds a running route container of app web for version at
+// level: the user's router web, or the lifted web-<version>.
+func addRoute(w *world, name, version, level string) *fakeContainer {
+	router := "web"
+	if level == RouteLifted {
+		router = "web-" + version
+	}
+	c := w.addRunning(name, version, false)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	route.Labels = map[string]string{
-		"traefik.enable":                   "true",
-		"traefik.http.routers.web.rule":    "PathPrefix(`/`)",
-		"traefik.http.routers.web.service": "web-" + version,
-		LabelRouteOf:                       "web", LabelRouteLevel: RouteUser, LabelVersion: version,
+	c.Labels = map[string]string{
+		"traefik.enable": "true",
+		"traefik.http.routers." + router + ".rule":    "PathPrefix(`/`)",
+		"traefik.http.routers." + router + ".service": "web-" + version,
+		LabelRouteOf: "web", LabelRouteLevel: level, LabelVersion: version,
 	}
-	route.Healthcheck, route.Health = nil, ""
+	c.Healthcheck, c.Health = nil, ""
+	return c
+}
+
+// addKilledMidSwitch adds what a run to v2 killed after its switch leaves:
+// its container (split, made for one replica) and its lifted route.
+func addKilledMidSwitch(w *world) (killed, lifted *fakeContainer) {
+	killed = w.addRunning("web-v2-killed", "v2", true)
+	splitLabels(w, killed, "v2")
+	w.mu.Lock()
+	killed.Labels[LabelReplicas] = "1" // as the killed run made it
+	w.mu.Unlock()
+	return killed, addRoute(w, "web-route-v2-lifted", "v2", RouteLifted)
 }
 
 // atomicRoutedScenario: v1 serves through a route container (an earlier
@@ -275,21 +303,7 @@ func TestRunKilledBetweenSwitchAndStopIsSwitchedBack(t *testing.T) {
 	s := atomicRoutedScenario() // v1 routed by its user-level route
 	w := s.w
 	w.addImage("web:v3", nil)
-	k := w.addRunning("web-v2-killed", "v2", true)
-	w.mu.Lock()
-	delete(k.Labels, "traefik.http.routers.web.rule")
-	delete(k.Labels, "traefik.http.services.web.loadbalancer.server.port")
-	k.Labels["traefik.http.services.web-v2.loadbalancer.server.port"] = "8080"
-	k.Labels[LabelReplicas] = "1" // as the killed run made it
-	w.mu.Unlock()
-	lifted := w.addRunning("web-route-v2-lifted", "v2", false)
-	w.mu.Lock()
-	lifted.Labels = map[string]string{
-		"traefik.http.routers.web-v2.rule": "PathPrefix(`/`)", "traefik.http.routers.web-v2.service": "web-v2",
-		LabelRouteOf: "web", LabelRouteLevel: RouteLifted, LabelVersion: "v2",
-	}
-	lifted.Healthcheck, lifted.Health = nil, ""
-	w.mu.Unlock()
+	_, lifted := addKilledMidSwitch(w)
 	e, ev := s.engine(newFaultyRuntime(w.runtime()))
 	o := faultOptions()
 	o.Version, o.Switch, o.DrainTimeout = "v3", SwitchAtomic, time.Second
@@ -336,21 +350,7 @@ func TestRunKilledInItsSettleIsSettledNotSwitchedBack(t *testing.T) {
 	w := s.w
 	w.addImage("web:v3", nil)
 	delete(w.containers, "id-web-route-v1-user") // removed by the killed run's settle
-	k := w.addRunning("web-v2-killed", "v2", true)
-	w.mu.Lock()
-	delete(k.Labels, "traefik.http.routers.web.rule")
-	delete(k.Labels, "traefik.http.services.web.loadbalancer.server.port")
-	k.Labels["traefik.http.services.web-v2.loadbalancer.server.port"] = "8080"
-	k.Labels[LabelReplicas] = "1"
-	w.mu.Unlock()
-	lifted := w.addRunning("web-route-v2-lifted", "v2", false)
-	w.mu.Lock()
-	lifted.Labels = map[string]string{
-		"traefik.http.routers.web-v2.rule": "PathPrefix(`/`)", "traefik.http.routers.web-v2.service": "web-v2",
-		LabelRouteOf: "web", LabelRouteLevel: RouteLifted, LabelVersion: "v2",
-	}
-	lifted.Healthcheck, lifted.Health = nil, ""
-	w.mu.Unlock()
+	_, lifted := addKilledMidSwitch(w)
 	w.served = nil
 	e, ev := s.engine(newFaultyRuntime(w.runtime()))
 	o := faultOptions()
@@ -381,14 +381,7 @@ func TestRunKilledInItsSettleIsSettledNotSwitchedBack(t *testing.T) {
 func TestRunKilledInItsSettleAfterTheStopIsSettled(t *testing.T) {
 	s := atomicRoutedScenario() // v1 routed by its user-level route
 	w := s.w
-	lifted := w.addRunning("web-route-v1-lifted", "v1", false)
-	w.mu.Lock()
-	lifted.Labels = map[string]string{
-		"traefik.http.routers.web-v1.rule": "PathPrefix(`/`)", "traefik.http.routers.web-v1.service": "web-v1",
-		LabelRouteOf: "web", LabelRouteLevel: RouteLifted, LabelVersion: "v1",
-	}
-	lifted.Healthcheck, lifted.Health = nil, ""
-	w.mu.Unlock()
+	lifted := addRoute(w, "web-route-v1-lifted", "v1", RouteLifted)
 	e, ev := s.engine(newFaultyRuntime(w.runtime()))
 	o := faultOptions()
 	o.Switch, o.DrainTimeout = SwitchAtomic, time.Second
