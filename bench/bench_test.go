@@ -16,24 +16,8 @@ import (
 // through a real Traefik, and requires that no request failed. Like the
 // end-to-end tests it skips without a Docker engine, unless CI is set.
 func TestSmoke(t *testing.T) {
-	testenv.Docker(t) // skip (or, with CI set, fail) without an engine
 	cfg := Smoke()
-	cfg.Out = "-"
-	// A fresh machine builds Traefik first (10+ minutes, maybe waiting for
-	// another package's tests building it): not part of the smoke run's time.
-	testenv.TraefikBinary(t, cfg.Traefik)
-	ctx, cancel := context.WithTimeout(context.Background(), smokeTimeout)
-	defer cancel()
-	rep, err := Run(ctx, cfg, &testLog{t: t})
-	if rep != nil {
-		rep.Command = "go test ./bench -run TestSmoke (= go run ./bench -smoke)"
-		var out bytes.Buffer
-		PrintTables(&out, rep)
-		t.Logf("%s", out.String())
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := runSmoke(t, cfg, "go test ./bench -run TestSmoke (= go run ./bench -smoke)")
 	var ran []string
 	for _, s := range rep.Scenarios {
 		ran = append(ran, s.Kind)
@@ -61,22 +45,21 @@ func TestSmoke(t *testing.T) {
 // ran out in the last rollout and interrupted it (exit 130).
 const smokeTimeout = 12 * time.Minute
 
-// TestReplicasSmoke runs the replicas suite's smoke version (go run ./bench
-// -smoke -replicas 2 -surges 1 -rollouts 1 -kinds lameduck): a first deploy
-// of 2 replicas, then one deployctl rollout v1 -> v2 with --max-surge 1
-// under 100 req/s per client mode, and requires that no request failed,
-// that Traefik never listed fewer than 2 UP servers of the app and Docker
-// never ran more than 3 of its containers.
-func TestReplicasSmoke(t *testing.T) {
+// runSmoke runs cfg within smokeTimeout, logs its tables under command,
+// and fails the test if the run failed. Docker is required (a skip, or
+// with CI set a failure, without an engine); a fresh machine builds
+// Traefik first (10+ minutes, maybe waiting for another package's tests
+// building it), which is not part of the smoke run's time.
+func runSmoke(t *testing.T, cfg Config, command string) *Report {
+	t.Helper()
 	testenv.Docker(t)
-	cfg := ReplicasSmoke()
 	cfg.Out = "-"
 	testenv.TraefikBinary(t, cfg.Traefik)
 	ctx, cancel := context.WithTimeout(context.Background(), smokeTimeout)
 	defer cancel()
 	rep, err := Run(ctx, cfg, &testLog{t: t})
 	if rep != nil {
-		rep.Command = "go test ./bench -run TestReplicasSmoke"
+		rep.Command = command
 		var out bytes.Buffer
 		PrintTables(&out, rep)
 		t.Logf("%s", out.String())
@@ -84,6 +67,18 @@ func TestReplicasSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rep
+}
+
+// TestReplicasSmoke runs the replicas suite's smoke version (go run ./bench
+// -smoke -replicas 2 -surges 1 -rollouts 1 -kinds lameduck): a first deploy
+// of 2 replicas, then one deployctl rollout v1 -> v2 with --max-surge 1
+// under 100 req/s per client mode, and requires that no request failed,
+// that Traefik never listed fewer than 2 UP servers of the app and Docker
+// never ran more than 3 of its containers.
+func TestReplicasSmoke(t *testing.T) {
+	cfg := ReplicasSmoke()
+	rep := runSmoke(t, cfg, "go test ./bench -run TestReplicasSmoke")
 	if len(rep.Scenarios) != 1 {
 		t.Fatalf("%d scenarios ran, want 1", len(rep.Scenarios))
 	}
@@ -232,22 +227,8 @@ func TestReplicaObservers(t *testing.T) {
 // open at each rollout answered, and the old container's connections
 // counted at its signal.
 func TestSwitchSmoke(t *testing.T) {
-	testenv.Docker(t)
 	cfg := SwitchSmoke()
-	cfg.Out = "-"
-	testenv.TraefikBinary(t, cfg.Traefik)
-	ctx, cancel := context.WithTimeout(context.Background(), smokeTimeout)
-	defer cancel()
-	rep, err := Run(ctx, cfg, &testLog{t: t})
-	if rep != nil {
-		rep.Command = "go test ./bench -run TestSwitchSmoke"
-		var out bytes.Buffer
-		PrintTables(&out, rep)
-		t.Logf("%s", out.String())
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := runSmoke(t, cfg, "go test ./bench -run TestSwitchSmoke")
 	if len(rep.Switch) != 2 {
 		t.Fatalf("switch rows %+v, want atomic and gradual", rep.Switch)
 	}
