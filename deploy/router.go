@@ -133,6 +133,21 @@ type Route struct {
 // gradually".
 var ErrNotAtomic = errors.New("cannot switch atomically")
 
+// LiftedLeftError is Switcher.PlanSwitch's error when the only routers in
+// the way of the lifted ones are lifted routers of the app itself, of
+// other versions, that the router still lists: routes an interrupted
+// rollout left, whose route container is gone or going while the router
+// has yet to drop them. The engine waits for the router to drop them and
+// plans again; if they stay, Err (wrapping ErrNotAtomic) says why the
+// rollout switches gradually.
+type LiftedLeftError struct {
+	Routers []string
+	Err     error
+}
+
+func (e *LiftedLeftError) Error() string { return e.Err.Error() }
+func (e *LiftedLeftError) Unwrap() error { return e.Err }
+
 // switcher is the router's Switcher capability, nil when it has none.
 func (e *Engine) switcher() Switcher {
 	s, _ := e.Router.(Switcher)

@@ -2,8 +2,10 @@ package deploy
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -394,5 +396,86 @@ func TestRunKilledInItsSettleAfterTheStopIsSettled(t *testing.T) {
 	}
 	if _, ok := w.containers[lifted.ID]; ok {
 		t.Errorf("the killed run's lifted route container is left")
+	}
+}
+
+// lingeringSwitcher is a router that still lists the lifted router
+// web-v0@docker of a route container an interrupted run removed, for
+// polls more polls of Routes; its plan ties with it until then.
+type lingeringSwitcher struct {
+	worldSwitcher
+	mu    sync.Mutex
+	polls int
+}
+
+func (s *lingeringSwitcher) listed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.polls > 0
+}
+
+func (s *lingeringSwitcher) PlanSwitch(ctx context.Context, tmpl Container, labels map[string]string, ep Endpoint, version string) (SwitchPlan, error) {
+	if s.listed() {
+		return SwitchPlan{}, &LiftedLeftError{Routers: []string{"web-v0@docker"},
+			Err: fmt.Errorf("%w: router(s) web-v0@docker (priority 12) ... tie", ErrNotAtomic)}
+	}
+	return s.worldSwitcher.PlanSwitch(ctx, tmpl, labels, ep, version)
+}
+
+func (s *lingeringSwitcher) Routes(ctx context.Context, routers, urls []string) (bool, error) {
+	if len(urls) == 0 && slices.Contains(routers, "web-v0@docker") {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.polls > 0 {
+			s.polls--
+			return false, nil
+		}
+	}
+	return s.worldSwitcher.Routes(ctx, routers, urls)
+}
+
+// A run killed in its settle after its stop had already asked Docker to
+// remove its lifted route container, and the removal completed after the
+// kill: the next run does not see the container, but the router lists its
+// router for a moment, at the priority the new lifted router needs. The
+// run waits for the router to drop it and switches atomically (found by
+// the SIGKILL soak, which fell back to gradual); if the router keeps it,
+// the run switches gradually and says why.
+func TestRunAfterALiftedRouteWasRemovedWaitsForTheRouterToDropIt(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		polls int
+		want  SwitchMode
+	}{
+		{"dropped", 3, SwitchAtomic},
+		{"kept", 1 << 30, SwitchGradual},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := atomicRoutedScenario()
+			sw := &lingeringSwitcher{worldSwitcher: worldSwitcher{s.w.router()}, polls: tc.polls}
+			s.router = func(w *world) Router { return sw }
+			e, ev := s.engine(newFaultyRuntime(s.w.runtime()))
+			o := faultOptions()
+			o.Switch, o.DrainTimeout = SwitchAtomic, time.Second
+			res, err := e.Rollout(context.Background(), o)
+			if err != nil {
+				t.Fatalf("%v\nops %q", err, s.w.ops)
+			}
+			if res.Switch != tc.want {
+				t.Errorf("switch %s, want %s; warnings %q", res.Switch, tc.want, ev.warnings())
+			}
+			gradual := slices.ContainsFunc(ev.warnings(), func(m string) bool { return strings.Contains(m, "web-v0@docker (priority 12)") })
+			if gradual != (tc.want == SwitchGradual) {
+				t.Errorf("warnings %q: a switch-gradual warning naming web-v0@docker is %v, want %v", ev.warnings(), gradual, tc.want == SwitchGradual)
+			}
+			ev.mu.Lock()
+			waited := slices.ContainsFunc(ev.all, func(e Event) bool {
+				return strings.Contains(e.Message, "waiting for Traefik to drop router(s) web-v0@docker")
+			})
+			ev.mu.Unlock()
+			if !waited {
+				t.Errorf("no event says the run waits for the router to drop web-v0@docker")
+			}
+		})
 	}
 }

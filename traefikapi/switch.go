@@ -66,8 +66,22 @@ func (p DockerProvider) PlanSwitch(ctx context.Context, tmpl deploy.Container, l
 	if err != nil {
 		return deploy.SwitchPlan{}, err
 	}
-	if c := priorityConflicts(split, routers, version); len(c) > 0 {
-		return deploy.SwitchPlan{}, notAtomic("router(s) %s share an entrypoint with the app's and have the priority its lifted router needs, and Traefik does not define which of two routers of equal priority wins; give the app's router(s) an explicit traefik.http.routers.<name>.priority", strings.Join(c, "; "))
+	if others, left := priorityConflicts(split, routers, version); len(others)+len(left) > 0 {
+		var c []string
+		for _, r := range append(others, left...) {
+			c = append(c, fmt.Sprintf("%s (priority %d)", r.Name, ObservedPriority(r.Priority, r.Rule)))
+		}
+		slices.Sort(c)
+		err := notAtomic("router(s) %s share an entrypoint with the app's and have the priority its lifted router needs, and Traefik does not define which of two routers of equal priority wins; give the app's router(s) an explicit traefik.http.routers.<name>.priority", strings.Join(c, "; "))
+		if len(others) > 0 {
+			return deploy.SwitchPlan{}, err
+		}
+		le := &deploy.LiftedLeftError{Err: err}
+		for _, r := range left {
+			le.Routers = append(le.Routers, r.Name)
+		}
+		slices.Sort(le.Routers)
+		return deploy.SwitchPlan{}, le
 	}
 	plan := deploy.SwitchPlan{Labels: map[string]string{}}
 	for _, m := range []map[string]string{tmpl.Labels, labels} {
@@ -97,16 +111,17 @@ func (p DockerProvider) PlanSwitch(ctx context.Context, tmpl deploy.Container, l
 	return plan, nil
 }
 
-// priorityConflicts lists the routers of others that a lifted router of
-// split for version would tie with on a shared entrypoint (the lifted
-// router of version itself, left by an interrupted run, is no other).
-func priorityConflicts(split *Routing, routers []RouterInfo, version string) []string {
-	var out []string
+// priorityConflicts lists the routers that a lifted router of split for
+// version would tie with on a shared entrypoint: others, and left, the
+// lifted routers of the app for other versions (a route container an
+// interrupted run left; the one of version itself is no conflict).
+func priorityConflicts(split *Routing, routers []RouterInfo, version string) (others, left []RouterInfo) {
+	seen := map[string]bool{}
 	for _, ours := range split.Routers {
 		eps := splitList(ours.Keys["entrypoints"])
 		for _, r := range routers {
-			name, _, _ := strings.Cut(r.Name, "@")
-			if name == ours.Name || name == LiftedRouter(ours.Name, version) || strings.HasSuffix(r.Name, "@internal") {
+			name, provider, _ := strings.Cut(r.Name, "@")
+			if seen[r.Name] || name == ours.Name || name == LiftedRouter(ours.Name, version) || provider == "internal" {
 				continue
 			}
 			if ObservedPriority(r.Priority, r.Rule) != ours.Effective+1 {
@@ -115,11 +130,26 @@ func priorityConflicts(split *Routing, routers []RouterInfo, version string) []s
 			if len(eps) > 0 && len(r.EntryPoints) > 0 && !slices.ContainsFunc(eps, func(e string) bool { return slices.Contains(r.EntryPoints, e) }) {
 				continue
 			}
-			out = append(out, fmt.Sprintf("%s (priority %d)", r.Name, ObservedPriority(r.Priority, r.Rule)))
+			seen[r.Name] = true
+			if isLiftedOf(r, ours) {
+				left = append(left, r)
+			} else {
+				others = append(others, r)
+			}
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return others, left
+}
+
+// isLiftedOf reports whether r is a lifted router of ours for some
+// version, as RouteLabels defines it: a Docker router named
+// LiftedRouter(ours, v), with ours's rule, that routes to
+// VersionedService(ours's service, v).
+func isLiftedOf(r RouterInfo, ours RouterLabels) bool {
+	name, provider, _ := strings.Cut(r.Name, "@")
+	v, ok := strings.CutPrefix(name, ours.Name+"-")
+	svc, _, _ := strings.Cut(r.Service, "@")
+	return ok && provider == "docker" && r.Rule == ours.Keys["rule"] && svc == ours.Service+"-"+v
 }
 
 func splitList(s string) []string {

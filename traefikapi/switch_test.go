@@ -83,6 +83,35 @@ func TestDockerProviderPlanSwitch(t *testing.T) {
 	if _, err := p.PlanSwitch(context.Background(), tmpl, nil, ep, "v2"); err != nil {
 		t.Errorf("a router at that priority on another entrypoint: %v", err)
 	}
+	// The app's own lifted router of another version, still listed (its
+	// route container removed by an interrupted run): left, which the
+	// engine waits out.
+	lifted := RouterInfo{Name: "web-k3@docker", Rule: "Host(`example.com`)", Priority: 20, EntryPoints: []string{"web"}, Service: "web-k3@docker"}
+	api.routers = append(api.routers, lifted)
+	_, err = p.PlanSwitch(context.Background(), tmpl, nil, ep, "v2")
+	var left *deploy.LiftedLeftError
+	if !errors.As(err, &left) || strings.Join(left.Routers, ",") != "web-k3@docker" || !errors.Is(err, deploy.ErrNotAtomic) || !strings.Contains(err.Error(), "web-k3@docker (priority 20)") {
+		t.Errorf("a lifted router left: %v (%#v), want a LiftedLeftError naming web-k3@docker", err, left)
+	}
+	// Beside a router of someone else at that priority: not only left.
+	api.routers = append(api.routers, RouterInfo{Name: "other2@file", Rule: "PathPrefix(`/y`)", Priority: 20, EntryPoints: []string{"web"}})
+	if _, err = p.PlanSwitch(context.Background(), tmpl, nil, ep, "v2"); errors.As(err, &left) || !strings.Contains(err.Error(), "other2@file (priority 20); web-k3@docker (priority 20)") {
+		t.Errorf("a lifted router left and another: %v, want a plain tie naming both", err)
+	}
+	api.routers = api.routers[:len(api.routers)-2]
+	// A router of that name routing elsewhere, or with another rule, is
+	// not the app's.
+	for _, r := range []RouterInfo{
+		{Name: "web-k3@docker", Rule: "Host(`example.com`)", Priority: 20, Service: "other-k3@docker"},
+		{Name: "web-k3@docker", Rule: "Host(`example.org`)", Priority: 20, Service: "web-k3@docker"},
+		{Name: "web-k3@file", Rule: "Host(`example.com`)", Priority: 20, Service: "web-k3@file"},
+	} {
+		api.routers = append(api.routers, r)
+		if _, err = p.PlanSwitch(context.Background(), tmpl, nil, ep, "v2"); errors.As(err, &left) || !errors.Is(err, deploy.ErrNotAtomic) {
+			t.Errorf("%+v: %v, want a plain tie", r, err)
+		}
+		api.routers = api.routers[:len(api.routers)-1]
+	}
 
 	if _, err := (DockerProvider{API: observeOnly{api}}).PlanSwitch(context.Background(), tmpl, nil, ep, "v2"); !errors.Is(err, deploy.ErrNotAtomic) {
 		t.Errorf("an API that cannot list routers: %v", err)
