@@ -137,7 +137,7 @@ so CI can run it before the rollout. Changes nothing.`,
 	c.Flags().StringVar(&o.Network, "network", "", "the network Traefik reaches the app on")
 	c.Flags().StringVar(&o.Service, "service", "", "the app's Traefik service (default: found)")
 	c.Flags().BoolVar(&o.json, "json", false, "print the findings as JSON")
-	c.Flags().StringVar((*string)(&o.Switch), "switch", string(deploy.SwitchGradual), "check for a rollout with this --switch: atomic reports why the app cannot switch atomically, if it cannot")
+	c.Flags().StringVar((*string)(&o.Switch), "switch", string(deploy.SwitchAtomic), "check for a rollout with this --switch: atomic (the rollout's default) reports why the app cannot switch atomically, if it cannot")
 	o.traefik.register(c)
 	return c
 }

@@ -123,7 +123,7 @@ shell history.`,
 	fl.StringVar(&o.maxSurge, "max-surge", "", "containers started beyond --replicas at any moment: a count or a percentage of --replicas (rounded up) (default "+deploy.DefaultMaxSurge.String()+", 100% with --switch atomic)")
 	fl.StringVar(&o.maxUnavailable, "max-unavailable", deploy.DefaultMaxUnavailable.String(), "servers below --replicas that may be out of Traefik at any moment: a count or a percentage of --replicas (rounded down)")
 	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout, &o.traefik.throttle)
-	fl.StringVar(&o.switchMode, "switch", string(deploy.SwitchGradual), "how traffic moves to the new version: gradual (both versions answer for a moment), atomic (every new request to the new version at one instant, through a route container; gradual with a warning where the labels or Traefik do not allow it)")
+	fl.StringVar(&o.switchMode, "switch", string(deploy.SwitchAtomic), "how traffic moves to the new version: atomic (every new request to the new version at one instant, through a route container; gradual with a warning where the labels or Traefik do not allow it), gradual (both versions answer for a moment)")
 	fl.BoolVar(&o.Force, "force", false, "redeploy the version that is already serving")
 	fl.StringVar(&o.pull, "pull", "missing", "pull the image: missing, always, never")
 	fl.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")

@@ -34,14 +34,14 @@ func rolloutDefaults() rolloutOptions {
 	unavailable := deploy.DefaultMaxUnavailable
 	return rolloutOptions{
 		Options: deploy.Options{
-			Image: "web", Version: "v1", Drain: deploy.DrainAuto, Switch: deploy.SwitchGradual, Pull: deploy.PullMissing, Keep: deploy.DefaultKeep,
+			Image: "web", Version: "v1", Drain: deploy.DrainAuto, Switch: deploy.SwitchAtomic, Pull: deploy.PullMissing, Keep: deploy.DefaultKeep,
 			DrainGrace: deploy.DefaultDrainGrace, DrainTimeout: deploy.DefaultDrainTimeout, DrainInterval: deploy.DefaultDrainInterval,
 			RegisterTimeout: deploy.DefaultRegisterTimeout, DeregisterTimeout: deploy.DefaultDeregisterTimeout,
 			PollInterval:   deploy.DefaultPollInterval,
 			MaxUnavailable: &unavailable, // MaxSurge: nil unless --max-surge is given (the default depends on --switch)
 		},
 		maxUnavailable: "0",
-		traefik:        engineTraefik, drain: "auto", switchMode: "gradual", pull: "missing", timeout: 10 * time.Minute,
+		traefik:        engineTraefik, drain: "auto", switchMode: "atomic", pull: "missing", timeout: 10 * time.Minute,
 		io: ioStreams{progress: progressAuto},
 	}
 }
@@ -212,12 +212,12 @@ func TestNewSmallCmds(t *testing.T) {
 		{name: "unlock env", parse: parseUnlock, args: []string{"unlock"}, env: map[string]string{"DEPLOYCTL_APP": "web"}, want: &unlockOptions{io: auto, app: "web"}},
 		{name: "unlock without app", parse: parseUnlock, args: []string{"unlock"}, wantErr: "--app is required"},
 		{name: "check", parse: parseCheck, args: []string{"check", "--app", "web", "--network", "proxy", "--service", "web@docker", "--json"},
-			want: &checkOptions{Options: deploy.Options{App: "web", Network: "proxy", Service: "web@docker", Switch: deploy.SwitchGradual}, io: auto, json: true, traefik: defaultTraefik}},
+			want: &checkOptions{Options: deploy.Options{App: "web", Network: "proxy", Service: "web@docker", Switch: deploy.SwitchAtomic}, io: auto, json: true, traefik: defaultTraefik}},
 		{name: "check atomic", parse: parseCheck, args: []string{"check", "--app", "web", "--switch", "atomic"},
 			want: &checkOptions{Options: deploy.Options{App: "web", Switch: deploy.SwitchAtomic}, io: auto, traefik: defaultTraefik}},
 		{name: "check bad switch", parse: parseCheck, args: []string{"check", "--app", "web", "--switch", "fast"}, wantErr: `--switch "fast": must be atomic or gradual`},
 		{name: "check env", parse: parseCheck, args: []string{"check"}, env: map[string]string{"DEPLOYCTL_APP": "web", "DEPLOYCTL_PROGRESS": "json"},
-			want: &checkOptions{Options: deploy.Options{App: "web", Switch: deploy.SwitchGradual}, io: ioStreams{progress: progressJSON}, traefik: defaultTraefik}},
+			want: &checkOptions{Options: deploy.Options{App: "web", Switch: deploy.SwitchAtomic}, io: ioStreams{progress: progressJSON}, traefik: defaultTraefik}},
 		{name: "check without app", parse: parseCheck, args: []string{"check", "--json"}, wantErr: "--app is required"},
 		{name: "completion", parse: parseCompletion, args: []string{"completion", "zsh", "--no-descriptions"}, want: &completionOptions{io: auto, shell: "zsh", noDesc: true}},
 	}

@@ -97,7 +97,7 @@ type Options struct {
 	Restart string
 
 	Drain DrainMode
-	// Switch is how traffic moves to the new version ("": gradual).
+	// Switch is how traffic moves to the new version ("": atomic).
 	// Atomic switches gradually, with a warning that says why, where the
 	// router or the labels do not allow it.
 	Switch      SwitchMode
@@ -230,7 +230,7 @@ func (o Options) normalize() (Options, error) {
 	// Before the budget: the default --max-surge depends on the switch.
 	switch o.Switch {
 	case "":
-		o.Switch = SwitchGradual
+		o.Switch = SwitchAtomic
 	case SwitchGradual, SwitchAtomic:
 	default:
 		return o, usageError("--switch %q: must be atomic or gradual", o.Switch)

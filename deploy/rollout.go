@@ -664,13 +664,20 @@ func (r *rollout) appHealthcheck() (*Healthcheck, error) {
 // it exists: from labels, else the image's lowest exposed port, else the
 // current container's.
 func (r *rollout) newPort(labels map[string]string) (int, error) {
+	ep, err := r.newEndpoint(r.template, labels)
+	return ep.Port, err
+}
+
+// newEndpoint is the endpoint Traefik will use for a new container made
+// from tmpl (nil on a first deploy) with labels.
+func (r *rollout) newEndpoint(tmpl *Container, labels map[string]string) (Endpoint, error) {
 	merged := map[string]string{}
 	var ports []int
-	if r.template != nil {
-		for k, v := range r.template.Labels {
+	if tmpl != nil {
+		for k, v := range tmpl.Labels {
 			merged[k] = v
 		}
-		ports = r.template.Ports
+		ports = tmpl.Ports
 	}
 	for k, v := range labels {
 		merged[k] = v
@@ -680,10 +687,10 @@ func (r *rollout) newPort(labels map[string]string) (int, error) {
 	}
 	ep, err := r.e.Router.Endpoint(Container{Name: r.o.App, Labels: merged, Ports: ports})
 	if err != nil {
-		return 0, &Error{Phase: PhaseCreate, Kind: KindUsage, Err: err,
+		return Endpoint{}, &Error{Phase: PhaseCreate, Kind: KindUsage, Err: err,
 			Hint: "EXPOSE the port in the image, or add the label traefik.http.services.<name>.loadbalancer.server.port=<port>"}
 	}
-	return ep.Port, nil
+	return ep, nil
 }
 
 // newContainerFailed reports a new container that exited, restarted or

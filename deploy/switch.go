@@ -121,7 +121,14 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Containe
 		}
 	}
 	tmpl := *d.template
-	ep, err := r.e.Router.Endpoint(tmpl)
+	// The new containers' endpoint, as they will be made (the rollout's
+	// --label and image count). Without it, a rollout that puts the probe
+	// in them fails the same way when switching gradually (a usage error:
+	// a label that names no port); one without the probe may not need it.
+	ep, err := r.newEndpoint(&tmpl, o.Labels)
+	if err != nil && d.probe {
+		return nil, nil, err
+	}
 	if err != nil {
 		return gradual("%v", err)
 	}

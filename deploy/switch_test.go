@@ -51,8 +51,10 @@ func TestPlanSwitch(t *testing.T) {
 		warning  string // in the switch-gradual warning; "" none
 		refused  string // in the plan's error; "" none
 	}{
-		{name: "default", want: SwitchGradual,
+		{name: "default", want: SwitchAtomic,
 			router: func(w *world) Router { return switchingRouter{w.router(), webSwitchPlan("v2"), nil} }},
+		{name: "default, router cannot", want: SwitchGradual, warning: "Traefik cannot switch atomically (--switch gradual chooses this switch without the warning)",
+			router: func(w *world) Router { return w.router() }},
 		{name: "router cannot", mode: SwitchAtomic, want: SwitchGradual, warning: "Traefik cannot switch atomically (--switch gradual chooses this switch without the warning)",
 			router: func(w *world) Router { return w.router() }},
 		// legacy has no probe: only an atomic switch can take it out and
