@@ -443,12 +443,13 @@ func TestFaultTraefikDownBeforeDrain(t *testing.T) {
 // written: deployctl cannot see Traefik drop the old server, so it relies on
 // Docker's health of the drained container (Traefik's Docker provider drops
 // an unhealthy container) plus a safety wait, finishes the rollout, and
-// warns that the drain was confirmed by Docker health only.
+// warns that the drain was confirmed by Docker health only. (The gradual
+// switch's drain: the atomic switch needs Traefik's API to confirm it.)
 func TestFaultTraefikDownDuringDrain(t *testing.T) {
 	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	s := newFaultSetup(t, e, repo, "fdown2")
-	r := s.run("drain marker written", func() { s.proxy.SetMode(testenv.FaultDown) })
+	r := s.run("drain marker written", func() { s.proxy.SetMode(testenv.FaultDown) }, "--switch", "gradual")
 	t.Logf("finished %s after the API went down; drain phase %s, stop phase %s", r.end.Sub(r.triggered).Round(time.Millisecond),
 		r.phaseTime(deploy.PhaseDrain), r.phaseTime(deploy.PhaseStop))
 	if r.code != 0 || !r.doc.OK {

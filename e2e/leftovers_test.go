@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"strings"
 	"syscall"
 	"testing"
@@ -74,8 +75,13 @@ func TestSIGKILLedRunLeftoversRepaired(t *testing.T) {
 	}{
 		{"killed while the new container starts", "healthy    start", []string{"--env", "STARTUP_DELAY=30s"}, false,
 			[]string{"breaking a stale deploy lock"}},
-		{"killed after the old one was drained", "drain marker written", nil, true,
+		{"killed after the old one was drained (gradual)", "drain marker written", []string{"--switch", "gradual"}, true,
 			[]string{"breaking a stale deploy lock", "probably left by an interrupted run"}},
+		// Atomic (the default): the lifted route serves v2 while v1,
+		// with its own routers, still runs under it. The next run
+		// switches back to v1, then to v3.
+		{"killed after the switch", "switch     done", nil, false,
+			[]string{"breaking a stale deploy lock", "switching back from route container"}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -118,6 +124,15 @@ func TestSIGKILLedRunLeftoversRepaired(t *testing.T) {
 			for _, c := range e.containers(app) {
 				if c.Running() && c.Labels[deploy.LabelVersion] != "v3" {
 					t.Errorf("still running after the repair: %s (%s)", c.Name, c.Labels[deploy.LabelVersion])
+				}
+			}
+			routes, err := e.rt.List(context.Background(), map[string]string{deploy.LabelRouteOf: app})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range routes {
+				if c.Labels[deploy.LabelVersion] != "v3" || c.Labels[deploy.LabelRouteLevel] != deploy.RouteUser {
+					t.Errorf("route container left after the repair: %s (%s, %s, %s)", c.Name, c.Labels[deploy.LabelVersion], c.Labels[deploy.LabelRouteLevel], c.State)
 				}
 			}
 			if st := e.status(app); st.Lock != nil {

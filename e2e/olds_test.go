@@ -19,9 +19,11 @@ func TestTwoOldContainersDrainedAndStopped(t *testing.T) {
 	app := e.appName("twoold")
 	e.firstDeploy(app, repo, "v1")
 	first := e.containers(app)[0]
-	// A second v1 container: redeploy v1, then start the first one again
-	// and set its drain marker back to serve.
-	if r := e.deployctl("rollout", "--image", repo, "--version", "v1", "--app", app, "--force"); r.code != 0 {
+	// A second v1 container: redeploy v1 (gradually: both in the
+	// service app@docker, each with its own routers), then start the
+	// first one again and set its drain marker back to serve. The
+	// rollout to v2 then switches atomically, the default.
+	if r := e.deployctl("rollout", "--image", repo, "--version", "v1", "--app", app, "--force", "--switch", "gradual"); r.code != 0 {
 		t.Fatalf("redeploy of v1: exit %d", r.code)
 	}
 	ctx := context.Background()

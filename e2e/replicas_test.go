@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"syscall"
@@ -11,10 +12,12 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/deployctl/deployctl/deploy"
+	"github.com/deployctl/deployctl/traefikapi"
 )
 
-// sampler polls Traefik's API (UP servers of the app's service) and Docker
-// (running containers of the app) every 50ms while a rollout runs.
+// sampler polls Traefik's API (UP servers of the service the app's
+// requests go to: routedService) and Docker (running containers of the
+// app) every 50ms while a rollout runs.
 type sampler struct {
 	mu                sync.Mutex
 	minUp, maxRunning int
@@ -36,7 +39,7 @@ func (e *env) sample(app string) *sampler {
 			case <-time.After(50 * time.Millisecond):
 			}
 			up := -1
-			if svc, err := e.api.Service(ctx, app+"@docker"); err == nil {
+			if svc, err := e.routedService(ctx, app); err == nil {
 				up = 0
 				for _, srv := range svc.Servers {
 					if srv.Status == "UP" || srv.Status == "" {
@@ -63,6 +66,30 @@ func (e *env) sample(app string) *sampler {
 		}
 	}()
 	return s
+}
+
+// routedService is the service of app's router that wins in Traefik now:
+// of the enabled routers with the app's rule (appLabels), the one of the
+// highest priority. Gradual: app@docker throughout; atomic: the lifted
+// router's service from the switch on.
+func (e *env) routedService(ctx context.Context, app string) (traefikapi.Service, error) {
+	routers, err := e.api.Routers(ctx)
+	if err != nil {
+		return traefikapi.Service{}, err
+	}
+	var best *traefikapi.RouterInfo
+	for i, r := range routers {
+		if r.Rule != fmt.Sprintf("Host(`%s.test`)", app) || r.Status != "enabled" {
+			continue
+		}
+		if best == nil || traefikapi.ObservedPriority(r.Priority, r.Rule) > traefikapi.ObservedPriority(best.Priority, best.Rule) {
+			best = &routers[i]
+		}
+	}
+	if best == nil {
+		return traefikapi.Service{}, fmt.Errorf("no enabled router of %s", app)
+	}
+	return e.api.Service(ctx, best.QualifiedService())
 }
 
 // expect stops the sampler and checks the budget held.
@@ -241,7 +268,9 @@ func TestReplicasRollback(t *testing.T) {
 	for _, c := range e.containers(app) {
 		v1[c.ID] = true
 	}
-	if r := e.deployctl("rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", "100%"); r.code != 0 {
+	// Gradually, so that the rollback is gradual too, within the default
+	// surge; an atomic rollback of replicas: TestAtomicSwitch.
+	if r := e.deployctl("rollout", "--image", repo, "--version", "v2", "--app", app, "--replicas", "3", "--max-surge", "100%", "--switch", "gradual"); r.code != 0 {
 		t.Fatalf("rollout of v2: exit %d", r.code)
 	}
 	var v2 []string

@@ -290,8 +290,13 @@ func TestDryRunAndCheck(t *testing.T) {
 	e.firstDeploy(app, repo, "v1")
 	before := e.containers(app)
 	code, out, _ := e.run("rollout", "--image", repo, "--version", "v2", "--app", app, "--dry-run")
-	if code != 0 || !strings.Contains(out, "dry run: nothing was changed") || !strings.Contains(out, "then drain (health) and stop "+before[0].Name) {
+	if code != 0 || !strings.Contains(out, "dry run: nothing was changed") || !strings.Contains(out, "switch: atomic, through router "+app+"-v2@docker") ||
+		!strings.Contains(out, "then drain (switch) and stop "+before[0].Name) {
 		t.Errorf("dry run: exit %d %q", code, out)
+	}
+	code, out, _ = e.run("rollout", "--image", repo, "--version", "v2", "--app", app, "--dry-run", "--switch", "gradual")
+	if code != 0 || !strings.Contains(out, "switch: gradual") || !strings.Contains(out, "then drain (health) and stop "+before[0].Name) {
+		t.Errorf("dry run --switch gradual: exit %d %q", code, out)
 	}
 	if after := e.containers(app); len(after) != len(before) {
 		t.Errorf("dry run created containers: %d -> %d", len(before), len(after))

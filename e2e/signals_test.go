@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"os"
 	"os/exec"
 	"strings"
@@ -30,7 +31,12 @@ func TestSignalsInEachPhase(t *testing.T) {
 		{"SIGTERM while creating", "create     start", syscall.SIGTERM, nil, 143, "v1"},
 		{"SIGINT while waiting for health", "healthy    start", syscall.SIGINT, []string{"--env", "STARTUP_DELAY=8s"}, 130, "v1"},
 		{"SIGTERM while waiting for Traefik", "register   start", syscall.SIGTERM, []string{"--label", "traefik.enable=false"}, 143, "v1"},
-		{"SIGINT while draining", "drain marker written", syscall.SIGINT, nil, 130, "v1"},
+		// The gradual switch drains by the probe's marker; the atomic
+		// one (the default) switches, then counts the connections in
+		// flight on the old version. Interrupted there, it switches back.
+		{"SIGINT while draining (gradual)", "drain marker written", syscall.SIGINT, []string{"--switch", "gradual"}, 130, "v1"},
+		{"SIGTERM while switching", "switch     start", syscall.SIGTERM, nil, 143, "v1"},
+		{"SIGINT while counting connections after the switch", "drain      start", syscall.SIGINT, nil, 130, "v1"},
 		{"SIGTERM while stopping the old one", "stop       start", syscall.SIGTERM, nil, 0, "v2"},
 	}
 	for i, tc := range cases {
@@ -55,6 +61,17 @@ func TestSignalsInEachPhase(t *testing.T) {
 				}
 				if tc.serving == "v1" && c.Labels[deploy.LabelVersion] == "v2" {
 					t.Errorf("new container left behind: %s (%s)", c.Name, c.State)
+				}
+			}
+			// Switched back: no route container (v1 carries its own
+			// routers). Else none is left lifted.
+			routes, err := e.rt.List(context.Background(), map[string]string{deploy.LabelRouteOf: app})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range routes {
+				if tc.serving == "v1" || c.Labels[deploy.LabelRouteLevel] == deploy.RouteLifted {
+					t.Errorf("route container left: %s (%s, %s)", c.Name, c.Labels[deploy.LabelRouteLevel], c.State)
 				}
 			}
 			if st := e.status(app); st.Lock != nil {
