@@ -65,6 +65,7 @@ const (
 	undoServe                   // an old container's drain marker was written: write serve back
 	undoRestart                 // an old container was stopped: start it again
 	undoRoute                   // a lifted route container was created: remove it (switch back)
+	undoRouteCreated            // a route container was created, not started: remove it
 )
 
 type undoEntry struct {
@@ -98,6 +99,11 @@ type stepRun struct {
 	// settled is closed when a settle started beside the old containers'
 	// stop (settleBeside) is over; nil when none was.
 	settled chan struct{}
+	// liftedRoute and userRoute are the route containers of an atomic
+	// switch, created ahead (while the new containers turn healthy, and
+	// while the router takes the lifted one) so that the switch and the
+	// settle only start them; nil until created.
+	liftedRoute, userRoute *target
 
 	mu   sync.Mutex
 	undo []undoEntry
@@ -350,6 +356,13 @@ func (s *stepRun) startBatch(ctx context.Context, n int) (*target, error) {
 		return firstTarget(err), withPhase(err, PhaseCreate)
 	}
 	r.done(PhaseCreate, Event{Message: s.say(fmt.Sprintf("started %s", targetNames(batch)))})
+	if r.sw != nil && s.liftedRoute == nil {
+		// The switch's route container, made while the new ones turn
+		// healthy: the switch then only starts it.
+		if err := s.createLifted(ctx); err != nil {
+			return nil, withPhase(err, PhaseCreate)
+		}
+	}
 	if t, err := s.waitRouted(ctx, batch); err != nil {
 		return t, err
 	}
@@ -991,6 +1004,13 @@ func (s *stepRun) restore(ctx context.Context) error {
 			// again before any new container leaves.
 			if err := s.unswitch(ctx, u.t); err != nil {
 				return fmt.Errorf("switching back to the old version: %w", err)
+			}
+		case u.kind == undoRouteCreated:
+			if u.t.state == TargetCreated {
+				if err := r.e.Runtime.Remove(ctx, u.t.c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+					return classifyDocker(fmt.Errorf("removing route container %s: %w", u.t.short(), err))
+				}
+				u.t.state = TargetGone
 			}
 		case u.kind == undoRemove:
 			news = append(news, u.t)

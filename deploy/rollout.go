@@ -322,6 +322,9 @@ func (r *rollout) plan(ctx context.Context) error {
 			if err := r.removeHelpers(ctx); err != nil {
 				return err
 			}
+			if routes, err = r.removeUnstarted(ctx, routes); err != nil {
+				return err
+			}
 		}
 	}
 	if o.Reuse != "" && o.MaxSurge == nil {

@@ -166,6 +166,24 @@ func hasOwnRouters(c Container) bool {
 	return false
 }
 
+// removeUnstarted removes the route containers of routes that were
+// created and never started (made ahead by a run that was killed before
+// it started them: they route nothing) and returns the others.
+func (r *rollout) removeUnstarted(ctx context.Context, routes []Container) ([]Container, error) {
+	var out []Container
+	for _, c := range routes {
+		if c.State != "created" {
+			out = append(out, c)
+			continue
+		}
+		if err := r.e.Runtime.Remove(ctx, c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+			return nil, classifyDocker(fmt.Errorf("removing route container %s, left unstarted by an interrupted run: %w", c.Short(), err))
+		}
+		r.info(PhasePlan, Event{Container: c.Short(), Message: fmt.Sprintf("removed route container %s, left unstarted by an interrupted run", c.Short())})
+	}
+	return out, nil
+}
+
 // runningOf are the running ones of cs.
 func runningOf(cs []Container) []Container {
 	return slices.DeleteFunc(slices.Clone(cs), func(c Container) bool { return !c.Running() })
@@ -181,10 +199,28 @@ func (r *rollout) routeContainers(ctx context.Context) ([]Container, error) {
 }
 
 // startRoute creates and starts a route container for the new version at
-// level: the new image with the probe's hold mode as its only process, no
-// healthcheck (Traefik takes it at once), on the network Traefik reaches
-// the app on, restarted with the Docker engine.
+// level (createRoute).
 func (r *rollout) startRoute(ctx context.Context, route Route, level, version string, created func(Container)) (Container, error) {
+	c, err := r.createRoute(ctx, route, level, version, created)
+	if err != nil {
+		return c, err
+	}
+	return c, r.startRouteContainer(ctx, c)
+}
+
+func (r *rollout) startRouteContainer(ctx context.Context, c Container) error {
+	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
+		return classifyDocker(fmt.Errorf("starting route container %s: %w", c.Short(), err))
+	}
+	return nil
+}
+
+// createRoute creates a route container for the new version at level,
+// not started: the new image with the probe's hold mode as its only
+// process, no healthcheck (Traefik takes it at once), on the network
+// Traefik reaches the app on, restarted with the Docker engine. Until it
+// starts, the router does not see it.
+func (r *rollout) createRoute(ctx context.Context, route Route, level, version string, created func(Container)) (Container, error) {
 	labels := maps.Clone(route.Labels)
 	labels[LabelRouteOf] = r.o.App
 	labels[LabelRouteLevel] = level
@@ -207,10 +243,20 @@ func (r *rollout) startRoute(ctx context.Context, route Route, level, version st
 	if err := r.e.Runtime.CopyFiles(ctx, c.ID, files); err != nil {
 		return c, classifyDocker(fmt.Errorf("copying the probe into route container %s: %w", c.Short(), err))
 	}
-	if err := r.e.Runtime.Start(ctx, c.ID); err != nil {
-		return c, classifyDocker(fmt.Errorf("starting route container %s: %w", c.Short(), err))
-	}
 	return c, nil
+}
+
+// createLifted creates the lifted route container of the switch, not
+// started (switchOver starts it).
+func (s *stepRun) createLifted(ctx context.Context) error {
+	r := s.r
+	rt := &target{state: TargetPlanned}
+	s.liftedRoute = rt
+	_, err := r.createRoute(ctx, r.sw.Lifted, RouteLifted, r.o.Version, func(c Container) {
+		rt.c, rt.state = c, TargetCreated
+		s.record(undoRouteCreated, rt)
+	})
+	return err
 }
 
 // routeImage is the image of the route containers: the new version's.
@@ -251,14 +297,30 @@ func (s *stepRun) switchOver(ctx context.Context) error {
 		urls = append(urls, t.url)
 	}
 	r.begin(PhaseSwitch, s.say(fmt.Sprintf("switching every new request to %s at once (router %s)", r.o.Version, strings.Join(r.sw.Lifted.Routers, ", "))))
-	rt := &target{state: TargetPlanned}
-	_, err := r.startRoute(ctx, r.sw.Lifted, RouteLifted, r.o.Version, func(c Container) {
-		rt.c, rt.state = c, TargetCreated
-		s.record(undoRoute, rt)
+	if s.liftedRoute == nil {
+		if err := s.createLifted(ctx); err != nil {
+			return withPhase(err, PhaseSwitch)
+		}
+	}
+	rt := s.liftedRoute
+	// From the start on, undone as the switch: removed, and the router
+	// seen to drop it, before any new container leaves (a start that
+	// failed may still have started it).
+	s.record(undoRoute, rt)
+	if err := r.startRouteContainer(ctx, rt.c); err != nil {
+		return withPhase(err, PhaseSwitch)
+	}
+	// The settle's route container, made while the router takes the
+	// lifted one: the settle then only starts it.
+	user := &target{state: TargetPlanned}
+	_, err := r.createRoute(ctx, r.sw.User, RouteUser, r.o.Version, func(c Container) {
+		user.c, user.state = c, TargetCreated
+		s.record(undoRouteCreated, user)
 	})
 	if err != nil {
 		return withPhase(err, PhaseSwitch)
 	}
+	s.userRoute = user
 	if err := r.waitRoutes(ctx, r.sw.Lifted.Routers, urls, r.o.RegisterTimeout); err != nil {
 		return withPhase(err, PhaseSwitch)
 	}
@@ -309,7 +371,12 @@ func (s *stepRun) settle(ctx context.Context) {
 	for _, t := range s.news {
 		urls = append(urls, t.url)
 	}
-	user, err := r.settleTo(ctx, *r.sw, r.o.Version, urls, r.lifted.c)
+	var made Container
+	if s.userRoute != nil && s.userRoute.state == TargetCreated {
+		made = s.userRoute.c
+		s.userRoute.state = TargetRouted // the settle's from here: it removes it if it fails
+	}
+	user, err := r.settleTo(ctx, *r.sw, r.o.Version, urls, r.lifted.c, made)
 	if err != nil {
 		r.warn(PhaseDone, WarnSettleFailed, "the new version serves through route container %s (router %s, one above your routers' priority), which could not be replaced by one at your routers' own names and priorities: %v", r.lifted.short(), strings.Join(r.sw.Lifted.Routers, ", "), err)
 		return
@@ -341,25 +408,36 @@ func (s *stepRun) settleBeside(ctx context.Context) {
 
 // settleTo replaces the lifted route container of version (whose
 // containers serve at urls) by one at the user's router names and
-// priorities: the app's other route containers go, the new one starts,
-// and once the router shows it routing to urls the lifted one goes and
-// the router drops its routers. Traffic stays on version throughout: the
-// lifted route shadows the rest until it goes.
-func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string, urls []string, lifted Container) (Container, error) {
+// priorities: the app's other route containers go, the new one starts
+// (made, when it was created ahead, else one it creates), and once the
+// router shows it routing to urls the lifted one goes. Traffic stays on
+// version throughout: the lifted route shadows the rest until it goes.
+// On failure the route container it started or was given is removed.
+func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string, urls []string, lifted, made Container) (Container, error) {
 	routes, err := r.routeContainers(ctx)
 	if err != nil {
+		if made.ID != "" {
+			_ = r.e.Runtime.Remove(ctx, made.ID)
+		}
 		return Container{}, err
 	}
 	for _, c := range routes {
-		if c.ID == lifted.ID {
+		if c.ID == lifted.ID || c.ID == made.ID {
 			continue
 		}
 		if err := r.e.Runtime.Remove(ctx, c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+			if made.ID != "" {
+				_ = r.e.Runtime.Remove(ctx, made.ID)
+			}
 			return Container{}, fmt.Errorf("removing the previous route container %s: %w", c.Short(), err)
 		}
 	}
-	var user Container
-	_, err = r.startRoute(ctx, plan.User, RouteUser, version, func(c Container) { user = c })
+	user := made
+	if made.ID != "" {
+		err = r.startRouteContainer(ctx, made)
+	} else {
+		_, err = r.startRoute(ctx, plan.User, RouteUser, version, func(c Container) { user = c })
+	}
 	if err == nil {
 		err = r.waitRoutes(ctx, plan.User.Routers, urls, r.o.RegisterTimeout)
 	}
@@ -369,13 +447,12 @@ func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string,
 		}
 		return Container{}, err
 	}
+	// The router drops the lifted routers at its next reload; meanwhile
+	// they route to the same servers as the user's, so nothing waits for
+	// it (a next rollout whose lifted routers would tie with them does:
+	// LiftedLeftError).
 	if err := r.e.Runtime.Remove(ctx, lifted.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
 		return user, fmt.Errorf("removing %s: %w", lifted.Short(), err)
-	}
-	// Until the router drops the lifted routers, a next rollout's would
-	// tie with them.
-	if err := r.waitRoutes(ctx, plan.Lifted.Routers, nil, r.o.DeregisterTimeout); err != nil {
-		return user, fmt.Errorf("route container %s was removed, and %w", lifted.Short(), err)
 	}
 	return user, nil
 }
@@ -480,7 +557,7 @@ func (r *rollout) repairLifted(ctx context.Context, sw Switcher, d *decision, li
 // settleLifted is repairLifted's settle, once planned.
 func (r *rollout) settleLifted(ctx context.Context, plan SwitchPlan, version string, urls []string, lifted Container) (bool, error) {
 	r.info(PhasePlan, Event{Container: lifted.Short(), Message: fmt.Sprintf("settling route container %s, left lifted by an interrupted rollout of %s", lifted.Short(), version)})
-	if _, err := r.settleTo(ctx, plan, version, urls, lifted); err != nil {
+	if _, err := r.settleTo(ctx, plan, version, urls, lifted, Container{}); err != nil {
 		return false, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("settling route container %s, left lifted by an interrupted rollout: %w", lifted.Short(), err),
 			State: fmt.Sprintf("%s serves, through route container %s or its replacement", version, lifted.Short()), Hint: "docker ps -a (the app's route containers carry the label " + LabelRouteOf + "=" + r.o.App + "); Traefik's /api/http/routers"}
 	}

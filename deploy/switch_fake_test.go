@@ -479,3 +479,36 @@ func TestRunAfterALiftedRouteWasRemovedWaitsForTheRouterToDropIt(t *testing.T) {
 		})
 	}
 }
+
+// A run killed between making its route containers and starting them
+// (they are made ahead: createLifted, and the settle's in switchOver)
+// leaves them created; the next atomic run removes them.
+func TestRouteContainersLeftUnstartedAreRemoved(t *testing.T) {
+	s := atomicRoutedScenario()
+	var left []*fakeContainer
+	for _, level := range []string{RouteLifted, RouteUser} {
+		c := addRoute(s.w, "web-route-v0-"+level, "v0", level)
+		s.w.mu.Lock()
+		c.State = "created"
+		s.w.mu.Unlock()
+		left = append(left, c)
+	}
+	e, ev := s.engine(newFaultyRuntime(s.w.runtime()))
+	res, err := run(t, false, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Switch != SwitchAtomic {
+		t.Errorf("switch %s, want atomic", res.Switch)
+	}
+	for _, c := range left {
+		if _, ok := s.w.containers[c.ID]; ok {
+			t.Errorf("route container %s left", c.Name)
+		}
+		if !slices.ContainsFunc(ev.all, func(e Event) bool {
+			return e.Container == c.Short() && strings.Contains(e.Message, "left unstarted by an interrupted run")
+		}) {
+			t.Errorf("no event says %s was removed", c.Name)
+		}
+	}
+}
