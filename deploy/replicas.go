@@ -61,11 +61,11 @@ func (t *target) short() string { return t.c.Short() }
 type undoKind int
 
 const (
-	undoRemove  undoKind = iota // a new container was created: drain, stop and remove it
-	undoServe                   // an old container's drain marker was written: write serve back
-	undoRestart                 // an old container was stopped: start it again
-	undoRoute                   // a lifted route container was created: remove it (switch back)
-	undoRouteCreated            // a route container was created, not started: remove it
+	undoRemove       undoKind = iota // a new container was created: drain, stop and remove it
+	undoServe                        // an old container's drain marker was written: write serve back
+	undoRestart                      // an old container was stopped: start it again
+	undoRoute                        // a lifted route container was created: remove it (switch back)
+	undoRouteCreated                 // a route container was created, not started: remove it
 )
 
 type undoEntry struct {
