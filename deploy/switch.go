@@ -135,9 +135,10 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Containe
 	plan, err := sw.PlanSwitch(ctx, tmpl, o.Labels, ep, o.Version)
 	if left := (*LiftedLeftError)(nil); errors.As(err, &left) && !r.dryRun {
 		// Every running lifted route was settled or removed above: these
-		// are routers of one an interrupted rollout removed (its removal
-		// can complete after the kill) that the router has yet to drop.
-		r.info(PhasePlan, Event{Message: fmt.Sprintf("waiting for %s to drop router(s) %s, left by an interrupted rollout whose route container is gone", r.e.routerName(), strings.Join(left.Routers, ", "))})
+		// are routers of one that is gone, that the router has yet to
+		// drop: a settle does not wait for that (settleTo), and a killed
+		// one's removal can complete after the kill.
+		r.info(PhasePlan, Event{Message: fmt.Sprintf("waiting for %s to drop router(s) %s, whose route container is gone (removed at the end of the rollout before, or by an interrupted one)", r.e.routerName(), strings.Join(left.Routers, ", "))})
 		if werr := r.waitRoutes(ctx, left.Routers, nil, o.DeregisterTimeout); werr == nil {
 			plan, err = sw.PlanSwitch(ctx, tmpl, o.Labels, ep, o.Version)
 		} else if ctx.Err() != nil {

@@ -470,7 +470,7 @@ func TestRunAfterALiftedRouteWasRemovedWaitsForTheRouterToDropIt(t *testing.T) {
 			}
 			ev.mu.Lock()
 			waited := slices.ContainsFunc(ev.all, func(e Event) bool {
-				return strings.Contains(e.Message, "waiting for Traefik to drop router(s) web-v0@docker")
+				return strings.Contains(e.Message, "waiting for Traefik to drop router(s) web-v0@docker, whose route container is gone")
 			})
 			ev.mu.Unlock()
 			if !waited {

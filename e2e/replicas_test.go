@@ -148,7 +148,9 @@ func TestReplicasRollout(t *testing.T) {
 	}{{"1", 4}, {"100%", 6}} {
 		t.Run("surge-"+tc.surge, func(t *testing.T) {
 			e := e.with(t)
-			app := e.appName("replicas")
+			// An app per case: the containers of the one before are
+			// left until the test ends.
+			app := e.appName("replicas" + strings.TrimSuffix(tc.surge, "%"))
 			e.deployThree(app, repo)
 			keep := startLoad(t, e.traefik.EntryURL, app+".test", 100, true)
 			fresh := startLoad(t, e.traefik.EntryURL, app+".test", 50, false)
