@@ -104,6 +104,7 @@ type stepRun struct {
 	// while the router takes the lifted one) so that the switch and the
 	// settle only start them; nil until created.
 	liftedRoute, userRoute *target
+	liftedStarted          bool // liftedRoute was started (startLiftedEarly, switchOver)
 
 	mu   sync.Mutex
 	undo []undoEntry
@@ -508,6 +509,9 @@ func (s *stepRun) waitRouted(ctx context.Context, batch []*target) (*target, err
 			registering = true
 			r.done(PhaseHealthy, Event{Message: s.say("healthy: " + targetNames(batch))})
 			r.begin(PhaseRegister, s.say(fmt.Sprintf("waiting until %s are in Traefik", targetNames(batch))))
+			if err := s.startLiftedEarly(ctx); err != nil {
+				return false, withPhase(err, PhaseRegister)
+			}
 		}
 		if len(healthy) > 0 {
 			var sv map[string]Service

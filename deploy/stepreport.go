@@ -14,7 +14,8 @@ type StepReport struct {
 	Started   []string `json:"started,omitempty"`
 	Restarted []string `json:"restarted,omitempty"`
 	// Drained are the old containers the step took out of the router
-	// through their drain probe; Stopped are those it stopped (drained or
+	// before their stop, through their drain probe or the atomic switch;
+	// Stopped are those it stopped (drained or
 	// by signal); Removed those of them it then removed (a scale down, a
 	// container left half-made by an interrupted run).
 	Drained []string `json:"drained,omitempty"`

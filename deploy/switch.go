@@ -247,6 +247,31 @@ func (r *rollout) createRoute(ctx context.Context, route Route, level, version s
 	return c, nil
 }
 
+// startLiftedEarly starts the lifted route container made ahead as soon
+// as every new container is healthy, before the router lists them: the
+// router takes both in one reload, and the switch is confirmed about when
+// the new containers are (one reload of the router sooner). Safe because
+// the router only serves a container it sees healthy, and takes a route
+// container's router with the containers it routes to in the same
+// reload: the lifted router never routes to fewer than the healthy new
+// containers; while their service is not built (a label the router
+// refuses, traefik.enable=false), the router skips the lifted router and
+// the old routing serves (Traefik: a router whose handler cannot be built
+// is left out). If they are never listed, the restore switches back.
+func (s *stepRun) startLiftedEarly(ctx context.Context) error {
+	rt := s.liftedRoute
+	if rt == nil || rt.state != TargetCreated || s.liftedStarted {
+		return nil
+	}
+	s.record(undoRoute, rt) // from the start on, undone as the switch (switchOver)
+	s.liftedStarted = true
+	if err := s.r.startRouteContainer(ctx, rt.c); err != nil {
+		return err
+	}
+	s.r.info(PhaseRegister, Event{Container: rt.short(), Message: s.say(fmt.Sprintf("route container %s started: Traefik switches every new request to %s once it lists the new containers", rt.short(), s.r.o.Version))})
+	return nil
+}
+
 // createLifted creates the lifted route container of the switch, not
 // started (switchOver starts it).
 func (s *stepRun) createLifted(ctx context.Context) error {
@@ -304,12 +329,15 @@ func (s *stepRun) switchOver(ctx context.Context) error {
 		}
 	}
 	rt := s.liftedRoute
-	// From the start on, undone as the switch: removed, and the router
-	// seen to drop it, before any new container leaves (a start that
-	// failed may still have started it).
-	s.record(undoRoute, rt)
-	if err := r.startRouteContainer(ctx, rt.c); err != nil {
-		return withPhase(err, PhaseSwitch)
+	if !s.liftedStarted {
+		// From the start on, undone as the switch: removed, and the
+		// router seen to drop it, before any new container leaves (a
+		// start that failed may still have started it).
+		s.record(undoRoute, rt)
+		s.liftedStarted = true
+		if err := r.startRouteContainer(ctx, rt.c); err != nil {
+			return withPhase(err, PhaseSwitch)
+		}
 	}
 	// The settle's route container, made while the router takes the
 	// lifted one: the settle then only starts it.
@@ -329,7 +357,7 @@ func (s *stepRun) switchOver(ctx context.Context) error {
 	r.lifted, r.switchedAt = rt, r.e.now()
 	for _, t := range s.olds {
 		if t.state == TargetRouted {
-			t.state = TargetDrained
+			t.state, t.old.drained = TargetDrained, true
 		}
 	}
 	r.done(PhaseSwitch, Event{Container: rt.short(), Message: s.say(fmt.Sprintf("every new request goes to %s: router %s confirmed in %s", r.o.Version, strings.Join(r.sw.Lifted.Routers, ", "), r.e.routerName()))})
@@ -353,7 +381,7 @@ func (s *stepRun) unswitch(ctx context.Context, rt *target) error {
 	}
 	for _, t := range s.olds {
 		if t.state == TargetDrained && t.old.drain == DrainSwitch {
-			t.state = TargetRouted
+			t.state, t.old.drained = TargetRouted, false
 		}
 	}
 	r.info(PhaseRevert, Event{Container: rt.short(), Message: fmt.Sprintf("switched back: route container removed, router %s gone", strings.Join(r.sw.Lifted.Routers, ", "))})
