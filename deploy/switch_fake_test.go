@@ -512,3 +512,33 @@ func TestRouteContainersLeftUnstartedAreRemoved(t *testing.T) {
 		}
 	}
 }
+
+// The lifted route container, made while the new containers start, is
+// started as soon as they are healthy: before the router is seen to list
+// them (one reload of the router sooner), and the switch is then only
+// confirmed.
+func TestLiftedRouteStartsOnceTheNewContainersAreHealthy(t *testing.T) {
+	s := atomicScenario()
+	e, ev := s.engine(newFaultyRuntime(s.w.runtime()))
+	res, err := run(t, false, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Switch != SwitchAtomic {
+		t.Fatalf("switch %s, want atomic", res.Switch)
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	started, registered := -1, -1
+	for i, e := range ev.all {
+		switch {
+		case e.Phase == PhaseRegister && e.Status == StatusInfo && strings.Contains(e.Message, "Traefik switches every new request to v2 once it lists the new containers"):
+			started = i
+		case e.Phase == PhaseRegister && e.Status == StatusDone:
+			registered = i
+		}
+	}
+	if started < 0 || registered < 0 || started > registered {
+		t.Errorf("the lifted route started at event %d, the new containers confirmed in the router at %d: want it started first", started, registered)
+	}
+}
