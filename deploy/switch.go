@@ -248,12 +248,12 @@ func (r *rollout) createRoute(ctx context.Context, route Route, level, version s
 }
 
 // startLiftedEarly starts the lifted route container made ahead as soon
-// as every new container is healthy, before the router lists them: the
-// router takes both in one reload, and the switch is confirmed about when
-// the new containers are (one reload of the router sooner). Safe because
-// the router only serves a container it sees healthy, and takes a route
-// container's router with the containers it routes to in the same
-// reload: the lifted router never routes to fewer than the healthy new
+// as every new container is healthy, before the router is seen to list
+// them: the router takes it in the same reload as their servers, or the
+// next (Traefik often sees their health first), rather than one after
+// the register's confirmation. Safe because the router only serves a
+// container it sees healthy, and builds each reload from all containers:
+// the lifted router never routes to fewer than the healthy new
 // containers; while their service is not built (a label the router
 // refuses, traefik.enable=false), the router skips the lifted router and
 // the old routing serves (Traefik: a router whose handler cannot be built
