@@ -184,12 +184,12 @@ func decide(f facts, o Options, dryRun bool) (*decision, error) {
 }
 
 // leftovers finds the containers an interrupted run left running out of
-// Traefik: a container with the probe, not listed, unhealthy or still
-// starting. One newer than a container Traefik routes to is the new
-// container of a run killed before Traefik routed to it (a drained old
-// container is older than what serves): half-made, it is drained, stopped
-// and removed, not kept as a version. The others are old containers left
-// drained: stopped with the rest.
+// Traefik: a container with the probe, not listed. One newer than a
+// container Traefik routes to is the new container of a run killed
+// before Traefik routed to it (a drained old container is older than what
+// serves): half-made, it is drained, stopped and removed, not kept as a
+// version. The others, unhealthy or still starting, are old containers
+// left drained: stopped with the rest.
 func (d *decision) leftovers() {
 	var oldestServing time.Time
 	for _, old := range d.olds {
@@ -198,12 +198,19 @@ func (d *decision) leftovers() {
 		}
 	}
 	for _, old := range d.olds {
-		if old.url != "" || old.Labels[LabelDrain] != "probe" || (old.Health != "unhealthy" && old.Health != "starting") {
+		if old.url != "" || old.Labels[LabelDrain] != "probe" {
 			continue
 		}
+		// Newer and not listed: healthy too. An atomic rollout's new
+		// containers are in a service of their version that no router
+		// uses until the switch, so one its killed run left is healthy
+		// and out of Traefik (the SIGKILL soak: kept as a version).
 		if !oldestServing.IsZero() && old.Created.After(oldestServing) {
 			old.halfMade = true
 			d.warn(WarnHalfMade, "container %s (%s) is running but out of Traefik and newer than the serving version: left half-made by an interrupted run, it will be drained, stopped and removed", old.Short(), old.Labels[LabelVersion])
+			continue
+		}
+		if old.Health != "unhealthy" && old.Health != "starting" {
 			continue
 		}
 		d.warn(WarnLeftOutOfRotation, "container %s is running but out of Traefik (drained, unhealthy or still starting), probably left by an interrupted run: it will be drained and stopped with the other old containers", old.Short())

@@ -224,14 +224,18 @@ func TestDecide(t *testing.T) {
 
 	// Out of Traefik and newer than what serves: the new container of a
 	// run killed before Traefik routed to it, removed rather than kept.
-	halfMade := container("web-v4", 5, true)
-	halfMade.Health = "starting"
-	d, err = decide(facts{image: Image{OS: "linux", Arch: "amd64"}, current: []Container{served, halfMade}, services: routed, endpoint: (&fakeRouter{}).Endpoint}, o, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{WarnNotListed, WarnHalfMade}; !slices.Equal(codesOf(d.warnings), want) || d.olds[0].halfMade || !d.olds[1].halfMade {
-		t.Errorf("half-made: warnings %v, want %v; half-made %v %v, want false true", codesOf(d.warnings), want, d.olds[0].halfMade, d.olds[1].halfMade)
+	// Healthy too: an atomic rollout's new container is in a service of
+	// its version no router uses until the switch (the SIGKILL soak).
+	for _, health := range []string{"starting", "healthy"} {
+		halfMade := container("web-v4", 5, true)
+		halfMade.Health = health
+		d, err = decide(facts{image: Image{OS: "linux", Arch: "amd64"}, current: []Container{served, halfMade}, services: routed, endpoint: (&fakeRouter{}).Endpoint}, o, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{WarnNotListed, WarnHalfMade}; !slices.Equal(codesOf(d.warnings), want) || d.olds[0].halfMade || !d.olds[1].halfMade {
+			t.Errorf("half-made, %s: warnings %v, want %v; half-made %v %v, want false true", health, codesOf(d.warnings), want, d.olds[0].halfMade, d.olds[1].halfMade)
+		}
 	}
 
 	// A refusal keeps the warnings decided before it.

@@ -299,18 +299,51 @@ func (r *rollout) waitRoutes(ctx context.Context, routers, urls []string, timeou
 		return ok && err == nil, nil
 	})
 	if isTimeout(err) {
-		what := fmt.Sprintf("route to %s", strings.Join(urls, ", "))
-		if len(urls) == 0 {
-			what = "be gone"
-		}
-		if last != nil {
-			return &Error{Kind: KindUnreachable, Err: fmt.Errorf("%s's API did not confirm that router(s) %s %s within %s: %w", r.e.routerName(), strings.Join(routers, ", "), what, timeout, last),
-				Hint: "--traefik-url and Traefik's health"}
-		}
-		return &Error{Kind: KindFailed, Err: fmt.Errorf("%s's router(s) %s did not %s within %s", r.e.routerName(), strings.Join(routers, ", "), what, timeout),
-			Hint: "Traefik's log (a label it refused?) and /api/http/routers; or use --switch gradual"}
+		return r.routesTimeout(routers, urls, timeout, last)
 	}
 	return err
+}
+
+// waitRoutesGone polls the router until routers, of a route container
+// removed at removedAt, are gone, within --deregister-timeout. While the
+// router's API does not answer, Docker's removal stands in for its answer
+// once the router's propagation bound has passed since (deploy/blind.go:
+// Traefik applies a container's removal within its throttle); blind is
+// then the API's last error.
+func (r *rollout) waitRoutesGone(ctx context.Context, routers []string, removedAt time.Time) (blind, err error) {
+	sw := r.e.switcher()
+	bound, known := r.e.propagation()
+	var last error
+	err = r.poll(ctx, r.o.DeregisterTimeout, func() (bool, error) {
+		ok, err := sw.Routes(ctx, routers, nil)
+		last = err
+		if err == nil {
+			return ok, nil
+		}
+		return known && r.e.now().Sub(removedAt) >= bound+blindMargin, nil
+	})
+	switch {
+	case err == nil:
+		return last, nil
+	case isTimeout(err):
+		return nil, r.routesTimeout(routers, nil, r.o.DeregisterTimeout, last)
+	}
+	return nil, err
+}
+
+// routesTimeout is the error of a wait for routers that timed out, last
+// the router's last error.
+func (r *rollout) routesTimeout(routers, urls []string, timeout time.Duration, last error) error {
+	what := fmt.Sprintf("route to %s", strings.Join(urls, ", "))
+	if len(urls) == 0 {
+		what = "be gone"
+	}
+	if last != nil {
+		return &Error{Kind: KindUnreachable, Err: fmt.Errorf("%s's API did not confirm that router(s) %s %s within %s: %w", r.e.routerName(), strings.Join(routers, ", "), what, timeout, last),
+			Hint: "--traefik-url and Traefik's health"}
+	}
+	return &Error{Kind: KindFailed, Err: fmt.Errorf("%s's router(s) %s did not %s within %s", r.e.routerName(), strings.Join(routers, ", "), what, timeout),
+		Hint: "Traefik's log (a label it refused?) and /api/http/routers; or use --switch gradual"}
 }
 
 // switchOver is the atomic switch: the lifted route container starts, and
@@ -376,13 +409,22 @@ func (s *stepRun) unswitch(ctx context.Context, rt *target) error {
 		return classifyDocker(fmt.Errorf("removing route container %s: %w", rt.short(), err))
 	}
 	rt.state = TargetGone
-	if err := r.waitRoutes(ctx, r.sw.Lifted.Routers, nil, r.o.DeregisterTimeout); err != nil {
+	// Also when Traefik's API has stopped answering (a restore after a
+	// register that could not be confirmed: the lifted route starts
+	// before it, startLiftedEarly).
+	blind, err := r.waitRoutesGone(ctx, r.sw.Lifted.Routers, r.e.now())
+	if err != nil {
 		return err
 	}
 	for _, t := range s.olds {
 		if t.state == TargetDrained && t.old.drain == DrainSwitch {
 			t.state, t.old.drained = TargetRouted, false
 		}
+	}
+	if blind != nil {
+		s.wentBlind(blind)
+		r.info(PhaseRevert, Event{Container: rt.short(), Message: fmt.Sprintf("switched back: route container removed longer ago than %s takes to drop its router %s (its API did not answer: %v)", r.e.routerName(), strings.Join(r.sw.Lifted.Routers, ", "), blind)})
+		return nil
 	}
 	r.info(PhaseRevert, Event{Container: rt.short(), Message: fmt.Sprintf("switched back: route container removed, router %s gone", strings.Join(r.sw.Lifted.Routers, ", "))})
 	return nil

@@ -729,7 +729,13 @@ func TestTLS(t *testing.T) {
 				t.Errorf("error %q does not say %q", err, s)
 			}
 		}
-		time.Sleep(50 * time.Millisecond) // the server logs the failed handshake when the client hangs up
+		// The server logs the failed handshake when the client hangs up:
+		// on a loaded machine (CI's -race run) later than 50 ms. Wait for
+		// the first, then long enough for a retry's to show too.
+		for deadline := time.Now().Add(5 * time.Second); handshakeErrors.Load() == 0 && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond)
 		if n := handshakeErrors.Load(); n != 1 {
 			t.Errorf("%d handshakes failed in %v: certificate errors must not be retried", n, time.Since(start))
 		}
