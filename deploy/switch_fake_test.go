@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -540,5 +541,53 @@ func TestLiftedRouteStartsOnceTheNewContainersAreHealthy(t *testing.T) {
 	}
 	if started < 0 || registered < 0 || started > registered {
 		t.Errorf("the lifted route started at event %d, the new containers confirmed in the router at %d: want it started first", started, registered)
+	}
+}
+
+// reporterFunc is a Reporter.
+type reporterFunc func(Event)
+
+func (f reporterFunc) Event(ev Event) { f(ev) }
+
+// Traefik's API stops answering once the lifted route container has
+// started (before the register's confirmation: startLiftedEarly). The
+// register fails; the restore switches back without the API (the route
+// container removed longer ago than Traefik's throttle), and takes the
+// new container away: the old version serves, nothing of the run is left,
+// and the failure is the API's (found by e2e TestFaultTraefikDownBeforeDrain,
+// where the restore gave up and left v2 running).
+func TestAPIDownAfterTheEarlySwitchIsSwitchedBackBlind(t *testing.T) {
+	s := atomicScenario()
+	e, ev := s.engine(newFaultyRuntime(s.w.runtime()))
+	e.Reporter = reporterFunc(func(x Event) {
+		ev.Event(x)
+		if strings.Contains(x.Message, "Traefik switches every new request") {
+			s.w.mu.Lock()
+			s.w.traefikErr = fmt.Errorf("%w: connection refused", ErrUnreachable)
+			s.w.mu.Unlock()
+		}
+	})
+	o := faultOptions()
+	// Beyond the blind bound: the throttle (1 ms here) and blindMargin.
+	o.Switch, o.DrainTimeout, o.DeregisterTimeout = SwitchAtomic, time.Second, 2*time.Second
+	_, err := e.Rollout(context.Background(), o)
+	var de *Error
+	if !errors.As(err, &de) || de.Kind != KindUnreachable || de.Phase != PhaseRegister {
+		t.Fatalf("err %v, want Traefik unreachable in the register phase", err)
+	}
+	if strings.Contains(de.State, "could not") {
+		t.Errorf("the restore did not finish: %s", de.State)
+	}
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	for _, c := range s.w.containers {
+		if c.ID != s.serving.ID && (c.State == "running" || c.Labels[LabelRouteOf] != "") {
+			t.Errorf("left: %s (%s)", c.Name, c.State)
+		}
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if !slices.ContainsFunc(ev.all, func(x Event) bool { return strings.Contains(x.Message, "its API did not answer") }) {
+		t.Errorf("no event says the switch back went without Traefik's API")
 	}
 }
