@@ -570,7 +570,16 @@ func (r *rollout) unlift(ctx context.Context, sw Switcher, d *decision, lifted C
 			}
 		}
 	}
-	r.info(PhasePlan, Event{Container: lifted.Short(), Message: fmt.Sprintf("switching back from route container %s (%s), left lifted by an interrupted rollout while other versions still run", lifted.Short(), version)})
+	r.info(PhasePlan, Event{Container: lifted.Short(), Message: fmt.Sprintf("switching back from route container %s (%s), left lifted by an interrupted rollout while other versions still run; that rollout's containers of %s are removed after the stop, not kept as a version", lifted.Short(), version, version)})
+	// The interrupted run's new containers: its switch was never
+	// settled, so, like those of a run killed before its switch, they
+	// are half-made (the SIGKILL soak found one kept as a version that
+	// had never answered a request: its lifted route had just started).
+	for _, old := range d.olds {
+		if old.Labels[LabelVersion] == version {
+			old.halfMade = true
+		}
+	}
 	if err := r.e.Runtime.Remove(ctx, lifted.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
 		return &Error{Phase: PhasePlan, Kind: KindFailed, State: "nothing was changed",
 			Err:  classifyDocker(fmt.Errorf("removing route container %s, left lifted by an interrupted rollout: %w", lifted.Short(), err)),

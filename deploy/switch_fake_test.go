@@ -306,7 +306,7 @@ func TestRunKilledBetweenSwitchAndStopIsSwitchedBack(t *testing.T) {
 	s := atomicRoutedScenario() // v1 routed by its user-level route
 	w := s.w
 	w.addImage("web:v3", nil)
-	_, lifted := addKilledMidSwitch(w)
+	killed, lifted := addKilledMidSwitch(w)
 	e, ev := s.engine(newFaultyRuntime(w.runtime()))
 	o := faultOptions()
 	o.Version, o.Switch, o.DrainTimeout = "v3", SwitchAtomic, time.Second
@@ -319,6 +319,11 @@ func TestRunKilledBetweenSwitchAndStopIsSwitchedBack(t *testing.T) {
 	}
 	if _, ok := w.containers[lifted.ID]; ok {
 		t.Errorf("the killed run's lifted route container is left")
+	}
+	// Its switch was never settled: its container is no version to roll
+	// back to.
+	if _, ok := w.containers[killed.ID]; ok {
+		t.Errorf("the killed run's container %s is kept", killed.Name)
 	}
 	var routes []string
 	for _, c := range w.containers {
