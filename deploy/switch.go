@@ -263,13 +263,21 @@ func (s *stepRun) startLiftedEarly(ctx context.Context) error {
 	if rt == nil || rt.state != TargetCreated || s.liftedStarted {
 		return nil
 	}
-	s.record(undoRoute, rt) // from the start on, undone as the switch (switchOver)
-	s.liftedStarted = true
-	if err := s.r.startRouteContainer(ctx, rt.c); err != nil {
+	if err := s.startLifted(ctx); err != nil {
 		return err
 	}
 	s.r.info(PhaseRegister, Event{Container: rt.short(), Message: s.say(fmt.Sprintf("route container %s started: Traefik switches every new request to %s once it lists the new containers", rt.short(), s.r.o.Version))})
 	return nil
+}
+
+// startLifted starts the lifted route container made ahead. From the
+// start on it is undone as the switch: removed, and the router seen to
+// drop it, before any new container leaves (a start that failed may
+// still have started it).
+func (s *stepRun) startLifted(ctx context.Context) error {
+	s.record(undoRoute, s.liftedRoute)
+	s.liftedStarted = true
+	return s.r.startRouteContainer(ctx, s.liftedRoute.c)
 }
 
 // createLifted creates the lifted route container of the switch, not
@@ -363,12 +371,7 @@ func (s *stepRun) switchOver(ctx context.Context) error {
 	}
 	rt := s.liftedRoute
 	if !s.liftedStarted {
-		// From the start on, undone as the switch: removed, and the
-		// router seen to drop it, before any new container leaves (a
-		// start that failed may still have started it).
-		s.record(undoRoute, rt)
-		s.liftedStarted = true
-		if err := r.startRouteContainer(ctx, rt.c); err != nil {
+		if err := s.startLifted(ctx); err != nil {
 			return withPhase(err, PhaseSwitch)
 		}
 	}
@@ -485,11 +488,14 @@ func (s *stepRun) settleBeside(ctx context.Context) {
 // version throughout: the lifted route shadows the rest until it goes.
 // On failure the route container it started or was given is removed.
 func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string, urls []string, lifted, made Container) (Container, error) {
+	user, routed := made, false
+	defer func() {
+		if !routed && user.ID != "" {
+			_ = r.e.Runtime.Remove(ctx, user.ID)
+		}
+	}()
 	routes, err := r.routeContainers(ctx)
 	if err != nil {
-		if made.ID != "" {
-			_ = r.e.Runtime.Remove(ctx, made.ID)
-		}
 		return Container{}, err
 	}
 	for _, c := range routes {
@@ -497,13 +503,9 @@ func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string,
 			continue
 		}
 		if err := r.e.Runtime.Remove(ctx, c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
-			if made.ID != "" {
-				_ = r.e.Runtime.Remove(ctx, made.ID)
-			}
 			return Container{}, fmt.Errorf("removing the previous route container %s: %w", c.Short(), err)
 		}
 	}
-	user := made
 	if made.ID != "" {
 		err = r.startRouteContainer(ctx, made)
 	} else {
@@ -513,11 +515,9 @@ func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string,
 		err = r.waitRoutes(ctx, plan.User.Routers, urls, r.o.RegisterTimeout)
 	}
 	if err != nil {
-		if user.ID != "" {
-			_ = r.e.Runtime.Remove(ctx, user.ID)
-		}
 		return Container{}, err
 	}
+	routed = true
 	// The router drops the lifted routers at its next reload; meanwhile
 	// they route to the same servers as the user's, so nothing waits for
 	// it (a next rollout whose lifted routers would tie with them does:

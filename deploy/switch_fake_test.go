@@ -499,14 +499,7 @@ func TestRouteContainersLeftUnstartedAreRemoved(t *testing.T) {
 		s.w.mu.Unlock()
 		left = append(left, c)
 	}
-	e, ev := s.engine(newFaultyRuntime(s.w.runtime()))
-	res, err := run(t, false, e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Switch != SwitchAtomic {
-		t.Errorf("switch %s, want atomic", res.Switch)
-	}
+	ev := runAtomic(t, s)
 	for _, c := range left {
 		if _, ok := s.w.containers[c.ID]; ok {
 			t.Errorf("route container %s left", c.Name)
@@ -524,15 +517,7 @@ func TestRouteContainersLeftUnstartedAreRemoved(t *testing.T) {
 // them (one reload of the router sooner), and the switch is then only
 // confirmed.
 func TestLiftedRouteStartsOnceTheNewContainersAreHealthy(t *testing.T) {
-	s := atomicScenario()
-	e, ev := s.engine(newFaultyRuntime(s.w.runtime()))
-	res, err := run(t, false, e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Switch != SwitchAtomic {
-		t.Fatalf("switch %s, want atomic", res.Switch)
-	}
+	ev := runAtomic(t, atomicScenario())
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	started, registered := -1, -1
@@ -595,4 +580,19 @@ func TestAPIDownAfterTheEarlySwitchIsSwitchedBackBlind(t *testing.T) {
 	if !slices.ContainsFunc(ev.all, func(x Event) bool { return strings.Contains(x.Message, "its API did not answer") }) {
 		t.Errorf("no event says the switch back went without Traefik's API")
 	}
+}
+
+// runAtomic runs s's rollout, which must succeed with an atomic switch,
+// and returns its events.
+func runAtomic(t *testing.T, s *scenario) *events {
+	t.Helper()
+	e, ev := s.engine(newFaultyRuntime(s.w.runtime()))
+	res, err := run(t, false, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Switch != SwitchAtomic {
+		t.Fatalf("switch %s, want atomic", res.Switch)
+	}
+	return ev
 }
