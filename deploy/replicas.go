@@ -104,7 +104,11 @@ type stepRun struct {
 	// while the router takes the lifted one) so that the switch and the
 	// settle only start them; nil until created.
 	liftedRoute, userRoute *target
-	liftedStarted          bool // liftedRoute was started (startLiftedEarly, switchOver)
+	liftedStarted          bool // liftedRoute was started (makeRoutes, startLiftedEarly, switchOver)
+	// routesMade reports the end of makeRoutes (nil once routesReady has
+	// read it), routesErr its error.
+	routesMade chan error
+	routesErr  error
 
 	mu   sync.Mutex
 	undo []undoEntry
@@ -308,7 +312,7 @@ func stepsString(steps []Step) string {
 // is healthy and routed: a rollback's retained containers of the target
 // version first (restarted), then created ones. On failure it returns the
 // container at fault.
-func (s *stepRun) startBatch(ctx context.Context, n int) (*target, error) {
+func (s *stepRun) startBatch(ctx context.Context, n int) (failed *target, err error) {
 	r := s.r
 	batch := make([]*target, n)
 	reused := 0
@@ -320,12 +324,22 @@ func (s *stepRun) startBatch(ctx context.Context, n int) (*target, error) {
 			reused++
 		}
 	}
+	if r.sw != nil && s.liftedRoute == nil {
+		// The switch's route containers, made while the new ones start and
+		// turn healthy: the switch and the settle then only start them.
+		s.makeRoutes(ctx, n == 1 && reused == 0 && r.probe)
+		defer func() {
+			if rerr := s.routesReady(); rerr != nil && err == nil {
+				err = withPhase(rerr, PhaseCreate)
+			}
+		}()
+	}
 	msg := s.say(fmt.Sprintf("starting %d new container(s) of %s", n, r.o.ImageRef()))
 	if r.o.Reuse != "" {
 		msg = s.say(fmt.Sprintf("restarting %d retained and creating %d container(s) of %s", reused, n-reused, r.o.Version))
 	}
 	r.begin(PhaseCreate, msg)
-	err := parallel(batch, func(t *target) error {
+	err = parallel(batch, func(t *target) error {
 		if t.reused {
 			err := r.restartRetained(ctx, t, func() {
 				t.state = TargetCreated
@@ -357,13 +371,6 @@ func (s *stepRun) startBatch(ctx context.Context, n int) (*target, error) {
 		return firstTarget(err), withPhase(err, PhaseCreate)
 	}
 	r.done(PhaseCreate, Event{Message: s.say(fmt.Sprintf("started %s", targetNames(batch)))})
-	if r.sw != nil && s.liftedRoute == nil {
-		// The switch's route container, made while the new ones turn
-		// healthy: the switch then only starts it.
-		if err := s.createLifted(ctx); err != nil {
-			return nil, withPhase(err, PhaseCreate)
-		}
-	}
 	if t, err := s.waitRouted(ctx, batch); err != nil {
 		return t, err
 	}

@@ -259,6 +259,9 @@ func (r *rollout) createRoute(ctx context.Context, route Route, level, version s
 // the old routing serves (Traefik: a router whose handler cannot be built
 // is left out). If they are never listed, the restore switches back.
 func (s *stepRun) startLiftedEarly(ctx context.Context) error {
+	if err := s.routesReady(); err != nil {
+		return err
+	}
 	rt := s.liftedRoute
 	if rt == nil || rt.state != TargetCreated || s.liftedStarted {
 		return nil
@@ -280,17 +283,62 @@ func (s *stepRun) startLifted(ctx context.Context) error {
 	return s.r.startRouteContainer(ctx, s.liftedRoute.c)
 }
 
-// createLifted creates the lifted route container of the switch, not
-// started (switchOver starts it).
-func (s *stepRun) createLifted(ctx context.Context) error {
+// makeRoutes creates both route containers of the switch in the
+// background, not started, while the new containers start and turn
+// healthy: the lifted one (switchOver starts it, or startLiftedEarly
+// before) and the user level one (the settle starts it). routesReady
+// waits for it.
+//
+// withNew: the switch has one new container, and it gets deployctl's
+// drain-aware healthcheck: the lifted route container then starts as
+// soon as it is made, before the new container is healthy, so that the
+// router takes the lifted router in the same reload as the new server,
+// when it sees it healthy, rather than a reload (Traefik's throttle, 2 s
+// by default) after. Safe for the same reasons as startLiftedEarly: the
+// router leaves out a container Docker has not reported healthy, and so
+// the lifted router, whose service has no other server, until it is.
+// With more than one new container the lifted router would route every
+// new request to the first one seen healthy; without a healthcheck, to a
+// container as soon as it runs: startLiftedEarly starts it then, once
+// every new container is healthy.
+func (s *stepRun) makeRoutes(ctx context.Context, withNew bool) {
 	r := s.r
-	rt := &target{state: TargetPlanned}
-	s.liftedRoute = rt
-	_, err := r.createRoute(ctx, r.sw.Lifted, RouteLifted, r.o.Version, func(c Container) {
-		rt.c, rt.state = c, TargetCreated
-		s.record(undoRouteCreated, rt)
-	})
-	return err
+	lifted, user := &target{state: TargetPlanned}, &target{state: TargetPlanned}
+	s.liftedRoute, s.userRoute = lifted, user
+	made := make(chan error, 1)
+	s.routesMade = made
+	ctx = beside(ctx, "routes")
+	go func() {
+		made <- func() error {
+			_, err := r.createRoute(ctx, r.sw.Lifted, RouteLifted, r.o.Version, func(c Container) {
+				lifted.c, lifted.state = c, TargetCreated
+				s.record(undoRouteCreated, lifted)
+			})
+			if err != nil {
+				return err
+			}
+			if withNew {
+				if err := s.startLifted(ctx); err != nil {
+					return err
+				}
+				r.info(PhaseCreate, Event{Container: lifted.short(), Message: s.say(fmt.Sprintf("route container %s started: Traefik switches every new request to %s once it sees the new container healthy", lifted.short(), r.o.Version))})
+			}
+			_, err = r.createRoute(ctx, r.sw.User, RouteUser, r.o.Version, func(c Container) {
+				user.c, user.state = c, TargetCreated
+				s.record(undoRouteCreated, user)
+			})
+			return err
+		}()
+	}()
+}
+
+// routesReady waits until makeRoutes is over and returns its error.
+func (s *stepRun) routesReady() error {
+	if s.routesMade != nil {
+		s.routesErr = <-s.routesMade
+		s.routesMade = nil
+	}
+	return s.routesErr
 }
 
 // routeImage is the image of the route containers: the new version's.
@@ -365,9 +413,10 @@ func (s *stepRun) switchOver(ctx context.Context) error {
 	}
 	r.begin(PhaseSwitch, s.say(fmt.Sprintf("switching every new request to %s at once (router %s)", r.o.Version, strings.Join(r.sw.Lifted.Routers, ", "))))
 	if s.liftedRoute == nil {
-		if err := s.createLifted(ctx); err != nil {
-			return withPhase(err, PhaseSwitch)
-		}
+		s.makeRoutes(ctx, false)
+	}
+	if err := s.routesReady(); err != nil {
+		return withPhase(err, PhaseSwitch)
 	}
 	rt := s.liftedRoute
 	if !s.liftedStarted {
@@ -375,17 +424,6 @@ func (s *stepRun) switchOver(ctx context.Context) error {
 			return withPhase(err, PhaseSwitch)
 		}
 	}
-	// The settle's route container, made while the router takes the
-	// lifted one: the settle then only starts it.
-	user := &target{state: TargetPlanned}
-	_, err := r.createRoute(ctx, r.sw.User, RouteUser, r.o.Version, func(c Container) {
-		user.c, user.state = c, TargetCreated
-		s.record(undoRouteCreated, user)
-	})
-	if err != nil {
-		return withPhase(err, PhaseSwitch)
-	}
-	s.userRoute = user
 	if err := r.waitRoutes(ctx, r.sw.Lifted.Routers, urls, r.o.RegisterTimeout); err != nil {
 		return withPhase(err, PhaseSwitch)
 	}

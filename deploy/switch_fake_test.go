@@ -97,12 +97,21 @@ func (w *world) routersLocked() map[string]string {
 
 // routedServiceLocked is the service the app's requests go to: that of
 // the highest running route container of app web (lifted, else user
-// level), else the user's own, web@docker; w.mu is held.
+// level) whose service Traefik lists (Traefik leaves out a router whose
+// service it cannot build), else the user's own, web@docker; w.mu is
+// held.
 func (w *world) routedServiceLocked() string {
 	best, level := "web@docker", ""
+	listed := map[string]bool{}
+	for _, svc := range w.servicesLocked() {
+		listed[svc.Name] = true
+	}
 	for _, id := range sortedKeys(w.containers) {
 		c := w.containers[id]
 		if c.State != "running" || c.network != "proxy" || c.Labels[LabelRouteOf] != "web" {
+			continue
+		}
+		if !listed["web-"+c.Labels[LabelVersion]+"@docker"] {
 			continue
 		}
 		if l := c.Labels[LabelRouteLevel]; level == "" || l == RouteLifted {
@@ -487,7 +496,7 @@ func TestRunAfterALiftedRouteWasRemovedWaitsForTheRouterToDropIt(t *testing.T) {
 }
 
 // A run killed between making its route containers and starting them
-// (they are made ahead: createLifted, and the settle's in switchOver)
+// (they are made ahead, while the new containers start: createRoutes)
 // leaves them created; the next atomic run removes them.
 func TestRouteContainersLeftUnstartedAreRemoved(t *testing.T) {
 	s := atomicRoutedScenario()
@@ -513,24 +522,72 @@ func TestRouteContainersLeftUnstartedAreRemoved(t *testing.T) {
 }
 
 // The lifted route container, made while the new containers start, is
-// started as soon as they are healthy: before the router is seen to list
-// them (one reload of the router sooner), and the switch is then only
-// confirmed.
+// started with the one new container when that gets the drain-aware
+// healthcheck (makeRoutes: the router takes it in the same reload as the
+// new server), else as soon as every new container is healthy
+// (startLiftedEarly): before the router is seen to list them. The switch
+// is then only confirmed, and the app is served throughout.
 func TestLiftedRouteStartsOnceTheNewContainersAreHealthy(t *testing.T) {
-	ev := runAtomic(t, atomicScenario())
-	ev.mu.Lock()
-	defer ev.mu.Unlock()
-	started, registered := -1, -1
-	for i, e := range ev.all {
-		switch {
-		case e.Phase == PhaseRegister && e.Status == StatusInfo && strings.Contains(e.Message, "Traefik switches every new request to v2 once it lists the new containers"):
-			started = i
-		case e.Phase == PhaseRegister && e.Status == StatusDone:
-			registered = i
-		}
-	}
-	if started < 0 || registered < 0 || started > registered {
-		t.Errorf("the lifted route started at event %d, the new containers confirmed in the router at %d: want it started first", started, registered)
+	for _, tc := range []struct {
+		name string
+		// with: started with the new container, before it is healthy
+		with bool
+		opts func(o *Options, w *world)
+	}{
+		{"one replica", true, func(*Options, *world) {}},
+		{"two replicas", false, func(o *Options, w *world) {
+			w.addRunning("web-v1b", "v1", true)
+			o.Replicas = 2
+		}},
+		{"no healthcheck", false, func(o *Options, w *world) {
+			w.addImage("web:v2", nil)
+			o.Drain = DrainSignal
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := atomicScenario()
+			e, ev := s.engine(newFaultyRuntime(s.w.runtime()))
+			o := faultOptions()
+			o.Switch, o.DrainTimeout = SwitchAtomic, time.Second
+			tc.opts(&o, s.w)
+			s.w.trackServed = true
+			res, err := e.Rollout(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Switch != SwitchAtomic {
+				t.Fatalf("switch %s, want atomic", res.Switch)
+			}
+			ev.mu.Lock()
+			defer ev.mu.Unlock()
+			with, early, healthy, registered := -1, -1, -1, -1
+			for i, e := range ev.all {
+				switch {
+				case e.Phase == PhaseCreate && strings.Contains(e.Message, "Traefik switches every new request to v2 once it sees the new container healthy"):
+					with = i
+				case e.Phase == PhaseRegister && e.Status == StatusInfo && strings.Contains(e.Message, "Traefik switches every new request to v2 once it lists the new containers"):
+					early = i
+				case e.Phase == PhaseHealthy && e.Status == StatusDone:
+					healthy = i
+				case e.Phase == PhaseRegister && e.Status == StatusDone:
+					registered = i
+				}
+			}
+			if tc.with {
+				// Made beside the new container's start: its start may come
+				// before or after the fake's instant health.
+				if with < 0 || early >= 0 || with > registered {
+					t.Errorf("the lifted route started with the new container at event %d, once healthy at %d; confirmed in the router at %d: want it started with the new container", with, early, registered)
+				}
+			} else if with >= 0 || early < 0 || early < healthy || early > registered {
+				t.Errorf("the lifted route started with the new containers at event %d, once healthy at %d; healthy at %d, confirmed in the router at %d: want it started between these two", with, early, healthy, registered)
+			}
+			for i, n := range s.w.served {
+				if n == 0 {
+					t.Errorf("no server routed after op %q", s.w.ops[i])
+				}
+			}
+		})
 	}
 }
 
