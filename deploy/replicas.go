@@ -109,6 +109,9 @@ type stepRun struct {
 	// read it), routesErr its error.
 	routesMade chan error
 	routesErr  error
+	// counting reports the counters prepareCounters set up (nil once
+	// taken).
+	counting chan map[*target]prepared
 
 	mu   sync.Mutex
 	undo []undoEntry
@@ -166,6 +169,11 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 	s := &stepRun{r: r, budget: r.decision.budget, steps: r.decision.steps,
 		numbered: len(r.decision.steps) > 1 || r.decision.budget.Replicas > 1 || r.scale}
 	r.stepRun = s
+	defer func() {
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout())
+		defer cancel()
+		s.dropCounters(cleanup)
+	}()
 	if r.o.Reuse != "" {
 		s.reuse = slices.Clone(r.reuseAll)
 	}
@@ -204,6 +212,15 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 		s.began = append(s.began, r.e.now())
 		if err := ctx.Err(); err != nil {
 			return nil, s.fail(ctx, PhaseCreate, nil, context.Cause(ctx))
+		}
+		if r.sw != nil && len(st.Drain) > 0 {
+			var switched []*target
+			for _, i := range st.Drain {
+				if t := s.olds[i]; t.old.drain == DrainSwitch && t.state != TargetGone {
+					switched = append(switched, t)
+				}
+			}
+			s.prepareCounters(ctx, switched)
 		}
 		if st.Start > 0 {
 			if t, err := s.startBatch(ctx, st.Start); err != nil {

@@ -653,3 +653,57 @@ func runAtomic(t *testing.T, s *scenario) *events {
 	}
 	return ev
 }
+
+// The old containers' connection counts are set up while the new
+// containers start (prepareCounters): a helper for an old container
+// without the probe is made then. A run that fails before its count
+// removes it (dropCounters), and the old version serves on.
+func TestCountersSetUpAheadAreDroppedWhenTheRunFails(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fails bool
+	}{{"the run succeeds", false}, {"the new container is never healthy", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld()
+			w.addImage("web:v2", nil)
+			w.addImage("web:v1", nil)
+			old := w.addRunning("web-v1", "v1", false) // docker run: no probe
+			w.trackServed = true
+			if tc.fails {
+				w.healthyAfter = 1 << 30
+			}
+			s := &scenario{w: w, j: newMemJournal(), serving: old}
+			s.router = func(w *world) Router { return worldSwitcher{w.router()} }
+			e, _ := s.engine(newFaultyRuntime(w.runtime()))
+			o := faultOptions()
+			o.Switch, o.DrainTimeout = SwitchAtomic, time.Second
+			o.Select = map[string]string{"app": "web"}
+			res, err := e.Rollout(context.Background(), o)
+			if tc.fails != (err != nil) {
+				t.Fatalf("error %v, want failure %v", err, tc.fails)
+			}
+			if !tc.fails && res.Switch != SwitchAtomic {
+				t.Fatalf("switch %s, want atomic", res.Switch)
+			}
+			made := slices.IndexFunc(w.ops, func(op string) bool { return strings.HasPrefix(op, "create web-v1-conns-") })
+			if made < 0 {
+				t.Fatalf("no helper was made: %q", w.ops)
+			}
+			if tc.fails {
+				if i := slices.IndexFunc(w.ops, func(op string) bool { return strings.HasPrefix(op, "conns ") }); i >= 0 {
+					t.Errorf("counted (%q), but the run failed before its switch", w.ops[i])
+				}
+			}
+			for _, c := range w.containers {
+				if c.Labels[LabelHelperOf] != "" {
+					t.Errorf("helper %s left (%s)", c.Name, c.State)
+				}
+			}
+			for i, n := range w.served {
+				if n == 0 {
+					t.Errorf("no server routed after op %q", w.ops[i])
+				}
+			}
+		})
+	}
+}
