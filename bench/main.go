@@ -155,7 +155,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	replicas := fs.String("replicas", "", "run the replicas suite instead: deployctl rollouts of N replicas for each N of this list (e.g. 1,2,4,8); -rollouts then defaults to 2 and -methods to deployctl, docker-rollout, stop-start")
 	surges := fs.String("surges", "1,100%", "replicas suite: the --max-surge values to run deployctl with (--max-unavailable 0)")
 	baseReplicas := fs.String("baseline-replicas", "", "replicas suite: the N values of the baselines (default: those of -replicas)")
-	switchSuite := fs.Bool("switch", false, "run the switch suite instead: -rollouts rollouts with --switch gradual and as many with --switch atomic, alternately (lame-duck app), counting mixed page/asset pairs and connections in flight at the old container's signal")
+	switchSuite := fs.Bool("switch", false, "run the switch suite instead: -rollouts rollouts with --switch atomic, then as many with --switch gradual (lame-duck app), counting mixed page/asset pairs and connections in flight at the old container's signal")
 	reprint := fs.String("report", "", "print the tables of an earlier run's JSON results file and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2

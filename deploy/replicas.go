@@ -341,10 +341,13 @@ func (s *stepRun) startBatch(ctx context.Context, n int) (failed *target, err er
 			reused++
 		}
 	}
+	// The switch's route containers are made while the new ones start
+	// and turn healthy (the switch and the settle then only start them),
+	// once Docker has created the first new one: its start, the slow part,
+	// goes first (Traefik's throttle counts from the first start).
+	makeRoutes := func() {}
 	if r.sw != nil && s.liftedRoute == nil {
-		// The switch's route containers, made while the new ones start and
-		// turn healthy: the switch and the settle then only start them.
-		s.makeRoutes(ctx, n == 1 && reused == 0 && r.probe)
+		makeRoutes = sync.OnceFunc(func() { s.makeRoutes(ctx, n == 1 && reused == 0 && r.probe) })
 		defer func() {
 			if rerr := s.routesReady(); rerr != nil && err == nil {
 				err = withPhase(rerr, PhaseCreate)
@@ -369,6 +372,7 @@ func (s *stepRun) startBatch(ctx context.Context, n int) (failed *target, err er
 			return nil
 		}
 		c, err := r.createOne(ctx, func(c *Container) {
+			defer makeRoutes()
 			t.c, t.state = *c, TargetCreated
 			s.record(undoRemove, t)
 		})
@@ -387,6 +391,7 @@ func (s *stepRun) startBatch(ctx context.Context, n int) (failed *target, err er
 	if err != nil {
 		return firstTarget(err), withPhase(err, PhaseCreate)
 	}
+	makeRoutes() // a batch of retained containers only
 	r.done(PhaseCreate, Event{Message: s.say(fmt.Sprintf("started %s", targetNames(batch)))})
 	if t, err := s.waitRouted(ctx, batch); err != nil {
 		return t, err
