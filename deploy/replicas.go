@@ -97,8 +97,10 @@ type stepRun struct {
 	ended time.Time
 
 	// settled is closed when a settle started beside the old containers'
-	// stop (settleBeside) is over; nil when none was.
-	settled chan struct{}
+	// stop (settleBeside) is over; nil when none was. oldsStopped, when
+	// not nil, is closed once the stop is over (a settle beside waits for
+	// it: closeOldsStopped).
+	settled, oldsStopped chan struct{}
 	// liftedRoute and userRoute are the route containers of an atomic
 	// switch, created ahead (while the new containers turn healthy, and
 	// while the router takes the lifted one) so that the switch and the
@@ -169,6 +171,7 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 	s := &stepRun{r: r, budget: r.decision.budget, steps: r.decision.steps,
 		numbered: len(r.decision.steps) > 1 || r.decision.budget.Replicas > 1 || r.scale}
 	r.stepRun = s
+	defer s.closeOldsStopped() // whatever ends the run: a settle beside waits for it
 	defer func() {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout())
 		defer cancel()
@@ -249,7 +252,9 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 				if last {
 					startPrune()
 				}
-				if err := s.stopBatch(ctx, st.Drain); err != nil {
+				err := s.stopBatch(ctx, st.Drain)
+				s.closeOldsStopped()
+				if err != nil {
 					waitPrune()
 					s.waitSettled()
 					return nil, err
@@ -283,7 +288,7 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 		// After the cutover a signal does not stop the settle: the
 		// routing is brought to its steady state.
 		settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cleanupTimeout()+r.o.RegisterTimeout+r.o.DeregisterTimeout)
-		s.settle(settleCtx)
+		s.settle(settleCtx, nil)
 		cancel()
 	}
 	p := waitPrune()
@@ -299,6 +304,15 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 		res.Steps = s.report()
 	}
 	return res, nil
+}
+
+// closeOldsStopped tells a settle beside that the old containers' stop is
+// over (settleBeside).
+func (s *stepRun) closeOldsStopped() {
+	if s.oldsStopped != nil {
+		close(s.oldsStopped)
+		s.oldsStopped = nil
+	}
 }
 
 // waitSettled waits for a settle started beside the stop, if any.

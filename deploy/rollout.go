@@ -220,8 +220,9 @@ func (e *Engine) emit(ev Event) {
 
 // emit emits ev, with the step being run when one is (Event.Step).
 func (r *rollout) emit(ev Event) {
-	// Pruning is of no step (it may run beside the last step's stop).
-	if s := r.stepRun; s != nil && ev.Phase != PhasePrune && s.numbered && s.step > 0 && ev.Step == 0 {
+	// Pruning and the settle are of no step (they may run beside the last
+	// step's stop, and end after it).
+	if s := r.stepRun; s != nil && ev.Phase != PhasePrune && ev.Phase != PhaseDone && s.numbered && s.step > 0 && ev.Step == 0 {
 		ev.Step, ev.Steps = s.step, len(s.steps)
 	}
 	r.e.emit(ev)

@@ -474,7 +474,7 @@ func (s *stepRun) unswitch(ctx context.Context, rt *target) error {
 // settle brings the routing to its steady state once the old version is
 // stopped (settleTo). A failure is a warning: the new version serves
 // through the lifted route, and the next atomic rollout settles it first.
-func (s *stepRun) settle(ctx context.Context) {
+func (s *stepRun) settle(ctx context.Context, ready <-chan struct{}) {
 	r := s.r
 	if r.sw == nil || r.lifted == nil {
 		return
@@ -488,7 +488,7 @@ func (s *stepRun) settle(ctx context.Context) {
 		made = s.userRoute.c
 		s.userRoute.state = TargetRouted // the settle's from here: it removes it if it fails
 	}
-	user, err := r.settleTo(ctx, *r.sw, r.o.Version, urls, r.lifted.c, made)
+	user, err := r.settleTo(ctx, *r.sw, r.o.Version, urls, r.lifted.c, made, ready)
 	if err != nil {
 		r.warn(PhaseDone, WarnSettleFailed, "the new version serves through route container %s (router %s, one above your routers' priority), which could not be replaced by one at your routers' own names and priorities: %v", r.lifted.short(), strings.Join(r.sw.Lifted.Routers, ", "), err)
 		return
@@ -498,23 +498,37 @@ func (s *stepRun) settle(ctx context.Context) {
 
 // settleBeside starts the settle at once, beside the old containers' drain
 // and stop, when nothing needs the old routing any more: no --watch window
-// (whose restore switches back to it) and no old container with routers
-// of its own (whose definitions would conflict with the settled routers
-// until it stops). Otherwise the settle runs after the stop.
+// (whose restore switches back to it). Otherwise the settle runs after the
+// stop. Old containers with routers of their own define the user's
+// routers too, differently, until they stop (Traefik disables a router
+// defined twice; the lifted routers shadow it meanwhile): the settle
+// starts its route container at once and waits for their stop
+// (oldsStopped) before it waits for the router to take it, so the reload
+// that drops them (their die event) also takes the settled routers.
 func (s *stepRun) settleBeside(ctx context.Context) {
 	r := s.r
 	if r.o.Watch > 0 {
 		return
 	}
+	timeout := r.cleanupTimeout() + r.o.RegisterTimeout + r.o.DeregisterTimeout
+	var stopped chan struct{}
 	if slices.ContainsFunc(s.olds, func(t *target) bool { return hasOwnRouters(t.c) }) {
-		return
+		stopped = make(chan struct{})
+		s.oldsStopped = stopped
+		// The stop's own bounds (stopBatch): the connection count and the
+		// longest stop timeout.
+		longest := time.Duration(0)
+		for _, t := range s.olds {
+			longest = max(longest, r.stopTimeout(t.c))
+		}
+		timeout += r.o.DrainTimeout + longest + DefaultStopTimeout
 	}
 	s.settled = make(chan struct{})
-	settleCtx, cancel := context.WithTimeout(beside(context.WithoutCancel(ctx), "settle"), r.cleanupTimeout()+r.o.RegisterTimeout+r.o.DeregisterTimeout)
+	settleCtx, cancel := context.WithTimeout(beside(context.WithoutCancel(ctx), "settle"), timeout)
 	go func() {
 		defer close(s.settled)
 		defer cancel()
-		s.settle(settleCtx)
+		s.settle(settleCtx, stopped)
 	}()
 }
 
@@ -525,7 +539,9 @@ func (s *stepRun) settleBeside(ctx context.Context) {
 // router shows it routing to urls the lifted one goes. Traffic stays on
 // version throughout: the lifted route shadows the rest until it goes.
 // On failure the route container it started or was given is removed.
-func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string, urls []string, lifted, made Container) (Container, error) {
+// When ready is not nil, the wait for the router begins once it is
+// closed (settleBeside).
+func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string, urls []string, lifted, made Container, ready <-chan struct{}) (Container, error) {
 	user, routed := made, false
 	defer func() {
 		if !routed && user.ID != "" {
@@ -548,6 +564,13 @@ func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string,
 		err = r.startRouteContainer(ctx, made)
 	} else {
 		_, err = r.startRoute(ctx, plan.User, RouteUser, version, func(c Container) { user = c })
+	}
+	if err == nil && ready != nil {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			err = context.Cause(ctx)
+		}
 	}
 	if err == nil {
 		err = r.waitRoutes(ctx, plan.User.Routers, urls, r.o.RegisterTimeout)
@@ -675,7 +698,7 @@ func (r *rollout) repairLifted(ctx context.Context, sw Switcher, d *decision, li
 // settleLifted is repairLifted's settle, once planned.
 func (r *rollout) settleLifted(ctx context.Context, plan SwitchPlan, version string, urls []string, lifted Container) (bool, error) {
 	r.info(PhasePlan, Event{Container: lifted.Short(), Message: fmt.Sprintf("settling route container %s, left lifted by an interrupted rollout of %s", lifted.Short(), version)})
-	if _, err := r.settleTo(ctx, plan, version, urls, lifted, Container{}); err != nil {
+	if _, err := r.settleTo(ctx, plan, version, urls, lifted, Container{}, nil); err != nil {
 		return false, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("settling route container %s, left lifted by an interrupted rollout: %w", lifted.Short(), err),
 			State: fmt.Sprintf("%s serves, through route container %s or its replacement", version, lifted.Short()), Hint: "docker ps -a (the app's route containers carry the label " + LabelRouteOf + "=" + r.o.App + "); Traefik's /api/http/routers"}
 	}

@@ -707,3 +707,33 @@ func TestCountersSetUpAheadAreDroppedWhenTheRunFails(t *testing.T) {
 		})
 	}
 }
+
+// An old container with routers of its own defines the user's routers
+// too until it stops: the settle starts beside the stop all the same
+// (its route container while the old one drains: Traefik disables the
+// router defined twice, the lifted one shadows it), and waits for the
+// stop before it confirms the settled routers and removes the lifted
+// route.
+func TestSettleBesideOldContainersWithRoutersWaitsForTheirStop(t *testing.T) {
+	s := atomicScenario() // v1 carries the user's routers
+	fr := newFaultyRuntime(s.w.runtime())
+	e, _ := s.engine(fr)
+	if _, err := run(t, false, e); err != nil {
+		t.Fatal(err)
+	}
+	stop := slices.Index(s.w.ops, "stop web-v1")
+	lifted := slices.IndexFunc(s.w.ops, func(op string) bool {
+		return strings.HasPrefix(op, "remove web-route-v2-")
+	})
+	if stop < 0 || lifted < stop {
+		t.Errorf("the lifted route was removed at op %d, the old container stopped at %d: want after: %q", lifted, stop, s.w.ops)
+	}
+	if !slices.ContainsFunc(fr.calls, func(c string) bool { return strings.HasPrefix(c, "settle: Start ") }) {
+		t.Errorf("the settle's route container was not started beside the stop: %q", fr.calls)
+	}
+	for i, n := range s.w.served {
+		if n == 0 {
+			t.Errorf("no server routed after op %q", s.w.ops[i])
+		}
+	}
+}

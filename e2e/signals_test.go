@@ -35,9 +35,12 @@ func TestSignalsInEachPhase(t *testing.T) {
 		// one (the default) switches, then counts the connections in
 		// flight on the old version as it stops it. Interrupted before
 		// the switch is confirmed, it switches back; after, the old
-		// version is out of rotation and the run finishes.
+		// version is out of rotation and the run finishes. With one new
+		// container the lifted route starts beside it, so the switch is
+		// confirmed with the register: the window is the new container's
+		// health.
 		{"SIGINT while draining (gradual)", "drain marker written", syscall.SIGINT, []string{"--switch", "gradual"}, 130, "v1"},
-		{"SIGTERM while switching", "switch     start", syscall.SIGTERM, nil, 143, "v1"},
+		{"SIGTERM once the lifted route has started, before the switch", "Traefik switches every new request", syscall.SIGTERM, []string{"--env", "STARTUP_DELAY=8s"}, 143, "v1"},
 		{"SIGINT while counting connections after the switch", "drain      start", syscall.SIGINT, nil, 0, "v2"},
 		{"SIGTERM while stopping the old one", "stop       start", syscall.SIGTERM, nil, 0, "v2"},
 	}
