@@ -553,12 +553,13 @@ func checkInvariants(t *testing.T, s *scenario, f dockerFault, fr *faultyRuntime
 
 // countedSeqs are the sequences of calls the fault tests number: the
 // run's own, the pruning's, the settle's (beside the stop, after an
-// atomic switch), the making of the route containers and the setting up
+// atomic switch, and its removal of the previous route containers), the
+// making of the route containers and the setting up
 // of the connection counts (beside the new containers' start, before an
 // atomic switch). The watcher of the new container is left out: how many
 // inspects it makes depends on timing (its faults are
 // TestDockerFaultInWatcher's).
-var countedSeqs = []string{"", "prune", "settle", "routes", "conns"}
+var countedSeqs = []string{"", "prune", "settle", "unroute", "routes", "conns"}
 
 // countCalls runs a clean rollout or rollback twice and returns its Docker
 // calls, by sequence; the two runs must agree.

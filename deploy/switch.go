@@ -534,8 +534,8 @@ func (s *stepRun) settleBeside(ctx context.Context) {
 
 // settleTo replaces the lifted route container of version (whose
 // containers serve at urls) by one at the user's router names and
-// priorities: the app's other route containers go, the new one starts
-// (made, when it was created ahead, else one it creates), and once the
+// priorities: the app's other route containers go while the new one
+// starts (made, when it was created ahead, else one it creates), and once the
 // router shows it routing to urls the lifted one goes. Traffic stays on
 // version throughout: the lifted route shadows the rest until it goes.
 // On failure the route container it started or was given is removed.
@@ -552,18 +552,32 @@ func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string,
 	if err != nil {
 		return Container{}, err
 	}
-	for _, c := range routes {
-		if c.ID == lifted.ID || c.ID == made.ID {
-			continue
+	// The app's other route containers go while the new one starts (the
+	// lifted routers shadow the routers they define twice meanwhile), so
+	// that both changes tend to reach the router in one reload: it takes
+	// at most one per throttle, and a removal first, then a start, often
+	// cost one more.
+	removed := make(chan error, 1)
+	go func() {
+		ctx := beside(ctx, "unroute")
+		for _, c := range routes {
+			if c.ID == lifted.ID || c.ID == made.ID {
+				continue
+			}
+			if err := r.e.Runtime.Remove(ctx, c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+				removed <- fmt.Errorf("removing the previous route container %s: %w", c.Short(), err)
+				return
+			}
 		}
-		if err := r.e.Runtime.Remove(ctx, c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
-			return Container{}, fmt.Errorf("removing the previous route container %s: %w", c.Short(), err)
-		}
-	}
+		removed <- nil
+	}()
 	if made.ID != "" {
 		err = r.startRouteContainer(ctx, made)
 	} else {
 		_, err = r.startRoute(ctx, plan.User, RouteUser, version, func(c Container) { user = c })
+	}
+	if rerr := <-removed; err == nil {
+		err = rerr
 	}
 	if err == nil && ready != nil {
 		select {
