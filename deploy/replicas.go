@@ -102,9 +102,9 @@ type stepRun struct {
 	// it: closeOldsStopped).
 	settled, oldsStopped chan struct{}
 	// liftedRoute and userRoute are the route containers of an atomic
-	// switch, created ahead (while the new containers turn healthy, and
-	// while the router takes the lifted one) so that the switch and the
-	// settle only start them; nil until created.
+	// switch, created ahead, while the new containers start and turn
+	// healthy (makeRoutes), so that the switch and the settle only start
+	// them; nil until makeRoutes runs.
 	liftedRoute, userRoute *target
 	liftedStarted          bool // liftedRoute was started (makeRoutes, startLiftedEarly, switchOver)
 	// routesMade reports the end of makeRoutes (nil once routesReady has
