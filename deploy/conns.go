@@ -129,8 +129,9 @@ type prepared struct {
 
 // prepareCounters sets up, in the background, the counters of the old
 // containers ts the step's switch takes out of rotation, while the new
-// containers start: once the switch is confirmed the count begins at
-// once (a helper container takes 0.3-0.7 s to make on a busy host).
+// containers turn healthy (once makeRoutes has made the route
+// containers): once the switch is confirmed the count begins at once (a
+// helper container takes 0.3-0.7 s to make on a busy host).
 // waitConns takes them (preparedCounters); a run that ends before drops
 // them (dropCounters).
 func (s *stepRun) prepareCounters(ctx context.Context, ts []*target) {

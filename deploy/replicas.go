@@ -111,9 +111,11 @@ type stepRun struct {
 	// read it), routesErr its error.
 	routesMade chan error
 	routesErr  error
-	// counting reports the counters prepareCounters set up (nil once
-	// taken).
-	counting chan map[*target]prepared
+	// switching: the old containers the step's switch takes out of
+	// rotation; counting reports the counters prepareCounters set up for
+	// them (nil once taken).
+	switching []*target
+	counting  chan map[*target]prepared
 
 	mu   sync.Mutex
 	undo []undoEntry
@@ -217,13 +219,14 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 			return nil, s.fail(ctx, PhaseCreate, nil, context.Cause(ctx))
 		}
 		if r.sw != nil && len(st.Drain) > 0 {
-			var switched []*target
+			// Counted once the switch takes them out: the counts are set
+			// up once the route containers are made (makeRoutes).
+			s.switching = nil
 			for _, i := range st.Drain {
 				if t := s.olds[i]; t.old.drain == DrainSwitch && t.state != TargetGone {
-					switched = append(switched, t)
+					s.switching = append(s.switching, t)
 				}
 			}
-			s.prepareCounters(ctx, switched)
 		}
 		if st.Start > 0 {
 			if t, err := s.startBatch(ctx, st.Start); err != nil {

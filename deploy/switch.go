@@ -287,7 +287,8 @@ func (s *stepRun) startLifted(ctx context.Context) error {
 // background, not started, while the new containers start and turn
 // healthy: the lifted one (switchOver starts it, or startLiftedEarly
 // before) and the user level one (the settle starts it). routesReady
-// waits for it.
+// waits for it. Then it sets up the connection counts of the old
+// containers the switch takes out (prepareCounters).
 //
 // withNew: the switch has one new container, and it gets deployctl's
 // drain-aware healthcheck: the lifted route container then starts as
@@ -327,7 +328,15 @@ func (s *stepRun) makeRoutes(ctx context.Context, withNew bool) {
 				user.c, user.state = c, TargetCreated
 				s.record(undoRouteCreated, user)
 			})
-			return err
+			if err != nil {
+				return err
+			}
+			// After the route containers, which the switch needs: on a
+			// host short of disk space the counts (a copy of the probe, or
+			// a helper container), which it can do without, must not take
+			// their room.
+			s.prepareCounters(ctx, s.switching)
+			return nil
 		}()
 	}()
 }

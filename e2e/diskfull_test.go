@@ -24,26 +24,29 @@ import (
 )
 
 // The Docker host's disk fills up: on a second Docker engine whose data
-// root is a 256 MiB tmpfs (so the machine's own engine and disk are not
+// root is a 320 MiB tmpfs (so the machine's own engine and disk are not
 // touched), with its own Traefik and load through it, v1 is deployed and
 // the disk is then filled. A rollout to v2 fails wherever Docker first runs
 // out of space (the lock container, the new container, or copying the probe
 // into it) and must then say so, leave v1 serving with no failed request,
 // remove what it made and release the lock.
 func TestDiskFullLeavesV1Serving(t *testing.T) {
-	small := startSmallEngine(t, 256<<20)
+	// 320 MiB: v1, the images and Traefik's engine state leave about
+	// 140 MiB; an atomic rollout to v2 (its container, two route
+	// containers and their probes, vfs copies all) needs most of it.
+	small := startSmallEngine(t, 320<<20)
 	e := newEnv(t, traefikFor(t)) // on the small engine: DOCKER_HOST points at it
 	repo := appImages(t, e.cli, "v1", "v2")
 	app := e.appName("full")
 	e.firstDeploy(app, repo, "v1")
 
-	// From a full disk up, 4 MiB more free space each time, until the
+	// From a full disk up, 6 MiB more free space each time, until the
 	// rollout succeeds: each try fails wherever Docker first runs out of
 	// space, and every failure must keep the promise.
 	failedAt := map[string]bool{}
 	historyLost := 0 // runs whose history record did not fit either
 	succeeded := false
-	for free := int64(0); free <= 96<<20 && !succeeded; free += 4 << 20 {
+	for free := int64(0); free <= 156<<20 && !succeeded; free += 6 << 20 {
 		t.Run(fmt.Sprintf("%dMiB free", free>>20), func(t *testing.T) {
 			e := e.with(t)
 			small.fill(t, free)
