@@ -303,42 +303,40 @@ func (s *stepRun) startLifted(ctx context.Context) error {
 // container as soon as it runs: startLiftedEarly starts it then, once
 // every new container is healthy.
 func (s *stepRun) makeRoutes(ctx context.Context, withNew bool) {
-	r := s.r
-	lifted, user := &target{state: TargetPlanned}, &target{state: TargetPlanned}
-	s.liftedRoute, s.userRoute = lifted, user
+	s.liftedRoute, s.userRoute = &target{state: TargetPlanned}, &target{state: TargetPlanned}
 	made := make(chan error, 1)
 	s.routesMade = made
-	ctx = beside(ctx, "routes")
-	go func() {
-		made <- func() error {
-			_, err := r.createRoute(ctx, r.sw.Lifted, RouteLifted, r.o.Version, func(c Container) {
-				lifted.c, lifted.state = c, TargetCreated
-				s.record(undoRouteCreated, lifted)
-			})
-			if err != nil {
-				return err
-			}
-			if withNew {
-				if err := s.startLifted(ctx); err != nil {
-					return err
-				}
-				r.info(PhaseCreate, Event{Container: lifted.short(), Message: s.say(fmt.Sprintf("route container %s started: Traefik switches every new request to %s once it sees the new container healthy", lifted.short(), r.o.Version))})
-			}
-			_, err = r.createRoute(ctx, r.sw.User, RouteUser, r.o.Version, func(c Container) {
-				user.c, user.state = c, TargetCreated
-				s.record(undoRouteCreated, user)
-			})
-			if err != nil {
-				return err
-			}
-			// After the route containers, which the switch needs: on a
-			// host short of disk space the counts (a copy of the probe, or
-			// a helper container), which it can do without, must not take
-			// their room.
-			s.prepareCounters(ctx, s.switching)
-			return nil
-		}()
-	}()
+	go func() { made <- s.createRoutes(beside(ctx, "routes"), withNew) }()
+}
+
+// createRoutes is makeRoutes' work: the lifted route container (started
+// at once when withNew), the user level one, then the connection counts.
+func (s *stepRun) createRoutes(ctx context.Context, withNew bool) error {
+	r := s.r
+	create := func(rt *target, route Route, level string) error {
+		_, err := r.createRoute(ctx, route, level, r.o.Version, func(c Container) {
+			rt.c, rt.state = c, TargetCreated
+			s.record(undoRouteCreated, rt)
+		})
+		return err
+	}
+	if err := create(s.liftedRoute, r.sw.Lifted, RouteLifted); err != nil {
+		return err
+	}
+	if withNew {
+		if err := s.startLifted(ctx); err != nil {
+			return err
+		}
+		r.info(PhaseCreate, Event{Container: s.liftedRoute.short(), Message: s.say(fmt.Sprintf("route container %s started: Traefik switches every new request to %s once it sees the new container healthy", s.liftedRoute.short(), r.o.Version))})
+	}
+	if err := create(s.userRoute, r.sw.User, RouteUser); err != nil {
+		return err
+	}
+	// After the route containers, which the switch needs: on a host short
+	// of disk space the counts (a copy of the probe, or a helper
+	// container), which it can do without, must not take their room.
+	s.prepareCounters(ctx, s.switching)
+	return nil
 }
 
 // routesReady waits until makeRoutes is over and returns its error.
