@@ -101,10 +101,11 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Containe
 		if err != nil {
 			return nil, nil, err
 		}
+		u, routed := routingUnder(routes, d, c)
 		switch {
 		case repaired || r.dryRun:
-		case routedUnder(routes, d, c):
-			if err := r.unlift(ctx, sw, d, c); err != nil {
+		case routed:
+			if err := r.unlift(ctx, sw, d, c, u); err != nil {
 				return nil, nil, err
 			}
 		default:
@@ -565,19 +566,7 @@ func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string,
 	// at most one per throttle, and a removal first, then a start, often
 	// cost one more.
 	removed := make(chan error, 1)
-	go func() {
-		ctx := beside(ctx, "unroute")
-		for _, c := range routes {
-			if c.ID == lifted.ID || c.ID == made.ID {
-				continue
-			}
-			if err := r.e.Runtime.Remove(ctx, c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
-				removed <- fmt.Errorf("removing the previous route container %s: %w", c.Short(), err)
-				return
-			}
-		}
-		removed <- nil
-	}()
+	go func() { removed <- r.removeRoutes(beside(ctx, "unroute"), routes, lifted.ID, made.ID) }()
 	if made.ID != "" {
 		err = r.startRouteContainer(ctx, made)
 	} else {
@@ -610,35 +599,85 @@ func (r *rollout) settleTo(ctx context.Context, plan SwitchPlan, version string,
 	return user, nil
 }
 
-// routedUnder reports whether something would route the app if lifted
-// went: a running container with routers of its own, or a running user
-// level route container of a version that has running containers.
-func routedUnder(routes []Container, d *decision, lifted Container) bool {
-	for _, old := range d.olds {
-		if hasOwnRouters(old.Container) {
-			return true
-		}
-	}
-	for _, rc := range routes {
-		if rc.ID == lifted.ID || !rc.Running() || rc.Labels[LabelRouteLevel] != RouteUser {
+// removeRoutes removes the route containers of routes but those of the
+// IDs keep (a removal an interrupted run had begun may complete first).
+func (r *rollout) removeRoutes(ctx context.Context, routes []Container, keep ...string) error {
+	for _, c := range routes {
+		if slices.Contains(keep, c.ID) {
 			continue
 		}
-		v := rc.Labels[LabelVersion]
-		if slices.ContainsFunc(d.olds, func(o *oldContainer) bool { return o.Labels[LabelVersion] == v && o.url != "" }) {
-			return true
+		if err := r.e.Runtime.Remove(ctx, c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+			return fmt.Errorf("removing the previous route container %s: %w", c.Short(), err)
 		}
 	}
-	return false
+	return nil
+}
+
+// under is the routing under a lifted route container: the containers
+// of version that define the user's routers (own: they carry them), or
+// whose user-level route container does; urls are theirs, tmpl one of
+// them.
+type under struct {
+	version string
+	urls    []string
+	tmpl    Container
+	own     bool
+}
+
+// routingUnder reports what would route the app if lifted went: running
+// containers with routers of their own that the router lists, or a
+// running user-level route container of another version than lifted's
+// whose containers the router lists. (One of lifted's own version is the
+// interrupted run's settle under way: that is settled, not switched back
+// to.)
+func routingUnder(routes []Container, d *decision, lifted Container) (under, bool) {
+	var u under
+	for _, old := range d.olds {
+		if hasOwnRouters(old.Container) && old.url != "" {
+			if !u.own {
+				u = under{version: old.Labels[LabelVersion], tmpl: old.Container, own: true}
+			}
+			u.urls = append(u.urls, old.url)
+		}
+	}
+	if u.own {
+		return u, true
+	}
+	for _, rc := range routes {
+		v := rc.Labels[LabelVersion]
+		if rc.ID == lifted.ID || !rc.Running() || rc.Labels[LabelRouteLevel] != RouteUser || v == lifted.Labels[LabelVersion] {
+			continue
+		}
+		u = under{version: v}
+		for _, old := range d.olds {
+			if old.Labels[LabelVersion] == v && old.url != "" {
+				u.urls, u.tmpl = append(u.urls, old.url), old.Container
+			}
+		}
+		if len(u.urls) > 0 {
+			return u, true
+		}
+	}
+	return under{}, false
 }
 
 // unlift switches back from a lifted route container a run killed between
-// its switch and its stop left while other versions still run: removing
-// it puts the routing under it back in force (the run before's), and the
-// rollout then switches from there, taking every running version's
-// containers out. (Settling it instead would need the other versions
-// stopped first, which is the killed run's unfinished work, without its
-// connection count.)
-func (r *rollout) unlift(ctx context.Context, sw Switcher, d *decision, lifted Container) error {
+// its switch and its stop left while other versions still run, to the
+// routing under it, u (the run before's), and the rollout then switches
+// from there, taking every running version's containers out. (Settling
+// it instead would need the other versions stopped first, which is the
+// killed run's unfinished work, without its connection count.)
+//
+// What the killed run left is not trusted to route once the lifted route
+// goes: its settle may have been under way, its last Docker calls
+// completing after the kill (a removal of the route under it, a start of
+// its own user-level route, whose routers Traefik disables as defined
+// twice). So the routing under it is made again first: a fresh route
+// container for u's version, or, when u's containers carry their routers,
+// none; every other route container goes; and the router must show the
+// user's routers routing to u's containers before the lifted one goes
+// (settleTo).
+func (r *rollout) unlift(ctx context.Context, sw Switcher, d *decision, lifted Container, u under) error {
 	version := lifted.Labels[LabelVersion]
 	var routers []string
 	for _, old := range d.olds {
@@ -652,7 +691,7 @@ func (r *rollout) unlift(ctx context.Context, sw Switcher, d *decision, lifted C
 			}
 		}
 	}
-	r.info(PhasePlan, Event{Container: lifted.Short(), Message: fmt.Sprintf("switching back from route container %s (%s), left lifted by an interrupted rollout while other versions still run; that rollout's containers of %s are removed after the stop, not kept as a version", lifted.Short(), version, version)})
+	r.info(PhasePlan, Event{Container: lifted.Short(), Message: fmt.Sprintf("switching back from route container %s (%s) to %s, left lifted by an interrupted rollout while other versions still run; that rollout's containers of %s are removed after the stop, not kept as a version", lifted.Short(), version, u.version, version)})
 	// The interrupted run's new containers: its switch was never
 	// settled, so, like those of a run killed before its switch, they
 	// are half-made (the SIGKILL soak found one kept as a version that
@@ -662,10 +701,30 @@ func (r *rollout) unlift(ctx context.Context, sw Switcher, d *decision, lifted C
 			old.halfMade = true
 		}
 	}
-	if err := r.e.Runtime.Remove(ctx, lifted.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
-		return &Error{Phase: PhasePlan, Kind: KindFailed, State: "nothing was changed",
-			Err:  classifyDocker(fmt.Errorf("removing route container %s, left lifted by an interrupted rollout: %w", lifted.Short(), err)),
-			Hint: "docker ps -a (the app's route containers carry the label " + LabelRouteOf + "=" + r.o.App + "), and run the rollout again"}
+	failed := func(err error) error {
+		e := &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("switching back from route container %s, left lifted by an interrupted rollout, to %s: %w", lifted.Short(), u.version, err),
+			State: fmt.Sprintf("%s serves, through route container %s", version, lifted.Short()),
+			Hint:  "docker ps -a (the app's route containers carry the label " + LabelRouteOf + "=" + r.o.App + "); Traefik's /api/http/routers; run the rollout again"}
+		if de := (*Error)(nil); errors.As(classifyDocker(err), &de) {
+			e.Kind, e.Hint = de.Kind, cmp.Or(de.Hint, e.Hint)
+		}
+		return e
+	}
+	ep, err := r.e.Router.Endpoint(u.tmpl)
+	if err != nil {
+		return failed(err)
+	}
+	plan, err := sw.PlanSwitch(ctx, u.tmpl, nil, ep, u.version) // the routing u's run recorded
+	if err != nil {
+		return failed(err)
+	}
+	if u.own {
+		err = r.unliftToOwn(ctx, plan, u, lifted)
+	} else {
+		_, err = r.settleTo(ctx, plan, u.version, u.urls, lifted, Container{}, nil)
+	}
+	if err != nil {
+		return failed(err)
 	}
 	if len(routers) > 0 {
 		if err := r.waitRoutes(ctx, routers, nil, r.o.DeregisterTimeout); err != nil {
@@ -673,6 +732,26 @@ func (r *rollout) unlift(ctx context.Context, sw Switcher, d *decision, lifted C
 				State: fmt.Sprintf("route container %s was removed; the routing under it serves", lifted.Short()),
 				Hint:  "Traefik's /api/http/routers; run the rollout again"}
 		}
+	}
+	return nil
+}
+
+// unliftToOwn is unlift's switch back when u's containers carry the
+// user's routers: the other route containers go, the router must show
+// those routers routing to u's containers, and then lifted goes.
+func (r *rollout) unliftToOwn(ctx context.Context, plan SwitchPlan, u under, lifted Container) error {
+	routes, err := r.routeContainers(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.removeRoutes(ctx, routes, lifted.ID); err != nil {
+		return err
+	}
+	if err := r.waitRoutes(ctx, plan.User.Routers, u.urls, r.o.RegisterTimeout); err != nil {
+		return err
+	}
+	if err := r.e.Runtime.Remove(ctx, lifted.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+		return fmt.Errorf("removing %s: %w", lifted.Short(), err)
 	}
 	return nil
 }

@@ -77,18 +77,42 @@ func (s worldSwitcher) Routes(ctx context.Context, routers, urls []string) (bool
 	return true, nil
 }
 
-// routersLocked is the routers the running route containers define on
-// Traefik's network, and the service each routes to; w.mu is held.
+// routersLocked is the routers the running containers on Traefik's
+// network define (route containers, and app containers with routers of
+// their own, whose router web routes to their service), and the service
+// each routes to. A router defined twice with different services is left
+// out, as Traefik's docker provider does ("Router defined multiple times
+// with different configurations"). w.mu is held.
 func (w *world) routersLocked() map[string]string {
-	out := map[string]string{}
+	defs := map[string]map[string]bool{}
+	def := func(router, svc string) {
+		if defs[router] == nil {
+			defs[router] = map[string]bool{}
+		}
+		defs[router][svc] = true
+	}
 	for _, c := range w.containers {
-		if c.State != "running" || c.network != "proxy" || c.Labels[LabelRouteOf] == "" {
+		if c.State != "running" || c.network != "proxy" {
+			continue
+		}
+		if c.Labels[LabelRouteOf] == "" {
+			if _, ok := c.Labels["traefik.http.routers.web.rule"]; ok {
+				def("web@docker", serviceFromLabels(c.Labels))
+			}
 			continue
 		}
 		for k, v := range c.Labels {
 			rest, ok := strings.CutPrefix(k, "traefik.http.routers.")
 			if name, key, _ := strings.Cut(rest, "."); ok && key == "service" {
-				out[name+"@docker"] = v + "@docker"
+				def(name+"@docker", v+"@docker")
+			}
+		}
+	}
+	out := map[string]string{}
+	for router, svcs := range defs {
+		if len(svcs) == 1 {
+			for svc := range svcs {
+				out[router] = svc
 			}
 		}
 	}
@@ -96,29 +120,29 @@ func (w *world) routersLocked() map[string]string {
 }
 
 // routedServiceLocked is the service the app's requests go to: that of
-// the highest running route container of app web (lifted, else user
-// level) whose service Traefik lists (Traefik leaves out a router whose
-// service it cannot build), else the user's own, web@docker; w.mu is
-// held.
+// the highest running lifted route container of app web whose service
+// Traefik lists (Traefik leaves out a router whose service it cannot
+// build), else that of the user's router web (routersLocked: a user-level
+// route container's, or the app containers' own), if listed, else none;
+// w.mu is held.
 func (w *world) routedServiceLocked() string {
-	best, level := "web@docker", ""
 	listed := map[string]bool{}
 	for _, svc := range w.servicesLocked() {
 		listed[svc.Name] = true
 	}
 	for _, id := range sortedKeys(w.containers) {
 		c := w.containers[id]
-		if c.State != "running" || c.network != "proxy" || c.Labels[LabelRouteOf] != "web" {
+		if c.State != "running" || c.network != "proxy" || c.Labels[LabelRouteOf] != "web" || c.Labels[LabelRouteLevel] != RouteLifted {
 			continue
 		}
-		if !listed["web-"+c.Labels[LabelVersion]+"@docker"] {
-			continue
-		}
-		if l := c.Labels[LabelRouteLevel]; level == "" || l == RouteLifted {
-			best, level = "web-"+c.Labels[LabelVersion]+"@docker", l
+		if svc := "web-" + c.Labels[LabelVersion] + "@docker"; listed[svc] {
+			return svc
 		}
 	}
-	return best
+	if svc, ok := w.routersLocked()["web@docker"]; ok && listed[svc] {
+		return svc
+	}
+	return ""
 }
 
 // atomicScenario: v1 (deployctl's, with the probe and the user's routers)
@@ -735,5 +759,99 @@ func TestSettleBesideOldContainersWithRoutersWaitsForTheirStop(t *testing.T) {
 		if n == 0 {
 			t.Errorf("no server routed after op %q", s.w.ops[i])
 		}
+	}
+}
+
+// listedThen is a runtime whose first listing of the app's route
+// containers is followed by then (a Docker call an interrupted run sent
+// completing after the next run listed).
+type listedThen struct {
+	Runtime
+	once sync.Once
+	then func()
+}
+
+func (l *listedThen) List(ctx context.Context, sel map[string]string) ([]Container, error) {
+	cs, err := l.Runtime.List(ctx, sel)
+	if sel[LabelRouteOf] != "" {
+		l.once.Do(l.then)
+	}
+	return cs, err
+}
+
+// A run killed as its settle began (beside its stop) leaves its lifted
+// route over routing it had started to change: its last Docker calls can
+// complete after the kill, and Traefik disables a router defined twice.
+// The next rollout must not trust what it lists to route once the lifted
+// route goes: it switches back to routing it made and saw in the router,
+// and the app is served after every step.
+func TestRunKilledAsItsSettleBeganIsSwitchedBackToRoutingItMade(t *testing.T) {
+	cases := []struct {
+		name   string
+		setup  func(w *world) // after v1 and the killed run's v2 and lifted route
+		routed bool           // v1 is routed by its user-level route container
+		then   func(w *world) // after the next run's listing
+	}{
+		{"its user-level route started: the router is defined twice", func(w *world) {
+			addRoute(w, "web-route-v2-user", "v2", RouteUser)
+		}, true, nil},
+		{"its user-level route started while v1 carries its own routers", func(w *world) {
+			addRoute(w, "web-route-v2-user", "v2", RouteUser)
+		}, false, nil},
+		{"the route under it is removed after the next run listed it", nil, true, func(w *world) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			delete(w.containers, "id-web-route-v1-user")
+			w.op("removal of web-route-v1-user completes")
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := atomicScenario()
+			if tc.routed {
+				s = atomicRoutedScenario()
+			}
+			w := s.w
+			w.addImage("web:v3", nil)
+			_, lifted := addKilledMidSwitch(w)
+			if tc.setup != nil {
+				tc.setup(w)
+			}
+			if got := servedURLs(w); !slices.Equal(got, []string{urlOf(w, "id-web-v2-killed")}) {
+				t.Fatalf("before the run Traefik routes to %v, want the killed run's v2", got)
+			}
+			w.served = nil
+			var rt Runtime = w.runtime()
+			if tc.then != nil {
+				rt = &listedThen{Runtime: rt, then: func() { tc.then(w) }}
+			}
+			e, ev := s.engine(newFaultyRuntime(rt))
+			o := faultOptions()
+			o.Version, o.Switch, o.DrainTimeout = "v3", SwitchAtomic, time.Second
+			res, err := e.Rollout(context.Background(), o)
+			if err != nil {
+				t.Fatalf("%v\nops %q", err, w.ops)
+			}
+			if res.Switch != SwitchAtomic {
+				t.Errorf("switch %s, want atomic; warnings %q", res.Switch, ev.warnings())
+			}
+			for i, n := range w.served {
+				if n == 0 {
+					t.Errorf("no server routed after op %q\nops %q", w.ops[i], w.ops)
+					break
+				}
+			}
+			if got := servedURLs(w); !slices.Equal(got, []string{urlOf(w, res.New.ID)}) {
+				t.Errorf("Traefik routes to %v, want the new container only", got)
+			}
+			if _, ok := w.containers[lifted.ID]; ok {
+				t.Errorf("the killed run's lifted route container is left")
+			}
+			if !slices.ContainsFunc(ev.all, func(e Event) bool {
+				return strings.Contains(e.Message, "switching back from route container "+lifted.Short()+" (v2) to v1")
+			}) {
+				t.Errorf("no event says the lifted route was switched back from, to v1")
+			}
+		})
 	}
 }

@@ -65,31 +65,45 @@ func TestRedeployServingVersion(t *testing.T) {
 // ends with only its own version running: no request fails.
 func TestSIGKILLedRunLeftoversRepaired(t *testing.T) {
 	e := newEnv(t, traefikFor(t))
-	repo := appImages(t, e.cli, "v1", "v2", "v3")
+	repo := appImages(t, e.cli, "v1", "v2", "v3", "v4")
 	cases := []struct {
 		name    string
 		trigger string   // the progress line at which the run is killed
 		args    []string // of the killed run
 		drained bool     // the killed run drained v1: wait until Traefik dropped it
 		warn    []string // what the next run says
+		steady  bool     // v1, then v2 rolled out atomically (a user-level route container routes it); the killed run is to v3, the next to v4
 	}{
 		{"killed while the new container starts", "healthy    start", []string{"--env", "STARTUP_DELAY=30s"}, false,
-			[]string{"breaking a stale deploy lock"}},
+			[]string{"breaking a stale deploy lock"}, false},
 		{"killed after the old one was drained (gradual)", "drain marker written", []string{"--switch", "gradual"}, true,
-			[]string{"breaking a stale deploy lock", "probably left by an interrupted run"}},
+			[]string{"breaking a stale deploy lock", "probably left by an interrupted run"}, false},
 		// Atomic (the default): the lifted route serves v2 while v1,
 		// with its own routers, still runs under it. The next run
 		// switches back to v1, then to v3.
 		{"killed after the switch", "switch     done", nil, false,
-			[]string{"breaking a stale deploy lock", "switching back from route container"}},
+			[]string{"breaking a stale deploy lock", "switching back from route container"}, false},
+		// The settle begins at the switch, beside the drain: the kill
+		// lands among its Docker calls (the route under the lifted one
+		// removed, its own started), which may complete after it. The
+		// next run switches back to routing it makes again.
+		{"killed as its settle began, after an atomic rollout", "switch     done", nil, false,
+			[]string{"breaking a stale deploy lock", "switching back from route container"}, true},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := e.with(t)
 			app := e.appName("kill" + string(rune('a'+i)))
 			e.firstDeploy(app, repo, "v1")
+			killedV, nextV := "v2", "v3"
+			if tc.steady {
+				if r := e.deployctl("rollout", "--image", repo, "--version", "v2", "--app", app); r.code != 0 {
+					t.Fatalf("rollout to v2: exit %d", r.code)
+				}
+				killedV, nextV = "v3", "v4"
+			}
 			l := startLoad(t, e.traefik.EntryURL, app+".test", 100, true)
-			e.signalAt(tc.trigger, syscall.SIGKILL, append([]string{"rollout", "--image", repo, "--version", "v2", "--app", app}, tc.args...)...)
+			e.signalAt(tc.trigger, syscall.SIGKILL, append([]string{"rollout", "--image", repo, "--version", killedV, "--app", app}, tc.args...)...)
 			if st := e.status(app); st.Lock == nil {
 				t.Errorf("the killed run left no lock: the test did not kill it while it held one")
 			}
@@ -109,7 +123,7 @@ func TestSIGKILLedRunLeftoversRepaired(t *testing.T) {
 				})
 			}
 
-			r := e.deployctl("rollout", "--image", repo, "--version", "v3", "--app", app)
+			r := e.deployctl("rollout", "--image", repo, "--version", nextV, "--app", app)
 			if r.code != 0 {
 				t.Fatalf("the next rollout: exit %d", r.code)
 			}
@@ -120,9 +134,9 @@ func TestSIGKILLedRunLeftoversRepaired(t *testing.T) {
 			}
 			time.Sleep(300 * time.Millisecond)
 			l.expectNoFailures(t)
-			e.expectServing(app, "v3")
+			e.expectServing(app, nextV)
 			for _, c := range e.containers(app) {
-				if c.Running() && c.Labels[deploy.LabelVersion] != "v3" {
+				if c.Running() && c.Labels[deploy.LabelVersion] != nextV {
 					t.Errorf("still running after the repair: %s (%s)", c.Name, c.Labels[deploy.LabelVersion])
 				}
 			}
@@ -131,7 +145,7 @@ func TestSIGKILLedRunLeftoversRepaired(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, c := range routes {
-				if c.Labels[deploy.LabelVersion] != "v3" || c.Labels[deploy.LabelRouteLevel] != deploy.RouteUser {
+				if c.Labels[deploy.LabelVersion] != nextV || c.Labels[deploy.LabelRouteLevel] != deploy.RouteUser {
 					t.Errorf("route container left after the repair: %s (%s, %s, %s)", c.Name, c.Labels[deploy.LabelVersion], c.Labels[deploy.LabelRouteLevel], c.State)
 				}
 			}
