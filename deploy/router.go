@@ -139,7 +139,8 @@ var ErrNotAtomic = errors.New("cannot switch atomically")
 // rollout left, whose route container is gone or going while the router
 // has yet to drop them. The engine waits for the router to drop them and
 // plans again; if they stay, Err (wrapping ErrNotAtomic) says why the
-// rollout switches gradually.
+// rollout switches gradually. The plan comes with it, whole: its
+// user-level routes (a settle's, a switch back's) tie with nothing.
 type LiftedLeftError struct {
 	Routers []string
 	Err     error

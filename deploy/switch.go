@@ -710,11 +710,7 @@ func (r *rollout) unlift(ctx context.Context, sw Switcher, d *decision, lifted C
 		}
 		return e
 	}
-	ep, err := r.e.Router.Endpoint(u.tmpl)
-	if err != nil {
-		return failed(err)
-	}
-	plan, err := sw.PlanSwitch(ctx, u.tmpl, nil, ep, u.version) // the routing u's run recorded
+	plan, err := r.planUser(ctx, sw, u.tmpl, u.version) // the routing u's run recorded
 	if err != nil {
 		return failed(err)
 	}
@@ -782,17 +778,31 @@ func (r *rollout) repairLifted(ctx context.Context, sw Switcher, d *decision, li
 	if r.dryRun || len(urls) == 0 {
 		return false, nil
 	}
-	ep, err := r.e.Router.Endpoint(tmpl)
+	plan, err := r.planUser(ctx, sw, tmpl, version) // the routing that version's run recorded
 	if err == nil {
-		var plan SwitchPlan
-		if plan, err = sw.PlanSwitch(ctx, tmpl, nil, ep, version); err == nil { // the routing that version's run recorded
-			return r.settleLifted(ctx, plan, version, urls, lifted)
-		}
+		return r.settleLifted(ctx, plan, version, urls, lifted)
 	}
 	// Said, not silent: the rollout then switches back from it or
 	// gradually, and the reason is here.
 	r.warnAbout(PhasePlan, lifted.Short(), WarnSettleFailed, "route container %s (%s), left lifted by an interrupted rollout, cannot be settled: %v", lifted.Short(), version, err)
 	return false, nil
+}
+
+// planUser plans the user-level routing of version's containers, of
+// which tmpl is one, for a settle or a switch back: lifted routers of
+// other versions the router still lists (the one being settled or
+// switched back from among them) are no obstacle to it (LiftedLeftError
+// comes with the whole plan).
+func (r *rollout) planUser(ctx context.Context, sw Switcher, tmpl Container, version string) (SwitchPlan, error) {
+	ep, err := r.e.Router.Endpoint(tmpl)
+	if err != nil {
+		return SwitchPlan{}, err
+	}
+	plan, err := sw.PlanSwitch(ctx, tmpl, nil, ep, version)
+	if left := (*LiftedLeftError)(nil); errors.As(err, &left) {
+		err = nil
+	}
+	return plan, err
 }
 
 // settleLifted is repairLifted's settle, once planned.

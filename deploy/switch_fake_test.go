@@ -15,7 +15,8 @@ import (
 // fake world: the app's requests go to the service of its highest running
 // route container (lifted above user level), else to web@docker
 // (world.routedServiceLocked). It splits webLabels as the docker
-// provider's adapter does.
+// provider's adapter does; a lifted router of another version that runs
+// ties with the plan's (LiftedLeftError, with the plan).
 type worldSwitcher struct{ *fakeRouter }
 
 func (s worldSwitcher) PlanSwitch(ctx context.Context, tmpl Container, labels map[string]string, ep Endpoint, version string) (SwitchPlan, error) {
@@ -38,13 +39,26 @@ func (s worldSwitcher) PlanSwitch(ctx context.Context, tmpl Container, labels ma
 			}
 		}
 	}
-	return SwitchPlan{
+	plan := SwitchPlan{
 		RemoveLabels: remove,
 		Labels:       map[string]string{"traefik.http.services." + svc + ".loadbalancer.server.port": "8080"},
 		Services:     []string{svc + "@docker"},
 		Lifted:       route("web-" + version),
 		User:         route("web"),
-	}, nil
+	}
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	var left []string
+	for router := range s.w.routersLocked() {
+		if strings.HasPrefix(router, "web-") && router != "web-"+version+"@docker" {
+			left = append(left, router)
+		}
+	}
+	if len(left) > 0 {
+		slices.Sort(left)
+		return plan, &LiftedLeftError{Routers: left, Err: fmt.Errorf("%w: router(s) %s tie with the lifted router", ErrNotAtomic, strings.Join(left, ", "))}
+	}
+	return plan, nil
 }
 
 func (s worldSwitcher) Routes(ctx context.Context, routers, urls []string) (bool, error) {

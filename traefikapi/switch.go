@@ -37,7 +37,8 @@ func notAtomic(format string, args ...any) error {
 
 // PlanSwitch implements deploy.Switcher: the template's labels split by
 // SplitRouting, refused when Traefik is v1, when the labels cannot be
-// split, or when another router has the priority a lifted router needs.
+// split, or when another router has the priority a lifted router needs
+// (a deploy.LiftedLeftError comes with the plan, whole).
 func (p DockerProvider) PlanSwitch(ctx context.Context, tmpl deploy.Container, labels map[string]string, ep deploy.Endpoint, version string) (deploy.SwitchPlan, error) {
 	rl, ok := p.API.(RouterLister)
 	if !ok {
@@ -66,23 +67,6 @@ func (p DockerProvider) PlanSwitch(ctx context.Context, tmpl deploy.Container, l
 	if err != nil {
 		return deploy.SwitchPlan{}, err
 	}
-	if others, left := priorityConflicts(split, routers, version); len(others)+len(left) > 0 {
-		var c []string
-		for _, r := range append(others, left...) {
-			c = append(c, fmt.Sprintf("%s (priority %d)", r.Name, ObservedPriority(r.Priority, r.Rule)))
-		}
-		slices.Sort(c)
-		err := notAtomic("router(s) %s share an entrypoint with the app's and have the priority its lifted router needs, and Traefik does not define which of two routers of equal priority wins; give the app's router(s) an explicit traefik.http.routers.<name>.priority", strings.Join(c, "; "))
-		if len(others) > 0 {
-			return deploy.SwitchPlan{}, err
-		}
-		le := &deploy.LiftedLeftError{Err: err}
-		for _, r := range left {
-			le.Routers = append(le.Routers, r.Name)
-		}
-		slices.Sort(le.Routers)
-		return deploy.SwitchPlan{}, le
-	}
 	plan := deploy.SwitchPlan{Labels: map[string]string{}}
 	for _, m := range []map[string]string{tmpl.Labels, labels} {
 		for k := range m {
@@ -107,6 +91,23 @@ func (p DockerProvider) PlanSwitch(ctx context.Context, tmpl deploy.Container, l
 	for _, r := range split.Routers {
 		plan.Lifted.Routers = append(plan.Lifted.Routers, LiftedRouter(r.Name, version)+"@docker")
 		plan.User.Routers = append(plan.User.Routers, r.Name+"@docker")
+	}
+	if others, left := priorityConflicts(split, routers, version); len(others)+len(left) > 0 {
+		var c []string
+		for _, r := range append(others, left...) {
+			c = append(c, fmt.Sprintf("%s (priority %d)", r.Name, ObservedPriority(r.Priority, r.Rule)))
+		}
+		slices.Sort(c)
+		err := notAtomic("router(s) %s share an entrypoint with the app's and have the priority its lifted router needs, and Traefik does not define which of two routers of equal priority wins; give the app's router(s) an explicit traefik.http.routers.<name>.priority", strings.Join(c, "; "))
+		if len(others) > 0 {
+			return deploy.SwitchPlan{}, err
+		}
+		le := &deploy.LiftedLeftError{Err: err}
+		for _, r := range left {
+			le.Routers = append(le.Routers, r.Name)
+		}
+		slices.Sort(le.Routers)
+		return plan, le // the plan is whole: its user-level routes tie with nothing
 	}
 	return plan, nil
 }

@@ -88,10 +88,14 @@ func TestDockerProviderPlanSwitch(t *testing.T) {
 	// engine waits out.
 	lifted := RouterInfo{Name: "web-k3@docker", Rule: "Host(`example.com`)", Priority: 20, EntryPoints: []string{"web"}, Service: "web-k3@docker"}
 	api.routers = append(api.routers, lifted)
-	_, err = p.PlanSwitch(context.Background(), tmpl, nil, ep, "v2")
+	leftPlan, err := p.PlanSwitch(context.Background(), tmpl, nil, ep, "v2")
 	var left *deploy.LiftedLeftError
 	if !errors.As(err, &left) || strings.Join(left.Routers, ",") != "web-k3@docker" || !errors.Is(err, deploy.ErrNotAtomic) || !strings.Contains(err.Error(), "web-k3@docker (priority 20)") {
 		t.Errorf("a lifted router left: %v (%#v), want a LiftedLeftError naming web-k3@docker", err, left)
+	}
+	// ... with the plan, whole (a switch back uses its user-level routes).
+	if strings.Join(leftPlan.User.Routers, ",") != "web@docker,web-tls@docker" || leftPlan.User.Labels["traefik.http.routers.web.service"] != "web-v2" {
+		t.Errorf("the plan with a lifted router left: user routes %v %v, want router web@docker to web-v2", leftPlan.User.Routers, leftPlan.User.Labels)
 	}
 	// Beside a router of someone else at that priority: not only left.
 	api.routers = append(api.routers, RouterInfo{Name: "other2@file", Rule: "PathPrefix(`/y`)", Priority: 20, EntryPoints: []string{"web"}})
