@@ -615,13 +615,14 @@ func (r *rollout) removeRoutes(ctx context.Context, routes []Container, keep ...
 
 // under is the routing under a lifted route container: the containers
 // of version that define the user's routers (own: they carry them), or
-// whose user-level route container does; urls are theirs, tmpl one of
-// them.
+// whose user-level route container, route, does; urls are theirs, tmpl
+// one of them.
 type under struct {
 	version string
 	urls    []string
 	tmpl    Container
 	own     bool
+	route   Container
 }
 
 // routingUnder reports what would route the app if lifted went: running
@@ -648,7 +649,7 @@ func routingUnder(routes []Container, d *decision, lifted Container) (under, boo
 		if rc.ID == lifted.ID || !rc.Running() || rc.Labels[LabelRouteLevel] != RouteUser || v == lifted.Labels[LabelVersion] {
 			continue
 		}
-		u = under{version: v}
+		u = under{version: v, route: rc}
 		for _, old := range d.olds {
 			if old.Labels[LabelVersion] == v && old.url != "" {
 				u.urls, u.tmpl = append(u.urls, old.url), old.Container
@@ -672,11 +673,7 @@ func routingUnder(routes []Container, d *decision, lifted Container) (under, boo
 // goes: its settle may have been under way, its last Docker calls
 // completing after the kill (a removal of the route under it, a start of
 // its own user-level route, whose routers Traefik disables as defined
-// twice). So the routing under it is made again first: a fresh route
-// container for u's version, or, when u's containers carry their routers,
-// none; every other route container goes; and the router must show the
-// user's routers routing to u's containers before the lifted one goes
-// (settleTo).
+// twice). So the routing under it is made again first (unliftTo).
 func (r *rollout) unlift(ctx context.Context, sw Switcher, d *decision, lifted Container, u under) error {
 	version := lifted.Labels[LabelVersion]
 	var routers []string
@@ -714,12 +711,7 @@ func (r *rollout) unlift(ctx context.Context, sw Switcher, d *decision, lifted C
 	if err != nil {
 		return failed(err)
 	}
-	if u.own {
-		err = r.unliftToOwn(ctx, plan, u, lifted)
-	} else {
-		_, err = r.settleTo(ctx, plan, u.version, u.urls, lifted, Container{}, nil)
-	}
-	if err != nil {
+	if err := r.unliftTo(ctx, plan, u, lifted); err != nil {
 		return failed(err)
 	}
 	if len(routers) > 0 {
@@ -732,20 +724,47 @@ func (r *rollout) unlift(ctx context.Context, sw Switcher, d *decision, lifted C
 	return nil
 }
 
-// unliftToOwn is unlift's switch back when u's containers carry the
-// user's routers: the other route containers go, the router must show
-// those routers routing to u's containers, and then lifted goes.
-func (r *rollout) unliftToOwn(ctx context.Context, plan SwitchPlan, u under, lifted Container) error {
+// unliftTo is unlift's switch back to u. Unless u's containers carry the
+// user's routers, a route container with the labels of u's starts beside
+// it (both define the same routers, identically: Traefik merges them), so
+// that the routing stays whole if the killed run's removal of u's lands
+// now. Then every other route container of the app goes, and once the
+// router shows the user's routers routing to u's containers, lifted goes.
+// Nothing is removed before its replacement runs: lifted may route
+// nothing (the killed run's new containers not yet healthy: Traefik
+// leaves out a router whose service it cannot build), so the routing
+// under it must never have a gap (the SIGKILL soak: a settle-like
+// removal beside the start gave 404s for a throttle).
+func (r *rollout) unliftTo(ctx context.Context, plan SwitchPlan, u under, lifted Container) error {
+	var made Container
+	routed := false
+	defer func() {
+		if !routed && made.ID != "" {
+			_ = r.e.Runtime.Remove(ctx, made.ID)
+		}
+	}()
+	if !u.own {
+		route := Route{Labels: map[string]string{}, Routers: plan.User.Routers}
+		for k, v := range u.route.Labels {
+			if strings.HasPrefix(k, "traefik.") {
+				route.Labels[k] = v
+			}
+		}
+		if _, err := r.startRoute(ctx, route, RouteUser, u.version, func(c Container) { made = c }); err != nil {
+			return err
+		}
+	}
 	routes, err := r.routeContainers(ctx)
 	if err != nil {
 		return err
 	}
-	if err := r.removeRoutes(ctx, routes, lifted.ID); err != nil {
+	if err := r.removeRoutes(ctx, routes, lifted.ID, made.ID); err != nil {
 		return err
 	}
 	if err := r.waitRoutes(ctx, plan.User.Routers, u.urls, r.o.RegisterTimeout); err != nil {
 		return err
 	}
+	routed = true
 	if err := r.e.Runtime.Remove(ctx, lifted.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
 		return fmt.Errorf("removing %s: %w", lifted.Short(), err)
 	}
