@@ -681,11 +681,9 @@ func (r *rollout) unlift(ctx context.Context, sw Switcher, d *decision, lifted C
 		if old.Labels[LabelVersion] != version {
 			continue
 		}
-		if ep, err := r.e.Router.Endpoint(old.Container); err == nil {
-			if plan, err := sw.PlanSwitch(ctx, old.Container, nil, ep, version); err == nil {
-				routers = plan.Lifted.Routers
-				break
-			}
+		if plan, err := r.planUser(ctx, sw, old.Container, version); err == nil {
+			routers = plan.Lifted.Routers
+			break
 		}
 	}
 	r.info(PhasePlan, Event{Container: lifted.Short(), Message: fmt.Sprintf("switching back from route container %s (%s) to %s, left lifted by an interrupted rollout while other versions still run; that rollout's containers of %s are removed after the stop, not kept as a version", lifted.Short(), version, u.version, version)})
@@ -807,11 +805,12 @@ func (r *rollout) repairLifted(ctx context.Context, sw Switcher, d *decision, li
 	return false, nil
 }
 
-// planUser plans the user-level routing of version's containers, of
-// which tmpl is one, for a settle or a switch back: lifted routers of
-// other versions the router still lists (the one being settled or
-// switched back from among them) are no obstacle to it (LiftedLeftError
-// comes with the whole plan).
+// planUser plans the routing of version's containers, of which tmpl is
+// one, for a settle or a switch back, which use its user-level routes
+// and the names of its lifted routers: lifted routers of other versions
+// the router still lists (the one being settled or switched back from
+// among them) are no obstacle to that (LiftedLeftError comes with the
+// whole plan).
 func (r *rollout) planUser(ctx context.Context, sw Switcher, tmpl Container, version string) (SwitchPlan, error) {
 	ep, err := r.e.Router.Endpoint(tmpl)
 	if err != nil {
