@@ -58,6 +58,16 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Containe
 		case !routed:
 			return nil, nil, nil
 		}
+		if shared, old := r.sharedService(target, d.olds); shared != "" {
+			// A gradual rollout from a version a route container routes
+			// put its containers into that version's service (the
+			// template's labels, and the route container's router names
+			// it): the router serves both from one service, so no router
+			// of its can switch between them, and a gradual switch back
+			// (the probe's drain) can.
+			w := warningf(WarnSwitchGradual, "switching back gradually (both versions answer for a moment), not atomically: %s's retained container %s and the current container %s share Traefik service %s (a --switch gradual rollout from %s put them there), and no router can tell them apart", o.Version, target.Short(), old.Short(), shared, o.Version)
+			return nil, &w, nil
+		}
 	}
 	gradual := func(format string, args ...any) (*SwitchPlan, *Warning, error) {
 		if o.Reuse != "" {
@@ -154,6 +164,27 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Containe
 			State: "nothing was changed", Hint: "fix the labels, or use --switch gradual"}
 	}
 	return &plan, nil, nil
+}
+
+// sharedService is a Traefik service that target's labels and those of
+// one of olds (returned) both define, "" when none.
+func (r *rollout) sharedService(target Container, olds []*oldContainer) (string, *oldContainer) {
+	ep, err := r.e.Router.Endpoint(target)
+	if err != nil {
+		return "", nil
+	}
+	for _, old := range olds {
+		oep, err := r.e.Router.Endpoint(old.Container)
+		if err != nil {
+			continue
+		}
+		for _, svc := range ep.Services {
+			if slices.Contains(oep.Services, svc) {
+				return svc, old
+			}
+		}
+	}
+	return "", nil
 }
 
 // hasOwnRouters reports whether c's labels define Traefik routers (a

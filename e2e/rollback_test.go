@@ -318,3 +318,47 @@ func TestDryRunAndCheck(t *testing.T) {
 		t.Errorf("check with a held lock: exit %d %q", code, out)
 	}
 }
+
+// A gradual rollout from a version a route container routes puts the new
+// containers into that version's service (the route container's router
+// names it), so the version rolled back to and the one rolled back from
+// share one Traefik service: no router can tell them apart. The rollback
+// must then switch gradually (drain by the probe), under load, with no
+// failed request, and say so.
+func TestRollbackAfterAGradualRolloutFromARouteContainer(t *testing.T) {
+	e := newEnv(t, traefikFor(t))
+	repo := appImages(t, e.cli, "v1", "v2", "v3")
+	app := e.appName("shared")
+	e.firstDeploy(app, repo, "v1")
+	if r := e.deployctl("rollout", "--image", repo, "--version", "v2", "--app", app); r.code != 0 || r.json.Result.Switch != deploy.SwitchAtomic {
+		t.Fatalf("rollout v2: exit %d", r.code)
+	}
+	if r := e.deployctl("rollout", "--image", repo, "--version", "v3", "--app", app, "--switch", "gradual"); r.code != 0 {
+		t.Fatalf("rollout v3 --switch gradual: exit %d", r.code)
+	}
+	l := startLoad(t, e.traefik.EntryURL, app+".test", 100, true)
+	code, out, stderr := e.run("rollback", "--app", app)
+	if code != 0 || !strings.Contains(out, "rolled back from v3 to v2") {
+		t.Fatalf("rollback: exit %d %q", code, out)
+	}
+	if !strings.Contains(stderr, "share") {
+		t.Errorf("the rollback does not say why it switches gradually")
+	}
+	time.Sleep(300 * time.Millisecond)
+	l.expectNoFailures(t)
+	e.expectServing(app, "v2")
+	for _, c := range e.containers(app) {
+		if c.Running() && c.Labels[deploy.LabelVersion] != "v2" {
+			t.Errorf("still running after the rollback: %s (%s)", c.Name, c.Labels[deploy.LabelVersion])
+		}
+	}
+	routes, err := e.rt.List(context.Background(), map[string]string{deploy.LabelRouteOf: app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range routes {
+		if c.Labels[deploy.LabelRouteLevel] != deploy.RouteUser || !c.Running() {
+			t.Errorf("route container %s (%s, %s, %s) left", c.Name, c.Labels[deploy.LabelVersion], c.Labels[deploy.LabelRouteLevel], c.State)
+		}
+	}
+}
