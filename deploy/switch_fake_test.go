@@ -883,3 +883,19 @@ func TestRunKilledAsItsSettleBeganIsSwitchedBackToRoutingItMade(t *testing.T) {
 		})
 	}
 }
+
+func TestSharedService(t *testing.T) {
+	r := &rollout{e: &Engine{Router: &fakeRouter{}}}
+	svc := func(name string) Container {
+		return Container{Name: name, Labels: map[string]string{"traefik.http.services." + name + ".loadbalancer.server.port": "8080"}, Ports: []int{8080}}
+	}
+	target := svc("web-v2")
+	olds := []*oldContainer{{Container: svc("web-v3")}}
+	if got, _ := r.sharedService(target, olds); got != "" {
+		t.Errorf("services web-v2 and web-v3: shared %q, want none", got)
+	}
+	olds = append(olds, &oldContainer{Container: svc("web-v2")})
+	if got, old := r.sharedService(target, olds); got != "web-v2@docker" || old != olds[1] {
+		t.Errorf("service web-v2 on both: shared %q (%v), want web-v2@docker", got, old)
+	}
+}
