@@ -151,6 +151,9 @@ func (r *Report) Finish() {
 	for _, s := range r.Scenarios {
 		r.Deployctl.PeakRSSMiB = max(r.Deployctl.PeakRSSMiB, s.Summary.PeakRSSMiB)
 	}
+	for _, s := range r.Switch {
+		r.Deployctl.PeakRSSMiB = max(r.Deployctl.PeakRSSMiB, s.PeakRSSMiB)
+	}
 }
 
 // DeployctlFailed is the number of failed requests in deployctl scenarios.

@@ -42,6 +42,8 @@ type SwitchRow struct {
 	LongOK     int       `json:"long_requests_ok"`
 	LongFailed int       `json:"long_requests_failed"`
 	Errors     []string  `json:"errors,omitempty"`
+	// PeakRSSMiB is deployctl's peak RSS over the rollouts.
+	PeakRSSMiB float64 `json:"peak_rss_mib_max,omitempty"`
 }
 
 // switchRun is one rollout of the suite, as measured.
@@ -107,6 +109,7 @@ func (b *bench) runSwitchSuite(ctx context.Context, rep *Report, logf func(strin
 		runs = append(runs, run)
 		row := rows[mode]
 		row.Rollouts++
+		row.PeakRSSMiB = max(row.PeakRSSMiB, float64(r.PeakRSSKiB)/1024)
 		row.WallS = append(row.WallS, r.WallS)
 		if r.InFlightAtSignal != nil {
 			row.InFlight = append(row.InFlight, *r.InFlightAtSignal)
