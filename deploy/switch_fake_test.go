@@ -354,16 +354,7 @@ func TestRunKilledBetweenSwitchAndStopIsSwitchedBack(t *testing.T) {
 	w := s.w
 	w.addImage("web:v3", nil)
 	killed, lifted := addKilledMidSwitch(w)
-	e, ev := s.engine(newFaultyRuntime(w.runtime()))
-	o := faultOptions()
-	o.Version, o.Switch, o.DrainTimeout = "v3", SwitchAtomic, time.Second
-	res, err := e.Rollout(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Switch != SwitchAtomic {
-		t.Errorf("switch %s, want atomic", res.Switch)
-	}
+	res, ev := repairToV3(t, s, w.runtime())
 	if _, ok := w.containers[lifted.ID]; ok {
 		t.Errorf("the killed run's lifted route container is left")
 	}
@@ -396,6 +387,23 @@ func TestRunKilledBetweenSwitchAndStopIsSwitchedBack(t *testing.T) {
 	}
 }
 
+// repairToV3 runs the rollout to v3 that follows a killed run, atomic,
+// over rt, and expects it to succeed and to switch atomically.
+func repairToV3(t *testing.T, s *scenario, rt Runtime) (*Result, *events) {
+	t.Helper()
+	e, ev := s.engine(newFaultyRuntime(rt))
+	o := faultOptions()
+	o.Version, o.Switch, o.DrainTimeout = "v3", SwitchAtomic, time.Second
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatalf("%v\nops %q", err, s.w.ops)
+	}
+	if res.Switch != SwitchAtomic {
+		t.Errorf("switch %s, want atomic; warnings %q", res.Switch, ev.warnings())
+	}
+	return res, ev
+}
+
 // As TestRunKilledBetweenSwitchAndStopIsSwitchedBack, but the killed run's
 // settle had already removed the route under its lifted one (it runs
 // beside the stop): switching back would leave nothing routed, so the
@@ -407,16 +415,7 @@ func TestRunKilledInItsSettleIsSettledNotSwitchedBack(t *testing.T) {
 	delete(w.containers, "id-web-route-v1-user") // removed by the killed run's settle
 	_, lifted := addKilledMidSwitch(w)
 	w.served = nil
-	e, ev := s.engine(newFaultyRuntime(w.runtime()))
-	o := faultOptions()
-	o.Version, o.Switch, o.DrainTimeout = "v3", SwitchAtomic, time.Second
-	res, err := e.Rollout(context.Background(), o)
-	if err != nil {
-		t.Fatalf("%v\nops %q", err, w.ops)
-	}
-	if res.Switch != SwitchAtomic {
-		t.Errorf("switch %s, want atomic", res.Switch)
-	}
+	res, ev := repairToV3(t, s, w.runtime())
 	if got := servedURLs(w); !slices.Equal(got, []string{urlOf(w, res.New.ID)}) {
 		t.Errorf("Traefik routes to %v, want the new container only", got)
 	}
@@ -853,16 +852,7 @@ func TestRunKilledAsItsSettleBeganIsSwitchedBackToRoutingItMade(t *testing.T) {
 			if tc.then != nil {
 				rt = &listedThen{Runtime: rt, then: func() { tc.then(w) }}
 			}
-			e, ev := s.engine(newFaultyRuntime(rt))
-			o := faultOptions()
-			o.Version, o.Switch, o.DrainTimeout = "v3", SwitchAtomic, time.Second
-			res, err := e.Rollout(context.Background(), o)
-			if err != nil {
-				t.Fatalf("%v\nops %q", err, w.ops)
-			}
-			if res.Switch != SwitchAtomic {
-				t.Errorf("switch %s, want atomic; warnings %q", res.Switch, ev.warnings())
-			}
+			res, ev := repairToV3(t, s, rt)
 			for i, n := range w.served {
 				if n == 0 {
 					t.Errorf("no server routed after op %q\nops %q", w.ops[i], w.ops)
