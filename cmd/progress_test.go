@@ -504,8 +504,7 @@ func TestTTYRendererOnPTY(t *testing.T) {
 	p.Close()
 	p.Close() // idempotent
 	r.Event(deploy.Event{Time: time.Now(), Phase: deploy.PhasePrune, Status: deploy.StatusWarn, Message: "after close"})
-	tty.Close()
-	got := out.all()
+	got := out.all(tty)
 
 	for _, want := range []string{
 		"\x1b[?25l", // spinner hid the cursor
@@ -540,8 +539,7 @@ func TestStopProgress(t *testing.T) {
 	stopProgress()
 	stopProgress()
 	p.Close()
-	tty.Close()
-	got := out.all()
+	got := out.all(tty)
 	if !strings.Contains(got, "drain 0.") {
 		t.Errorf("spinner did not run:\n%q", got)
 	}
@@ -601,15 +599,13 @@ func openPTY(t *testing.T) (ptmx, tty *os.File) {
 
 // reader reads a terminal's master side in the background.
 type reader struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	done chan struct{}
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
 func readAll(f *os.File) *reader {
-	r := &reader{done: make(chan struct{})}
+	r := &reader{}
 	go func() {
-		defer close(r.done)
 		b := make([]byte, 4096)
 		for {
 			n, err := f.Read(b)
@@ -631,14 +627,27 @@ func (r *reader) sofar() string {
 	return r.buf.String()
 }
 
-// all waits for EOF (EIO on Linux, once every copy of the terminal's other
-// end is closed) and returns everything read.
-func (r *reader) all() string {
-	select {
-	case <-r.done:
-	case <-time.After(10 * time.Second):
+// endMarker is written to the terminal after what a test checks.
+const endMarker = "<<end of test output>>"
+
+// all returns everything written to tty until now. It does not wait for EOF:
+// Linux hands data written to a terminal to its master side asynchronously,
+// and a read after the last close of tty may return EIO with the tail of the
+// output still unread (seen in CI under -race: the output ended mid-run).
+// Instead it writes endMarker to tty and waits until the reader has it; the
+// terminal keeps the order of writes, so everything before it has been read.
+func (r *reader) all(tty *os.File) string {
+	if _, err := tty.WriteString(endMarker); err != nil {
+		return r.sofar() + fmt.Sprintf("<<writing the end marker: %v>>", err)
 	}
-	return r.sofar()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := r.sofar(); strings.Contains(got, endMarker) {
+			return got[:strings.Index(got, endMarker)]
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return r.sofar() + "<<end marker not read within 10s>>"
 }
 
 // The binary under a pseudo-terminal. The deployctl on PATH is this test
@@ -669,7 +678,7 @@ func runUnderPTY(t *testing.T, env []string, args []string, signals ...os.Signal
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	tty.Close()
+	// tty stays open here: all writes the end marker to it after the run.
 	if len(signals) > 0 {
 		// Signal once the spinner runs (it hides the cursor first), and
 		// again once deployctl says it is cleaning up. (Two signals sent at
@@ -700,7 +709,7 @@ func runUnderPTY(t *testing.T, env []string, args []string, signals ...os.Signal
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	return ptyRun{stderr: out.all(), stdout: stdout.String(), code: code}
+	return ptyRun{stderr: out.all(tty), stdout: stdout.String(), code: code}
 }
 
 func cleanEnv() []string {
