@@ -41,6 +41,9 @@ func printPlan(run *engineRun, o *rolloutOptions) error {
 	if len(p.Current) == 0 {
 		fmt.Fprintln(w, "  first deploy: no current container")
 	}
+	if len(p.RouteRouters) > 0 {
+		fmt.Fprintf(w, "  routing: router %s on a route container, to service %s (later rollouts switch atomically from it)\n", strings.Join(p.RouteRouters, ", "), strings.Join(p.Services, ", "))
+	}
 	printPlanSteps(w, p, o.Keep)
 	return nil
 }

@@ -24,9 +24,14 @@ type Plan struct {
 	// Switch is how traffic will move to the new version; SwitchRouters
 	// are the routers of the atomic switch (its lifted route container).
 	// A fallback to gradual is one of the Warnings (switch-gradual).
-	Switch        SwitchMode   `json:"switch"`
-	SwitchRouters []string     `json:"switch_routers,omitempty"`
-	Current       []PlannedOld `json:"current"`
+	Switch        SwitchMode `json:"switch"`
+	SwitchRouters []string   `json:"switch_routers,omitempty"`
+	// RouteRouters are the routers of a first deploy's route container,
+	// at the user's names and priorities, to the new version's service
+	// (the routing split from the start: deploy.planFirst); empty when
+	// the new containers carry their routers themselves.
+	RouteRouters []string     `json:"route_routers,omitempty"`
+	Current      []PlannedOld `json:"current"`
 	// Steps are the rollout's steps: each starts Start new containers,
 	// then drains and stops the current containers it names (indexes into
 	// Current). The single-container rollout is one step.
@@ -130,7 +135,10 @@ func (r *rollout) dryRunPlan(ctx context.Context) *Plan {
 	d := r.decision
 	p := &Plan{App: o.App, Image: o.Image, Version: o.Version, WouldPull: r.wouldPull, Services: r.services,
 		Network: d.network, Probe: d.probe, Steps: d.steps, Warnings: d.warnings, Switch: SwitchGradual}
-	if r.sw != nil {
+	switch {
+	case r.sw != nil && len(d.olds) == 0:
+		p.RouteRouters = r.sw.User.Routers
+	case r.sw != nil:
 		p.Switch, p.SwitchRouters = SwitchAtomic, r.sw.Lifted.Routers
 	}
 	labels := map[string]string{}

@@ -233,6 +233,11 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 				return nil, s.fail(ctx, phaseOf(err, PhaseCreate), t, err)
 			}
 		}
+		if r.sw != nil && len(s.olds) == 0 {
+			if err := s.routeFirst(ctx); err != nil {
+				return nil, s.fail(ctx, PhaseRegister, nil, err)
+			}
+		}
 		last := i == len(s.steps)-1
 		if err := ctx.Err(); err != nil {
 			// Not a moment later than needed: a signal stops before the
@@ -363,7 +368,7 @@ func (s *stepRun) startBatch(ctx context.Context, n int) (failed *target, err er
 	// once Docker has created the first new one: its start, the slow part,
 	// goes first (Traefik's throttle counts from the first start).
 	makeRoutes := func() {}
-	if r.sw != nil && s.liftedRoute == nil {
+	if r.sw != nil && s.userRoute == nil {
 		makeRoutes = sync.OnceFunc(func() { s.makeRoutes(ctx, n == 1 && reused == 0 && r.probe) })
 		defer func() {
 			if rerr := s.routesReady(); rerr != nil && err == nil {
@@ -981,7 +986,10 @@ func (s *stepRun) fail(ctx context.Context, p Phase, t *target, err error) error
 		if errors.As(rerr, &rr) {
 			de.Hint = "docker stop " + rr.name
 		}
-		if !touched {
+		switch {
+		case len(s.olds) == 0:
+			de.State = fmt.Sprintf("nothing served %s before this first deploy, and what it made could not all be taken away: %v", r.o.App, rerr)
+		case !touched:
 			de.State = fmt.Sprintf("the old version (%s) is untouched and still serving, but the new container(s) could not all be taken away: %v", names(containersOf(r.olds)), rerr)
 		}
 		return de

@@ -312,10 +312,11 @@ func (r *rollout) plan(ctx context.Context) error {
 	if err != nil {
 		return unreachable("Traefik", err)
 	}
-	// The route containers, for an atomic switch and for a rollback
-	// (which switches back the way the app is routed now).
+	// The route containers, for an atomic switch, for a first deploy
+	// (planFirst) and for a rollback (which switches back the way the app
+	// is routed now).
 	var routes []Container
-	if !r.scale && len(current) > 0 && (o.Switch == SwitchAtomic || o.Reuse != "") {
+	if !r.scale && (len(current) > 0 || o.Reuse == "") && (o.Switch == SwitchAtomic || o.Reuse != "") {
 		if routes, err = r.routeContainers(ctx); err != nil {
 			return err
 		}

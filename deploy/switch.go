@@ -34,8 +34,14 @@ const WarnSettleFailed = "route-settle-failed"
 // or there is nothing to switch from).
 func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Container) (*SwitchPlan, *Warning, error) {
 	o := r.o
-	if r.scale || len(d.olds) == 0 || (o.Switch != SwitchAtomic && o.Reuse == "") {
+	if r.scale || (o.Switch != SwitchAtomic && o.Reuse == "") {
 		return nil, nil, nil
+	}
+	if len(d.olds) == 0 {
+		if o.Reuse != "" {
+			return nil, nil, nil
+		}
+		return r.planFirst(ctx, d, routes)
 	}
 	var err error
 	// A lifted route left by a killed run may be settled below, before
@@ -87,21 +93,11 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Containe
 	case d.network == "":
 		return gradual("the network %s reaches the app on is not known, and the route container must be on it", r.e.routerName())
 	}
-	// The route container runs the probe, whether or not the new app
-	// containers get it (a read-only one does not).
-	r.routeBin = d.probeBin
-	if r.routeBin == nil && !r.dryRun {
-		img := r.image
-		if img.OS == "" { // a rollback's: the image its retained containers ran
-			if img, err = r.e.Runtime.Image(ctx, r.routeImage()); err != nil {
-				return nil, nil, classifyDocker(err)
-			}
-		}
-		bin, err := selectProbe(r.o.Probes, "the route container", img)
+	if reason, err := r.chooseRouteProbe(ctx, d); err != nil || reason != "" {
 		if err != nil {
-			return gradual("the route container runs deployctl's probe, and %v", err)
+			return nil, nil, err
 		}
-		r.routeBin = bin
+		return gradual("%s", reason)
 	}
 	for _, c := range routes {
 		if c.Labels[LabelRouteLevel] != RouteLifted || !c.Running() {
@@ -162,6 +158,93 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Containe
 	if err != nil {
 		return nil, nil, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("splitting the app's Traefik labels for an atomic switch: %w", err),
 			State: "nothing was changed", Hint: "fix the labels, or use --switch gradual"}
+	}
+	return &plan, nil, nil
+}
+
+// chooseRouteProbe sets the probe the route containers run, whether or
+// not the new app containers get it (a read-only one does not); reason
+// says why there is none.
+func (r *rollout) chooseRouteProbe(ctx context.Context, d *decision) (reason string, err error) {
+	r.routeBin = d.probeBin
+	if r.routeBin != nil || r.dryRun {
+		return "", nil
+	}
+	img := r.image
+	if img.OS == "" { // a rollback's: the image its retained containers ran
+		if img, err = r.e.Runtime.Image(ctx, r.routeImage()); err != nil {
+			return "", classifyDocker(err)
+		}
+	}
+	bin, err := selectProbe(r.o.Probes, "the route container", img)
+	if err != nil {
+		return fmt.Sprintf("the route container runs deployctl's probe, and %v", err), nil
+	}
+	r.routeBin = bin
+	return "", nil
+}
+
+// planFirst is planSwitch for a first deploy (no current container): the
+// routing is split from the start, as an atomic rollout leaves it. The
+// new containers get their version's service and no router; a route
+// container carries the user's routers at their own names and
+// priorities (the user-level one), started with them (routeFirst
+// confirms it). The next rollout then switches atomically from that
+// steady state, and a rollback to this version restarts its retained
+// containers (they carry no router of their own). Where an atomic switch
+// would not be possible later either (the same conditions), the new
+// containers carry their routers themselves, as a gradual rollout's do,
+// and an event says why. Route containers of the app left with nothing
+// to route (its containers removed by hand) are removed: their routers
+// would be defined twice, differently, and Traefik would disable them.
+func (r *rollout) planFirst(ctx context.Context, d *decision, routes []Container) (*SwitchPlan, *Warning, error) {
+	o := r.o
+	own := func(format string, args ...any) (*SwitchPlan, *Warning, error) {
+		r.info(PhasePlan, Event{Message: "the new containers carry their Traefik routers themselves, not a route container: " + fmt.Sprintf(format, args...)})
+		return nil, nil, nil
+	}
+	sw := r.e.switcher()
+	switch {
+	case sw == nil:
+		return own("%s cannot switch atomically", r.e.routerName())
+	case len(d.steps) != 1:
+		return own("the plan is %s, not one step", stepsString(d.steps))
+	case d.network == "":
+		return own("no --network: the route container that would carry the routers must be on the network %s reaches the app on", r.e.routerName())
+	}
+	r.network = d.network
+	if reason, err := r.chooseRouteProbe(ctx, d); err != nil || reason != "" {
+		if err != nil {
+			return nil, nil, err
+		}
+		return own("%s", reason)
+	}
+	tmpl := Container{Name: o.App, Labels: map[string]string{LabelApp: o.App}}
+	ep, err := r.newEndpoint(&tmpl, o.Labels)
+	if err != nil && d.probe {
+		return nil, nil, err
+	}
+	if err != nil {
+		return own("%v", err)
+	}
+	plan, err := sw.PlanSwitch(ctx, tmpl, o.Labels, ep, o.Version)
+	if left := (*LiftedLeftError)(nil); errors.As(err, &left) {
+		err = nil // a first deploy lifts nothing: its user-level routes tie with nothing
+	}
+	if errors.Is(err, ErrNotAtomic) {
+		return own("%v", err)
+	}
+	if err != nil {
+		return nil, nil, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("splitting the app's Traefik labels: %w", err),
+			State: "nothing was changed", Hint: "fix the labels, or use --switch gradual"}
+	}
+	if !r.dryRun {
+		for _, c := range routes {
+			if err := r.e.Runtime.Remove(ctx, c.ID); err != nil && !errors.Is(err, ErrContainerNotFound) {
+				return nil, nil, classifyDocker(fmt.Errorf("removing route container %s, left with no container of %s to route to: %w", c.Short(), o.App, err))
+			}
+			r.info(PhasePlan, Event{Container: c.Short(), Message: fmt.Sprintf("removed route container %s (version %s), left with no container of %s to route to", c.Short(), c.Labels[LabelVersion], o.App)})
+		}
 	}
 	return &plan, nil, nil
 }
@@ -334,8 +417,15 @@ func (s *stepRun) startLifted(ctx context.Context) error {
 // new request to the first one seen healthy; without a healthcheck, to a
 // container as soon as it runs: startLiftedEarly starts it then, once
 // every new container is healthy.
+//
+// A first deploy (no old container) makes the user level one only, and
+// starts it at once: Traefik leaves its routers out until it sees a new
+// container healthy, and takes them in the same reload (routeFirst).
 func (s *stepRun) makeRoutes(ctx context.Context, withNew bool) {
-	s.liftedRoute, s.userRoute = &target{state: TargetPlanned}, &target{state: TargetPlanned}
+	s.userRoute = &target{state: TargetPlanned}
+	if len(s.olds) > 0 {
+		s.liftedRoute = &target{state: TargetPlanned}
+	}
 	made := make(chan error, 1)
 	s.routesMade = made
 	go func() { made <- s.createRoutes(beside(ctx, "routes"), withNew) }()
@@ -351,6 +441,16 @@ func (s *stepRun) createRoutes(ctx context.Context, withNew bool) error {
 			s.record(undoRouteCreated, rt)
 		})
 		return err
+	}
+	if s.liftedRoute == nil {
+		if err := create(s.userRoute, r.sw.User, RouteUser); err != nil {
+			return err
+		}
+		if err := r.startRouteContainer(ctx, s.userRoute.c); err != nil {
+			return err
+		}
+		r.info(PhaseCreate, Event{Container: s.userRoute.short(), Message: s.say(fmt.Sprintf("route container %s started: router %s routes to %s once Traefik sees the new container(s) healthy", s.userRoute.short(), strings.Join(r.sw.User.Routers, ", "), r.o.Version))})
+		return nil
 	}
 	if err := create(s.liftedRoute, r.sw.Lifted, RouteLifted); err != nil {
 		return err
@@ -439,6 +539,25 @@ func (r *rollout) routesTimeout(routers, urls []string, timeout time.Duration, l
 	}
 	return &Error{Kind: KindFailed, Err: fmt.Errorf("%s's router(s) %s did not %s within %s", r.e.routerName(), strings.Join(routers, ", "), what, timeout),
 		Hint: "Traefik's log (a label it refused?) and /api/http/routers; or use --switch gradual"}
+}
+
+// routeFirst confirms a first deploy's routing (planFirst): the user
+// level route container's routers route to every new container.
+func (s *stepRun) routeFirst(ctx context.Context) error {
+	r := s.r
+	if err := s.routesReady(); err != nil {
+		return withPhase(err, PhaseRegister)
+	}
+	var urls []string
+	for _, t := range s.news {
+		urls = append(urls, t.url)
+	}
+	if err := r.waitRoutes(ctx, r.sw.User.Routers, urls, r.o.RegisterTimeout); err != nil {
+		return withPhase(err, PhaseRegister)
+	}
+	s.userRoute.state = TargetRouted
+	r.info(PhaseRegister, Event{Container: s.userRoute.short(), Message: s.say(fmt.Sprintf("router %s routes to %s: route container %s confirmed in %s", strings.Join(r.sw.User.Routers, ", "), r.o.Version, s.userRoute.short(), r.e.routerName()))})
+	return nil
 }
 
 // switchOver is the atomic switch: the lifted route container starts, and

@@ -889,3 +889,205 @@ func TestSharedService(t *testing.T) {
 		t.Errorf("service web-v2 on both: shared %q (%v), want web-v2@docker", got, old)
 	}
 }
+
+// A first deploy under --switch atomic splits the routing from the
+// start (planFirst): its container carries its version's service and no
+// router, a user-level route container the user's router, confirmed
+// before the run ends. The next rollout then switches atomically from
+// that steady state, and a rollback to the first version restarts its
+// retained container (it carries no router to conflict with the route
+// container's). A route container left with nothing to route to is
+// removed first. Without a known network the container carries its
+// routers itself, as before, and an event says why.
+func TestFirstDeploySplitsTheRouting(t *testing.T) {
+	t.Run("split, then atomic, then a rollback that restarts v1", func(t *testing.T) {
+		w := newWorld()
+		w.addImage("web:v1", nil)
+		w.addImage("web:v2", nil)
+		w.trackServed = true
+		// Left by a deployment whose app containers were removed by hand.
+		stale := w.addRunning("web-route-v0", "v0", true)
+		stale.Labels = map[string]string{LabelRouteOf: "web", LabelRouteLevel: RouteUser, LabelVersion: "v0",
+			"traefik.http.routers.web.rule": "PathPrefix(`/`)", "traefik.http.routers.web.service": "web-v0"}
+		e, ev := engine(w)
+		e.Router = worldSwitcher{w.router()}
+		o := testOptions("v1")
+		o.Switch, o.Network, o.Labels = SwitchAtomic, "proxy", webLabels()
+
+		p, err := e.Plan(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(p.RouteRouters, []string{"web@docker"}) || !slices.Equal(p.Services, []string{"web-v1@docker"}) {
+			t.Errorf("plan: route routers %v, services %v; want web@docker, web-v1@docker", p.RouteRouters, p.Services)
+		}
+		if stale.State != "running" {
+			t.Fatalf("the dry run removed %s", stale.Name)
+		}
+
+		res, err := e.Rollout(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(res.Service, []string{"web-v1@docker"}) {
+			t.Errorf("result service %v, want web-v1@docker", res.Service)
+		}
+		v1 := w.containers[res.New.ID]
+		if hasOwnRouters(v1.Container) {
+			t.Errorf("first container %s carries routers: %v", v1.Name, v1.Labels)
+		}
+		if _, ok := w.containers[stale.ID]; ok {
+			t.Errorf("stale route container %s left", stale.Name)
+		}
+		routes := routeContainersOf(w)
+		if len(routes) != 1 || routes[0].Labels[LabelRouteLevel] != RouteUser || routes[0].State != "running" {
+			t.Fatalf("route containers %v, want one user-level, running", routes)
+		}
+		if got := servedURLs(w); !slices.Equal(got, []string{urlOf(w, res.New.ID)}) {
+			t.Errorf("Traefik routes to %v, want the first container", got)
+		}
+		if !slices.ContainsFunc(ev.all, func(e Event) bool {
+			return strings.Contains(e.Message, "router web@docker routes to v1: route container")
+		}) {
+			t.Errorf("no event confirms the routing")
+		}
+
+		o.Version = "v2"
+		if res, err = e.Rollout(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		if res.Switch != SwitchAtomic || slices.ContainsFunc(ev.warnings(), func(m string) bool { return strings.Contains(m, "gradual") }) {
+			t.Errorf("second rollout: switch %q, warnings %q; want atomic, none", res.Switch, ev.warnings())
+		}
+		if v1.State != "exited" {
+			t.Fatalf("v1 %s", v1.State)
+		}
+
+		w.ops, w.served = nil, nil
+		rp, rres, err := e.Rollback(context.Background(), rollbackOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rp.Reuse != v1.ID || rres.New.ID != v1.ID || rres.Switch != SwitchAtomic {
+			t.Errorf("rollback plan %+v result %+v: want v1's container %s restarted, atomically", rp, rres, v1.Name)
+		}
+		if got := servedURLs(w); !slices.Equal(got, []string{urlOf(w, v1.ID)}) {
+			t.Errorf("Traefik routes to %v, want v1 only", got)
+		}
+		for i, n := range w.served {
+			if n == 0 {
+				t.Errorf("no server routed after op %q", w.ops[i])
+			}
+		}
+	})
+	t.Run("no network known: the container carries its routers", func(t *testing.T) {
+		w := newWorld()
+		w.addImage("web:v1", nil)
+		e, ev := engine(w)
+		e.Router = worldSwitcher{w.router()}
+		o := testOptions("v1")
+		o.Switch, o.Labels = SwitchAtomic, webLabels()
+		res, err := e.Rollout(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := w.containers[res.New.ID]; !hasOwnRouters(c.Container) {
+			t.Errorf("container %s has no router: %v", c.Name, c.Labels)
+		}
+		if routes := routeContainersOf(w); len(routes) != 0 {
+			t.Errorf("route containers %v, want none", routes)
+		}
+		if !slices.ContainsFunc(ev.all, func(e Event) bool {
+			return strings.Contains(e.Message, "carry their Traefik routers themselves, not a route container: no --network")
+		}) {
+			t.Errorf("no event says why the routing is not split")
+		}
+	})
+}
+
+// routeContainersOf are the world's route containers of app web.
+func routeContainersOf(w *world) []*fakeContainer {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []*fakeContainer
+	for _, id := range sortedKeys(w.containers) {
+		if c := w.containers[id]; c.Labels[LabelRouteOf] == "web" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// The fault matrix of a first deploy that splits the routing: every
+// Docker call of a clean run fails in turn. On success the new container
+// is routed through the one route container; on failure nothing of the
+// run is left (no app or route container: there was nothing before), the
+// error has a phase and a state, and the lock is released.
+func TestDockerFaultAtEveryCallOfFirstSplitDeploy(t *testing.T) {
+	mk := func() (*world, *Engine, *events, *faultyRuntime, *memJournal) {
+		w := newWorld()
+		w.addImage("web:v1", nil)
+		e, ev := engine(w)
+		fr := newFaultyRuntime(w.runtime())
+		j := newMemJournal()
+		e.Runtime, e.Journal, e.Router = fr, j, worldSwitcher{w.router()}
+		return w, e, ev, fr, j
+	}
+	opts := func() Options {
+		o := faultOptions()
+		o.Version, o.Switch, o.Network, o.Labels = "v1", SwitchAtomic, "proxy", webLabels()
+		return o
+	}
+	_, e, _, clean, _ := mk()
+	if _, err := e.Rollout(context.Background(), opts()); err != nil {
+		t.Fatalf("clean run: %v", err)
+	}
+	for _, seq := range countedSeqs {
+		for n, call := range clean.seqs[seq] {
+			method := strings.Fields(strings.TrimPrefix(call, seqPrefix(seq)))[0]
+			for _, f := range dockerFaults {
+				if !canFail(f.err, method) {
+					continue
+				}
+				t.Run(fmt.Sprintf("%s/%scall %d %s", f.name, seqPrefix(seq), n+1, method), func(t *testing.T) {
+					t.Parallel()
+					w, e, _, fr, j := mk()
+					fr.seq, fr.failAt, fr.err, fr.sticky = seq, n+1, f.err, f.sticky
+					res, err := e.Rollout(context.Background(), opts())
+					fr.fired(t)
+					trace := fmt.Sprintf("\n  failed calls: %q\n  ops: %q", fr.failed, w.ops)
+					if h, _ := j.LockHolder(context.Background(), "web"); h != nil {
+						t.Errorf("the deploy lock is still held by %s%s", h, trace)
+					}
+					if err == nil {
+						if got := servedURLs(w); !slices.Equal(got, []string{urlOf(w, res.New.ID)}) {
+							t.Errorf("succeeded, but Traefik routes to %v%s", got, trace)
+						}
+						if routes := routeContainersOf(w); len(routes) != 1 {
+							t.Errorf("succeeded with route containers %v%s", routes, trace)
+						}
+						return
+					}
+					var de *Error
+					if !errors.As(err, &de) || de.Phase == "" || de.State == "" {
+						t.Fatalf("error %T without a phase or state: %v%s", err, err, trace)
+					}
+					if de.Kind == KindNeedsHuman {
+						// Docker failing from then on: what is left is named.
+						if !f.sticky || de.Hint == "" || !strings.Contains(de.State, "web-") {
+							t.Errorf("needs a human after a fault that is not sticky, or without naming what is left: %v%s", err, trace)
+						}
+						return
+					}
+					w.mu.Lock()
+					defer w.mu.Unlock()
+					for _, c := range w.containers {
+						if c.Labels[LabelApp] == "web" || c.Labels[LabelRouteOf] == "web" {
+							t.Errorf("failed (%v), and left container %s (%s)%s", err, c.Name, c.State, trace)
+						}
+					}
+				})
+			}
+		}
+	}
+}
