@@ -169,7 +169,8 @@ func version(i int) string { return "v" + strconv.Itoa(i) }
 func (s *scenario) firstDeploy(ctx context.Context) (id, url string, err error) {
 	if s.method == MethodDeployctl {
 		args := []string{"rollout", "--app", s.app, "--image", s.repo, "--version", "v1",
-			"--network", s.b.network, "--env", "APP_VERSION=v1"}
+			"--network", s.b.network, "--env", "APP_VERSION=v1",
+			"--switch", "gradual"} // containers with their own routers, as the baselines make them: service()
 		for k, v := range s.labels() {
 			if k != benchAppLabel {
 				args = append(args, "--label", k+"="+v)

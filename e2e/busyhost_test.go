@@ -76,7 +76,7 @@ func TestBusyHostSlowProbeKeepsServing(t *testing.T) {
 				runs++
 			}
 		}
-		svc, err := e.api.Service(ctx, app+"@docker")
+		svc, err := e.routedService(ctx, app) // app-v1@docker: the first deploy split the routing
 		if err != nil {
 			t.Fatalf("Traefik's API: %v", err)
 		}

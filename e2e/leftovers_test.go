@@ -73,28 +73,30 @@ func TestSIGKILLedRunLeftoversRepaired(t *testing.T) {
 		drained bool     // the killed run drained v1: wait until Traefik dropped it
 		warn    []string // what the next run says
 		steady  bool     // v1, then v2 rolled out atomically (a user-level route container routes it); the killed run is to v3, the next to v4
+		first   []string // of the first deploy
 	}{
 		{"killed while the new container starts", "healthy    start", []string{"--env", "STARTUP_DELAY=30s"}, false,
-			[]string{"breaking a stale deploy lock"}, false},
+			[]string{"breaking a stale deploy lock"}, false, nil},
 		{"killed after the old one was drained (gradual)", "drain marker written", []string{"--switch", "gradual"}, true,
-			[]string{"breaking a stale deploy lock", "probably left by an interrupted run"}, false},
+			[]string{"breaking a stale deploy lock", "probably left by an interrupted run"}, false, nil},
 		// Atomic (the default): the lifted route serves v2 while v1,
-		// with its own routers, still runs under it. The next run
-		// switches back to v1, then to v3.
+		// with its own routers (a first deploy --switch gradual makes
+		// them so, as docker run and compose do), still runs under it.
+		// The next run switches back to v1, then to v3.
 		{"killed after the switch", "switch     done", nil, false,
-			[]string{"breaking a stale deploy lock", "switching back from route container"}, false},
+			[]string{"breaking a stale deploy lock", "switching back from route container"}, false, []string{"--switch", "gradual"}},
 		// The settle begins at the switch, beside the drain: the kill
 		// lands among its Docker calls (the route under the lifted one
 		// removed, its own started), which may complete after it. The
 		// next run switches back to routing it makes again.
 		{"killed as its settle began, after an atomic rollout", "switch     done", nil, false,
-			[]string{"breaking a stale deploy lock", "switching back from route container"}, true},
+			[]string{"breaking a stale deploy lock", "switching back from route container"}, true, nil},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := e.with(t)
 			app := e.appName("kill" + string(rune('a'+i)))
-			e.firstDeploy(app, repo, "v1")
+			e.firstDeploy(app, repo, "v1", tc.first...)
 			killedV, nextV := "v2", "v3"
 			if tc.steady {
 				if r := e.deployctl("rollout", "--image", repo, "--version", "v2", "--app", app); r.code != 0 {

@@ -17,7 +17,10 @@ func TestTwoOldContainersDrainedAndStopped(t *testing.T) {
 	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	app := e.appName("twoold")
-	e.firstDeploy(app, repo, "v1")
+	// Gradually: containers with their own routers, as deployctl made
+	// them before its first deploy split the routing (and docker run or
+	// compose make them).
+	e.firstDeploy(app, repo, "v1", "--switch", "gradual")
 	first := e.containers(app)[0]
 	// A second v1 container: redeploy v1 (gradually: both in the
 	// service app@docker, each with its own routers), then start the

@@ -70,8 +70,10 @@ func (e *env) sample(app string) *sampler {
 
 // routedService is the service of app's router that wins in Traefik now:
 // of the enabled routers with the app's rule (appLabels), the one of the
-// highest priority. Gradual: app@docker throughout; atomic: the lifted
-// router's service from the switch on.
+// highest priority: app-<version>@docker of the version a route container
+// routes (after a first deploy, which splits the routing), the lifted
+// router's service from an atomic switch on; app@docker for containers
+// that carry their routers themselves.
 func (e *env) routedService(ctx context.Context, app string) (traefikapi.Service, error) {
 	routers, err := e.api.Routers(ctx)
 	if err != nil {
@@ -115,7 +117,7 @@ func (e *env) deployThree(app, repo string) {
 	e.firstDeploy(app, repo, "v1", "--replicas", "3", "--max-surge", "100%")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		svc, err := e.api.Service(context.Background(), app+"@docker")
+		svc, err := e.routedService(context.Background(), app)
 		if err == nil && len(svc.Servers) == 3 {
 			return
 		}

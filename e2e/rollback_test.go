@@ -77,12 +77,12 @@ func TestRollbackStatusHistoryRetention(t *testing.T) {
 	repo := appImages(t, e.cli, "v1", "v2", "v3")
 	app := e.appName("shop")
 	e.firstDeploy(app, repo, "v1")
-	// Gradually: v1 carries its own routers (a first deploy), and a
-	// rollback to it after an atomic switch creates a container from its
-	// image instead of restarting it (deploy:
-	// TestRollbackRecreatesWhenItsRoutersWouldConflict). The rollouts
-	// below are atomic.
-	if r := e.deployctl("rollout", "--image", repo, "--version", "v2", "--app", app, "--switch", "gradual"); r.code != 0 {
+	// Atomically (the default): v1 carries no router of its own (the
+	// first deploy split the routing), so the rollback below restarts
+	// its retained container (a container with routers of its own would
+	// be recreated from its image: deploy:
+	// TestRollbackRecreatesWhenItsRoutersWouldConflict).
+	if r := e.deployctl("rollout", "--image", repo, "--version", "v2", "--app", app); r.code != 0 {
 		t.Fatalf("rollout v2: exit %d", r.code)
 	}
 	st := e.status(app)

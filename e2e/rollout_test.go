@@ -60,7 +60,9 @@ func testRolloutV1ToV2(t *testing.T, versions ...string) {
 				t.Errorf("v1 labels %v", v1.Labels)
 			}
 
-			watch := e.watchService(app + "@docker")
+			// The first deploy split the routing: v1 is in service app-v1@docker,
+			// which the gradual rollout's v2 joins.
+			watch := e.watchService(app + "-v1@docker")
 			kills := e.watchKills(v1.ID)
 			keep := startLoad(t, e.traefik.EntryURL, app+".test", 100, true)
 			fresh := startLoad(t, e.traefik.EntryURL, app+".test", 50, false)

@@ -68,14 +68,15 @@ func TestSignalsInEachPhase(t *testing.T) {
 					t.Errorf("new container left behind: %s (%s)", c.Name, c.State)
 				}
 			}
-			// Switched back: no route container (v1 carries its own
-			// routers). Else none is left lifted.
+			// The serving version's user-level route container is the only
+			// one left (the first deploy split the routing: switched back,
+			// v1's routes it); none is left lifted.
 			routes, err := e.rt.List(context.Background(), map[string]string{deploy.LabelRouteOf: app})
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, c := range routes {
-				if tc.serving == "v1" || c.Labels[deploy.LabelRouteLevel] == deploy.RouteLifted {
+				if c.Labels[deploy.LabelVersion] != tc.serving || c.Labels[deploy.LabelRouteLevel] != deploy.RouteUser || !c.Running() {
 					t.Errorf("route container left: %s (%s, %s)", c.Name, c.Labels[deploy.LabelRouteLevel], c.State)
 				}
 			}
