@@ -332,9 +332,14 @@ func (r *rollout) plan(ctx context.Context) error {
 	if o.Reuse != "" && o.MaxSurge == nil {
 		// A gradual switch back starts the retained containers as a
 		// gradual rollout starts new ones; an atomic one (when a route
-		// container routes the app) starts them all before the switch.
+		// container routes the app and the retained containers are in a
+		// service of their own) starts them all before the switch.
 		surge := DefaultMaxSurge
-		if slices.ContainsFunc(routes, Container.Running) {
+		atomic, err := r.rollbackSwitchesAtomically(ctx, routes, current)
+		if err != nil {
+			return err
+		}
+		if atomic {
 			surge = Amount{N: 100, Percent: true}
 		}
 		o.MaxSurge, r.o.MaxSurge = &surge, &surge

@@ -64,7 +64,8 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Containe
 		case !routed:
 			return nil, nil, nil
 		}
-		if shared, old := r.sharedService(target, d.olds); shared != "" {
+		if shared, i := r.sharedService(target, containersOf(d.olds)); shared != "" {
+			old := d.olds[i]
 			// A gradual rollout from a version a route container routes
 			// put its containers into that version's service (the
 			// template's labels, and the route container's router names
@@ -159,6 +160,13 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Containe
 		return nil, nil, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("splitting the app's Traefik labels for an atomic switch: %w", err),
 			State: "nothing was changed", Hint: "fix the labels, or use --switch gradual"}
 	}
+	if shared, i := r.sharedWith(plan.Services, containersOf(d.olds)); shared != "" && o.Reuse == "" {
+		// A redeploy of the serving version (--force): its service is
+		// already that version's, and a router to it would route to the
+		// old containers too. Both sides run one version, so the
+		// gradual switch (the probe's drain) mixes nothing.
+		return gradual("the new containers would be in Traefik service %s, which the current container %s is in already (a redeploy of %s), and no router can tell them apart", shared, d.olds[i].Short(), o.Version)
+	}
 	return &plan, nil, nil
 }
 
@@ -249,25 +257,48 @@ func (r *rollout) planFirst(ctx context.Context, d *decision, routes []Container
 	return &plan, nil, nil
 }
 
+// rollbackSwitchesAtomically tells, before decide, whether a rollback
+// will switch back atomically (planSwitch): a route container routes the
+// app, and the retained target is in no Traefik service of a current
+// container. It decides the rollback's default --max-surge; planSwitch
+// decides the switch.
+func (r *rollout) rollbackSwitchesAtomically(ctx context.Context, routes, current []Container) (bool, error) {
+	if !slices.ContainsFunc(routes, Container.Running) {
+		return false, nil
+	}
+	target, err := r.e.Runtime.Inspect(ctx, r.o.Reuse)
+	if err != nil {
+		return false, classifyDocker(err)
+	}
+	shared, _ := r.sharedService(target, current)
+	return shared == "", nil
+}
+
 // sharedService is a Traefik service that target's labels and those of
-// one of olds (returned) both define, "" when none.
-func (r *rollout) sharedService(target Container, olds []*oldContainer) (string, *oldContainer) {
+// one of cs (returned, with its index) both define, "" when none.
+func (r *rollout) sharedService(target Container, cs []Container) (string, int) {
 	ep, err := r.e.Router.Endpoint(target)
 	if err != nil {
-		return "", nil
+		return "", -1
 	}
-	for _, old := range olds {
-		oep, err := r.e.Router.Endpoint(old.Container)
+	return r.sharedWith(ep.Services, cs)
+}
+
+// sharedWith is one of services that the labels of one of cs (returned,
+// with its index) define, "" when none.
+func (r *rollout) sharedWith(services []string, cs []Container) (string, int) {
+	for i, c := range cs {
+		oep, err := r.e.Router.Endpoint(c)
 		if err != nil {
 			continue
 		}
-		for _, svc := range ep.Services {
+		for _, svc := range services {
 			if slices.Contains(oep.Services, svc) {
-				return svc, old
+				return svc, i
 			}
 		}
 	}
-	return "", nil
+	return "", -1
 }
 
 // hasOwnRouters reports whether c's labels define Traefik routers (a

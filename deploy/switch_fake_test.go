@@ -881,12 +881,12 @@ func TestSharedService(t *testing.T) {
 	}
 	target := svc("web-v2")
 	olds := []*oldContainer{{Container: svc("web-v3")}}
-	if got, _ := r.sharedService(target, olds); got != "" {
+	if got, _ := r.sharedService(target, containersOf(olds)); got != "" {
 		t.Errorf("services web-v2 and web-v3: shared %q, want none", got)
 	}
 	olds = append(olds, &oldContainer{Container: svc("web-v2")})
-	if got, old := r.sharedService(target, olds); got != "web-v2@docker" || old != olds[1] {
-		t.Errorf("service web-v2 on both: shared %q (%v), want web-v2@docker", got, old)
+	if got, i := r.sharedService(target, containersOf(olds)); got != "web-v2@docker" || i != 1 {
+		t.Errorf("service web-v2 on both: shared %q (%d), want web-v2@docker, 1", got, i)
 	}
 }
 
@@ -1089,5 +1089,67 @@ func TestDockerFaultAtEveryCallOfFirstSplitDeploy(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// A redeploy of the serving version (--force) from a version a route
+// container routes: the new containers would be in the old ones'
+// versioned service, which no router can split, so it switches gradually
+// (both sides run one version: nothing mixes) and says why.
+func TestRedeployOfTheServingVersionSwitchesGradually(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v1", nil)
+	old := w.addRunning("web-v1", "v1", true)
+	routedBy(w, old, "v1")
+	w.trackServed = true
+	e, ev := engine(w)
+	e.Router = worldSwitcher{w.router()}
+	o := faultOptions()
+	o.Version, o.Switch, o.Force = "v1", SwitchAtomic, true
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Switch == SwitchAtomic || !slices.ContainsFunc(ev.warnings(), func(m string) bool { return strings.Contains(m, "a redeploy of v1") }) {
+		t.Errorf("switch %q, warnings %q: want gradual, and why", res.Switch, ev.warnings())
+	}
+	if got := servedURLs(w); !slices.Equal(got, []string{urlOf(w, res.New.ID)}) || old.State != "exited" {
+		t.Errorf("Traefik routes to %v, old %s: want the new container only", got, old.State)
+	}
+	for i, n := range w.served {
+		if n == 0 {
+			t.Errorf("no server routed after op %q", w.ops[i])
+		}
+	}
+}
+
+// A rollback's default --max-surge is 100% only when it will switch back
+// atomically: not when the retained containers share a service with the
+// current ones (a --switch gradual rollout from a routed version), nor
+// when no route container routes the app.
+func TestRollbackSwitchesAtomically(t *testing.T) {
+	w := newWorld()
+	v1 := w.addRunning("web-v1", "v1", true)
+	v1.State = "exited"
+	splitLabels(w, v1, "v1")
+	v2 := w.addRunning("web-v2", "v2", true)
+	splitLabels(w, v2, "v2")
+	route := addRoute(w, "web-route-v2-user", "v2", RouteUser)
+	e, _ := engine(w)
+	r := &rollout{e: e, o: Options{Reuse: v1.ID}}
+	routes, current := []Container{route.Container}, []Container{v2.Container}
+	if ok, err := r.rollbackSwitchesAtomically(context.Background(), routes, current); !ok || err != nil {
+		t.Errorf("own services, routed: %v %v, want atomic", ok, err)
+	}
+	if ok, _ := r.rollbackSwitchesAtomically(context.Background(), nil, current); ok {
+		t.Errorf("no route container: atomic")
+	}
+	splitLabels(w, v2, "v1") // v2's containers in v1's service
+	w.mu.Lock()
+	delete(v2.Labels, "traefik.http.services.web-v2.loadbalancer.server.port")
+	w.mu.Unlock()
+	current = []Container{v2.Container}
+	if ok, _ := r.rollbackSwitchesAtomically(context.Background(), routes, current); ok {
+		t.Errorf("a shared service: atomic")
 	}
 }
