@@ -21,7 +21,7 @@ func TestRolloutV1ToV2TraefikV2(t *testing.T) {
 // are serialised by the harness's file lock), in the order the tests need
 // them: v3.0.0 for TestCoreOnTraefikV3_0_0, which runs first, then v3.6.15
 // (the longest build, about 25 minutes cold on 2 cores) while those run,
-// then v2.11.0 for the last test. One after the other: on 2 cores
+// then v2.11.0 for the last Traefik test, then the compose v2 CLI. One after the other: on 2 cores
 // concurrent builds only delay the first one the tests wait for.
 func prebuildTraefik() {
 	order := []string{traefikFirstV3, traefikCurrent, traefikV2}
@@ -34,6 +34,9 @@ func prebuildTraefik() {
 		for _, v := range order {
 			_, _ = harness.TraefikBinary(v, nil) // errors show in the tests that need it
 		}
+		// Then the compose CLI, for the compose tests, which sort after
+		// this file (z_compose_test.go).
+		_, _ = harness.ComposeBinary(harness.ComposeVersion, nil)
 	}()
 }
 

@@ -72,8 +72,10 @@ func normVersion(v string) string {
 	return v
 }
 
-// traefikBuild describes how a Traefik version is built.
-type traefikBuild struct {
+// goBuild describes how a tool the tests run (Traefik, the compose CLI)
+// is built from its build module under testdata.
+type goBuild struct {
+	name    string // "Traefik"
 	version string // "v3.0.0"
 	dir     string // build module
 	pkg     string // github.com/traefik/traefik/v3/cmd/traefik
@@ -81,7 +83,26 @@ type traefikBuild struct {
 	key     string // cache file name
 }
 
-func newTraefikBuild(version string) (*traefikBuild, error) {
+// newGoBuild is the build of pkg at version from the build module dir,
+// cached under prefix-<version>-<hash of go.mod, go.sum and flags>.
+func newGoBuild(name, prefix, version, dir, pkg, ldflags string) (*goBuild, error) {
+	gomod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s has no build module: %v", name, version, err)
+	}
+	gosum, err := os.ReadFile(filepath.Join(dir, "go.sum"))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s build module: %v", name, version, err)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%s/%s\n", version, ldflags, runtime.GOOS, runtime.GOARCH)
+	h.Write(gomod)
+	h.Write(gosum)
+	return &goBuild{name: name, version: version, dir: dir, pkg: pkg, ldflags: ldflags,
+		key: fmt.Sprintf("%s-%s-%s", prefix, version, hex.EncodeToString(h.Sum(nil))[:12])}, nil
+}
+
+func newTraefikBuild(version string) (*goBuild, error) {
 	version = normVersion(version)
 	parts := strings.SplitN(version, ".", 3)
 	if len(parts) != 3 {
@@ -90,15 +111,6 @@ func newTraefikBuild(version string) (*traefikBuild, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
-	}
-	dir := filepath.Join(root, "testdata", "traefik", version)
-	gomod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	if err != nil {
-		return nil, fmt.Errorf("traefik %s has no build module: %v", version, err)
-	}
-	gosum, err := os.ReadFile(filepath.Join(dir, "go.sum"))
-	if err != nil {
-		return nil, fmt.Errorf("traefik %s build module: %v", version, err)
 	}
 	major := parts[0]
 	mod := "github.com/traefik/traefik"
@@ -114,28 +126,18 @@ func newTraefikBuild(version string) (*traefikBuild, error) {
 	// the "v", the codename, stripped binaries.
 	ldflags := fmt.Sprintf("-s -w -X %s.Version=%s -X %s.Codename=%s -X %s.BuildDate=deployctl-testenv",
 		vpkg, strings.TrimPrefix(version, "v"), vpkg, codename, vpkg)
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%s/%s\n", version, ldflags, runtime.GOOS, runtime.GOARCH)
-	h.Write(gomod)
-	h.Write(gosum)
-	return &traefikBuild{
-		version: version,
-		dir:     dir,
-		pkg:     mod + "/cmd/traefik",
-		ldflags: ldflags,
-		key:     fmt.Sprintf("traefik-%s-%s", version, hex.EncodeToString(h.Sum(nil))[:12]),
-	}, nil
+	return newGoBuild("Traefik", "traefik", version, filepath.Join(root, "testdata", "traefik", version), mod+"/cmd/traefik", ldflags)
 }
 
 // Command returns the go command that builds the binary into out.
-func (b *traefikBuild) command(out string) *exec.Cmd {
+func (b *goBuild) command(out string) *exec.Cmd {
 	cmd := exec.Command("go", "build", "-buildvcs=false", "-ldflags", b.ldflags, "-o", out, b.pkg)
 	cmd.Dir = b.dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=readonly")
 	return cmd
 }
 
-var traefikBinMu sync.Map // key -> *sync.Mutex
+var goBinMu sync.Map // key -> *sync.Mutex
 
 // TraefikBinary returns the path of a Traefik binary of the given version
 // ("v3.0.0" or "3.0.0"), built from the build module
@@ -149,12 +151,18 @@ var traefikBinMu sync.Map // key -> *sync.Mutex
 // in other processes, wait for a single build: an exclusive file lock
 // guards it and the binary is published by an atomic rename.
 func TraefikBinary(version string, logf func(string, ...any)) (string, error) {
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
 	b, err := newTraefikBuild(version)
 	if err != nil {
 		return "", err
+	}
+	return b.binary(logf)
+}
+
+// binary returns the path of b's binary, building it on a cache miss
+// (TraefikBinary says how).
+func (b *goBuild) binary(logf func(string, ...any)) (string, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
 	}
 	cache, err := TraefikCacheDir()
 	if err != nil {
@@ -168,7 +176,7 @@ func TraefikBinary(version string, logf func(string, ...any)) (string, error) {
 		return "", err
 	}
 
-	mu, _ := traefikBinMu.LoadOrStore(b.key, new(sync.Mutex))
+	mu, _ := goBinMu.LoadOrStore(b.key, new(sync.Mutex))
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
 
@@ -195,9 +203,9 @@ func TraefikBinary(version string, logf func(string, ...any)) (string, error) {
 	}
 	defer os.RemoveAll(tmpDir)
 	RemoveAtExit(tmpDir)
-	tmp := filepath.Join(tmpDir, "traefik")
+	tmp := filepath.Join(tmpDir, "bin")
 
-	msg := fmt.Sprintf("building Traefik %s into %s (a cold build takes 10+ minutes on 2 cores)", b.version, path)
+	msg := fmt.Sprintf("building %s %s into %s (a cold build takes 10+ minutes on 2 cores)", b.name, b.version, path)
 	logf("%s", msg)
 	fmt.Fprintf(os.Stderr, "harness: %s\n", msg)
 	start := time.Now()
@@ -212,7 +220,7 @@ func TraefikBinary(version string, logf func(string, ...any)) (string, error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return "", err
 	}
-	msg = fmt.Sprintf("built Traefik %s in %v", b.version, time.Since(start).Round(time.Second))
+	msg = fmt.Sprintf("built %s %s in %v", b.name, b.version, time.Since(start).Round(time.Second))
 	logf("%s", msg)
 	fmt.Fprintf(os.Stderr, "harness: %s\n", msg)
 	return path, nil

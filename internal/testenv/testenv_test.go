@@ -39,6 +39,26 @@ func TestTraefikBinary(t *testing.T) {
 	}
 }
 
+// The compose CLI the end-to-end tests run: built from its build module,
+// cached, and stamped with its version (`version --short` prints it, and
+// the containers it makes carry it).
+func TestComposeBinary(t *testing.T) {
+	start := time.Now()
+	bin := ComposeBinary(t, ComposeVersion)
+	t.Logf("ComposeBinary(%s) = %s in %v", ComposeVersion, bin, time.Since(start))
+	out, err := exec.Command(bin, "version", "--short").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s version: %v\n%s", bin, err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != strings.TrimPrefix(ComposeVersion, "v") {
+		t.Errorf("%s version --short = %q, want %s", bin, got, strings.TrimPrefix(ComposeVersion, "v"))
+	}
+	start = time.Now()
+	if again := ComposeBinary(t, ComposeVersion); again != bin || time.Since(start) > time.Second {
+		t.Errorf("second call: %s in %v, want %s from the cache", again, time.Since(start), bin)
+	}
+}
+
 func TestDockerfile(t *testing.T) {
 	got := Dockerfile(AppImageOptions{
 		Version:     "v2",

@@ -30,3 +30,18 @@ func TraefikBinary(t testing.TB, version string) string {
 	}
 	return path
 }
+
+// ComposeVersion is the Docker Compose v2 CLI the end-to-end tests run.
+const ComposeVersion = harness.ComposeVersion
+
+// ComposeBinary returns the path of the Docker Compose v2 CLI of the given
+// version, built from testdata/compose/<version> and cached like Traefik
+// (see [harness.ComposeBinary]).
+func ComposeBinary(t testing.TB, version string) string {
+	t.Helper()
+	path, err := harness.ComposeBinary(version, func(format string, args ...any) { t.Logf(format, args...) })
+	if err != nil {
+		t.Fatalf("compose %s: %v", version, err)
+	}
+	return path
+}
