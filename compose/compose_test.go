@@ -246,3 +246,86 @@ func TestRefuse(t *testing.T) {
 		})
 	}
 }
+
+// The service's configuration as the containers docker compose up makes
+// would have it.
+func TestContainerConfig(t *testing.T) {
+	dir := project(t, "shop", map[string]string{
+		"compose.yaml": `
+services:
+  web:
+    image: web
+    command: ["serve", "--port", "8080"]
+    user: "1000"
+    working_dir: /app
+    environment:
+      A: "1"
+      BARE:
+    labels: {traefik.enable: "true"}
+    healthcheck:
+      test: ["CMD", "/app", "probe"]
+      interval: 2s
+      retries: 3
+    stop_signal: SIGINT
+    stop_grace_period: 15s
+    read_only: true
+    tmpfs: ["/tmp:size=64m"]
+    volumes:
+      - data:/data
+      - ./static:/static:ro
+    secrets: [key]
+    configs: [{source: conf, target: /etc/app.conf}]
+    networks:
+      front: {aliases: [www]}
+      back: {priority: 10}
+    deploy:
+      resources: {limits: {memory: 256M, cpus: "0.5"}}
+      restart_policy: {condition: on-failure, max_attempts: 3}
+volumes:
+  data: {}
+networks:
+  front: {}
+  back: {external: true, name: shared-back}
+secrets:
+  key: {file: ./key.txt}
+configs:
+  conf: {file: ./app.conf}
+`,
+		"key.txt": "k", "app.conf": "c",
+	})
+	s := mustLoad(t, LoadOptions{ProjectDir: dir}, "web", "v2")
+	c, err := s.ContainerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.Command, []string{"serve", "--port", "8080"}) || c.User != "1000" || c.WorkingDir != "/app" || c.StopSignal != "SIGINT" || c.StopTimeout != 15e9 || !c.ReadOnly {
+		t.Errorf("config %+v", c)
+	}
+	if !slices.Equal(c.Env, []string{"A=1", "BARE"}) || c.Labels["traefik.enable"] != "true" {
+		t.Errorf("env %v labels %v", c.Env, c.Labels)
+	}
+	if c.Healthcheck == nil || c.Healthcheck.Interval != 2e9 || c.Healthcheck.Retries != 3 || !slices.Equal(c.Healthcheck.Test, []string{"CMD", "/app", "probe"}) {
+		t.Errorf("healthcheck %+v", c.Healthcheck)
+	}
+	if c.Memory != 256<<20 || c.NanoCPUs != 5e8 || c.Restart != "on-failure:3" || c.Tmpfs["/tmp"] != "size=64m" {
+		t.Errorf("memory %d cpus %d restart %q tmpfs %v", c.Memory, c.NanoCPUs, c.Restart, c.Tmpfs)
+	}
+	wantBinds := []string{"shop_data:/data:rw", filepath.Join(dir, "static") + ":/static:ro", filepath.Join(dir, "key.txt") + ":/run/secrets/key:ro", filepath.Join(dir, "app.conf") + ":/etc/app.conf:ro"}
+	if !slices.Equal(c.Binds, wantBinds) {
+		t.Errorf("binds\n %q\nwant\n %q", c.Binds, wantBinds)
+	}
+	if len(c.Networks) != 2 || c.Networks[0].Name != "shared-back" || c.Networks[1].Name != "shop_front" || !slices.Equal(c.Networks[1].Aliases, []string{"web", "www"}) {
+		t.Errorf("networks %+v: want shared-back (priority 10) first, then shop_front with aliases web, www", c.Networks)
+	}
+}
+
+// A field deployctl does not carry over is named, not dropped.
+func TestContainerConfigRefusesWhatItDoesNotCarryOver(t *testing.T) {
+	dir := project(t, "p", map[string]string{"compose.yaml": "services:\n  web:\n    image: web\n    ulimits: {nofile: 1024}\n    pid: host\n"})
+	s := mustLoad(t, LoadOptions{ProjectDir: dir}, "web", "v2")
+	_, err := s.ContainerConfig()
+	var ue *UnsupportedError
+	if !errors.As(err, &ue) || !slices.Contains(ue.Fields, "ulimits") || !slices.Contains(ue.Fields, "pid") {
+		t.Errorf("error %v, want ulimits and pid named", err)
+	}
+}

@@ -224,6 +224,60 @@ type CreateSpec struct {
 	// "container:<id>" to join another container's network namespace
 	// (the helper that counts an old container's connections).
 	NetworkMode string
+	// Config, when not nil, is the configuration the fields above apply
+	// to, given instead of copied from From: a compose service's, from
+	// its file (package compose). The image's defaults apply to what it
+	// leaves empty.
+	Config *ContainerConfig
+}
+
+// ContainerConfig is a container's whole configuration, given rather than
+// copied from a running container (CreateSpec.Config): the target state of
+// a declared service. Zero values mean the image's or Docker's default.
+type ContainerConfig struct {
+	Env        []string // KEY=VALUE
+	Labels     map[string]string
+	Entrypoint []string // nil: the image's
+	Command    []string // nil: the image's
+	User       string
+	WorkingDir string
+	Hostname   string
+	StopSignal string
+	// StopTimeout: 0 is Docker's default (10 s).
+	StopTimeout time.Duration
+	Healthcheck *Healthcheck // nil: the image's
+	Restart     string       // as docker run --restart; "": no
+	// Networks, the first the container's primary network, each with
+	// its aliases.
+	Networks       []NetworkAttachment
+	Binds          []string          // docker run -v syntax
+	Tmpfs          map[string]string // mount point -> options
+	ReadOnly       bool
+	Init           *bool
+	Privileged     bool
+	CapAdd         []string
+	CapDrop        []string
+	ExtraHosts     []string // host:ip
+	DNS            []string
+	DNSSearch      []string
+	SecurityOpt    []string
+	Sysctls        map[string]string
+	GroupAdd       []string
+	Memory         int64 // bytes; 0: no limit
+	MemReservation int64
+	NanoCPUs       int64
+	PidsLimit      *int64
+	ShmSize        int64
+	Tty            bool
+	OpenStdin      bool
+	LogDriver      string
+	LogOptions     map[string]string
+}
+
+// NetworkAttachment is a network a container joins, and its aliases there.
+type NetworkAttachment struct {
+	Name    string
+	Aliases []string
 }
 
 // ExecResult is what a command run in a container printed and its exit

@@ -3,6 +3,7 @@ package dockerutil
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -388,4 +389,50 @@ func describePorts(pm network.PortMap) string {
 	}
 	sort.Strings(out)
 	return strings.Join(out, ", ")
+}
+
+// given is c as a container to copy (buildCreate's template): a
+// configuration declared rather than running (a compose service's).
+func given(c *deploy.ContainerConfig) (*container.InspectResponse, error) {
+	cfg := &container.Config{
+		Env: slices.Clone(c.Env), Labels: maps.Clone(c.Labels),
+		Entrypoint: slices.Clone(c.Entrypoint), Cmd: slices.Clone(c.Command),
+		User: c.User, WorkingDir: c.WorkingDir, Hostname: c.Hostname, StopSignal: c.StopSignal,
+		Healthcheck: fromHealthcheck(c.Healthcheck), Tty: c.Tty, OpenStdin: c.OpenStdin,
+	}
+	if c.StopTimeout > 0 {
+		secs := int(c.StopTimeout.Seconds() + 0.999)
+		cfg.StopTimeout = &secs
+	}
+	host := &container.HostConfig{
+		Binds: slices.Clone(c.Binds), Tmpfs: maps.Clone(c.Tmpfs), ReadonlyRootfs: c.ReadOnly, Init: c.Init,
+		Privileged: c.Privileged, CapAdd: slices.Clone(c.CapAdd), CapDrop: slices.Clone(c.CapDrop),
+		ExtraHosts: slices.Clone(c.ExtraHosts), DNSSearch: slices.Clone(c.DNSSearch),
+		SecurityOpt: slices.Clone(c.SecurityOpt), Sysctls: maps.Clone(c.Sysctls), GroupAdd: slices.Clone(c.GroupAdd),
+		ShmSize:   c.ShmSize,
+		LogConfig: container.LogConfig{Type: c.LogDriver, Config: maps.Clone(c.LogOptions)},
+	}
+	for _, d := range c.DNS {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			return nil, fmt.Errorf("dns %q: not an IP address", d)
+		}
+		host.DNS = append(host.DNS, a)
+	}
+	host.Memory, host.MemoryReservation, host.NanoCPUs, host.PidsLimit = c.Memory, c.MemReservation, c.NanoCPUs, c.PidsLimit
+	if c.Restart != "" {
+		rp, err := parseRestart(c.Restart)
+		if err != nil {
+			return nil, err
+		}
+		host.RestartPolicy = rp
+	}
+	nets := map[string]*network.EndpointSettings{}
+	for i, n := range c.Networks {
+		if i == 0 {
+			host.NetworkMode = container.NetworkMode(n.Name)
+		}
+		nets[n.Name] = &network.EndpointSettings{Aliases: slices.Clone(n.Aliases)}
+	}
+	return &container.InspectResponse{Config: cfg, HostConfig: host, NetworkSettings: &container.NetworkSettings{Networks: nets}}, nil
 }

@@ -230,3 +230,52 @@ func TestContainerEnvLeavesOutTheImages(t *testing.T) {
 		t.Errorf("image unknown: Env %q, want all of it", got)
 	}
 }
+
+// A given configuration (a compose service's) is the new container's
+// whole configuration, the spec's labels and env on top, its networks
+// with their aliases, the first the primary one.
+func TestCreateFromAGivenConfig(t *testing.T) {
+	init := true
+	pids := int64(100)
+	cfg := &deploy.ContainerConfig{
+		Env: []string{"A=1", "B=2"}, Labels: map[string]string{"traefik.enable": "true", "deployctl.app": "stale"},
+		Command: []string{"serve", "--port", "8080"}, User: "1000", WorkingDir: "/app", StopSignal: "SIGINT",
+		StopTimeout: 15 * time.Second, Healthcheck: &deploy.Healthcheck{Test: []string{"CMD", "/app", "probe"}},
+		Restart: "unless-stopped", Networks: []deploy.NetworkAttachment{{Name: "shop_default", Aliases: []string{"web"}}, {Name: "proxy"}},
+		Binds: []string{"/srv/data:/data:ro"}, Tmpfs: map[string]string{"/tmp": "size=64m"}, ReadOnly: true, Init: &init,
+		CapDrop: []string{"ALL"}, DNS: []string{"10.0.0.53"}, Memory: 512 << 20, NanoCPUs: 1e9, PidsLimit: &pids,
+	}
+	tmpl, err := given(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := buildCreate(tmpl, nil, deploy.CreateSpec{Image: "web:v2", Config: cfg, Labels: map[string]string{"deployctl.app": "web"}, Env: []string{"B=3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, h := p.config, p.host
+	if c.Image != "web:v2" || !slices.Equal(c.Env, []string{"A=1", "B=3"}) || c.Labels["deployctl.app"] != "web" || c.Labels["traefik.enable"] != "true" {
+		t.Errorf("image %q env %v labels %v", c.Image, c.Env, c.Labels)
+	}
+	if !slices.Equal(c.Cmd, []string{"serve", "--port", "8080"}) || c.User != "1000" || c.WorkingDir != "/app" || c.StopSignal != "SIGINT" || c.StopTimeout == nil || *c.StopTimeout != 15 {
+		t.Errorf("config %+v", c)
+	}
+	if c.Healthcheck == nil || !slices.Equal(c.Healthcheck.Test, []string{"CMD", "/app", "probe"}) {
+		t.Errorf("healthcheck %+v", c.Healthcheck)
+	}
+	if h.RestartPolicy.Name != "unless-stopped" || !h.ReadonlyRootfs || h.Init == nil || !*h.Init || h.Memory != 512<<20 || h.NanoCPUs != 1e9 ||
+		!slices.Equal(h.Binds, []string{"/srv/data:/data:ro"}) || h.Tmpfs["/tmp"] != "size=64m" || len(h.DNS) != 1 || !slices.Equal(h.CapDrop, []string{"ALL"}) {
+		t.Errorf("host %+v", h)
+	}
+	if h.NetworkMode != "shop_default" || p.netConfig == nil || !slices.Equal(p.netConfig.EndpointsConfig["shop_default"].Aliases, []string{"web"}) {
+		t.Errorf("primary network %q %+v", h.NetworkMode, p.netConfig)
+	}
+	if len(p.extraNetworks) != 1 || p.extraNetworks[0].name != "proxy" {
+		t.Errorf("extra networks %+v", p.extraNetworks)
+	}
+	for _, bad := range []*deploy.ContainerConfig{{DNS: []string{"dns.example"}}, {Restart: "sometimes"}} {
+		if _, err := given(bad); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}

@@ -449,6 +449,15 @@ func (r *Runtime) Create(ctx context.Context, spec deploy.CreateSpec) (deploy.Co
 			warnings = append(warnings, fmt.Sprintf("the current container's image %s is gone, so its configuration cannot be told apart from its image's defaults: all of it (env, command, ...) is copied to the new container", shortID(tmpl.Image)))
 		}
 	}
+	if spec.Config != nil {
+		// A given configuration is all the new container's: nothing of it
+		// came from an image, so nothing is told apart (oldImg nil).
+		t, err := given(spec.Config)
+		if err != nil {
+			return deploy.Container{}, nil, err
+		}
+		tmpl, oldImg = t, nil
+	}
 	plan, err := buildCreate(tmpl, oldImg, spec)
 	if err != nil {
 		return deploy.Container{}, nil, err
