@@ -106,6 +106,11 @@ type Options struct {
 	Keep        int           // old versions kept stopped
 	Force       bool          // redeploy the version already serving
 
+	// forNext: Check's plan, a redeploy of the serving version that stands
+	// for the next rollout (of another version): what only a redeploy
+	// decides (its switch: planSwitch) is decided as for that rollout.
+	forNext bool
+
 	// DrainGrace is how long to wait between Traefik dropping an old server
 	// and its stop signal, for requests Traefik accepted just before.
 	DrainGrace time.Duration

@@ -262,7 +262,7 @@ func (e *Engine) Check(ctx context.Context, o Options) ([]Finding, error) {
 	}
 	sort.Slice(current, func(i, j int) bool { return current[i].Created.After(current[j].Created) })
 	newest := current[0]
-	o.Image, o.Version, o.Force = imageRepo(newest), newest.Labels[LabelVersion], true
+	o.Image, o.Version, o.Force, o.forNext = imageRepo(newest), newest.Labels[LabelVersion], true, true
 	// A Traefik that cannot talk to this Docker engine explains every
 	// other finding (it lists nothing): it comes first.
 	out := e.versionFindings(ctx)

@@ -160,7 +160,7 @@ func (r *rollout) planSwitch(ctx context.Context, d *decision, routes []Containe
 		return nil, nil, &Error{Phase: PhasePlan, Kind: KindFailed, Err: fmt.Errorf("splitting the app's Traefik labels for an atomic switch: %w", err),
 			State: "nothing was changed", Hint: "fix the labels, or use --switch gradual"}
 	}
-	if shared, i := r.sharedWith(plan.Services, containersOf(d.olds)); shared != "" && o.Reuse == "" {
+	if shared, i := r.sharedWith(plan.Services, containersOf(d.olds)); shared != "" && o.Reuse == "" && !o.forNext {
 		// A redeploy of the serving version (--force): its service is
 		// already that version's, and a router to it would route to the
 		// old containers too. Both sides run one version, so the

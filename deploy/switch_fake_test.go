@@ -1153,3 +1153,28 @@ func TestRollbackSwitchesAtomically(t *testing.T) {
 		t.Errorf("a shared service: atomic")
 	}
 }
+
+// check plans a redeploy of the serving version in place of the next
+// rollout: on an app a route container routes, it must not report the
+// gradual switch that only a real redeploy takes (the next rollout, of
+// another version, switches atomically).
+func TestCheckOfARoutedAppReportsNoGradualSwitch(t *testing.T) {
+	w := newWorld()
+	w.addImage("web:v1", nil)
+	c := w.addRunning("web-v1", "v1", true)
+	c.Labels[LabelImage] = "web"
+	routedBy(w, c, "v1")
+	e, _ := engine(w)
+	e.Router = worldSwitcher{w.router()}
+	o := testOptions("")
+	o.App, o.Switch = "web", SwitchAtomic
+	fs, err := e.Check(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		if f.Code == WarnSwitchGradual {
+			t.Errorf("finding %+v", f)
+		}
+	}
+}
