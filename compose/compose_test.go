@@ -329,3 +329,14 @@ func TestContainerConfigRefusesWhatItDoesNotCarryOver(t *testing.T) {
 		t.Errorf("error %v, want ulimits and pid named", err)
 	}
 }
+
+// Interpolated values where the schema wants a number (replicas:
+// ${N:-2}) load: the image is read before interpolation without the
+// schema's check.
+func TestLoadWithVariablesWhereNumbersGo(t *testing.T) {
+	dir := project(t, "p", map[string]string{"compose.yaml": "services:\n  web:\n    image: web:${TAG}\n    deploy:\n      replicas: ${WEB_REPLICAS:-2}\n"})
+	s := mustLoad(t, LoadOptions{ProjectDir: dir}, "web", "v2")
+	if s.Config.Image != "web:v2" || s.Replicas() != 2 {
+		t.Errorf("image %q replicas %d", s.Config.Image, s.Replicas())
+	}
+}

@@ -16,12 +16,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
@@ -78,7 +80,7 @@ func Load(ctx context.Context, o LoadOptions, service, version string) (*Service
 			env = append(env, v+"="+version)
 		}
 	}
-	p, err := load(ctx, o, env, true)
+	p, err := load(ctx, o, env)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +103,24 @@ func Load(ctx context.Context, o LoadOptions, service, version string) (*Service
 // load loads the project as `docker compose up` does (compose's
 // cmd/compose ProjectOptions.ToProject with the options of up and create:
 // paths resolved, the environment not yet resolved).
-func load(ctx context.Context, o LoadOptions, env []string, interpolate bool) (*types.Project, error) {
+func load(ctx context.Context, o LoadOptions, env []string) (*types.Project, error) {
+	po, err := options(o, env, true)
+	if err != nil {
+		return nil, err
+	}
+	p, err := po.LoadProject(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("compose: loading %s: %w", describeFiles(o.Files), err)
+	}
+	if p.Name == "" {
+		return nil, errors.New("compose: the project has no name: give -p, COMPOSE_PROJECT_NAME or a top-level name:")
+	}
+	return p, nil
+}
+
+// options are compose-go's options for o, as `docker compose up` sets
+// them.
+func options(o LoadOptions, env []string, interpolate bool) (*cli.ProjectOptions, error) {
 	opts := []cli.ProjectOptionsFn{
 		cli.WithResolvedPaths(true), cli.WithoutEnvironmentResolution,
 		cli.WithWorkingDirectory(o.ProjectDir),
@@ -114,37 +133,39 @@ func load(ctx context.Context, o LoadOptions, env []string, interpolate bool) (*
 		cli.WithName(o.Project),
 	}
 	if !interpolate {
-		opts = append(opts, cli.WithInterpolation(false))
+		opts = append(opts, cli.WithInterpolation(false), cli.WithLoadOptions(func(lo *loader.Options) {
+			lo.SkipValidation, lo.SkipConsistencyCheck = true, true
+		}))
 	}
 	po, err := cli.NewProjectOptions(o.Files, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("compose: %w", err)
 	}
-	p, err := po.LoadProject(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("compose: loading %s: %w", describeFiles(o.Files), err)
-	}
-	if p.Name == "" {
-		return nil, errors.New("compose: the project has no name: give -p, COMPOSE_PROJECT_NAME or a top-level name:")
-	}
-	return p, nil
+	return po, nil
 }
 
-// rawImage is the service's image as the file writes it, before
-// interpolation ("" when it has none).
+// rawImage is the service's image as the files write it, before
+// interpolation ("" when it has none): read from the merged model
+// (extends and include applied), which is not decoded, so that a
+// variable where the schema wants a number (replicas: ${N}) is no error
+// yet.
 func rawImage(ctx context.Context, o LoadOptions, env []string, service string) (string, error) {
-	p, err := load(ctx, o, env, false)
+	po, err := options(o, env, false)
 	if err != nil {
 		return "", err
 	}
-	if p, err = p.WithServicesEnabled(service); err != nil {
-		return "", notFound(p, service, err)
-	}
-	cfg, err := p.GetService(service)
+	model, err := po.LoadModel(ctx)
 	if err != nil {
-		return "", notFound(p, service, err)
+		return "", fmt.Errorf("compose: loading %s: %w", describeFiles(o.Files), err)
 	}
-	return cfg.Image, nil
+	services, _ := model["services"].(map[string]any)
+	svc, ok := services[service].(map[string]any)
+	if !ok {
+		names := slices.Sorted(maps.Keys(services))
+		return "", fmt.Errorf("compose: the project has no service %q (its services: %s)", service, strings.Join(names, ", "))
+	}
+	image, _ := svc["image"].(string)
+	return image, nil
 }
 
 // variable is a compose variable reference: $VAR, ${VAR}, ${VAR:-x},
