@@ -59,7 +59,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"rollout", "--image", "web", "--version", "v1", "--restart", "sometimes"}, "--restart"},
 		{[]string{"rollout", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"rollout", "--keep", "many"}, "invalid argument"},
-		{[]string{"rollout", "extra-arg"}, "unknown command"},
+		{[]string{"rollout", "web", "extra-arg"}, "accepts at most 1 arg"},
+		{[]string{"rollout", "--image", "web", "--version", "v1", "web"}, "--image cannot be given with a compose service"},
+		{[]string{"rollout", "-f", "compose.yaml", "--version", "v1"}, "name the service to roll out"},
 		{[]string{"nosuchcommand"}, "unknown command"},
 	}
 	for _, tc := range cases {

@@ -22,6 +22,7 @@ type rolloutOptions struct {
 	deploy.Options
 	traefik traefikOptions
 	io      ioStreams
+	compose composeFlags
 
 	selectors []string
 	labels    []string
@@ -54,7 +55,7 @@ type healthFlags struct {
 func newRolloutCmd(f *factory, runF func(*rolloutOptions) error) *cobra.Command {
 	o := &rolloutOptions{}
 	c := &cobra.Command{
-		Use:   "rollout --image IMAGE --version TAG",
+		Use:   "rollout --image IMAGE --version TAG | -f compose.yaml SERVICE --version TAG",
 		Short: "Roll a new version out with zero failed requests",
 		Long: `Roll IMAGE:TAG out in place of the app's running container(s).
 
@@ -72,7 +73,7 @@ DEPLOYCTL_TRAEFIK_URL; a flag on the command line wins over the environment.
 A repeatable flag's variable holds one value per line, never split on commas:
 DEPLOYCTL_ENV=$'DATABASE_URL=postgres://db/shop?sslmode=require&x=a,b\nTOKEN=...'.
 Pass secrets that way, or in --env-file, not as flags: flags show in ps and
-shell history.`,
+shell history.` + composeUsage,
 		Example: `  # in CI, after pushing registry.example.com/shop/web:$CI_COMMIT_SHORT_SHA
   deployctl rollout --image registry.example.com/shop/web --version "$CI_COMMIT_SHORT_SHA"
 
@@ -84,10 +85,16 @@ shell history.`,
     --env-file web.env --health-cmd 'wget -qO- localhost:8080/up'
 
   # switch from a hand-written script whose containers are labelled app=web
-  deployctl rollout --image web --version 3f9ace5 --select app=web`,
-		Args: noArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
+  deployctl rollout --image web --version 3f9ace5 --select app=web
+
+  # a compose service (image: registry.example.com/shop/web:${WEB_TAG})
+  deployctl rollout -f compose.yaml web --version "$CI_COMMIT_SHORT_SHA"`,
+		Args: rolloutArgs,
+		RunE: func(c *cobra.Command, args []string) error {
 			o.io = streamsOf(c)
+			if len(args) == 1 {
+				o.compose.service = args[0]
+			}
 			if err := o.complete(c); err != nil {
 				// --json: bad input is a JSON document too.
 				newJSONOutcome(o.io.out, o.json, o.dryRun).finish(err)
@@ -109,7 +116,7 @@ shell history.`,
 	fl.StringVar(&o.Network, "network", "", "network Traefik reaches the app on; on a first deploy the container is attached to it")
 	fl.StringArrayVar(&o.labels, "label", nil, "set a `key=value` label on the new container (DEPLOYCTL_LABEL: one per line)")
 	fl.StringArrayVarP(&o.envs, "env", "e", nil, "set an environment variable `KEY=VALUE` on the new container; for secrets prefer --env-file or DEPLOYCTL_ENV (one per line, commas kept): flags show in ps")
-	fl.StringArrayVar(&o.envFiles, "env-file", nil, "read environment variables from a `file` (KEY=VALUE lines, # comments)")
+	fl.StringArrayVar(&o.envFiles, "env-file", nil, "read environment variables from a `file` (KEY=VALUE lines, # comments); with a compose SERVICE, compose's --env-file: the variables of the compose file")
 	fl.StringArrayVarP(&o.Volumes, "volume", "v", nil, "bind mount or volume `[source:]destination[:options]`, as in docker run")
 	fl.StringVar(&o.restart, "restart", "", "restart policy: no, always, unless-stopped, on-failure[:N] (default: the current container's, unless-stopped on a first deploy)")
 	fl.StringVar(&o.health.cmd, "health-cmd", "", "healthcheck command, run by the container's shell")
@@ -128,6 +135,7 @@ shell history.`,
 	fl.StringVar(&o.pull, "pull", "missing", "pull the image: missing, always, never")
 	fl.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
 	fl.BoolVar(&o.dryRun, "dry-run", false, "print the plan (current containers, service, drain method, what would be pruned) and change nothing")
+	o.compose.register(fl)
 	o.traefik.register(c)
 	return c
 }
@@ -147,6 +155,9 @@ func runRollout(ctx context.Context, f *factory, o *rolloutOptions) (err error) 
 	}
 	defer run.Close()
 	o.Probes = f.Probes
+	for _, w := range o.compose.warnings {
+		run.progress.Event(deploy.Event{Time: f.Now(), Phase: deploy.PhasePlan, Status: deploy.StatusWarn, Code: w.Code, Message: w.Message})
+	}
 	if o.dryRun {
 		return printPlan(run, o)
 	}
@@ -173,7 +184,24 @@ func runRollout(ctx context.Context, f *factory, o *rolloutOptions) (err error) 
 // them: every error is a usage error, found before Docker or Traefik is
 // contacted.
 func (o *rolloutOptions) complete(c *cobra.Command) error {
-	if err := o.fromFlags(c); err != nil {
+	compose := o.compose.service != ""
+	if !compose && o.compose.given(c.Flags()) {
+		return usagef("-f, -p, --project-directory and --profile choose a compose project: name the service to roll out, e.g. deployctl rollout -f compose.yaml web --version 3f9ace5")
+	}
+	if compose {
+		// --env-file is compose's: read by the loader, not as the
+		// container's variables.
+		files := o.envFiles
+		o.envFiles = nil
+		err := o.fromFlags(c)
+		o.envFiles = files
+		if err != nil {
+			return err
+		}
+		if err := o.completeCompose(c); err != nil {
+			return err
+		}
+	} else if err := o.fromFlags(c); err != nil {
 		return err
 	}
 	if err := checkProcedureDurations(c.Flags()); err != nil {

@@ -145,7 +145,12 @@ func decide(f facts, o Options, dryRun bool) (*decision, error) {
 		d.olds = append(d.olds, &oldContainer{Container: c})
 	}
 	d.route(f.services, f.endpoint, o)
-	if len(d.olds) > 0 {
+	switch {
+	case o.Target != nil && o.Reuse == "":
+		// A declared service: its new containers are configured from the
+		// declaration, whatever runs now.
+		d.template = o.Target.templateOf()
+	case len(d.olds) > 0:
 		d.template = d.chooseTemplate()
 	}
 	d.leftovers()

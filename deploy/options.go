@@ -152,6 +152,11 @@ type Options struct {
 	MaxSurge       *Amount
 	MaxUnavailable *Amount
 
+	// Target, when not nil, is the declared configuration of the new
+	// containers (a compose service's), given instead of copied from
+	// the current container (target.go).
+	Target *Target
+
 	// Reuse is the ID of a retained (stopped) container of Version to start
 	// instead of creating one: set by Rollback.
 	Reuse string
@@ -300,6 +305,9 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.Restart != "" && !restartPattern().MatchString(o.Restart) {
 		return o, usageError("--restart %q: want no, always, unless-stopped or on-failure[:N]", o.Restart)
+	}
+	if err := o.checkTarget(); err != nil {
+		return o, err
 	}
 	if o.Healthcheck != nil && len(o.Healthcheck.Test) == 0 {
 		return o, usageError("a healthcheck needs a command (--health-cmd)")

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -185,6 +186,12 @@ type rollout struct {
 	// newest first; with N > 1 replicas its steps restart up to N of them.
 	reuseAll []string
 
+	// numberMu guards the numbering of a Target's new containers
+	// (nextNumber): lastNumber, once numbered.
+	numberMu   sync.Mutex
+	numbered   bool
+	lastNumber int
+
 	// stepRun is the multi-replica run in progress (replicas.go), if any:
 	// the events emitted while one of its steps runs carry that step.
 	stepRun *stepRun
@@ -264,6 +271,9 @@ func (r *rollout) run(ctx context.Context) (res *Result, err error) {
 	defer func() { r.finish(ctx, err) }()
 	if err := r.plan(ctx); err != nil {
 		return nil, r.fail(ctx, PhasePlan, err)
+	}
+	if err := r.prepareTarget(ctx); err != nil {
+		return nil, r.fail(ctx, PhaseCreate, err)
 	}
 	return r.runSteps(ctx)
 }
@@ -548,6 +558,14 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 		// labels out; a later atomic rollout needs this one.
 		labels[LabelRoutingBase] = r.template.Labels[LabelRoutingBase]
 	}
+	given := o.Target != nil && o.Reuse == ""
+	if given {
+		tl, err := r.targetLabels(ctx)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(labels, tl)
+	}
 	labels[LabelApp] = o.App
 	labels[LabelVersion] = o.Version
 	labels[LabelImage] = o.Image
@@ -567,6 +585,9 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 	}
 	if r.template != nil {
 		spec.From = r.template.ID
+	}
+	if given {
+		spec.Config, spec.From = o.Target.Config, ""
 	}
 	if r.sw != nil {
 		spec.RemoveLabels = r.sw.RemoveLabels

@@ -228,6 +228,9 @@ func (r *rollout) planFirst(ctx context.Context, d *decision, routes []Container
 		return own("%s", reason)
 	}
 	tmpl := Container{Name: o.App, Labels: map[string]string{LabelApp: o.App}}
+	if o.Target != nil {
+		maps.Copy(tmpl.Labels, o.Target.Config.Labels)
+	}
 	ep, err := r.newEndpoint(&tmpl, o.Labels)
 	if err != nil && d.probe {
 		return nil, nil, err
@@ -369,6 +372,9 @@ func (r *rollout) startRouteContainer(ctx context.Context, c Container) error {
 // starts, the router does not see it.
 func (r *rollout) createRoute(ctx context.Context, route Route, level, version string, created func(Container)) (Container, error) {
 	labels := maps.Clone(route.Labels)
+	if t := r.o.Target; t != nil {
+		maps.Copy(labels, t.RouteLabels)
+	}
 	labels[LabelRouteOf] = r.o.App
 	labels[LabelRouteLevel] = level
 	labels[LabelVersion] = version

@@ -1,0 +1,156 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/deployctl/deployctl/compose"
+	"github.com/deployctl/deployctl/deploy"
+)
+
+// composeFlags are `docker compose`'s own flags that choose the project
+// (-f, -p, --project-directory, --profile); --env-file is shared with the
+// container's flag and means compose's in a compose rollout.
+type composeFlags struct {
+	files      []string
+	project    string
+	projectDir string
+	profiles   []string
+	// service is the SERVICE argument; "" outside a compose rollout.
+	service string
+	// warnings are what the file asks for that deployctl does not honour
+	// (update_config settings), shown before the run.
+	warnings []deploy.Warning
+}
+
+func (cf *composeFlags) register(fl *pflag.FlagSet) {
+	fl.StringArrayVarP(&cf.files, "file", "f", nil, "compose `file` of the project whose SERVICE to roll out, as docker compose -f (repeatable; default: compose.yaml as docker compose finds it)")
+	fl.StringVarP(&cf.project, "project-name", "p", "", "compose project name, as docker compose -p (default: COMPOSE_PROJECT_NAME, the file's name:, the directory's name)")
+	fl.StringVar(&cf.projectDir, "project-directory", "", "compose project directory, as docker compose --project-directory")
+	fl.StringArrayVar(&cf.profiles, "profile", nil, "compose profile to enable, as docker compose --profile (repeatable)")
+}
+
+// WarnComposeIgnored: a compose setting deployctl does not honour.
+const WarnComposeIgnored = "compose-setting-ignored"
+
+// rolloutArgs: no argument, or the compose SERVICE.
+func rolloutArgs(c *cobra.Command, args []string) error {
+	if err := cobra.MaximumNArgs(1)(c, args); err != nil {
+		return flagError{fmt.Errorf("%w: the only argument is a compose service (deployctl rollout -f compose.yaml SERVICE --version TAG)", err)}
+	}
+	return nil
+}
+
+// flagsFromTheFile are rollout's flags whose value a compose rollout
+// takes from the file, with the field that gives it there.
+var flagsFromTheFile = []struct{ flag, field string }{
+	{"image", "image:"}, {"app", "the project and service names"}, {"select", "the project and service names"},
+	{"label", "labels:"}, {"env", "environment:"}, {"volume", "volumes:"}, {"restart", "restart:"},
+	{"health-cmd", "healthcheck:"}, {"health-interval", "healthcheck:"}, {"health-timeout", "healthcheck:"},
+	{"health-start-period", "healthcheck:"}, {"health-retries", "healthcheck:"}, {"no-healthcheck", "healthcheck: disable: true"},
+	{"replicas", "deploy.replicas or scale:"}, {"network", "networks: and the traefik.docker.network label"},
+}
+
+// completeCompose loads the compose service and sets the rollout's
+// options from it. Every error is a usage error: nothing was contacted.
+func (o *rolloutOptions) completeCompose(c *cobra.Command) error {
+	cf := &o.compose
+	fl := c.Flags()
+	for _, f := range flagsFromTheFile {
+		if fl.Changed(f.flag) {
+			return usagef("--%s cannot be given with a compose service: its value is the file's (%s)", f.flag, f.field)
+		}
+	}
+	if o.Version == "" {
+		return usagef("--version is required: the image tag to deploy, e.g. deployctl rollout -f compose.yaml %s --version 3f9ace5", cf.service)
+	}
+	ctx := c.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	s, err := compose.Load(ctx, compose.LoadOptions{
+		Files: cf.files, Project: cf.project, ProjectDir: cf.projectDir, EnvFiles: o.envFiles, Profiles: cf.profiles,
+	}, cf.service, o.Version)
+	if err != nil {
+		return usageErr{err}
+	}
+	if err := compose.Refuse(s); err != nil {
+		return usageErr{err}
+	}
+	repo, err := compose.ImageRepo(s, o.Version)
+	if err != nil {
+		return usageErr{err}
+	}
+	target, err := s.Target(o.envFiles)
+	if err != nil {
+		var ue *compose.UnsupportedError
+		if errors.As(err, &ue) {
+			return usageErr{err}
+		}
+		return err
+	}
+	network, err := s.TraefikNetwork()
+	if err != nil {
+		return usageErr{err}
+	}
+	u, err := s.Update()
+	if err != nil {
+		return usageErr{err}
+	}
+	if s.Replicas() < 1 {
+		return usagef("compose service %s runs no replica (scale: 0): there is nothing to roll out", s.Name())
+	}
+	o.Image, o.App, o.Select, o.Network, o.Target = repo, s.App(), s.Selector(), network, target
+	o.Replicas = s.Replicas()
+	for _, w := range u.Ignored {
+		cf.warnings = append(cf.warnings, deploy.Warning{Code: WarnComposeIgnored, Message: "ignored: " + w})
+	}
+	// update_config gives the steps where the flags do not.
+	if u.Parallelism > 0 || u.StopFirst {
+		if !fl.Changed("switch") {
+			o.Switch = deploy.SwitchGradual
+		}
+		n := max(u.Parallelism, 1)
+		surge, unavailable := deploy.Amount{N: n}, deploy.Amount{N: 0}
+		if u.StopFirst {
+			surge, unavailable = deploy.Amount{N: 0}, deploy.Amount{N: n}
+			cf.warnings = append(cf.warnings, deploy.Warning{Code: WarnComposeIgnored, Message: fmt.Sprintf(
+				"deploy.update_config.order is stop-first: %d replica(s) at a time leave Traefik before their replacements run; with %d replica(s) that is less capacity%s",
+				n, o.Replicas, map[bool]string{true: ", and downtime", false: ""}[n >= o.Replicas])})
+		}
+		if !fl.Changed("max-surge") {
+			o.MaxSurge = &surge
+		}
+		if !fl.Changed("max-unavailable") {
+			o.MaxUnavailable = &unavailable
+		}
+	}
+	if u.Monitor > 0 && !fl.Changed("watch") {
+		o.Watch = u.Monitor
+	}
+	return nil
+}
+
+// composeUsage is the compose form of rollout, for its help.
+const composeUsage = `
+Compose: deployctl rollout -f compose.yaml [-p PROJECT] SERVICE --version TAG
+rolls SERVICE of the compose project out: its configuration, replicas and
+update_config come from the file, loaded as docker compose loads it (the
+image's tag variable, image: web:${TAG}, takes the version), and the new
+containers carry compose's labels, so that docker compose ps lists them
+and a later TAG=<version> docker compose up -d recreates nothing.`
+
+// hasComposeFlags: a compose flag was given.
+func (cf *composeFlags) given(fl *pflag.FlagSet) bool {
+	for _, f := range []string{"file", "project-name", "project-directory", "profile"} {
+		if fl.Changed(f) {
+			return true
+		}
+	}
+	return false
+}
+

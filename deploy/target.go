@@ -1,0 +1,188 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+)
+
+// Target is a declared service's target state (docs/design.md, "Compose
+// services"): the configuration every new container of the rollout gets,
+// given rather than copied from a running container, and the labels the
+// tool that declares the service expects on each of them. A rollout
+// without one copies the configuration of the newest old container that
+// Traefik serves (the template).
+type Target struct {
+	// Config is the new containers' configuration; its labels are the
+	// service's own (the user's, traefik.* included).
+	Config *ContainerConfig
+	// NumberLabel, when not empty, is the label that numbers the
+	// service's containers: each new one gets the highest number any
+	// container the rollout's Select finds has, stopped ones included,
+	// plus one; numbers are never reused (compose's rule).
+	NumberLabel string
+	// Labels returns the labels of the new container numbered n (0 when
+	// NumberLabel is empty), made from the image with ID imageID, set on
+	// top of Config's.
+	Labels func(n int, imageID string) (map[string]string, error)
+	// Networks and Volumes are what the new containers need that is not
+	// a container (a compose project's networks and named volumes, named
+	// and labelled as compose makes them): made, when missing, after the
+	// plan and before the first container; what exists is left as it is.
+	Networks []NetworkSpec
+	Volumes  []VolumeSpec
+	// RouteLabels are set on the rollout's route containers, so that the
+	// declaring tool knows them as part of the service.
+	RouteLabels map[string]string
+}
+
+// templateOf is the target as the template the engine reads (its labels
+// for the routing and the port, its healthcheck, its read-only root):
+// a container that does not exist (no ID, so nothing is copied).
+func (t *Target) templateOf() *Container {
+	c := t.Config
+	tmpl := &Container{Name: "(target)", Labels: maps.Clone(c.Labels), ReadOnlyRootfs: c.ReadOnly, StopSignal: c.StopSignal, StopTimeout: c.StopTimeout}
+	if tmpl.Labels == nil {
+		tmpl.Labels = map[string]string{}
+	}
+	tmpl.Env = c.Env // redacted from relayed output (redact.go), as a copied container's
+	if c.Healthcheck != nil {
+		h := *c.Healthcheck
+		tmpl.OwnHealthcheck, tmpl.Healthcheck = &h, &h
+	}
+	return tmpl
+}
+
+// targetLabels are the labels of a new container of r's Target: a new
+// number when the target numbers its containers, then the target's
+// labels for it.
+func (r *rollout) targetLabels(ctx context.Context) (map[string]string, error) {
+	t := r.o.Target
+	n := 0
+	if t.NumberLabel != "" {
+		var err error
+		if n, err = r.nextNumber(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if t.Labels == nil {
+		return nil, nil
+	}
+	labels, err := t.Labels(n, r.image.ID)
+	if err != nil {
+		return nil, &Error{Phase: PhaseCreate, Kind: KindFailed, Err: err}
+	}
+	return labels, nil
+}
+
+// nextNumber is the number of the next new container of the target: one
+// above the highest of the containers Select finds, stopped ones
+// included, and of those this run made. It is safe to call from the
+// goroutines that create a batch.
+func (r *rollout) nextNumber(ctx context.Context) (int, error) {
+	r.numberMu.Lock()
+	defer r.numberMu.Unlock()
+	if !r.numbered {
+		cs, err := r.e.Runtime.List(ctx, r.o.Select)
+		if err != nil {
+			return 0, unreachable("Docker", err)
+		}
+		for _, c := range cs {
+			if n, err := strconv.Atoi(c.Labels[r.o.Target.NumberLabel]); err == nil && n > r.lastNumber {
+				r.lastNumber = n
+			}
+		}
+		r.numbered = true
+	}
+	r.lastNumber++
+	return r.lastNumber, nil
+}
+
+// checkTarget refuses a Target the engine cannot number.
+func (o Options) checkTarget() error {
+	t := o.Target
+	if t == nil {
+		return nil
+	}
+	if t.Config == nil {
+		return usageError("a target needs a configuration")
+	}
+	if t.NumberLabel != "" && len(o.Select) == 0 {
+		return usageError("a target that numbers its containers needs Select to find them")
+	}
+	return nil
+}
+
+// NetworkSpec is a network a Target's containers join.
+type NetworkSpec struct {
+	Name       string
+	Driver     string
+	Options    map[string]string
+	Labels     map[string]string
+	Internal   bool
+	Attachable bool
+	// External: someone else makes it; a missing one fails the rollout.
+	External bool
+}
+
+// VolumeSpec is a named volume a Target's containers mount.
+type VolumeSpec struct {
+	Name     string
+	Driver   string
+	Options  map[string]string
+	Labels   map[string]string
+	External bool
+}
+
+// Resources is the Runtime's capability to make networks and volumes,
+// which a Target with any needs (dockerutil has it).
+type Resources interface {
+	// EnsureNetwork makes the network unless one of its name exists;
+	// created says whether it made it. An external one is only looked up
+	// (ErrNotFound wrapped when missing).
+	EnsureNetwork(ctx context.Context, n NetworkSpec) (created bool, err error)
+	// EnsureVolume is EnsureNetwork for a named volume.
+	EnsureVolume(ctx context.Context, v VolumeSpec) (created bool, err error)
+}
+
+// prepareTarget makes the Target's missing networks and volumes, for a
+// rollout that makes containers from it.
+func (r *rollout) prepareTarget(ctx context.Context) error {
+	t := r.o.Target
+	if t == nil || r.o.Reuse != "" || r.dryRun || len(t.Networks)+len(t.Volumes) == 0 {
+		return nil
+	}
+	res, ok := r.e.Runtime.(Resources)
+	if !ok {
+		return &Error{Kind: KindFailed, Err: errors.New("this container engine cannot make networks and volumes, which the service needs")}
+	}
+	fail := func(kind, name string, external bool, err error) error {
+		if external {
+			return &Error{Kind: KindFailed, Err: fmt.Errorf("external %s %s: %w", kind, name, err),
+				Hint: fmt.Sprintf("create it first (docker %s create %s), or remove external: from its definition", kind, name)}
+		}
+		return &Error{Kind: KindFailed, Err: fmt.Errorf("making %s %s: %w", kind, name, err),
+			Hint: "no container of the new version was made"}
+	}
+	for _, n := range t.Networks {
+		created, err := res.EnsureNetwork(ctx, n)
+		if err != nil {
+			return fail("network", n.Name, n.External, err)
+		}
+		if created {
+			r.info(PhaseCreate, Event{Message: "created network " + n.Name})
+		}
+	}
+	for _, v := range t.Volumes {
+		created, err := res.EnsureVolume(ctx, v)
+		if err != nil {
+			return fail("volume", v.Name, v.External, err)
+		}
+		if created {
+			r.info(PhaseCreate, Event{Message: "created volume " + v.Name})
+		}
+	}
+	return nil
+}
