@@ -153,4 +153,3 @@ func (cf *composeFlags) given(fl *pflag.FlagSet) bool {
 	}
 	return false
 }
-
