@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,8 @@ type composeFlags struct {
 	profiles   []string
 	// service is the SERVICE argument; "" outside a compose rollout.
 	service string
+	// envFiles is rollback's --env-file (rollout's is shared).
+	envFiles []string
 	// warnings are what the file asks for that deployctl does not honour
 	// (update_config settings), shown before the run.
 	warnings []deploy.Warning
@@ -112,7 +115,7 @@ func (o *rolloutOptions) completeCompose(c *cobra.Command) error {
 	// update_config gives the steps where the flags do not.
 	if u.Parallelism > 0 || u.StopFirst {
 		if !fl.Changed("switch") {
-			o.Switch = deploy.SwitchGradual
+			o.Switch, o.StepsNeedProbes = deploy.SwitchGradual, !u.StopFirst
 		}
 		n := max(u.Parallelism, 1)
 		surge, unavailable := deploy.Amount{N: n}, deploy.Amount{N: 0}
@@ -152,4 +155,33 @@ func (cf *composeFlags) given(fl *pflag.FlagSet) bool {
 		}
 	}
 	return false
+}
+
+// completeCompose names the app of a compose service (rollback -f FILE
+// SERVICE): <project>-<service>, as its rollout does.
+func (o *rollbackOptions) completeCompose(c *cobra.Command) error {
+	cf := &o.compose
+	if cf.service == "" {
+		if cf.given(c.Flags()) || c.Flags().Changed("env-file") {
+			return usagef("-f, -p, --project-directory, --profile and --env-file choose a compose project: name the service to roll back, e.g. deployctl rollback -f compose.yaml web")
+		}
+		return nil
+	}
+	if c.Flags().Changed("app") {
+		return usagef("--app cannot be given with a compose service: its app is <project>-<service>")
+	}
+	ctx := c.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	// The version is the rollback's to find: the image's tag variable
+	// gets a placeholder, which names nothing the rollback uses.
+	s, err := compose.Load(ctx, compose.LoadOptions{
+		Files: cf.files, Project: cf.project, ProjectDir: cf.projectDir, EnvFiles: cf.envFiles, Profiles: cf.profiles,
+	}, cf.service, cmp.Or(o.Version, "rollback"))
+	if err != nil {
+		return usageErr{err}
+	}
+	o.App = s.App()
+	return nil
 }

@@ -16,6 +16,7 @@ type rollbackOptions struct {
 	deploy.Options
 	traefik traefikOptions
 	io      ioStreams
+	compose composeFlags
 	drain   string
 	timeout time.Duration
 	json    bool
@@ -29,7 +30,7 @@ type rollbackOptions struct {
 func newRollbackCmd(f *factory, runF func(*rollbackOptions) error) *cobra.Command {
 	o := &rollbackOptions{}
 	c := &cobra.Command{
-		Use:   "rollback --app APP [--to VERSION]",
+		Use:   "rollback --app APP [--to VERSION] | -f compose.yaml SERVICE [--to VERSION]",
 		Short: "Go back to the previous (or a given) version with the same zero-downtime procedure",
 		Long: `Roll the app back to the version it was deployed from most recently (from the
 deploy history on the Docker host), or to --to VERSION.
@@ -43,14 +44,21 @@ up to N retained containers of that version are restarted (the newest first),
 the rest created from its configuration and image; the current ones are
 drained, stopped and kept. Right after a failed rollout there is nothing to undo:
 deployctl says so and changes nothing. Twice in a row, a rollback undoes the
-previous rollback.`,
+previous rollback.
+
+A compose service is named by its file and service (deployctl rollback -f
+compose.yaml web), as in its rollout: its app is <project>-<service>.`,
 		Example: `  deployctl rollback --app web
   deployctl rollback --app web --to 3f9ace5
   deployctl rollback --app web --max-surge 100%
-  deployctl rollback --app web --dry-run`,
-		Args: noArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
+  deployctl rollback --app web --dry-run
+  deployctl rollback -f compose.yaml web`,
+		Args: rolloutArgs,
+		RunE: func(c *cobra.Command, args []string) error {
 			o.io = streamsOf(c)
+			if len(args) == 1 {
+				o.compose.service = args[0]
+			}
 			if err := o.complete(c); err != nil {
 				// --json: bad input is a JSON document too.
 				newJSONOutcome(o.io.out, o.json, o.dryRun).finish(err)
@@ -71,12 +79,17 @@ previous rollback.`,
 	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout, &o.traefik.throttle)
 	fl.BoolVar(&o.dryRun, "dry-run", false, "print the plan (the target version and why, and per step the containers restarted or started and those drained and stopped) and change nothing")
 	fl.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
+	o.compose.register(fl)
+	fl.StringArrayVar(&o.compose.envFiles, "env-file", nil, "with a compose SERVICE: compose's --env-file, the variables of the compose file")
 	o.traefik.register(c)
 	return c
 }
 
 // complete checks the flags and turns them into the engine's options.
 func (o *rollbackOptions) complete(c *cobra.Command) error {
+	if err := o.completeCompose(c); err != nil {
+		return err
+	}
 	if o.App == "" {
 		return usagef("--app is required (deployctl status lists the apps)")
 	}

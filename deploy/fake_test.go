@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -270,7 +271,14 @@ func (f *fakeRuntime) Create(ctx context.Context, spec CreateSpec) (Container, [
 		}
 		network = tmpl.network
 	}
-	if len(spec.Networks) > 0 && spec.From == "" {
+	if spec.Config != nil { // a Target's: nothing copied
+		env = slices.Clone(spec.Config.Env)
+		maps.Copy(labels, spec.Config.Labels)
+		if len(spec.Config.Networks) > 0 {
+			network = spec.Config.Networks[0].Name
+		}
+	}
+	if len(spec.Networks) > 0 && spec.From == "" && spec.Config == nil {
 		network = spec.Networks[0]
 	}
 	for _, k := range spec.RemoveLabels {

@@ -100,11 +100,17 @@ type Options struct {
 	// Switch is how traffic moves to the new version ("": atomic).
 	// Atomic switches gradually, with a warning that says why, where the
 	// router or the labels do not allow it.
-	Switch      SwitchMode
-	Pull        PullPolicy
-	StopTimeout time.Duration // 0: the container's own, else 10s
-	Keep        int           // old versions kept stopped
-	Force       bool          // redeploy the version already serving
+	Switch SwitchMode
+	// StepsNeedProbes: the gradual switch's steps were asked for by a
+	// declaration (compose's update_config), not for the switch itself:
+	// where a current container has no drain probe, the rollout switches
+	// atomically instead, every replica in one step, with a warning
+	// (atomicForUnprobed).
+	StepsNeedProbes bool
+	Pull            PullPolicy
+	StopTimeout     time.Duration // 0: the container's own, else 10s
+	Keep            int           // old versions kept stopped
+	Force           bool          // redeploy the version already serving
 
 	// forNext: Check's plan, a redeploy of the serving version that stands
 	// for the next rollout (of another version): what only a redeploy

@@ -316,6 +316,9 @@ func (r *rollout) plan(ctx context.Context) error {
 	if err := refuseRedeploy(current, o); err != nil {
 		return err
 	}
+	if r.atomicForUnprobed(current) {
+		o = r.o
+	}
 	// Traefik must answer before anything is changed, also on a first
 	// deploy, when there is nothing to look up in it yet.
 	services, err := r.e.Router.Services(ctx)

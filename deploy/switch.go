@@ -23,6 +23,10 @@ import (
 // rollout switches gradually; the message says why.
 const WarnSwitchGradual = "switch-gradual"
 
+// WarnSwitchAtomicFirst: steps were asked for (Options.StepsNeedProbes)
+// and the rollout switches atomically, in one step; the message says why.
+const WarnSwitchAtomicFirst = "switch-atomic-first"
+
 // WarnSettleFailed: after an atomic switch the route containers could not
 // be brought to their steady state; the new version serves through the
 // lifted route, and the next atomic rollout settles it first.
@@ -1018,4 +1022,29 @@ func (r *rollout) settleLifted(ctx context.Context, plan SwitchPlan, version str
 			State: fmt.Sprintf("%s serves, through route container %s or its replacement", version, lifted.Short()), Hint: "docker ps -a (the app's route containers carry the label " + LabelRouteOf + "=" + r.o.App + "); Traefik's /api/http/routers"}
 	}
 	return true, nil
+}
+
+// atomicForUnprobed makes a gradual rollout whose steps need the probe
+// (Options.StepsNeedProbes) atomic, all replicas in one step, when a
+// current container cannot be drained by its probe and the router can
+// switch: such a container could only leave a step by its stop signal,
+// which fails requests. It reports whether it changed r.o.
+func (r *rollout) atomicForUnprobed(current []Container) bool {
+	o := r.o
+	if !o.StepsNeedProbes || o.Switch != SwitchGradual || o.Reuse != "" || o.Drain == DrainSignal || r.scale || r.e.switcher() == nil {
+		return false
+	}
+	var unprobed []string
+	for _, c := range current {
+		if c.Labels[LabelDrain] != "probe" || c.ReadOnlyRootfs {
+			unprobed = append(unprobed, c.Short())
+		}
+	}
+	if len(unprobed) == 0 {
+		return false
+	}
+	all := Amount{N: 100, Percent: true}
+	r.o.Switch, r.o.MaxSurge = SwitchAtomic, &all
+	r.warn(PhasePlan, WarnSwitchAtomicFirst, "switching atomically, every replica in one step, not in the steps asked for: container(s) %s were not made by deployctl (they have no drain probe), so a step could take them out of Traefik only by stopping them, which fails requests; the steps apply from the next rollout", strings.Join(unprobed, ", "))
+	return true
 }

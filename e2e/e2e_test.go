@@ -175,6 +175,15 @@ type env struct {
 	traefik *testenv.Traefik
 	api     *traefikapi.Client
 	rt      deploy.Runtime // on the same engine as cli
+	// extraEnv is added to deployctl's environment (withEnv).
+	extraEnv []string
+}
+
+// withEnv returns a copy of e whose deployctl runs get env too.
+func (e *env) withEnv(env ...string) *env {
+	c := *e
+	c.extraEnv = append(slices.Clone(e.extraEnv), env...)
+	return &c
 }
 
 func newEnv(t *testing.T, traefikVersion string) *env {
@@ -242,6 +251,7 @@ func (e *env) deployctlBuild(bin string, args ...string) result {
 	cmd := buildCommand(bin, append(args, "--json")...)
 	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL, "DEPLOYCTL_POLL_INTERVAL=50ms")
 	cmd.Env = append(cmd.Env, secretEnv()...)
+	cmd.Env = append(cmd.Env, e.extraEnv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

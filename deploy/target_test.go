@@ -1,0 +1,120 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// composeTarget is a Target as package compose makes one: the
+// configuration of the file (webLabels, an env), numbered by "num", and
+// labels that carry the number and the image ID.
+func composeTarget() *Target {
+	labels := webLabels()
+	labels["from"] = "target"
+	return &Target{
+		Config:      &ContainerConfig{Labels: labels, Env: []string{"FROM_FILE=1"}, Networks: []NetworkAttachment{{Name: "proxy"}}},
+		NumberLabel: "num",
+		Labels: func(n int, imageID string) (map[string]string, error) {
+			return map[string]string{"num": strconv.Itoa(n), "image-id": imageID}, nil
+		},
+		RouteLabels: map[string]string{"oneoff": "True"},
+	}
+}
+
+// A rollout with a Target configures every new container from it, not
+// from the current ones, and numbers them above every number the
+// service's containers have had (a stopped one's included), each once.
+func TestTargetConfiguresAndNumbersTheNewContainers(t *testing.T) {
+	w, olds := threeV1()
+	for i, n := range []string{"1", "2", "5"} {
+		olds[i].Labels["num"] = n
+	}
+	stopped := w.addRunning("web-old", "v0", true)
+	stopped.State, stopped.Labels["num"] = "exited", "9"
+	e, _ := engine(w)
+	o := testOptions("v2")
+	o.Replicas, o.MaxSurge, o.MaxUnavailable = 3, &Amount{N: 100, Percent: true}, &Amount{N: 0}
+	o.Target, o.Select = composeTarget(), map[string]string{LabelApp: "web"}
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nums []string
+	for _, nc := range res.NewContainers {
+		c := w.containers[nc.ID]
+		if c.spec.Config != o.Target.Config || c.spec.From != "" {
+			t.Errorf("%s: created from %q with config %p, want the target's config %p and nothing copied", c.Name, c.spec.From, c.spec.Config, o.Target.Config)
+		}
+		if c.Labels["from"] != "target" || c.Labels["image-id"] != w.images["web:v2"].ID || c.Labels[LabelApp] != "web" || c.Labels[LabelVersion] != "v2" {
+			t.Errorf("%s: labels %v", c.Name, c.Labels)
+		}
+		if !slices.Contains(c.Env, "FROM_FILE=1") {
+			t.Errorf("%s: env %v lacks the target's", c.Name, c.Env)
+		}
+		nums = append(nums, c.Labels["num"])
+	}
+	slices.Sort(nums)
+	if !slices.Equal(nums, []string{"10", "11", "12"}) {
+		t.Errorf("numbers %v, want 10, 11, 12 (above the stopped container's 9)", nums)
+	}
+}
+
+// A Target's labels hook that fails fails the rollout before the
+// container is made, and the old version serves on.
+func TestTargetLabelsFailureRestores(t *testing.T) {
+	w, _ := threeV1()
+	e, _ := engine(w)
+	o := testOptions("v2")
+	o.Replicas = 3
+	o.Target, o.Select = composeTarget(), map[string]string{LabelApp: "web"}
+	o.Target.Labels = func(n int, imageID string) (map[string]string, error) {
+		if n > 1 { // the first succeeds
+			return nil, errors.New("boom")
+		}
+		return map[string]string{"num": strconv.Itoa(n)}, nil
+	}
+	if _, err := e.Rollout(context.Background(), o); err == nil {
+		t.Fatal("rollout succeeded")
+	}
+	assertRestored(t, w)
+}
+
+// Steps asked for by a declaration (StepsNeedProbes) from containers
+// without the drain probe switch atomically, in one step, with a warning
+// that says why; from containers with it, they run as asked.
+func TestStepsNeedProbesSwitchAtomicallyFromUnprobedContainers(t *testing.T) {
+	for _, byDeployctl := range []bool{false, true} {
+		t.Run("probed-"+strconv.FormatBool(byDeployctl), func(t *testing.T) {
+			s := atomicScenario()
+			s.w.addRunning("web-v1b", "v1", true)
+			s.w.addRunning("web-v1c", "v1", true)
+			if !byDeployctl { // as docker compose up makes them
+				for _, c := range s.w.containers {
+					delete(c.Labels, LabelDrain)
+				}
+			}
+			e, ev := s.engine(newFaultyRuntime(s.w.runtime()))
+			o := faultOptions()
+			o.Replicas, o.MaxSurge, o.MaxUnavailable = 3, &Amount{N: 1}, &Amount{N: 0}
+			o.Switch, o.StepsNeedProbes = SwitchGradual, true
+			res, err := e.Rollout(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			warned := slices.ContainsFunc(ev.warnings(), func(w string) bool { return strings.Contains(w, "switching atomically, every replica in one step") })
+			if byDeployctl {
+				if res.Switch != SwitchGradual || len(res.Steps) != 3 || warned {
+					t.Errorf("probed containers: switch %s in %d steps (warned %v), want gradual in 3, no warning", res.Switch, len(res.Steps), warned)
+				}
+				return
+			}
+			if res.Switch != SwitchAtomic || len(res.Steps) > 1 || !warned {
+				t.Errorf("unprobed containers: switch %s in %d steps (warned %v), want atomic in one, with the warning", res.Switch, len(res.Steps), warned)
+			}
+		})
+	}
+}
