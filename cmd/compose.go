@@ -37,9 +37,6 @@ func (cf *composeFlags) register(fl *pflag.FlagSet) {
 	fl.StringArrayVar(&cf.profiles, "profile", nil, "compose profile to enable, as docker compose --profile (repeatable)")
 }
 
-// WarnComposeIgnored: a compose setting deployctl does not honour.
-const WarnComposeIgnored = "compose-setting-ignored"
-
 // rolloutArgs: no argument, or the compose SERVICE.
 func rolloutArgs(c *cobra.Command, args []string) error {
 	if err := cobra.MaximumNArgs(1)(c, args); err != nil {
@@ -110,7 +107,7 @@ func (o *rolloutOptions) completeCompose(c *cobra.Command) error {
 	o.Image, o.App, o.Select, o.Network, o.Target = repo, s.App(), s.Selector(), network, target
 	o.Replicas = s.Replicas()
 	for _, w := range u.Ignored {
-		cf.warnings = append(cf.warnings, deploy.Warning{Code: WarnComposeIgnored, Message: "ignored: " + w})
+		cf.warnings = append(cf.warnings, deploy.Warning{Code: deploy.WarnComposeIgnored, Message: "ignored: " + w})
 	}
 	// update_config gives the steps where the flags do not.
 	if u.Parallelism > 0 || u.StopFirst {
@@ -121,7 +118,7 @@ func (o *rolloutOptions) completeCompose(c *cobra.Command) error {
 		surge, unavailable := deploy.Amount{N: n}, deploy.Amount{N: 0}
 		if u.StopFirst {
 			surge, unavailable = deploy.Amount{N: 0}, deploy.Amount{N: n}
-			cf.warnings = append(cf.warnings, deploy.Warning{Code: WarnComposeIgnored, Message: fmt.Sprintf(
+			cf.warnings = append(cf.warnings, deploy.Warning{Code: deploy.WarnComposeIgnored, Message: fmt.Sprintf(
 				"deploy.update_config.order is stop-first: %d replica(s) at a time leave Traefik before their replacements run; with %d replica(s) that is less capacity%s",
 				n, o.Replicas, map[bool]string{true: ", and downtime", false: ""}[n >= o.Replicas])})
 		}

@@ -38,6 +38,10 @@ type Target struct {
 	RouteLabels map[string]string
 }
 
+// WarnComposeIgnored: a setting of a compose service deployctl does not
+// honour (an update_config field), or honours with a cost (stop-first).
+const WarnComposeIgnored = "compose-setting-ignored"
+
 // templateOf is the target as the template the engine reads (its labels
 // for the routing and the port, its healthcheck, its read-only root):
 // a container that does not exist (no ID, so nothing is copied).
