@@ -104,6 +104,16 @@ func (o *rolloutOptions) completeCompose(c *cobra.Command) error {
 	if s.Replicas() < 1 {
 		return usagef("compose service %s runs no replica (scale: 0): there is nothing to roll out", s.Name())
 	}
+	pre, post, err := s.Release()
+	if err != nil {
+		return usageErr{err}
+	}
+	if !fl.Changed("pre-deploy") {
+		o.PreDeploy = pre
+	}
+	if !fl.Changed("post-deploy") {
+		o.PostDeploy = post
+	}
 	o.Image, o.App, o.Select, o.Network, o.Target = repo, s.App(), s.Selector(), network, target
 	o.Replicas = s.Replicas()
 	for _, w := range u.Ignored {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/deployctl/deployctl/compose"
 	"github.com/deployctl/deployctl/deploy"
 )
 
@@ -37,6 +38,8 @@ type rolloutOptions struct {
 	timeout    time.Duration
 	json       bool
 	dryRun     bool
+	// preDeploy and postDeploy are --pre-deploy and --post-deploy.
+	preDeploy, postDeploy string
 
 	maxSurge, maxUnavailable string
 }
@@ -131,6 +134,8 @@ shell history.` + composeUsage,
 	fl.StringVar(&o.maxUnavailable, "max-unavailable", deploy.DefaultMaxUnavailable.String(), "servers below --replicas that may be out of Traefik at any moment: a count or a percentage of --replicas (rounded down)")
 	registerProcedureFlags(fl, &o.Options, &o.drain, &o.timeout, &o.traefik.throttle)
 	fl.StringVar(&o.switchMode, "switch", string(deploy.SwitchAtomic), "how traffic moves to the new version: atomic (every new request to the new version at one instant, through a route container; gradual with a warning where the labels or Traefik do not allow it), gradual (both versions answer for a moment)")
+	fl.StringVar(&o.preDeploy, "pre-deploy", "", "release `command` (e.g. 'bin/rails db:migrate'), run once in a one-off container of the new image with the app's configuration before any new container starts; the rollout goes on only if it exits 0. Split into words as compose splits command: (quotes honoured), never run by a shell on this machine")
+	fl.StringVar(&o.postDeploy, "post-deploy", "", "`command` run the same way once the rollout succeeded; its failure fails the run (exit 1), the new version serving")
 	fl.BoolVar(&o.Force, "force", false, "redeploy the version that is already serving")
 	fl.StringVar(&o.pull, "pull", "missing", "pull the image: missing, always, never")
 	fl.BoolVar(&o.json, "json", false, "print the result as one JSON document on stdout")
@@ -278,6 +283,19 @@ func (o *rolloutOptions) fromFlags(c *cobra.Command) error {
 	o.Switch = deploy.SwitchMode(o.switchMode)
 	o.Pull = deploy.PullPolicy(o.pull)
 	o.Restart = o.restart
+	for _, h := range []struct {
+		flag, line string
+		argv       *[]string
+	}{{"--pre-deploy", o.preDeploy, &o.PreDeploy}, {"--post-deploy", o.postDeploy, &o.PostDeploy}} {
+		if !f.Changed(strings.TrimPrefix(h.flag, "--")) {
+			continue
+		}
+		argv, err := compose.SplitCommand(h.line)
+		if err != nil {
+			return usagef("%s: %v", h.flag, err)
+		}
+		*h.argv = argv
+	}
 	return nil
 }
 

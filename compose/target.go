@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/mattn/go-shellwords"
 
 	"github.com/deployctl/deployctl/deploy"
 )
@@ -65,7 +66,7 @@ func (s *Service) Target(envFiles []string) (*deploy.Target, error) {
 		},
 		Networks: nets,
 		Volumes:  vols,
-		RouteLabels: map[string]string{
+		OneOffLabels: map[string]string{
 			LabelProject: s.Project.Name, LabelService: s.Name(), LabelOneoff: "True",
 			LabelConfigHash: hash, LabelVersion: ComposeVersion,
 			LabelWorkingDir: s.Project.WorkingDir, LabelConfigFiles: strings.Join(s.Project.ComposeFiles, ","),
@@ -237,4 +238,68 @@ func ImageRepo(s *Service, version string) (string, error) {
 			Fix: "make the tag the version variable alone: image: <repository>:${TAG}"}
 	}
 	return name, nil
+}
+
+// Extension is the service's x-deployctl key: deployctl's own settings
+// in the compose file.
+const Extension = "x-deployctl"
+
+// Release is the service's release commands from its x-deployctl key
+// (pre-deploy, post-deploy), each a list (argv) or a string split as
+// compose splits command: (quotes honoured, no shell).
+func (s *Service) Release() (pre, post []string, err error) {
+	raw, ok := s.Config.Extensions[Extension]
+	if !ok {
+		return nil, nil, nil
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return nil, nil, &RefusalError{Service: s.Name(), Field: Extension, Reason: "it is not a mapping", Fix: "write x-deployctl: {pre-deploy: <command>, post-deploy: <command>}"}
+	}
+	for k := range m {
+		if k != "pre-deploy" && k != "post-deploy" {
+			return nil, nil, &RefusalError{Service: s.Name(), Field: Extension + "." + k, Reason: "deployctl knows no such setting", Fix: "use pre-deploy or post-deploy"}
+		}
+	}
+	cmd := func(key string) ([]string, error) {
+		switch v := m[key].(type) {
+		case nil:
+			return nil, nil
+		case string:
+			argv, err := SplitCommand(v)
+			if err != nil {
+				return nil, &RefusalError{Service: s.Name(), Field: Extension + "." + key, Reason: err.Error(), Fix: "write the command as a list: [bin/rails, db:migrate]"}
+			}
+			return argv, nil
+		case []any:
+			var argv []string
+			for _, a := range v {
+				str, ok := a.(string)
+				if !ok {
+					return nil, &RefusalError{Service: s.Name(), Field: Extension + "." + key, Reason: fmt.Sprintf("item %v is not a string", a), Fix: "quote it"}
+				}
+				argv = append(argv, str)
+			}
+			return argv, nil
+		}
+		return nil, &RefusalError{Service: s.Name(), Field: Extension + "." + key, Reason: "it is neither a string nor a list", Fix: "write the command as a list: [bin/rails, db:migrate]"}
+	}
+	if pre, err = cmd("pre-deploy"); err != nil {
+		return nil, nil, err
+	}
+	post, err = cmd("post-deploy")
+	return pre, post, err
+}
+
+// SplitCommand splits a command line as compose splits a string
+// command: (shell-like words and quotes, no expansion, no shell).
+func SplitCommand(line string) ([]string, error) {
+	argv, err := shellwords.Parse(line)
+	if err != nil {
+		return nil, fmt.Errorf("cannot split %q into words: %w", line, err)
+	}
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("the command is empty")
+	}
+	return argv, nil
 }

@@ -40,6 +40,7 @@ type world struct {
 	createHook   func(CreateSpec)
 	copied       map[string]map[string][]byte // container name -> path -> data, of CopyFiles
 	removeErr    error
+	releaseExit  int // the exit code of a release command's container (exits once started)
 	// trackServed: after each op, served gets how many servers Traefik
 	// routes to in service web@docker (served[i] is after ops[i]).
 	trackServed bool
@@ -357,6 +358,9 @@ func (f *fakeRuntime) Start(ctx context.Context, id string) error {
 	c.Networks[c.network] = fmt.Sprintf("10.0.1.%d", w.seq)
 	if c.crash {
 		c.State, c.ExitCode = "exited", 3
+	}
+	if c.Labels[LabelReleaseOf] != "" {
+		c.State, c.ExitCode = "exited", w.releaseExit
 	}
 	if !c.Healthcheck.Disabled() {
 		c.Health = "starting"

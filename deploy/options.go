@@ -158,6 +158,14 @@ type Options struct {
 	MaxSurge       *Amount
 	MaxUnavailable *Amount
 
+	// PreDeploy, when not empty, is a release command (e.g. the database
+	// migrations) run once in a one-off container of the new image with
+	// the new containers' configuration, before any of them is made: the
+	// rollout goes on only if it exits 0 (release.go). PostDeploy is run
+	// the same way after the rollout succeeded. Neither runs on a
+	// rollback. No shell runs them: each is the command's argv.
+	PreDeploy, PostDeploy []string
+
 	// Target, when not nil, is the declared configuration of the new
 	// containers (a compose service's), given instead of copied from
 	// the current container (target.go).

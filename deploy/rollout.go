@@ -205,7 +205,11 @@ func (e *Engine) Rollout(ctx context.Context, o Options) (*Result, error) {
 	o, _ = o.normalize()
 	r := &rollout{e: e, o: o, operation: "rollout"}
 	r.start = e.now()
-	return r.run(ctx)
+	res, err := r.run(ctx)
+	if err == nil {
+		err = r.postDeploy(ctx)
+	}
+	return res, err
 }
 
 func (e *Engine) now() time.Time {
@@ -274,6 +278,9 @@ func (r *rollout) run(ctx context.Context) (res *Result, err error) {
 	}
 	if err := r.prepareTarget(ctx); err != nil {
 		return nil, r.fail(ctx, PhaseCreate, err)
+	}
+	if err := r.preDeploy(ctx); err != nil {
+		return nil, r.fail(ctx, PhaseRelease, err)
 	}
 	return r.runSteps(ctx)
 }

@@ -377,7 +377,7 @@ func (r *rollout) startRouteContainer(ctx context.Context, c Container) error {
 func (r *rollout) createRoute(ctx context.Context, route Route, level, version string, created func(Container)) (Container, error) {
 	labels := maps.Clone(route.Labels)
 	if t := r.o.Target; t != nil {
-		maps.Copy(labels, t.RouteLabels)
+		maps.Copy(labels, t.OneOffLabels)
 	}
 	labels[LabelRouteOf] = r.o.App
 	labels[LabelRouteLevel] = level

@@ -33,9 +33,10 @@ type Target struct {
 	// plan and before the first container; what exists is left as it is.
 	Networks []NetworkSpec
 	Volumes  []VolumeSpec
-	// RouteLabels are set on the rollout's route containers, so that the
-	// declaring tool knows them as part of the service.
-	RouteLabels map[string]string
+	// OneOffLabels are set on the containers the rollout runs beside the
+	// service's replicas (route containers, the release command's), so
+	// that the declaring tool knows them as one-offs of the service.
+	OneOffLabels map[string]string
 }
 
 // WarnComposeIgnored: a setting of a compose service deployctl does not

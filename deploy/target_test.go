@@ -21,7 +21,7 @@ func composeTarget() *Target {
 		Labels: func(n int, imageID string) (map[string]string, error) {
 			return map[string]string{"num": strconv.Itoa(n), "image-id": imageID}, nil
 		},
-		RouteLabels: map[string]string{"oneoff": "True"},
+		OneOffLabels: map[string]string{"oneoff": "True"},
 	}
 }
 

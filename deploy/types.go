@@ -220,6 +220,9 @@ type CreateSpec struct {
 	// Entrypoint, when not nil, replaces the entrypoint and clears the
 	// command (a route container runs the probe's hold mode).
 	Entrypoint []string
+	// Command, when not nil, replaces the command, the entrypoint kept
+	// (a release command: docker compose run SERVICE CMD...).
+	Command []string
 	// NetworkMode, when not empty, is the container's network mode, e.g.
 	// "container:<id>" to join another container's network namespace
 	// (the helper that counts an old container's connections).

@@ -90,6 +90,9 @@ func buildCreate(tmpl *container.InspectResponse, oldImg *image.InspectResponse,
 	if spec.Entrypoint != nil {
 		cfg.Entrypoint, cfg.Cmd = spec.Entrypoint, nil
 	}
+	if spec.Command != nil {
+		cfg.Cmd = slices.Clone(spec.Command)
+	}
 	if spec.NetworkMode != "" {
 		// Another container's network namespace: its networks, addresses,
 		// hostname and ports are that container's.
