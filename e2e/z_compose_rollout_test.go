@@ -28,6 +28,12 @@ type composeProject struct {
 }
 
 func (e *env) composeProject(base, repo, updateConfig string) *composeProject {
+	return e.composeProjectWith(base, repo, updateConfig, "")
+}
+
+// composeProjectWith is composeProject with webExtra added to web's
+// definition (indented as its keys).
+func (e *env) composeProjectWith(base, repo, updateConfig, webExtra string) *composeProject {
 	e.t.Helper()
 	name := e.appName(base)
 	dir := filepath.Join(e.t.TempDir(), name)
@@ -54,6 +60,7 @@ services:
     deploy:
       replicas: 3
 %[3]s
+%[4]s
   db:
     image: ${REPO}:v1
     networks: [backend]
@@ -65,7 +72,7 @@ networks:
   backend: {}
 volumes:
   dbdata: {}
-`, name, e.network, update)
+`, name, e.network, update, webExtra)
 	path := filepath.Join(dir, "compose.yaml")
 	if err := os.WriteFile(path, []byte(file), 0o644); err != nil {
 		e.t.Fatal(err)
@@ -339,4 +346,66 @@ func TestComposeFirstDeploy(t *testing.T) {
 		t.Errorf("docker compose up -d after deployctl's first deploy recreated web: before %v, after %v", web, after)
 	}
 	e.expectServing(p.name, "v1")
+}
+
+// TestComposePreDeploy: a release command, under load through Traefik.
+// A failing --pre-deploy (exit 3) fails the rollout with exit 1 and its
+// last output lines, before anything changed: the same v1 containers
+// serve, no v2 and no release container is left. The one in the file's
+// x-deployctl key then runs exactly once for a rollout of 3 replicas,
+// in a container of the new image, before the new containers.
+func TestComposePreDeploy(t *testing.T) {
+	e := newEnv(t, traefikFor(t))
+	repo := appImages(t, e.cli, "v1", "v2")
+	e = e.withEnv("REPO=" + repo)
+	p := e.composeProjectWith("cpre", repo, "", `    volumes: ["./releases:/releases"]
+    x-deployctl:
+      pre-deploy: [release, -mark, /releases/ran]`)
+	marks := filepath.Join(p.dir, "releases", "ran")
+	if err := os.MkdirAll(filepath.Dir(marks), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	p.up(t, "v1")
+	e.waitServers(p.name, 3)
+	before := e.composeRunning(p.name, "web")
+
+	keep := startLoad(t, e.traefik.EntryURL, p.host(), 100, true)
+	r := e.deployctl("rollout", "-f", p.file, "web", "--version", "v2", "--pre-deploy", "release -mark /releases/ran -exit 3")
+	keep.expectNoFailures(t)
+	if r.code != 1 {
+		t.Fatalf("failing pre-deploy: exit %d, want 1", r.code)
+	}
+	for _, want := range []string{"the pre-deploy command \"release -mark /releases/ran -exit 3\" exited with code 3", "release step=2 version=v2 exit=3", "nothing was changed"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if after := e.composeRunning(p.name, "web"); !sameKeys(before, after) {
+		t.Errorf("a failed pre-deploy changed web: before %v, after %v", before, after)
+	}
+	for _, c := range e.projectContainers(p.name) {
+		if c.Labels[deploy.LabelReleaseOf] != "" || c.Labels[deploy.LabelVersion] == "v2" {
+			t.Errorf("left after a failed pre-deploy: %s (%v)", c.Name, c.Labels)
+		}
+	}
+	e.expectServing(p.name, "v1")
+
+	r = e.composeRolloutUnderLoad(t, p, "rollout with the file's pre-deploy", "rollout", "-f", p.file, "web", "--version", "v2")
+	e.expectServing(p.name, "v2")
+	b, err := os.ReadFile(marks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "v2 ") || !strings.HasPrefix(lines[1], "v2 ") {
+		t.Errorf("release runs %q: want the failed one and exactly one more, both of v2", lines)
+	}
+	if !strings.Contains(r.stderr, "release step=2 version=v2 exit=0") {
+		t.Errorf("the release command's output is not in the progress:\n%s", r.stderr)
+	}
+	for _, c := range e.projectContainers(p.name) {
+		if c.Labels[deploy.LabelReleaseOf] != "" {
+			t.Errorf("release container %s left", c.Name)
+		}
+	}
 }

@@ -14,6 +14,15 @@
 //
 //	app probe [-url http://127.0.0.1:$PORT/health] [-timeout 2s]
 //
+// Release mode, a release command (deployctl --pre-deploy), in a one-off
+// container of the app's image:
+//
+//	app release [-mark FILE] [-exit N]
+//
+//	prints "release step=1 version=<APP_VERSION>" and "release step=2 ...",
+//	appends one line "<APP_VERSION> <hostname>" to FILE (a test counts the
+//	runs), and exits N (default 0).
+//
 // Environment:
 //
 //	PORT           listen port (default 8080)
@@ -62,6 +71,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "probe" {
 		os.Exit(probe(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "release" {
+		os.Exit(release(os.Args[2:]))
 	}
 	os.Exit(serve(os.Args[1:]))
 }
@@ -322,4 +334,28 @@ func serve(args []string) int {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// release is release mode: two lines of output, a mark, an exit code.
+func release(args []string) int {
+	fs := flag.NewFlagSet("release", flag.ContinueOnError)
+	mark := fs.String("mark", "", "append a line to this file")
+	code := fs.Int("exit", 0, "exit code")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	version := os.Getenv("APP_VERSION")
+	host, _ := os.Hostname()
+	fmt.Printf("release step=1 version=%s\n", version)
+	if *mark != "" {
+		f, err := os.OpenFile(*mark, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			fmt.Printf("release error=%q\n", err)
+			return 1
+		}
+		fmt.Fprintf(f, "%s %s\n", version, host)
+		f.Close()
+	}
+	fmt.Printf("release step=2 version=%s exit=%d\n", version, *code)
+	return *code
 }
