@@ -555,6 +555,30 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 	if labels == nil {
 		labels = map[string]string{}
 	}
+	given := o.Target != nil && o.Reuse == ""
+	var removeGiven []string
+	if given {
+		tl, err := r.targetLabels(ctx)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(labels, tl)
+		if base := r.routedOld(); r.sw == nil && base != nil {
+			// A gradual rollout of an app a route container routes: the
+			// new containers join the service the route's router uses,
+			// as the copy of a routed old container would; the user's
+			// routers stay the route container's (two definitions of a
+			// router would disable both).
+			removeGiven = traefikKeys(o.Target.Config.Labels)
+			for _, k := range traefikKeys(labels) {
+				delete(labels, k)
+			}
+			for _, k := range traefikKeys(base.Labels) {
+				labels[k] = base.Labels[k]
+			}
+			labels[LabelRoutingBase] = base.Labels[LabelRoutingBase]
+		}
+	}
 	if r.sw != nil {
 		// The user's routers (of the template and of --label) are the
 		// route containers'.
@@ -567,14 +591,6 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 		// The copy of the template's configuration leaves deployctl's
 		// labels out; a later atomic rollout needs this one.
 		labels[LabelRoutingBase] = r.template.Labels[LabelRoutingBase]
-	}
-	given := o.Target != nil && o.Reuse == ""
-	if given {
-		tl, err := r.targetLabels(ctx)
-		if err != nil {
-			return nil, err
-		}
-		maps.Copy(labels, tl)
 	}
 	labels[LabelApp] = o.App
 	labels[LabelVersion] = o.Version
@@ -601,6 +617,9 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 	}
 	if r.sw != nil {
 		spec.RemoveLabels = r.sw.RemoveLabels
+	}
+	if removeGiven != nil {
+		spec.RemoveLabels = removeGiven
 	}
 	if r.probe {
 		own, err := r.ownHealthcheck()

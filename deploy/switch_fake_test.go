@@ -41,7 +41,7 @@ func (s worldSwitcher) PlanSwitch(ctx context.Context, tmpl Container, labels ma
 	}
 	plan := SwitchPlan{
 		RemoveLabels: remove,
-		Labels:       map[string]string{"traefik.http.services." + svc + ".loadbalancer.server.port": "8080"},
+		Labels:       map[string]string{"traefik.http.services." + svc + ".loadbalancer.server.port": "8080", LabelRoutingBase: `{"split":"by the fake"}`},
 		Services:     []string{svc + "@docker"},
 		Lifted:       route("web-" + version),
 		User:         route("web"),

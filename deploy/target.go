@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // Target is a declared service's target state (docs/design.md, "Compose
@@ -190,4 +192,29 @@ func (r *rollout) prepareTarget(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// routedOld is the newest old container whose labels are the split ones
+// of an atomic rollout (LabelRoutingBase): the app is routed by a route
+// container. nil when none is.
+func (r *rollout) routedOld() *Container {
+	var newest *Container
+	for _, old := range r.olds {
+		if old.Labels[LabelRoutingBase] != "" && (newest == nil || old.Created.After(newest.Created)) {
+			newest = &old.Container
+		}
+	}
+	return newest
+}
+
+// traefikKeys are the traefik.* keys of labels, sorted.
+func traefikKeys(labels map[string]string) []string {
+	var out []string
+	for k := range labels {
+		if strings.HasPrefix(k, "traefik.") {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,5 +117,52 @@ func TestStepsNeedProbesSwitchAtomicallyFromUnprobedContainers(t *testing.T) {
 				t.Errorf("unprobed containers: switch %s in %d steps (warned %v), want atomic in one, with the warning", res.Switch, len(res.Steps), warned)
 			}
 		})
+	}
+}
+
+// An atomic rollout with a Target keeps the user's routers off the new
+// containers (they are the route containers'), the Target's labels
+// included; a gradual one from an app a route container routes joins the
+// route's service, as the copy of a routed container would.
+func TestTargetRoutersStayTheRouteContainers(t *testing.T) {
+	s := atomicScenario()
+	e, _ := s.engine(newFaultyRuntime(s.w.runtime()))
+	o := faultOptions()
+	o.Switch, o.Target, o.Select = SwitchAtomic, composeTarget(), map[string]string{LabelApp: "web"}
+	base := o.Target.Labels
+	o.Target.Labels = func(n int, imageID string) (map[string]string, error) {
+		l, err := base(n, imageID)
+		maps.Copy(l, webLabels()) // as compose.ContainerLabels: the service's own labels too
+		return l, err
+	}
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routerless := func(id string) {
+		t.Helper()
+		c := s.w.containers[id]
+		for k := range c.Labels {
+			if strings.HasPrefix(k, "traefik.http.routers.") {
+				t.Errorf("new container %s carries %s", c.Name, k)
+			}
+		}
+	}
+	routerless(res.New.ID)
+	if c := s.w.containers[res.New.ID]; c.Labels[LabelRoutingBase] == "" {
+		t.Errorf("new container %s lacks %s", c.Name, LabelRoutingBase)
+	}
+
+	// Then gradually, to v3: the new container joins web-v2's service.
+	s.w.addImage("web:v3", nil)
+	o.Version, o.Switch = "v3", SwitchGradual
+	res3, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routerless(res3.New.ID)
+	c := s.w.containers[res3.New.ID]
+	if c.Labels["traefik.http.services.web-v2.loadbalancer.server.port"] == "" {
+		t.Errorf("v3 container's labels %v: not in web-v2's service", c.Labels)
 	}
 }

@@ -241,6 +241,9 @@ func TestComposeRollout(t *testing.T) {
 					t.Errorf("running web container %s (%s) is not v2", id[:12], desc)
 				}
 			}
+			for _, c := range e.projectContainers(p.name) {
+				t.Logf("before up: %s %s number=%s oneoff=%s hash=%.12s image=%.19s", c.Name, c.State, c.Labels[compose.LabelNumber], c.Labels[compose.LabelOneoff], c.Labels[compose.LabelConfigHash], c.Labels[compose.LabelImage])
+			}
 			p.up(t, "v2")
 			after := e.composeRunning(p.name, "web")
 			if !sameKeys(before, after) {
