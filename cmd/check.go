@@ -105,6 +105,7 @@ type checkOptions struct {
 	io      ioStreams
 	json    bool
 	traefik traefikOptions
+	compose composeFlags
 }
 
 // newCheckCmd is the check command: RunE checks the flags, then calls
@@ -112,7 +113,7 @@ type checkOptions struct {
 func newCheckCmd(f *factory, runF func(*checkOptions) error) *cobra.Command {
 	o := &checkOptions{}
 	c := &cobra.Command{
-		Use:   "check --app APP",
+		Use:   "check --app APP | -f compose.yaml SERVICE",
 		Short: "Preflight: report what would make the next rollout fail or drop requests",
 		Long: `Check the app's current deployment for what would make the next rollout fail
 or drop requests (Traefik cannot see the current container, an ambiguous
@@ -120,10 +121,17 @@ network, labels that put each version in its own service, no way to add the
 drain probe, a held lock, a Traefik too old for the Docker engine), each with
 its fix and a stable code (in --json too). Exits 1 when it finds anything,
 so CI can run it before the rollout. Changes nothing.`,
-		Example: `  deployctl check --app web`,
-		Args:    noArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
+		Example: `  deployctl check --app web
+  deployctl check -f compose.yaml web`,
+		Args: rolloutArgs,
+		RunE: func(c *cobra.Command, args []string) error {
 			o.io = streamsOf(c)
+			if len(args) == 1 {
+				o.compose.service = args[0]
+			}
+			if err := o.completeCompose(c); err != nil {
+				return err
+			}
 			if o.App == "" {
 				return usagef("--app is required (deployctl status lists the apps)")
 			}
@@ -141,6 +149,8 @@ so CI can run it before the rollout. Changes nothing.`,
 	c.Flags().StringVar(&o.Service, "service", "", "the app's Traefik service (default: found)")
 	c.Flags().BoolVar(&o.json, "json", false, "print the findings as JSON")
 	c.Flags().StringVar((*string)(&o.Switch), "switch", string(deploy.SwitchAtomic), "check for a rollout with this --switch: atomic (the rollout's default) reports why the app cannot switch atomically, if it cannot")
+	o.compose.register(c.Flags())
+	c.Flags().StringArrayVar(&o.compose.envFiles, "env-file", nil, "with a compose SERVICE: compose's --env-file, the variables of the compose file")
 	o.traefik.register(c)
 	return c
 }

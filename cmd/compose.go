@@ -164,31 +164,73 @@ func (cf *composeFlags) given(fl *pflag.FlagSet) bool {
 	return false
 }
 
-// completeCompose names the app of a compose service (rollback -f FILE
-// SERVICE): <project>-<service>, as its rollout does.
-func (o *rollbackOptions) completeCompose(c *cobra.Command) error {
-	cf := &o.compose
-	if cf.service == "" {
-		if cf.given(c.Flags()) || c.Flags().Changed("env-file") {
-			return usagef("-f, -p, --project-directory, --profile and --env-file choose a compose project: name the service to roll back, e.g. deployctl rollback -f compose.yaml web")
-		}
-		return nil
-	}
-	if c.Flags().Changed("app") {
-		return usagef("--app cannot be given with a compose service: its app is <project>-<service>")
-	}
+// loadService loads the compose SERVICE of a command that is not given
+// its version (rollback, check): the image's tag variable gets version,
+// or a placeholder that names nothing the command uses.
+func (cf *composeFlags) loadService(c *cobra.Command, version string) (*compose.Service, error) {
 	ctx := c.Context()
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	// The version is the rollback's to find: the image's tag variable
-	// gets a placeholder, which names nothing the rollback uses.
 	s, err := compose.Load(ctx, compose.LoadOptions{
 		Files: cf.files, Project: cf.project, ProjectDir: cf.projectDir, EnvFiles: cf.envFiles, Profiles: cf.profiles,
-	}, cf.service, cmp.Or(o.Version, "rollback"))
+	}, cf.service, cmp.Or(version, "unknown"))
+	if err != nil {
+		return nil, usageErr{err}
+	}
+	return s, nil
+}
+
+// checkComposeArgs refuses the compose flags without a SERVICE, and
+// --app with one; it reports whether a SERVICE was given.
+func (cf *composeFlags) checkArgs(c *cobra.Command, verb string) (bool, error) {
+	if cf.service == "" {
+		if cf.given(c.Flags()) || c.Flags().Changed("env-file") {
+			return false, usagef("-f, -p, --project-directory, --profile and --env-file choose a compose project: name the service to %s, e.g. deployctl %s -f compose.yaml web", verb, c.Name())
+		}
+		return false, nil
+	}
+	if c.Flags().Changed("app") {
+		return false, usagef("--app cannot be given with a compose service: its app is <project>-<service>")
+	}
+	return true, nil
+}
+
+// completeCompose names the app of a compose service (rollback -f FILE
+// SERVICE): <project>-<service>, as its rollout does.
+func (o *rollbackOptions) completeCompose(c *cobra.Command) error {
+	if ok, err := o.compose.checkArgs(c, "roll back"); !ok || err != nil {
+		return err
+	}
+	s, err := o.compose.loadService(c, o.Version)
+	if err != nil {
+		return err
+	}
+	o.App = s.App()
+	return nil
+}
+
+// completeCompose sets the app, its selector and network from a compose
+// SERVICE (check -f FILE SERVICE); a service a rollout would refuse is
+// refused as there.
+func (o *checkOptions) completeCompose(c *cobra.Command) error {
+	if ok, err := o.compose.checkArgs(c, "check"); !ok || err != nil {
+		return err
+	}
+	s, err := o.compose.loadService(c, "")
+	if err != nil {
+		return err
+	}
+	if err := compose.Refuse(s); err != nil {
+		return usageErr{err}
+	}
+	network, err := s.TraefikNetwork()
 	if err != nil {
 		return usageErr{err}
 	}
-	o.App = s.App()
+	if !c.Flags().Changed("network") {
+		o.Network = network
+	}
+	o.App, o.Select = s.App(), s.Selector()
 	return nil
 }

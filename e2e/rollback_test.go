@@ -29,6 +29,7 @@ func (e *env) runBuild(bin string, args ...string) (int, string, string) {
 	cmd := buildCommand(bin, args...)
 	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+e.traefik.APIURL, "DEPLOYCTL_POLL_INTERVAL=50ms", "DEPLOYCTL_PROGRESS=plain")
 	cmd.Env = append(cmd.Env, secretEnv()...)
+	cmd.Env = append(cmd.Env, e.extraEnv...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -223,6 +223,15 @@ func TestComposeRollout(t *testing.T) {
 				t.Fatalf("first rollout after compose up: want 3 new containers switched atomically in one step: %+v", res)
 			}
 			e.expectServing(p.name, "v2")
+			if tc.steps == 1 {
+				// The plan and the preflight of a compose service.
+				if r := e.deployctl("rollout", "-f", p.file, "web", "--version", "v3", "--dry-run"); r.code != 0 || !strings.Contains(r.stdout, `"version": "v3"`) {
+					t.Errorf("--dry-run: exit %d\n%s", r.code, r.stdout)
+				}
+				if code, out, _ := e.run("check", "-f", p.file, "web"); code != 0 || !strings.Contains(out, p.app()+": nothing found") {
+					t.Errorf("check: exit %d, want 0 (nothing found)\n%s", code, out)
+				}
+			}
 			r = e.composeRolloutUnderLoad(t, p, "rollout v2 -> v3", "rollout", "-f", p.file, "web", "--version", "v3")
 			if res := r.json.Result; res == nil || len(res.Steps) != tc.steps {
 				t.Errorf("rollout v2 -> v3 with %s: want %d step(s): %+v", tc.name, tc.steps, res)
