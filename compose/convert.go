@@ -140,8 +140,6 @@ func unsupported(c types.ServiceConfig) []string {
 	add(len(c.Expose) > 0, "expose")
 	add(c.DomainName != "", "domainname")
 	add(len(c.DNSOpts) > 0, "dns_opt")
-	add(len(c.PostStart) > 0, "post_start")
-	add(len(c.PreStop) > 0, "pre_stop")
 	add(c.UseAPISocket, "use_api_socket")
 	add(c.Provider != nil, "provider")
 	add(len(c.Models) > 0, "models")

@@ -64,8 +64,10 @@ func (s *Service) Target(envFiles []string) (*deploy.Target, error) {
 		Labels: func(n int, imageID string) (map[string]string, error) {
 			return ContainerLabels(s, n, imageID, envFiles)
 		},
-		Networks: nets,
-		Volumes:  vols,
+		Networks:  nets,
+		Volumes:   vols,
+		PostStart: hooks(s.Config.PostStart),
+		PreStop:   hooks(s.Config.PreStop),
 		OneOffLabels: map[string]string{
 			LabelProject: s.Project.Name, LabelService: s.Name(), LabelOneoff: "True",
 			LabelConfigHash: hash, LabelVersion: ComposeVersion,
@@ -302,4 +304,21 @@ func SplitCommand(line string) ([]string, error) {
 		return nil, fmt.Errorf("the command is empty")
 	}
 	return argv, nil
+}
+
+// hooks are compose's lifecycle hooks in deployctl's terms.
+func hooks(hs []types.ServiceHook) []deploy.Hook {
+	var out []deploy.Hook
+	for _, h := range hs {
+		d := deploy.Hook{Command: []string(h.Command), User: h.User, WorkingDir: h.WorkingDir, Privileged: h.Privileged}
+		for _, k := range slices.Sorted(maps.Keys(h.Environment)) {
+			if v := h.Environment[k]; v != nil {
+				d.Env = append(d.Env, k+"="+*v)
+			} else {
+				d.Env = append(d.Env, k)
+			}
+		}
+		out = append(out, d)
+	}
+	return out
 }

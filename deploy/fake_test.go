@@ -40,7 +40,8 @@ type world struct {
 	createHook   func(CreateSpec)
 	copied       map[string]map[string][]byte // container name -> path -> data, of CopyFiles
 	removeErr    error
-	releaseExit  int // the exit code of a release command's container (exits once started)
+	releaseExit  int            // the exit code of a release command's container (exits once started)
+	hookExit     map[string]int // the exit code of a hook, by its command's first word
 	// trackServed: after each op, served gets how many servers Traefik
 	// routes to in service web@docker (served[i] is after ops[i]).
 	trackServed bool
@@ -402,6 +403,19 @@ func (f *fakeRuntime) Logs(ctx context.Context, id string, lines int) (string, e
 		return f.w.logs, nil
 	}
 	return "listening on :8080\npanic: boom\n", nil
+}
+
+func (f *fakeRuntime) RunHook(ctx context.Context, id string, h Hook) (ExecResult, error) {
+	w := f.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c, ok := w.containers[id]
+	if !ok {
+		return ExecResult{}, fmt.Errorf("%w: %s", ErrContainerNotFound, id)
+	}
+	w.op("hook %s %s", c.Name, strings.Join(h.Command, " "))
+	code := w.hookExit[h.Command[0]]
+	return ExecResult{Stderr: fmt.Sprintf("%s: exit %d\n", h.Command[0], code), ExitCode: code}, nil
 }
 
 func (f *fakeRuntime) Exec(ctx context.Context, id string, cmd []string) (ExecResult, error) {

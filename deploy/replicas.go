@@ -823,6 +823,11 @@ func (s *stepRun) stopBatch(ctx context.Context, idx []int) error {
 			return nil
 		}
 		s.record(undoRestart, t)
+		if tg := r.o.Target; tg != nil && len(tg.PreStop) > 0 && t.c.State != "exited" {
+			if err := r.runHooks(ctx, "pre_stop", t.c, tg.PreStop); err != nil {
+				r.warnAbout(PhaseStop, t.short(), WarnHookFailed, "%v; stopping it all the same", err)
+			}
+		}
 		timeout := r.stopTimeout(t.c)
 		// Written just before the call it announces (the benchmark times
 		// Docker's stop from it).

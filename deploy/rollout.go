@@ -685,6 +685,11 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 			return nil, classifyDocker(fmt.Errorf("copying the drain probe into %s: %w (use --drain=signal to deploy without it)", c.Short(), err))
 		}
 	}
+	if given {
+		if err := r.runHooks(ctx, "post_start", c, o.Target.PostStart); err != nil {
+			return nil, &Error{Kind: KindFailed, Err: err, Hint: "fix the hook or what it needs; the old version serves on"}
+		}
+	}
 	return &c, nil
 }
 

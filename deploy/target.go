@@ -35,6 +35,12 @@ type Target struct {
 	// plan and before the first container; what exists is left as it is.
 	Networks []NetworkSpec
 	Volumes  []VolumeSpec
+	// PostStart hooks run in each new container once it started (a
+	// failing one fails the container, as a crash would); PreStop hooks
+	// in each old container once it is out of Traefik, before its stop
+	// signal (a failing one is a warning). Compose's post_start and
+	// pre_stop.
+	PostStart, PreStop []Hook
 	// OneOffLabels are set on the containers the rollout runs beside the
 	// service's replicas (route containers, the release command's), so
 	// that the declaring tool knows them as one-offs of the service.
@@ -44,6 +50,10 @@ type Target struct {
 // WarnComposeIgnored: a setting of a compose service deployctl does not
 // honour (an update_config field), or honours with a cost (stop-first).
 const WarnComposeIgnored = "compose-setting-ignored"
+
+// WarnHookFailed: a pre_stop hook failed; the container was stopped all
+// the same.
+const WarnHookFailed = "hook-failed"
 
 // templateOf is the target as the template the engine reads (its labels
 // for the routing and the port, its healthcheck, its read-only root):
@@ -217,4 +227,54 @@ func traefikKeys(labels map[string]string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Hook is a command run in a container of a Target at a point of its
+// life (compose's post_start and pre_stop), as docker exec runs it.
+type Hook struct {
+	Command    []string
+	User       string
+	WorkingDir string
+	Privileged bool
+	Env        []string // KEY=VALUE
+}
+
+// HookRunner is the Runtime's capability to run a Hook in a running
+// container and wait for it (dockerutil has it).
+type HookRunner interface {
+	RunHook(ctx context.Context, id string, h Hook) (ExecResult, error)
+}
+
+// runHooks runs hooks (what names them: "post_start") in container c, in
+// order; the first that fails or exits non-zero is the error, with its
+// output.
+func (r *rollout) runHooks(ctx context.Context, what string, c Container, hooks []Hook) error {
+	if len(hooks) == 0 {
+		return nil
+	}
+	hr, ok := r.e.Runtime.(HookRunner)
+	if !ok {
+		return fmt.Errorf("this container engine cannot run %s hooks", what)
+	}
+	for _, h := range hooks {
+		res, err := hr.RunHook(ctx, c.ID, h)
+		if err != nil {
+			return fmt.Errorf("%s hook %q in %s: %w", what, strings.Join(h.Command, " "), c.Short(), err)
+		}
+		if res.ExitCode != 0 {
+			out := strings.TrimSpace(r.relay(res.Stdout + res.Stderr))
+			if out == "" {
+				out = "(no output)"
+			}
+			return fmt.Errorf("%s hook %q in %s exited with code %d: %s", what, strings.Join(h.Command, " "), c.Short(), res.ExitCode, lastLine(out))
+		}
+	}
+	return nil
+}
+
+func lastLine(s string) string {
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
 }

@@ -166,3 +166,39 @@ func TestTargetRoutersStayTheRouteContainers(t *testing.T) {
 		t.Errorf("v3 container's labels %v: not in web-v2's service", c.Labels)
 	}
 }
+
+// A Target's post_start hooks run in every new container once it
+// started, its pre_stop hooks in every old one after it left Traefik and
+// before its stop signal; a failing post_start fails the new container,
+// and the old version serves on.
+func TestTargetHooks(t *testing.T) {
+	w, olds := threeV1()
+	e, _ := engine(w)
+	o := testOptions("v2")
+	o.Replicas, o.MaxSurge, o.MaxUnavailable = 3, &Amount{N: 100, Percent: true}, &Amount{N: 0}
+	o.Target, o.Select = composeTarget(), map[string]string{LabelApp: "web"}
+	o.Target.PostStart = []Hook{{Command: []string{"warm", "cache"}}}
+	o.Target.PreStop = []Hook{{Command: []string{"flush"}}}
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range res.NewContainers {
+		if i, j := indexOf(t, w.ops, "start "+c.Name), indexOf(t, w.ops, "hook "+c.Name+" warm cache"); j < i {
+			t.Errorf("post_start of %s before its start: %q", c.Name, w.ops)
+		}
+	}
+	for _, old := range olds {
+		if i, j := indexOf(t, w.ops, "hook "+old.Name+" flush"), indexOf(t, w.ops, "stop "+old.Name); i > j {
+			t.Errorf("pre_stop of %s after its stop: %q", old.Name, w.ops)
+		}
+	}
+
+	w2, _ := threeV1()
+	w2.hookExit = map[string]int{"warm": 1}
+	e2, _ := engine(w2)
+	if _, err := e2.Rollout(context.Background(), o); err == nil || !strings.Contains(err.Error(), `post_start hook "warm cache"`) {
+		t.Fatalf("a failing post_start: err %v", err)
+	}
+	assertRestored(t, w2)
+}

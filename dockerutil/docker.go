@@ -357,7 +357,21 @@ func (r *Runtime) Logs(ctx context.Context, id string, lines int) (string, error
 
 // Exec implements deploy.Runtime.
 func (r *Runtime) Exec(ctx context.Context, id string, cmd []string) (deploy.ExecResult, error) {
-	created, err := r.cli.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	return r.exec(ctx, id, client.ExecCreateOptions{Cmd: cmd})
+}
+
+// RunHook implements deploy.HookRunner: h as docker exec runs it.
+func (r *Runtime) RunHook(ctx context.Context, id string, h deploy.Hook) (deploy.ExecResult, error) {
+	return r.exec(ctx, id, client.ExecCreateOptions{Cmd: h.Command, User: h.User, WorkingDir: h.WorkingDir, Privileged: h.Privileged, Env: h.Env})
+}
+
+var _ deploy.HookRunner = (*Runtime)(nil)
+
+// exec runs an exec of o in container id and waits for its end.
+func (r *Runtime) exec(ctx context.Context, id string, o client.ExecCreateOptions) (deploy.ExecResult, error) {
+	cmd := o.Cmd
+	o.AttachStdout, o.AttachStderr = true, true
+	created, err := r.cli.ExecCreate(ctx, id, o)
 	if err != nil {
 		return deploy.ExecResult{}, wrap(err)
 	}
