@@ -79,12 +79,27 @@ volumes:
 	}
 	p := &composeProject{name: name, dir: dir, file: path, repo: repo, cli: newComposeCLI(e.t, dir, "REPO="+repo)}
 	e.t.Cleanup(func() {
-		p.cli.run("down", "--remove-orphans", "--volumes", "--timeout", "1")
-		// What deployctl made (its route containers), whatever compose says.
+		// The file needs its image's tag variable to load.
+		p.cli.withEnv("TAG=cleanup").run("down", "--remove-orphans", "--volumes", "--timeout", "1")
+		// What is left, whatever compose says: the project's containers,
+		// networks and volumes, by compose's labels.
 		ctx := context.Background()
-		list, _ := e.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: client.Filters{}.Add("label", compose.LabelProject+"="+name)})
+		byProject := client.Filters{}.Add("label", compose.LabelProject+"="+name)
+		list, _ := e.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: byProject})
 		for _, c := range list.Items {
 			e.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
+		}
+		if nets, err := e.cli.NetworkList(ctx, client.NetworkListOptions{Filters: byProject}); err == nil {
+			for _, n := range nets.Items {
+				if _, err := e.cli.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil {
+					e.t.Errorf("removing network %s of compose project %s: %v", n.Name, name, err)
+				}
+			}
+		}
+		if vols, err := e.cli.VolumeList(ctx, client.VolumeListOptions{Filters: byProject}); err == nil {
+			for _, v := range vols.Items {
+				e.cli.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true})
+			}
 		}
 	})
 	return p
@@ -365,12 +380,17 @@ func TestComposeFirstDeploy(t *testing.T) {
 // last output lines, before anything changed: the same v1 containers
 // serve, no v2 and no release container is left. The one in the file's
 // x-deployctl key then runs exactly once for a rollout of 3 replicas,
-// in a container of the new image, before the new containers.
+// in a container of the new image, before the new containers; compose's
+// post_start and pre_stop hooks run in each new and each old container.
 func TestComposePreDeploy(t *testing.T) {
 	e := newEnv(t, traefikFor(t))
 	repo := appImages(t, e.cli, "v1", "v2")
 	e = e.withEnv("REPO=" + repo)
 	p := e.composeProjectWith("cpre", repo, "", `    volumes: ["./releases:/releases"]
+    post_start:
+      - command: [/app, release, -mark, /releases/started]
+    pre_stop:
+      - command: [/app, release, -mark, /releases/stopping]
     x-deployctl:
       pre-deploy: [release, -mark, /releases/ran]`)
 	marks := filepath.Join(p.dir, "releases", "ran")
@@ -411,6 +431,22 @@ func TestComposePreDeploy(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "v2 ") || !strings.HasPrefix(lines[1], "v2 ") {
 		t.Errorf("release runs %q: want the failed one and exactly one more, both of v2", lines)
+	}
+	// Compose's lifecycle hooks: post_start in each new container (and
+	// in compose's own v1 ones), pre_stop in each old one before its stop.
+	for file, want := range map[string]map[string]int{"started": {"v1": 3, "v2": 3}, "stopping": {"v1": 3}} {
+		b, err := os.ReadFile(filepath.Join(p.dir, "releases", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int{}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			v, _, _ := strings.Cut(line, " ")
+			got[v]++
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s hooks ran %v, want %v", file, got, want)
+		}
 	}
 	if !strings.Contains(r.stderr, "release step=2 version=v2 exit=0") {
 		t.Errorf("the release command's output is not in the progress:\n%s", r.stderr)
