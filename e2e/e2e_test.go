@@ -216,6 +216,13 @@ func (e *env) with(t *testing.T) *env {
 // deploy history and lock from the Docker host when the test ends.
 func (e *env) appName(base string) string {
 	app := base + "-" + testenv.RunID()
+	e.cleanupApp(app)
+	return app
+}
+
+// cleanupApp removes app's deploy history and lock from the Docker host
+// when the test ends.
+func (e *env) cleanupApp(app string) {
 	e.t.Cleanup(func() {
 		ctx := context.Background()
 		vols, err := e.cli.VolumeList(ctx, client.VolumeListOptions{Filters: client.Filters{}.Add("label", "deployctl.history="+app)})
@@ -226,7 +233,6 @@ func (e *env) appName(base string) string {
 		}
 		e.cli.ContainerRemove(ctx, "deployctl-lock-"+app, client.ContainerRemoveOptions{Force: true})
 	})
-	return app
 }
 
 // result is one deployctl run.

@@ -78,6 +78,7 @@ volumes:
 		e.t.Fatal(err)
 	}
 	p := &composeProject{name: name, dir: dir, file: path, repo: repo, cli: newComposeCLI(e.t, dir, "REPO="+repo)}
+	e.cleanupApp(p.app())
 	e.t.Cleanup(func() {
 		// The file needs its image's tag variable to load.
 		p.cli.withEnv("TAG=cleanup").run("down", "--remove-orphans", "--volumes", "--timeout", "1")
