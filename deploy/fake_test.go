@@ -42,6 +42,7 @@ type world struct {
 	removeErr    error
 	releaseExit  int            // the exit code of a release command's container (exits once started)
 	hookExit     map[string]int // the exit code of a hook, by its command's first word
+	releaseHangs bool           // a release command's container runs until stopped
 	// trackServed: after each op, served gets how many servers Traefik
 	// routes to in service web@docker (served[i] is after ops[i]).
 	trackServed bool
@@ -360,7 +361,7 @@ func (f *fakeRuntime) Start(ctx context.Context, id string) error {
 	if c.crash {
 		c.State, c.ExitCode = "exited", 3
 	}
-	if c.Labels[LabelReleaseOf] != "" {
+	if c.Labels[LabelReleaseOf] != "" && !w.releaseHangs {
 		c.State, c.ExitCode = "exited", w.releaseExit
 	}
 	if !c.Healthcheck.Disabled() {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // releaseOps are the names of the release containers the world made.
@@ -120,4 +121,32 @@ func TestFailingPostDeploySaysTheNewVersionServes(t *testing.T) {
 	if i, j := indexOf(t, w.ops, "create web-post-deploy-"), indexOf(t, w.ops, "stop web-c"); i < j {
 		t.Errorf("post-deploy ran before the old version stopped: %q", w.ops)
 	}
+}
+
+// A signal (the run's context cancelled) stops a pre-deploy command that
+// is still running: the rollout ends interrupted, the release container
+// is removed, and nothing else changed.
+func TestSignalStopsThePreDeployCommand(t *testing.T) {
+	w, _ := threeV1()
+	w.releaseHangs = true
+	e, _ := engine(w)
+	o := testOptions("v2")
+	o.Replicas, o.PreDeploy = 3, []string{"migrate"}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	w.createHook = func(s CreateSpec) {
+		if s.Labels[LabelReleaseOf] != "" {
+			go func() { time.Sleep(50 * time.Millisecond); cancel(ErrInterrupted) }()
+		}
+	}
+	_, err := e.Rollout(ctx, o)
+	var de *Error
+	if !errors.As(err, &de) || de.Kind != KindInterrupted {
+		t.Fatalf("err %v, want interrupted", err)
+	}
+	for _, c := range w.containers {
+		if c.Labels[LabelReleaseOf] != "" {
+			t.Errorf("release container %s left (%s)", c.Name, c.State)
+		}
+	}
+	assertRestored(t, w)
 }
