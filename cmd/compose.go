@@ -206,7 +206,10 @@ func (o *rollbackOptions) completeCompose(c *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	o.App = s.App()
+	o.App, o.Select = s.App(), s.Selector()
+	// A container the rollback makes (beyond the retained ones) is a
+	// copy of one: it needs a number of its own.
+	o.Target = &deploy.Target{NumberLabel: compose.LabelNumber}
 	return nil
 }
 

@@ -146,7 +146,7 @@ func decide(f facts, o Options, dryRun bool) (*decision, error) {
 	}
 	d.route(f.services, f.endpoint, o)
 	switch {
-	case o.Target != nil && o.Reuse == "":
+	case o.declared():
 		// A declared service: its new containers are configured from the
 		// declaration, whatever runs now.
 		d.template = o.Target.templateOf()

@@ -68,7 +68,7 @@ func (r *rollout) runRelease(ctx context.Context, what string, cmd []string) err
 	if r.template != nil {
 		spec.From = r.template.ID
 	}
-	if o.Target != nil {
+	if o.declared() {
 		spec.Config, spec.From = o.Target.Config, ""
 	}
 	if r.network != "" {

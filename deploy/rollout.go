@@ -555,7 +555,7 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	given := o.Target != nil && o.Reuse == ""
+	given := o.declared()
 	var removeGiven []string
 	if given {
 		tl, err := r.targetLabels(ctx)
@@ -578,6 +578,15 @@ func (r *rollout) createOne(ctx context.Context, created func(*Container)) (*Con
 			}
 			labels[LabelRoutingBase] = base.Labels[LabelRoutingBase]
 		}
+	}
+	if t := o.Target; !given && t != nil && t.NumberLabel != "" {
+		// A rollback's container made from a retained one: a number of
+		// its own, not the copy's.
+		n, err := r.nextNumber(ctx)
+		if err != nil {
+			return nil, err
+		}
+		labels[t.NumberLabel] = strconv.Itoa(n)
 	}
 	if r.sw != nil {
 		// The user's routers (of the template and of --label) are the

@@ -232,7 +232,7 @@ func (r *rollout) planFirst(ctx context.Context, d *decision, routes []Container
 		return own("%s", reason)
 	}
 	tmpl := Container{Name: o.App, Labels: map[string]string{LabelApp: o.App}}
-	if o.Target != nil {
+	if o.declared() {
 		maps.Copy(tmpl.Labels, o.Target.Config.Labels)
 	}
 	ep, err := r.newEndpoint(&tmpl, o.Labels)

@@ -18,7 +18,9 @@ import (
 // Traefik serves (the template).
 type Target struct {
 	// Config is the new containers' configuration; its labels are the
-	// service's own (the user's, traefik.* included).
+	// service's own (the user's, traefik.* included). A rollback's
+	// Target has none: the retained containers are the configuration,
+	// and the Target only numbers those it makes.
 	Config *ContainerConfig
 	// NumberLabel, when not empty, is the label that numbers the
 	// service's containers: each new one gets the highest number any
@@ -117,14 +119,18 @@ func (r *rollout) nextNumber(ctx context.Context) (int, error) {
 	return r.lastNumber, nil
 }
 
+// declared reports whether the rollout's new containers are made from a
+// Target's configuration (not on a rollback, whose retained containers
+// are the configuration; its Target, if any, only numbers them).
+func (o Options) declared() bool {
+	return o.Target != nil && o.Target.Config != nil && o.Reuse == ""
+}
+
 // checkTarget refuses a Target the engine cannot number.
 func (o Options) checkTarget() error {
 	t := o.Target
 	if t == nil {
 		return nil
-	}
-	if t.Config == nil {
-		return usageError("a target needs a configuration")
 	}
 	if t.NumberLabel != "" && len(o.Select) == 0 {
 		return usageError("a target that numbers its containers needs Select to find them")

@@ -202,3 +202,41 @@ func TestTargetHooks(t *testing.T) {
 	}
 	assertRestored(t, w2)
 }
+
+// A rollback with a numbering Target (a compose service's) gives each
+// container it creates from a retained one a number of its own, above
+// every number the service has had, not the copy's.
+func TestRollbackNumbersTheContainersItCreates(t *testing.T) {
+	w, e, _ := rollbackThree("web-v1-a")
+	w.mu.Lock()
+	n := 0
+	for _, c := range w.containers {
+		n++
+		c.Labels["num"] = strconv.Itoa(n)
+	}
+	w.mu.Unlock()
+	o := rollbackThreeOptions()
+	o.Target, o.Select = &Target{NumberLabel: "num"}, map[string]string{LabelApp: "web"}
+	if _, _, err := e.Rollback(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	checkRolledBack(t, w)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen, created := map[string]string{}, 0
+	for _, c := range w.containers {
+		if prev, dup := seen[c.Labels["num"]]; dup {
+			t.Errorf("%s and %s both have number %s", prev, c.Name, c.Labels["num"])
+		}
+		seen[c.Labels["num"]] = c.Name
+		if got, _ := strconv.Atoi(c.Labels["num"]); c.spec.Name != "" && got <= n {
+			t.Errorf("created %s has number %s, want above %d", c.Name, c.Labels["num"], n)
+		}
+		if c.spec.Name != "" {
+			created++
+		}
+	}
+	if created != 2 {
+		t.Errorf("%d containers created, want 2", created)
+	}
+}
