@@ -268,6 +268,8 @@ services:
       retries: 3
     stop_signal: SIGINT
     stop_grace_period: 15s
+    expose: ["9090"]
+    ports: ["8080"]
     read_only: true
     tmpfs: ["/tmp:size=64m"]
     volumes:
@@ -313,6 +315,9 @@ configs:
 	wantBinds := []string{"shop_data:/data:rw", filepath.Join(dir, "static") + ":/static:ro", filepath.Join(dir, "key.txt") + ":/run/secrets/key:ro", filepath.Join(dir, "app.conf") + ":/etc/app.conf:ro"}
 	if !slices.Equal(c.Binds, wantBinds) {
 		t.Errorf("binds\n %q\nwant\n %q", c.Binds, wantBinds)
+	}
+	if !slices.Equal(c.Expose, []string{"9090"}) || !slices.Equal(c.Publish, []string{"8080/tcp"}) {
+		t.Errorf("expose %v publish %v, want 9090 and 8080/tcp (on a host port Docker picks)", c.Expose, c.Publish)
 	}
 	if len(c.Networks) != 2 || c.Networks[0].Name != "shared-back" || c.Networks[1].Name != "shop_front" || !slices.Equal(c.Networks[1].Aliases, []string{"web", "www"}) {
 		t.Errorf("networks %+v: want shared-back (priority 10) first, then shop_front with aliases web, www", c.Networks)

@@ -97,6 +97,16 @@ func (s *Service) ContainerConfig() (*deploy.ContainerConfig, error) {
 			out.Restart = restartPolicy(rp)
 		}
 	}
+	out.Expose = slices.Clone([]string(c.Expose))
+	for _, p := range c.Ports {
+		if p.Published != "" {
+			continue // refused (Refuse): a fixed host port
+		}
+		if p.HostIP != "" {
+			return nil, &UnsupportedError{Service: s.Name(), Fields: []string{"ports with host_ip and no published port"}}
+		}
+		out.Publish = append(out.Publish, fmt.Sprintf("%d/%s", p.Target, cmp.Or(p.Protocol, "tcp")))
+	}
 	nets, err := s.networks()
 	if err != nil {
 		return nil, err
@@ -137,7 +147,6 @@ func unsupported(c types.ServiceConfig) []string {
 	add(c.MemSwapLimit != 0, "memswap_limit")
 	add(c.MemSwappiness != 0, "mem_swappiness")
 	add(len(c.Ulimits) > 0, "ulimits")
-	add(len(c.Expose) > 0, "expose")
 	add(c.DomainName != "", "domainname")
 	add(len(c.DNSOpts) > 0, "dns_opt")
 	add(c.UseAPISocket, "use_api_socket")

@@ -273,6 +273,12 @@ type ContainerConfig struct {
 	ShmSize        int64
 	Tty            bool
 	OpenStdin      bool
+	// Expose are the exposed ports ("8080", "8080/udp"), which Traefik
+	// picks the port from when no label names one; Publish are those
+	// published on a host port Docker chooses, one per container
+	// (compose's ports: ["8080"]).
+	Expose  []string
+	Publish []string
 	LogDriver      string
 	LogOptions     map[string]string
 }

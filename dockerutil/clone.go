@@ -62,10 +62,10 @@ func buildCreate(tmpl *container.InspectResponse, oldImg *image.InspectResponse,
 				delete(cfg.Labels, k)
 			}
 		}
-		if len(host.PortBindings) > 0 {
-			p.warnings = append(p.warnings, fmt.Sprintf("host port bindings of the current container (%s) are not copied: two containers cannot hold one host port, and Traefik routes to the new one without them", describePorts(host.PortBindings)))
-			host.PortBindings = nil
+		if fixed := fixedBindings(host.PortBindings); len(fixed) > 0 {
+			p.warnings = append(p.warnings, fmt.Sprintf("host port bindings of the current container (%s) are not copied: two containers cannot hold one host port, and Traefik routes to the new one without them", describePorts(fixed)))
 		}
+		host.PortBindings = randomBindings(host.PortBindings)
 		if host.AutoRemove {
 			p.warnings = append(p.warnings, "the current container was started with --rm, so Docker removes it when it stops and it cannot be kept for rollback; the new container is created without --rm")
 			host.AutoRemove = false
@@ -430,6 +430,30 @@ func given(c *deploy.ContainerConfig) (*container.InspectResponse, error) {
 		}
 		host.RestartPolicy = rp
 	}
+	for _, e := range c.Expose {
+		port, err := network.ParsePort(e)
+		if err != nil {
+			return nil, fmt.Errorf("expose %q: %w", e, err)
+		}
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts = network.PortSet{}
+		}
+		cfg.ExposedPorts[port] = struct{}{}
+	}
+	for _, e := range c.Publish {
+		port, err := network.ParsePort(e)
+		if err != nil {
+			return nil, fmt.Errorf("ports %q: %w", e, err)
+		}
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts = network.PortSet{}
+		}
+		cfg.ExposedPorts[port] = struct{}{}
+		if host.PortBindings == nil {
+			host.PortBindings = network.PortMap{}
+		}
+		host.PortBindings[port] = append(host.PortBindings[port], network.PortBinding{})
+	}
 	nets := map[string]*network.EndpointSettings{}
 	for i, n := range c.Networks {
 		if i == 0 {
@@ -438,4 +462,34 @@ func given(c *deploy.ContainerConfig) (*container.InspectResponse, error) {
 		nets[n.Name] = &network.EndpointSettings{Aliases: slices.Clone(n.Aliases)}
 	}
 	return &container.InspectResponse{Config: cfg, HostConfig: host, NetworkSettings: &container.NetworkSettings{Networks: nets}}, nil
+}
+
+// fixedBindings are the bindings of pm to a given host port.
+func fixedBindings(pm network.PortMap) network.PortMap {
+	out := network.PortMap{}
+	for p, bs := range pm {
+		for _, b := range bs {
+			if b.HostPort != "" && b.HostPort != "0" {
+				out[p] = append(out[p], b)
+			}
+		}
+	}
+	return out
+}
+
+// randomBindings are the bindings of pm to a host port Docker chooses,
+// which two containers can both have; nil when none.
+func randomBindings(pm network.PortMap) network.PortMap {
+	var out network.PortMap
+	for p, bs := range pm {
+		for _, b := range bs {
+			if b.HostPort == "" || b.HostPort == "0" {
+				if out == nil {
+					out = network.PortMap{}
+				}
+				out[p] = append(out[p], network.PortBinding{HostIP: b.HostIP})
+			}
+		}
+	}
+	return out
 }

@@ -244,6 +244,7 @@ func TestCreateFromAGivenConfig(t *testing.T) {
 		Restart: "unless-stopped", Networks: []deploy.NetworkAttachment{{Name: "shop_default", Aliases: []string{"web"}}, {Name: "proxy"}},
 		Binds: []string{"/srv/data:/data:ro"}, Tmpfs: map[string]string{"/tmp": "size=64m"}, ReadOnly: true, Init: &init,
 		CapDrop: []string{"ALL"}, DNS: []string{"10.0.0.53"}, Memory: 512 << 20, NanoCPUs: 1e9, PidsLimit: &pids,
+		Expose: []string{"9090"}, Publish: []string{"8080/tcp"},
 	}
 	tmpl, err := given(cfg)
 	if err != nil {
@@ -273,7 +274,15 @@ func TestCreateFromAGivenConfig(t *testing.T) {
 	if len(p.extraNetworks) != 1 || p.extraNetworks[0].name != "proxy" {
 		t.Errorf("extra networks %+v", p.extraNetworks)
 	}
-	for _, bad := range []*deploy.ContainerConfig{{DNS: []string{"dns.example"}}, {Restart: "sometimes"}} {
+	// expose, and ports without a host port: a host port Docker picks,
+	// which the old and the new container can both have.
+	if _, ok := c.ExposedPorts[network.MustParsePort("9090/tcp")]; !ok || len(c.ExposedPorts) != 2 {
+		t.Errorf("exposed ports %v", c.ExposedPorts)
+	}
+	if b := h.PortBindings[network.MustParsePort("8080/tcp")]; len(b) != 1 || b[0].HostPort != "" || len(h.PortBindings) != 1 {
+		t.Errorf("port bindings %v, want 8080/tcp on a host port Docker picks", h.PortBindings)
+	}
+	for _, bad := range []*deploy.ContainerConfig{{DNS: []string{"dns.example"}}, {Restart: "sometimes"}, {Expose: []string{"http"}}} {
 		if _, err := given(bad); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}
