@@ -277,10 +277,10 @@ type ContainerConfig struct {
 	// picks the port from when no label names one; Publish are those
 	// published on a host port Docker chooses, one per container
 	// (compose's ports: ["8080"]).
-	Expose  []string
-	Publish []string
-	LogDriver      string
-	LogOptions     map[string]string
+	Expose     []string
+	Publish    []string
+	LogDriver  string
+	LogOptions map[string]string
 }
 
 // NetworkAttachment is a network a container joins, and its aliases there.
