@@ -185,8 +185,10 @@ func (cf *composeFlags) loadService(c *cobra.Command, version string) (*compose.
 // --app with one; it reports whether a SERVICE was given.
 func (cf *composeFlags) checkArgs(c *cobra.Command, verb string) (bool, error) {
 	if cf.service == "" {
-		if cf.given(c.Flags()) || c.Flags().Changed("env-file") {
-			return false, usagef("-f, -p, --project-directory, --profile and --env-file choose a compose project: name the service to %s, e.g. deployctl %s -f compose.yaml web", verb, c.Name())
+		// Not --env-file: DEPLOYCTL_ENV_FILE, set for the rollout's
+		// container env, reaches every command.
+		if cf.given(c.Flags()) {
+			return false, usagef("-f, -p, --project-directory and --profile choose a compose project: name the service to %s, e.g. deployctl %s -f compose.yaml web", verb, c.Name())
 		}
 		return false, nil
 	}

@@ -167,11 +167,17 @@ func TestSoakSIGKILLedRollouts(t *testing.T) {
 			}
 		}
 		s.expectRepaired(t, fmt.Sprintf("soak %d (seed %d, kill at %s, last event %q)", i, seed, at, k.lastEvent), repairV, keepAlive, fresh)
+		failed := false
 		for _, l := range []*load{keepAlive, fresh} {
 			if n := l.failed.Load(); n > 0 {
+				failed = true
 				t.Errorf("soak %d (seed %d, kill at %s, last event %q): %d of %d requests (%s) failed so far: %s",
 					i, seed, at, k.lastEvent, n, l.sent.Load(), l.kind, strings.Join(l.firstFailures(10), "; "))
 			}
+		}
+		if failed {
+			// The failures' times against both runs' progress.
+			t.Logf("soak %d: the killed run's progress:\n%s\nthe repair's progress:\n%s", i, k.stderr, r.stderr)
 		}
 		if t.Failed() {
 			break
