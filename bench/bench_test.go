@@ -241,3 +241,24 @@ func TestSwitchSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestComposeSmoke runs the compose suite once each way (go run ./bench
+// -compose -smoke): deployctl's first rollout of a compose service after
+// docker compose up made it fails no request; docker compose up -d's is
+// counted beside it.
+func TestComposeSmoke(t *testing.T) {
+	cfg := ComposeSmoke()
+	rep := runSmoke(t, cfg, "go test ./bench -run TestComposeSmoke")
+	if len(rep.Compose) != 2 {
+		t.Fatalf("compose rows %+v, want deployctl and compose-up", rep.Compose)
+	}
+	for _, c := range rep.Compose {
+		t.Logf("%s: %d rollout(s), %d of %d requests failed, wall %v s", c.Method, c.Rollouts, c.Failed, c.Sent, c.WallS)
+		if c.Rollouts != 1 || c.Sent < cfg.Rate || len(c.Errors) > 0 {
+			t.Errorf("%s: %+v; want 1 rollout under load, no error", c.Method, c)
+		}
+		if c.Method == MethodDeployctl && c.Failed > 0 {
+			t.Errorf("deployctl: %d of %d requests failed", c.Failed, c.Sent)
+		}
+	}
+}

@@ -8,6 +8,7 @@
 //	go run ./bench                     # the default run (about 9 minutes on 2 cores)
 //	go run ./bench -rollouts 20 -rate 500 -baseline-rollouts 2   # the same
 //	go run ./bench -smoke              # 2 deployctl rollouts per app kind at 100 req/s
+//	go run ./bench -compose            # a compose service: deployctl against docker compose up -d
 //
 // Methods: deployctl (the real static binary, run with --json); (a)
 // stop-first: stop old, then run new; (b) sleep-5s: run new, wait healthy,
@@ -69,6 +70,10 @@ type Config struct {
 	// Switch runs the switch suite (issue 12, switch.go) instead: atomic
 	// against gradual, -rollouts of each, lame-duck app only.
 	Switch bool
+	// Compose runs the compose suite (issue 13, compose.go) instead:
+	// deployctl against docker compose up -d on a compose service of 3
+	// replicas.
+	Compose bool
 }
 
 // Default is the default run: about 9 minutes on 2 cores.
@@ -155,6 +160,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	replicas := fs.String("replicas", "", "run the replicas suite instead: deployctl rollouts of N replicas for each N of this list (e.g. 1,2,4,8); -rollouts then defaults to 2 and -methods to deployctl, docker-rollout, stop-start")
 	surges := fs.String("surges", "1,100%", "replicas suite: the --max-surge values to run deployctl with (--max-unavailable 0)")
 	baseReplicas := fs.String("baseline-replicas", "", "replicas suite: the N values of the baselines (default: those of -replicas)")
+	composeSuite := fs.Bool("compose", false, "run the compose suite instead: a compose service of 3 replicas made by docker compose up -d, rolled out -rollouts times by deployctl rollout -f and -baseline-rollouts times by docker compose up -d with the new tag (default 5 and 3)")
 	switchSuite := fs.Bool("switch", false, "run the switch suite instead: -rollouts rollouts with --switch atomic, then as many with --switch gradual (lame-duck app), counting mixed page/asset pairs and connections in flight at the old container's signal")
 	reprint := fs.String("report", "", "print the tables of an earlier run's JSON results file and exit")
 	if err := fs.Parse(args); err != nil {
@@ -213,6 +219,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	pick("methods", func() { cfg.Methods = split(*methods) })
 	pick("warmup", func() { cfg.Warmup = *warmup })
 	pick("startup-runs", func() { cfg.StartupRuns = *runs })
+	if *composeSuite {
+		cfg.Compose = true
+		if !set["rollouts"] && !*smoke {
+			cfg.Rollouts = 5
+		}
+		if !set["baseline-rollouts"] {
+			cfg.BaselineRollouts = map[bool]int{true: 1, false: 3}[*smoke]
+		}
+	}
 	if *switchSuite {
 		cfg.Switch, cfg.Kinds, cfg.BaselineRollouts = true, []string{KindLameDuck}, 0
 		if !set["rollouts"] {

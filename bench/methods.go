@@ -344,6 +344,7 @@ func (b *bench) deployctl(ctx context.Context, r *Rollout, args ...string) error
 	cmd := exec.Command(b.deployctlBin, append(args, "--json")...)
 	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+b.traefik.APIURL)
 	cmd.Env = append(cmd.Env, b.cfg.DeployctlEnv...)
+	cmd.Env = append(cmd.Env, b.extraEnv...)
 	// Own process group: a Ctrl-C in the terminal reaches the bench only,
 	// which passes one SIGINT on (a second one would make deployctl exit
 	// without cleaning up).

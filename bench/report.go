@@ -26,6 +26,8 @@ type Report struct {
 	Scenarios []ScenarioResult `json:"scenarios"`
 	// Switch is the switch suite's (-switch), per switch.
 	Switch []SwitchRow `json:"switch,omitempty"`
+	// Compose is the compose suite's (-compose), per method and app kind.
+	Compose []ComposeRow `json:"compose,omitempty"`
 }
 
 // ConfigInfo is Config for JSON.
@@ -161,6 +163,11 @@ func (r *Report) DeployctlFailed() int {
 	n := 0
 	for _, s := range r.Switch {
 		n += s.Failed
+	}
+	for _, c := range r.Compose {
+		if c.Method == MethodDeployctl {
+			n += c.Failed
+		}
 	}
 	for _, s := range r.Scenarios {
 		if s.Method == MethodDeployctl {
@@ -321,6 +328,7 @@ func PrintTables(w io.Writer, r *Report) {
 		printReplicaTables(w, r)
 	}
 	printSwitchTable(w, r)
+	printComposeTable(w, r)
 
 	var dc []ScenarioResult
 	for _, s := range r.Scenarios {

@@ -29,6 +29,9 @@ type bench struct {
 	events       *eventWatcher
 	deployctlBin string
 	repos        map[string]string // app kind -> image repository
+	// extraEnv is added to deployctl's environment (a compose file's
+	// variables).
+	extraEnv []string
 }
 
 // cleanups run in reverse order.
@@ -165,6 +168,9 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (rep *Report, err error
 
 	if cfg.Switch {
 		return rep, b.runSwitchSuite(ctx, rep, logf)
+	}
+	if cfg.Compose {
+		return rep, b.runComposeSuite(ctx, rep, logf)
 	}
 	if len(cfg.Replicas) > 0 {
 		return rep, b.runReplicaSuite(ctx, rep, logf)
