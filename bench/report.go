@@ -298,6 +298,12 @@ func PrintTables(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "Replicas suite: deployctl N = %v at --max-surge %s (--max-unavailable 0); baselines N = %v\n", c.Replicas, strings.Join(c.Surges, ", "), c.BaselineReplicas)
 	}
 
+	if len(r.Scenarios) == 0 { // a suite of its own (-switch, -compose)
+		printSwitchTable(w, r)
+		printComposeTable(w, r)
+		printDeployctlProcess(w, r)
+		return
+	}
 	fmt.Fprintf(w, "\nRequests (latency in ms; switch = requests sent while a rollout ran)\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "method\tapp\tclient\tsent\tfailed\t5xx\trefused\treset\ttimeout\tother\tsteady p50\tp99\tmax\tswitch p50\tp99\tmax\t")
@@ -358,11 +364,7 @@ func PrintTables(w io.Writer, r *Report) {
 		}
 		tw.Flush()
 	}
-	d := r.Deployctl
-	fmt.Fprintf(w, "\ndeployctl: %s\n", d.Source)
-	fmt.Fprintf(w, "deployctl process: binary %.1f MB (%s); start: 'version' median %.1f ms (min %.1f, max %.1f), 'probe --tcp' median %.1f ms (min %.1f, max %.1f) over %d runs; peak RSS of a rollout %.1f MiB\n",
-		d.BinaryMB, shortFile(d.File), d.Start.VersionMS.Median, d.Start.VersionMS.Min, d.Start.VersionMS.Max,
-		d.Start.ProbeMS.Median, d.Start.ProbeMS.Min, d.Start.ProbeMS.Max, d.Start.Runs, d.PeakRSSMiB)
+	printDeployctlProcess(w, r)
 
 	var fails []string
 	for _, s := range r.Scenarios {
@@ -419,4 +421,19 @@ func shortFile(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// printDeployctlProcess prints what deployctl was and what it cost.
+func printDeployctlProcess(w io.Writer, r *Report) {
+	d := r.Deployctl
+	fmt.Fprintf(w, "\ndeployctl: %s\n", d.Source)
+	fmt.Fprintf(w, "deployctl process: binary %.1f MB (%s)", d.BinaryMB, shortFile(d.File))
+	if d.Start.Runs > 0 {
+		fmt.Fprintf(w, "; start: 'version' median %.1f ms (min %.1f, max %.1f), 'probe --tcp' median %.1f ms (min %.1f, max %.1f) over %d runs",
+			d.Start.VersionMS.Median, d.Start.VersionMS.Min, d.Start.VersionMS.Max, d.Start.ProbeMS.Median, d.Start.ProbeMS.Min, d.Start.ProbeMS.Max, d.Start.Runs)
+	}
+	if d.PeakRSSMiB > 0 {
+		fmt.Fprintf(w, "; peak RSS of a rollout %.1f MiB", d.PeakRSSMiB)
+	}
+	fmt.Fprintln(w)
 }
