@@ -142,6 +142,7 @@ func (o *rolloutOptions) completeCompose(c *cobra.Command) error {
 	if u.Monitor > 0 && !fl.Changed("watch") {
 		o.Watch = u.Monitor
 	}
+	o.StepDelay = u.Delay
 	return nil
 }
 

@@ -186,6 +186,8 @@ type Update struct {
 	StopFirst bool
 	// Monitor is the watch window after the switch (--watch).
 	Monitor time.Duration
+	// Delay is the pause between steps.
+	Delay time.Duration
 	// Ignored are the settings deployctl does not honour, each with why.
 	Ignored []string
 }
@@ -217,9 +219,7 @@ func (s *Service) Update() (Update, error) {
 			Fix:    "use failure_action: rollback, or remove it"}
 	}
 	u.Monitor = time.Duration(c.Monitor)
-	if c.Delay != 0 {
-		u.Ignored = append(u.Ignored, fmt.Sprintf("deploy.update_config.delay (%s): deployctl starts the next step once the last is healthy and in Traefik", time.Duration(c.Delay)))
-	}
+	u.Delay = time.Duration(c.Delay)
 	if c.MaxFailureRatio != 0 {
 		u.Ignored = append(u.Ignored, fmt.Sprintf("deploy.update_config.max_failure_ratio (%g): any failed replica stops the rollout", c.MaxFailureRatio))
 	}

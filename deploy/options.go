@@ -157,6 +157,9 @@ type Options struct {
 	Replicas       int
 	MaxSurge       *Amount
 	MaxUnavailable *Amount
+	// StepDelay is a pause between the end of one step and the start of
+	// the next (compose's update_config.delay); 0: none.
+	StepDelay time.Duration
 
 	// PreDeploy, when not empty, is a release command (e.g. the database
 	// migrations) run once in a one-off container of the new image with
@@ -280,7 +283,7 @@ func (o Options) normalize() (Options, error) {
 		"--stop-timeout": o.StopTimeout, "--drain-interval": o.DrainInterval,
 		"--healthy-timeout": o.HealthTimeout, "--register-timeout": o.RegisterTimeout,
 		"--deregister-timeout": o.DeregisterTimeout, "--poll-interval": o.PollInterval,
-		"--lock-wait": o.LockWait, "--watch": o.Watch, "--drain-grace": o.DrainGrace,
+		"--lock-wait": o.LockWait, "--watch": o.Watch, "--drain-grace": o.DrainGrace, "the delay between steps": o.StepDelay,
 	} {
 		if d < 0 {
 			return o, usageError("%s must not be negative (got %s)", name, d)

@@ -213,6 +213,14 @@ func (r *rollout) runSteps(ctx context.Context) (*Result, error) {
 		return <-pruned
 	}
 	for i, st := range s.steps {
+		if d := r.o.StepDelay; i > 0 && d > 0 {
+			r.info(PhaseCreate, Event{Message: s.say(fmt.Sprintf("waiting %s before step %d/%d (the delay between steps)", d, i+1, len(s.steps)))})
+			select {
+			case <-ctx.Done():
+				return nil, s.fail(ctx, PhaseCreate, nil, context.Cause(ctx))
+			case <-time.After(d):
+			}
+		}
 		s.step = i + 1
 		s.began = append(s.began, r.e.now())
 		if err := ctx.Err(); err != nil {

@@ -628,3 +628,29 @@ func TestReplicasWatchSurge100KeepsTheFloorWhenAllFail(t *testing.T) {
 	assertRestored(t, w)
 	checkBudget(t, w, 6, 3)
 }
+
+// StepDelay (compose's update_config.delay) pauses between steps, not
+// before the first or after the last, and says so.
+func TestStepDelayPausesBetweenSteps(t *testing.T) {
+	w, _ := threeV1()
+	e, ev := engine(w)
+	o := testOptions("v2")
+	o.Replicas, o.MaxSurge, o.MaxUnavailable, o.StepDelay = 3, &Amount{N: 1}, &Amount{N: 0}, 40*time.Millisecond
+	start := time.Now()
+	res, err := e.Rollout(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 80*time.Millisecond {
+		t.Errorf("3 steps took %s: want 2 pauses of 40ms at least", took)
+	}
+	waits := 0
+	for _, e := range ev.all {
+		if strings.Contains(e.Message, "(the delay between steps)") {
+			waits++
+		}
+	}
+	if waits != 2 || len(res.Steps) != 3 {
+		t.Errorf("%d waits in %d steps, want 2 in 3", waits, len(res.Steps))
+	}
+}
