@@ -155,7 +155,7 @@ image's tag variable, image: web:${TAG}, takes the version), and the new
 containers carry compose's labels, so that docker compose ps lists them
 and a later TAG=<version> docker compose up -d recreates nothing.`
 
-// hasComposeFlags: a compose flag was given.
+// given reports whether a compose flag was given.
 func (cf *composeFlags) given(fl *pflag.FlagSet) bool {
 	for _, f := range []string{"file", "project-name", "project-directory", "profile"} {
 		if fl.Changed(f) {
@@ -182,7 +182,7 @@ func (cf *composeFlags) loadService(c *cobra.Command, version string) (*compose.
 	return s, nil
 }
 
-// checkComposeArgs refuses the compose flags without a SERVICE, and
+// checkArgs refuses the compose flags without a SERVICE, and
 // --app with one; it reports whether a SERVICE was given.
 func (cf *composeFlags) checkArgs(c *cobra.Command, verb string) (bool, error) {
 	if cf.service == "" {
