@@ -23,7 +23,8 @@ type composeFlags struct {
 	profiles   []string
 	// service is the SERVICE argument; "" outside a compose rollout.
 	service string
-	// envFiles is rollback's --env-file (rollout's is shared).
+	// envFiles is compose's --env-file (rollback's and check's own flag;
+	// a rollout's --env-file, set by completeCompose).
 	envFiles []string
 	// warnings are what the file asks for that deployctl does not honour
 	// (update_config settings), shown before the run.
@@ -68,15 +69,10 @@ func (o *rolloutOptions) completeCompose(c *cobra.Command) error {
 	if o.Version == "" {
 		return usagef("--version is required: the image tag to deploy, e.g. deployctl rollout -f compose.yaml %s --version 3f9ace5", cf.service)
 	}
-	ctx := c.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	s, err := compose.Load(ctx, compose.LoadOptions{
-		Files: cf.files, Project: cf.project, ProjectDir: cf.projectDir, EnvFiles: o.envFiles, Profiles: cf.profiles,
-	}, cf.service, o.Version)
+	cf.envFiles = o.envFiles // rollout's --env-file is compose's here
+	s, err := cf.loadService(c, o.Version)
 	if err != nil {
-		return usageErr{err}
+		return err
 	}
 	if err := compose.Refuse(s); err != nil {
 		return usageErr{err}
@@ -165,9 +161,9 @@ func (cf *composeFlags) given(fl *pflag.FlagSet) bool {
 	return false
 }
 
-// loadService loads the compose SERVICE of a command that is not given
-// its version (rollback, check): the image's tag variable gets version,
-// or a placeholder that names nothing the command uses.
+// loadService loads the compose SERVICE with version in the image's tag
+// variable; a command not given its version (rollback, check) gets a
+// placeholder that names nothing it uses.
 func (cf *composeFlags) loadService(c *cobra.Command, version string) (*compose.Service, error) {
 	ctx := c.Context()
 	if ctx == nil {
