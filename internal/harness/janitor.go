@@ -128,6 +128,11 @@ func UnmountAtExit(dir string) { register("mount", dir) }
 // bridge made for a second dockerd, which needs it until it has stopped.
 func DeleteLinkAtExit(name string) { register("link", name) }
 
+// NetnsDeleteAtExit has the janitor delete the network namespace name (ip
+// netns del) when this process ends, however it ends: those of a swarm's
+// nodes ([StartSwarm]), whose dockerds got SIGTERM as this process died.
+func NetnsDeleteAtExit(name string) { register("netns", name) }
+
 // runBuild runs a go command (a build) whose work directory goes under tmp
 // (GOTMPDIR), in a process group of its own that the janitor kills if this
 // process dies while it runs; the caller has tmp removed at exit
@@ -157,7 +162,7 @@ func registerDockerHost(host string) { register("host", host) }
 // DEPLOYCTL_JANITOR_LOG when there was something to do, and nowhere
 // otherwise.
 func runJanitor(id string, r io.Reader) int {
-	var hosts, paths, mounts, links []string
+	var hosts, paths, mounts, links, netns []string
 	groups := map[int]bool{}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -175,6 +180,8 @@ func runJanitor(id string, r io.Reader) int {
 			mounts = append(mounts, value)
 		case "link":
 			links = append(links, value)
+		case "netns":
+			netns = append(netns, value)
 		}
 	}
 	var log strings.Builder
@@ -206,8 +213,18 @@ func runJanitor(id string, r io.Reader) int {
 	// Last the files: a second dockerd got SIGTERM as this process died
 	// and needs its exec root and data root while it stops its containers
 	// and its containerd (up to its 15 s shutdown timeout).
-	if len(mounts) > 0 {
+	if len(mounts) > 0 || len(netns) > 0 {
 		time.Sleep(20 * time.Second)
+	}
+	for _, ns := range netns {
+		if _, err := os.Stat(filepath.Join("/run/netns", ns)); err != nil {
+			continue // deleted by its test
+		}
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			logf("ip netns del %s: %v: %s", ns, err, out)
+		} else {
+			logf("deleted network namespace %s", ns)
+		}
 	}
 	for _, m := range mounts {
 		if err := unmount(m); err == nil {

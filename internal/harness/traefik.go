@@ -38,6 +38,11 @@ type Traefik struct {
 
 	cmd    *exec.Cmd
 	exited chan struct{}
+	// For a Traefik that is not a process of ours (a container on a
+	// swarm's manager, [Swarm.StartTraefik]): how to stop it and read its
+	// log.
+	stopFn func()
+	logFn  func() string
 	// removeDir, if set, removes the directory Traefik ran in (made by
 	// StartTraefik when no WithDir was given).
 	removeDir func()
@@ -282,6 +287,12 @@ func startTraefik(bin, version, network string, cfg traefikConfig) (_ *Traefik, 
 }
 
 func (tr *Traefik) stop() {
+	if tr.cmd == nil {
+		if tr.stopFn != nil {
+			tr.stopFn()
+		}
+		return
+	}
 	select {
 	case <-tr.exited:
 		return
@@ -298,6 +309,10 @@ func (tr *Traefik) stop() {
 
 // kill ends the process at once; a graceful stop takes about 2s.
 func (tr *Traefik) kill() {
+	if tr.cmd == nil {
+		tr.stop()
+		return
+	}
 	select {
 	case <-tr.exited:
 		return
@@ -326,6 +341,9 @@ func (tr *Traefik) Close() {
 
 // Log returns what Traefik has written so far.
 func (tr *Traefik) Log() string {
+	if tr.logFn != nil {
+		return tr.logFn()
+	}
 	b, err := os.ReadFile(tr.LogPath)
 	if err != nil {
 		return fmt.Sprintf("(no log: %v)", err)
