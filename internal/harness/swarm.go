@@ -300,7 +300,7 @@ func (s *Swarm) startNode(i int, prefix string) (*SwarmNode, error) {
 	node.cmd = cmd
 	go func() { cmd.Wait(); close(node.exited) }()
 	registerDockerHost(node.Host)
-	cli, err := client.New(client.WithHost(node.Host), client.WithAPIVersionNegotiation())
+	cli, err := client.New(client.WithHost(node.Host))
 	if err != nil {
 		return nil, err
 	}
