@@ -359,6 +359,16 @@ func readEnvFile(path string) ([]string, error) {
 }
 
 func printResult(w io.Writer, res *deploy.Result) {
+	var parts []string
+	for _, p := range res.Phases {
+		parts = append(parts, fmt.Sprintf("%s %s", p.Phase, p.Duration))
+	}
+	if sw := res.Swarm; sw != nil {
+		fmt.Fprintf(w, "%s %s is serving: Swarm service %s, %d tasks, in %s\n", res.App, res.Version, sw.Service, sw.Tasks, strings.Join(res.Service, ", "))
+		fmt.Fprintf(w, "  phases: %s; total %s\n", strings.Join(parts, ", "), res.Total)
+		fmt.Fprintf(w, "  service %s is out of Traefik and scaled to 0, kept for rollback\n", sw.Old)
+		return
+	}
 	if len(res.NewContainers) > 1 {
 		var news []string
 		for _, c := range res.NewContainers {
@@ -367,10 +377,6 @@ func printResult(w io.Writer, res *deploy.Result) {
 		fmt.Fprintf(w, "%s %s is serving: %d replicas %s in %s\n", res.App, res.Version, len(news), strings.Join(news, ", "), strings.Join(res.Service, ", "))
 	} else {
 		fmt.Fprintf(w, "%s %s is serving: %s (%s) in %s\n", res.App, res.Version, res.New.Name, res.New.URL, strings.Join(res.Service, ", "))
-	}
-	var parts []string
-	for _, p := range res.Phases {
-		parts = append(parts, fmt.Sprintf("%s %s", p.Phase, p.Duration))
 	}
 	fmt.Fprintf(w, "  phases: %s; total %s\n", strings.Join(parts, ", "), res.Total)
 	if res.SwitchedAt != nil {

@@ -124,6 +124,10 @@ func startFakeDocker(t *testing.T, hold time.Duration) string {
 			}
 			fakeReply(w, http.StatusOK, out)
 			return
+		case path == "/info" && hold == 0:
+			// Not in a swarm: the rollouts are of containers.
+			fakeReply(w, http.StatusOK, map[string]any{"Swarm": map[string]any{"LocalNodeState": "inactive"}})
+			return
 		case path == "/images/json" && hold == 0:
 			var out []map[string]any
 			for _, img := range fakeImages {

@@ -126,6 +126,9 @@ func (e *Engine) Plan(ctx context.Context, o Options) (*Plan, error) {
 	if err := r.plan(ctx); err != nil {
 		return nil, err
 	}
+	if r.swarm != nil {
+		return nil, usageError("%s is a Swarm service: a dry run of a Swarm rollout is not built yet (docs/design.md, \"Swarm services\")", o.App)
+	}
 	return r.dryRunPlan(ctx), nil
 }
 

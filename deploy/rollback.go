@@ -153,6 +153,12 @@ func (e *Engine) Rollback(ctx context.Context, o Options) (*RollbackPlan, *Resul
 	if o.App == "" {
 		return nil, nil, r.fail(ctx, PhasePlan, usageError("--app is required for a rollback (deployctl status lists the apps)"))
 	}
+	r.o.PollInterval, r.o.HistoryKeep = max(o.PollInterval, time.Millisecond), max(o.HistoryKeep, DefaultHistoryKeep)
+	if sw, err := r.swarmServices(ctx); err != nil {
+		return nil, nil, r.fail(ctx, PhasePlan, err)
+	} else if sw != nil {
+		return r.rollbackSwarm(ctx, sw)
+	}
 	cs, err := e.Runtime.List(ctx, map[string]string{LabelApp: o.App})
 	if err != nil {
 		return nil, nil, r.fail(ctx, PhasePlan, unreachable("Docker", err))

@@ -60,6 +60,18 @@ type Result struct {
 	// version's routers, after which no new request reached the old one.
 	Switch     SwitchMode `json:"switch"`
 	SwitchedAt *time.Time `json:"switched_at,omitempty"`
+	// Swarm is set for the rollout of a Swarm service (New and Old then
+	// name services, not containers).
+	Swarm *SwarmResult `json:"swarm,omitempty"`
+}
+
+// SwarmResult is what a Swarm rollout did.
+type SwarmResult struct {
+	// Service serves the new version with Tasks tasks; Old was taken out
+	// of the router and scaled to 0, kept for rollback.
+	Service string `json:"service"`
+	Tasks   int    `json:"tasks"`
+	Old     string `json:"old"`
 }
 
 // ContainerRef names a container and its server URL.
@@ -169,6 +181,8 @@ type rollout struct {
 	operation string
 	locked    bool
 	holder    Holder // of the lock, while locked
+	// swarm is set by plan when the app is a Swarm service.
+	swarm *swarmApp
 	// dryRun: plan only; nothing is pulled, locked or changed.
 	dryRun    bool
 	wouldPull bool
@@ -276,6 +290,9 @@ func (r *rollout) run(ctx context.Context) (res *Result, err error) {
 	if err := r.plan(ctx); err != nil {
 		return nil, r.fail(ctx, PhasePlan, err)
 	}
+	if r.swarm != nil {
+		return r.runSwarm(ctx)
+	}
 	if err := r.prepareTarget(ctx); err != nil {
 		return nil, r.fail(ctx, PhaseCreate, err)
 	}
@@ -292,6 +309,14 @@ func (r *rollout) run(ctx context.Context) (res *Result, err error) {
 func (r *rollout) plan(ctx context.Context) error {
 	r.begin(PhasePlan, "")
 	o := r.o
+	// A Swarm service is a plan of its own (swarm.go).
+	if !r.scale && o.Reuse == "" {
+		sw, err := r.swarmServices(ctx)
+		if err != nil || sw != nil {
+			r.swarm = sw
+			return err
+		}
+	}
 	lockImage := o.ImageRef()
 	if r.scale {
 		if err := r.scaleImage(ctx); err != nil {

@@ -104,3 +104,28 @@ func (p DockerProvider) TraefikVersion(ctx context.Context) (string, error) {
 	}
 	return "", errors.ErrUnsupported
 }
+
+var _ deploy.ServiceRouter = DockerProvider{}
+
+// ServiceEndpoint implements deploy.ServiceRouter for Traefik's swarm
+// provider, which reads a Swarm service's labels as the docker provider
+// reads a container's: the services it names are "<name>@swarm" from v3 on
+// (a provider of its own) and "<name>@docker" in v2 (the docker provider
+// in swarmMode); the network label is traefik.swarm.network (v3) or
+// traefik.docker.network.
+func (p DockerProvider) ServiceEndpoint(ctx context.Context, labels map[string]string) (deploy.Endpoint, error) {
+	ep, err := LabelEndpoint(deploy.Container{Labels: labels})
+	if err != nil {
+		return ep, err
+	}
+	provider := "swarm"
+	if v, verr := p.TraefikVersion(ctx); verr == nil && majorVersion(v) == 2 {
+		provider = "docker"
+	} else if n := labels["traefik.swarm.network"]; n != "" {
+		ep.Network = n
+	}
+	for i, s := range ep.Services {
+		ep.Services[i] = strings.TrimSuffix(s, "@docker") + "@" + provider
+	}
+	return ep, nil
+}

@@ -9,9 +9,14 @@
 package swarm
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,15 +194,20 @@ func (l *load) String() string {
 	return s
 }
 
-// TestSwarmStartFirstBaseline measures what Swarm users do today: `docker
-// service update --update-order start-first --image app:v2` of a service of
-// 3 replicas behind Traefik's swarm provider, under load through Traefik,
-// with Traefik's default poll (15 s) and with 1 s. Swarm stops an old task
-// once its replacement runs; Traefik routes to the old task's IP until its
-// next poll. The failures are counted and reported, not asserted (the
-// baseline is expected to lose some); what is asserted is that the update
-// happened: Traefik ends up with the three new tasks and v2 answers.
-func TestSwarmStartFirstBaseline(t *testing.T) {
+// TestSwarmRollout rolls a Swarm service of 3 replicas behind Traefik's
+// swarm provider from v1 to v2 under load through Traefik, with Traefik's
+// default poll (15 s) and with 1 s, two ways side by side on the same
+// swarm and Traefik:
+//
+//   - the baseline, what Swarm users do today: `docker service update
+//     --update-order start-first --image app:v2`. Swarm stops an old task
+//     2 s after taking it out of its service; Traefik routes to the old
+//     task's IP until its next poll. Its failures are counted and reported,
+//     not asserted (it is expected to lose some with the 15 s poll).
+//   - `deployctl rollout --image app --version v2 --app <service>`: 0 failed
+//     requests, the new tasks confirmed in Traefik before the old service
+//     left it, the old service kept at 0 replicas.
+func TestSwarmRollout(t *testing.T) {
 	c := startCluster(t)
 	for _, tc := range []struct {
 		name    string
@@ -212,28 +222,242 @@ func TestSwarmStartFirstBaseline(t *testing.T) {
 				poll = 15 * time.Second
 			}
 			tr := c.StartTraefik(t, traefikVersion, c.overlay, harness.SwarmTraefikOptions{Refresh: tc.refresh})
-			name := strings.ReplaceAll(strings.ReplaceAll(tc.name, " ", ""), "poll", "base")
-			c.createService(t, name, "app:v1", 3)
-			waitServers(t, tr, name, c.taskIPs(t, name), poll+30*time.Second)
+			prefix := fmt.Sprintf("p%d", int(poll/time.Second))
 
-			keep := startLoad(t, tr.EntryURL, name+".test", 100, true)
-			fresh := startLoad(t, tr.EntryURL, name+".test", 50, false)
-			time.Sleep(time.Second)
-			start := time.Now()
-			c.Docker(t, c.Manager(), "service", "update", "--quiet", "--detach=false", "--update-order", "start-first", "--image", "app:v2", name)
-			took := time.Since(start)
-			// Traefik drops the old tasks' IPs at its next poll: until
-			// then they get requests.
-			ips := c.taskIPs(t, name)
-			seen := waitServers(t, tr, name, ips, poll+30*time.Second)
-			time.Sleep(time.Second)
-			keep.finish()
-			fresh.finish()
-			t.Logf("baseline: docker service update --update-order start-first (Traefik poll %v): update %v, Traefik listed only the new tasks %v later; keep-alive: %v; fresh: %v",
-				poll, took.Round(10*time.Millisecond), seen.Round(10*time.Millisecond), keep, fresh)
-			if status, body, err := testenv.Get(tr.EntryURL+"/", name+".test"); err != nil || status != 200 || !strings.Contains(body, "version=v2") {
-				t.Errorf("after the update GET / answered %d %q (%v), want v2", status, body, err)
-			}
+			base := prefix + "base"
+			c.createService(t, base, "app:v1", 3)
+			app := prefix + "app"
+			c.createService(t, app, "app:v1", 3)
+			waitServers(t, tr, base, c.taskIPs(t, base), poll+30*time.Second)
+			waitServers(t, tr, app, c.taskIPs(t, app), poll+30*time.Second)
+
+			t.Run("baseline start-first", func(t *testing.T) {
+				keep := startLoad(t, tr.EntryURL, base+".test", 100, true)
+				fresh := startLoad(t, tr.EntryURL, base+".test", 50, false)
+				time.Sleep(time.Second)
+				start := time.Now()
+				c.Docker(t, c.Manager(), "service", "update", "--quiet", "--detach=false", "--update-order", "start-first", "--image", "app:v2", base)
+				took := time.Since(start)
+				// Traefik drops the old tasks' IPs at its next poll: until
+				// then they get requests.
+				seen := waitServers(t, tr, base, c.taskIPs(t, base), poll+30*time.Second)
+				time.Sleep(time.Second)
+				keep.finish()
+				fresh.finish()
+				t.Logf("baseline: docker service update --update-order start-first (Traefik poll %v): update %v, Traefik listed only the new tasks %v later; keep-alive: %v; fresh: %v",
+					poll, took.Round(10*time.Millisecond), seen.Round(10*time.Millisecond), keep, fresh)
+				if status, body, err := testenv.Get(tr.EntryURL+"/", base+".test"); err != nil || status != 200 || !strings.Contains(body, "version=v2") {
+					t.Errorf("after the update GET / answered %d %q (%v), want v2", status, body, err)
+				}
+			})
+
+			t.Run("deployctl", func(t *testing.T) {
+				keep := startLoad(t, tr.EntryURL, app+".test", 100, true)
+				fresh := startLoad(t, tr.EntryURL, app+".test", 50, false)
+				time.Sleep(time.Second)
+				start := time.Now()
+				out, err := c.deployctl(t, tr, "rollout", "--image", "app", "--version", "v2", "--app", app)
+				took := time.Since(start)
+				time.Sleep(time.Second)
+				keep.finish()
+				fresh.finish()
+				t.Logf("deployctl rollout (Traefik poll %v): %v; keep-alive: %v; fresh: %v\n%s",
+					poll, took.Round(10*time.Millisecond), keep, fresh, out)
+				if err != nil {
+					t.Fatalf("deployctl rollout: %v", err)
+				}
+				if !strings.Contains(out, "Swarm rollout") {
+					t.Errorf("the output does not say it is a Swarm rollout")
+				}
+				if n := keep.failed.Load() + fresh.failed.Load(); n > 0 {
+					t.Errorf("%d requests failed during deployctl's rollout", n)
+				}
+				newSvc := app + "-v2"
+				ips := c.taskIPs(t, newSvc)
+				if len(ips) != 3 {
+					t.Errorf("service %s has %d running tasks, want 3", newSvc, len(ips))
+				}
+				waitServers(t, tr, app, ips, 5*time.Second)
+				if got := strings.TrimSpace(c.Docker(t, c.Manager(), "service", "inspect", app, "--format", "{{.Spec.Mode.Replicated.Replicas}} {{index .Spec.Labels \"traefik.enable\"}}")); got != "0 false" {
+					t.Errorf("old service %s: replicas and traefik.enable %q, want \"0 false\" (kept for rollback, out of Traefik)", app, got)
+				}
+				if status, body, err := testenv.Get(tr.EntryURL+"/", app+".test"); err != nil || status != 200 || !strings.Contains(body, "version=v2") {
+					t.Errorf("after the rollout GET / answered %d %q (%v), want v2", status, body, err)
+				}
+			})
+
+			t.Run("deployctl rollback", func(t *testing.T) {
+				keep := startLoad(t, tr.EntryURL, app+".test", 100, true)
+				fresh := startLoad(t, tr.EntryURL, app+".test", 50, false)
+				time.Sleep(time.Second)
+				start := time.Now()
+				out, err := c.deployctl(t, tr, "rollback", "--app", app)
+				took := time.Since(start)
+				time.Sleep(time.Second)
+				keep.finish()
+				fresh.finish()
+				t.Logf("deployctl rollback (Traefik poll %v): %v; keep-alive: %v; fresh: %v\n%s",
+					poll, took.Round(10*time.Millisecond), keep, fresh, out)
+				if err != nil {
+					t.Fatalf("deployctl rollback: %v", err)
+				}
+				if n := keep.failed.Load() + fresh.failed.Load(); n > 0 {
+					t.Errorf("%d requests failed during deployctl's rollback", n)
+				}
+				waitServers(t, tr, app, c.taskIPs(t, app), 5*time.Second)
+				for svc, want := range map[string]string{app: "3 true", app + "-v2": "0 false"} {
+					if got := strings.TrimSpace(c.Docker(t, c.Manager(), "service", "inspect", svc, "--format", "{{.Spec.Mode.Replicated.Replicas}} {{index .Spec.Labels \"traefik.enable\"}}")); got != want {
+						t.Errorf("service %s after the rollback: replicas and traefik.enable %q, want %q", svc, got, want)
+					}
+				}
+				if status, body, err := testenv.Get(tr.EntryURL+"/", app+".test"); err != nil || status != 200 || !strings.Contains(body, "version=v1") {
+					t.Errorf("after the rollback GET / answered %d %q (%v), want v1", status, body, err)
+				}
+			})
 		})
 	}
+}
+
+// deployctl runs deployctl against the swarm's manager and Traefik, and
+// returns its combined output.
+func (c *cluster) deployctl(t *testing.T, tr *testenv.Traefik, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(deployctlBin, args...)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST="+c.Manager().Host, "DEPLOYCTL_TRAEFIK_URL="+tr.APIURL, "DEPLOYCTL_POLL_INTERVAL=100ms", "NO_COLOR=1")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+var deployctlBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "deployctl-swarm-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	deployctlBin = filepath.Join(dir, "deployctl")
+	// Static and stripped, as released.
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", deployctlBin, "github.com/deployctl/deployctl")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building deployctl: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// TestSwarmRolloutFailures: rollouts that cannot succeed, under load
+// through Traefik (1 s poll): a version whose tasks never turn healthy, an
+// image one node lacks, a second run while one holds the deploy lock, and
+// SIGINT mid-rollout. Each exits non-zero with what Swarm said, removes the
+// service it made and leaves the serving service as it was, with no failed
+// request.
+func TestSwarmRolloutFailures(t *testing.T) {
+	c := startCluster(t)
+	if err := c.BuildAppImageOnNodes("app:sick", harness.AppImageOptions{
+		Version:     "sick",
+		Healthcheck: &harness.Healthcheck{Interval: time.Second, Timeout: time.Second, Retries: 2},
+		Env:         map[string]string{"SHUTDOWN": "immediate", "NEVER_HEALTHY": "1"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// app:v3 on the manager only.
+	if err := c.BuildAppImageOnNodes("app:v3", harness.AppImageOptions{
+		Version:     "v3",
+		Healthcheck: &harness.Healthcheck{Interval: time.Second, Timeout: time.Second, Retries: 2},
+		Env:         map[string]string{"SHUTDOWN": "immediate"},
+	}, c.Manager()); err != nil {
+		t.Fatal(err)
+	}
+	tr := c.StartTraefik(t, traefikVersion, c.overlay, harness.SwarmTraefikOptions{Refresh: time.Second})
+	const app = "fail"
+	c.createService(t, app, "app:v1", 3)
+	waitServers(t, tr, app, c.taskIPs(t, app), 30*time.Second)
+	keep := startLoad(t, tr.EntryURL, app+".test", 100, true)
+	fresh := startLoad(t, tr.EntryURL, app+".test", 50, false)
+
+	unchanged := func(t *testing.T, made string) {
+		t.Helper()
+		if got := strings.TrimSpace(c.Docker(t, c.Manager(), "service", "inspect", app, "--format", "{{.Spec.Mode.Replicated.Replicas}} {{index .Spec.Labels \"traefik.enable\"}} {{.Spec.TaskTemplate.ContainerSpec.Image}}")); got != "3 true app:v1" {
+			t.Errorf("serving service %s: %q, want \"3 true app:v1\" (untouched)", app, got)
+		}
+		if out, err := c.TryDocker(c.Manager(), "service", "inspect", made); err == nil {
+			t.Errorf("service %s is still there:\n%.500s", made, out)
+		}
+	}
+	exitCode := func(err error) int {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		return 0
+	}
+
+	t.Run("never healthy", func(t *testing.T) {
+		out, err := c.deployctl(t, tr, "rollout", "--image", "app", "--version", "sick", "--app", app, "--healthy-timeout", "40s")
+		t.Logf("%s", out)
+		if code := exitCode(err); code != 1 || !strings.Contains(out, "fail-sick") {
+			t.Errorf("exit %d (%v), want 1 naming the tasks of fail-sick", code, err)
+		}
+		unchanged(t, app+"-sick")
+	})
+	t.Run("image missing on a node", func(t *testing.T) {
+		out, err := c.deployctl(t, tr, "rollout", "--image", "app", "--version", "v3", "--app", app)
+		t.Logf("%s", out)
+		if code := exitCode(err); code != 1 || !strings.Contains(out, "node2") || !strings.Contains(out, "app:v3") {
+			t.Errorf("exit %d (%v), want 1 naming node2 and the image", code, err)
+		}
+		unchanged(t, app+"-v3")
+	})
+	t.Run("lock and SIGINT", func(t *testing.T) {
+		cmd := exec.Command(deployctlBin, "rollout", "--image", "app", "--version", "sick", "--app", app, "--healthy-timeout", "5m", "--progress", "plain")
+		cmd.Env = append(os.Environ(), "DOCKER_HOST="+c.Manager().Host, "DEPLOYCTL_TRAEFIK_URL="+tr.APIURL, "DEPLOYCTL_POLL_INTERVAL=100ms", "NO_COLOR=1")
+		var buf syncBuffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for !strings.Contains(buf.String(), "healthy") && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		out, err := c.deployctl(t, tr, "rollout", "--image", "app", "--version", "v2", "--app", app)
+		if code := exitCode(err); code != 5 || !strings.Contains(out, "lock") {
+			t.Errorf("a second run while the first holds the lock: exit %d (%v), want 5:\n%s", code, err, out)
+		}
+		cmd.Process.Signal(os.Interrupt)
+		err = cmd.Wait()
+		t.Logf("%s", buf.String())
+		if code := exitCode(err); code != 130 {
+			t.Errorf("SIGINT: exit %d (%v), want 130", code, err)
+		}
+		unchanged(t, app+"-sick")
+	})
+	keep.finish()
+	fresh.finish()
+	t.Logf("load during the failures: keep-alive: %v; fresh: %v", keep, fresh)
+	if n := keep.failed.Load() + fresh.failed.Load(); n > 0 {
+		t.Errorf("%d requests failed", n)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's output and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
