@@ -262,3 +262,25 @@ func TestComposeSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestSwarmSmoke runs the Swarm suite once each way (go run ./bench -swarm
+// -smoke): on a Swarm of its own with Traefik polling every second,
+// deployctl's rollout of a service of 3 replicas fails no request;
+// docker service update --update-order start-first's is counted beside it.
+func TestSwarmSmoke(t *testing.T) {
+	testenv.RequireRoot(t, "to make network namespaces for a Swarm of its own")
+	cfg := SwarmSmoke()
+	rep := runSmoke(t, cfg, "go test ./bench -run TestSwarmSmoke")
+	if len(rep.Swarm) != 2 {
+		t.Fatalf("swarm rows %+v, want deployctl and start-first", rep.Swarm)
+	}
+	for _, c := range rep.Swarm {
+		t.Logf("%s (poll %ds): %d rollout(s), %d of %d requests failed, wall %v s", c.Method, c.PollS, c.Rollouts, c.Failed, c.Sent, c.WallS)
+		if c.Rollouts != 1 || c.Sent < cfg.Rate || len(c.Errors) > 0 {
+			t.Errorf("%s: %+v; want 1 rollout under load, no error", c.Method, c)
+		}
+		if c.Method == MethodDeployctl && c.Failed > 0 {
+			t.Errorf("deployctl: %d of %d requests failed", c.Failed, c.Sent)
+		}
+	}
+}

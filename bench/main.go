@@ -9,6 +9,7 @@
 //	go run ./bench -rollouts 20 -rate 500 -baseline-rollouts 2   # the same
 //	go run ./bench -smoke              # 2 deployctl rollouts per app kind at 100 req/s
 //	go run ./bench -compose            # a compose service: deployctl against docker compose up -d
+//	go run ./bench -swarm              # a Swarm service: deployctl against service update --update-order start-first
 //
 // Methods: deployctl (the real static binary, run with --json); (a)
 // stop-first: stop old, then run new; (b) sleep-5s: run new, wait healthy,
@@ -74,6 +75,12 @@ type Config struct {
 	// deployctl against docker compose up -d on a compose service of 3
 	// replicas.
 	Compose bool
+	// Swarm runs the Swarm suite (issue 14, swarm.go) instead: deployctl
+	// against docker service update --update-order start-first on a Swarm
+	// service of 3 replicas, at each Traefik poll period in SwarmPolls
+	// (seconds; default 15 and 1).
+	Swarm      bool
+	SwarmPolls []int
 }
 
 // Default is the default run: about 9 minutes on 2 cores.
@@ -160,6 +167,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	replicas := fs.String("replicas", "", "run the replicas suite instead: deployctl rollouts of N replicas for each N of this list (e.g. 1,2,4,8); -rollouts then defaults to 2 and -methods to deployctl, docker-rollout, stop-start")
 	surges := fs.String("surges", "1,100%", "replicas suite: the --max-surge values to run deployctl with (--max-unavailable 0)")
 	baseReplicas := fs.String("baseline-replicas", "", "replicas suite: the N values of the baselines (default: those of -replicas)")
+	swarmSuite := fs.Bool("swarm", false, "run the Swarm suite instead: a Swarm service of 3 replicas on a 2-node Swarm of its own, rolled out -rollouts times by deployctl and -baseline-rollouts times by docker service update --update-order start-first, with Traefik polling every 15 s and every 1 s (default 3 and 3)")
 	composeSuite := fs.Bool("compose", false, "run the compose suite instead: a compose service of 3 replicas made by docker compose up -d, rolled out -rollouts times by deployctl rollout -f and -baseline-rollouts times by docker compose up -d with the new tag (default 5 and 3)")
 	switchSuite := fs.Bool("switch", false, "run the switch suite instead: -rollouts rollouts with --switch atomic, then as many with --switch gradual (lame-duck app), counting mixed page/asset pairs and connections in flight at the old container's signal")
 	reprint := fs.String("report", "", "print the tables of an earlier run's JSON results file and exit")
@@ -226,6 +234,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		if !set["baseline-rollouts"] {
 			cfg.BaselineRollouts = map[bool]int{true: 1, false: 3}[*smoke]
+		}
+	}
+	if *swarmSuite {
+		cfg.Swarm = true
+		if !set["rollouts"] && !*smoke {
+			cfg.Rollouts = 3
+		}
+		if !set["baseline-rollouts"] {
+			cfg.BaselineRollouts = map[bool]int{true: 1, false: 3}[*smoke]
+		}
+		if *smoke {
+			cfg.Rollouts, cfg.SwarmPolls = 1, []int{1}
 		}
 	}
 	if *switchSuite {

@@ -342,7 +342,10 @@ type deployctlResult struct {
 // for it.
 func (b *bench) deployctl(ctx context.Context, r *Rollout, args ...string) error {
 	cmd := exec.Command(b.deployctlBin, append(args, "--json")...)
-	cmd.Env = append(os.Environ(), "DEPLOYCTL_TRAEFIK_URL="+b.traefik.APIURL)
+	cmd.Env = os.Environ()
+	if b.traefik != nil { // the Swarm suite gives its own (extraEnv)
+		cmd.Env = append(cmd.Env, "DEPLOYCTL_TRAEFIK_URL="+b.traefik.APIURL)
+	}
 	cmd.Env = append(cmd.Env, b.cfg.DeployctlEnv...)
 	cmd.Env = append(cmd.Env, b.extraEnv...)
 	// Own process group: a Ctrl-C in the terminal reaches the bench only,

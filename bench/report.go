@@ -28,6 +28,9 @@ type Report struct {
 	Switch []SwitchRow `json:"switch,omitempty"`
 	// Compose is the compose suite's (-compose), per method and app kind.
 	Compose []ComposeRow `json:"compose,omitempty"`
+	// Swarm is the Swarm suite's (-swarm), per method, app kind and
+	// Traefik poll period.
+	Swarm []SwarmRow `json:"swarm,omitempty"`
 }
 
 // ConfigInfo is Config for JSON.
@@ -169,6 +172,11 @@ func (r *Report) DeployctlFailed() int {
 			n += c.Failed
 		}
 	}
+	for _, c := range r.Swarm {
+		if c.Method == MethodDeployctl {
+			n += c.Failed
+		}
+	}
 	for _, s := range r.Scenarios {
 		if s.Method == MethodDeployctl {
 			for _, l := range s.Load {
@@ -298,9 +306,10 @@ func PrintTables(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "Replicas suite: deployctl N = %v at --max-surge %s (--max-unavailable 0); baselines N = %v\n", c.Replicas, strings.Join(c.Surges, ", "), c.BaselineReplicas)
 	}
 
-	if len(r.Scenarios) == 0 { // a suite of its own (-switch, -compose)
+	if len(r.Scenarios) == 0 { // a suite of its own (-switch, -compose, -swarm)
 		printSwitchTable(w, r)
 		printComposeTable(w, r)
+		printSwarmTable(w, r)
 		printDeployctlProcess(w, r)
 		return
 	}

@@ -104,6 +104,10 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (rep *Report, err error
 		rep.Deployctl.File = strings.TrimSpace(strings.TrimPrefix(string(out), b.deployctlBin+":"))
 	}
 	rep.Deployctl.Start = measureStartup(ctx, b.deployctlBin, cfg.StartupRuns)
+	if cfg.Swarm {
+		// Its own engines and Traefik (swarm.go).
+		return rep, b.runSwarmSuite(ctx, rep, logf)
+	}
 
 	logf("Traefik %s binary (cached build)", cfg.Traefik)
 	if _, err := harness.TraefikBinary(cfg.Traefik, func(f string, a ...any) { logf(f, a...) }); err != nil {

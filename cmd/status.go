@@ -75,6 +75,26 @@ func printStatus(w io.Writer, apps []deploy.AppStatus, now time.Time) {
 			fmt.Fprintln(w)
 		}
 		fmt.Fprintf(w, "app %s  service %s  %d running, %d UP in Traefik\n", a.App, orDash(strings.Join(a.Services, ", ")), a.Running, a.Up)
+		if len(a.Swarm) > 0 {
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "  SWARM SERVICE\tVERSION\tREPLICAS\tRUNNING\tTRAEFIK\tAGE")
+			for _, s := range a.Swarm {
+				routed := fmt.Sprintf("%d UP", s.Up)
+				if !s.Routed {
+					routed = "out (kept for rollback)"
+				}
+				replicas := fmt.Sprint(s.Replicas)
+				if s.Replicas < 0 {
+					replicas = "global"
+				}
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\n", s.Name, orDash(s.Version), replicas, s.Running, routed, age(now.Sub(s.Created)))
+			}
+			tw.Flush()
+			for _, p := range a.Problems {
+				fmt.Fprintf(w, "  ! %s\n", p)
+			}
+			continue
+		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  CONTAINER\tVERSION\tSTATE\tHEALTH\tAGE\tTRAEFIK\tURL")
 		for _, c := range a.Containers {

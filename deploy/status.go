@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -23,6 +24,21 @@ type AppStatus struct {
 	Routes   []RouteStatus `json:"routes,omitempty"`
 	Lock     *Holder       `json:"lock,omitempty"`
 	Problems []string      `json:"problems,omitempty"`
+	// Swarm lists the app's Swarm services, newest first, when it is a
+	// Swarm service (Containers is then empty).
+	Swarm []SwarmServiceStatus `json:"swarm_services,omitempty"`
+}
+
+// SwarmServiceStatus is one Swarm service of an app.
+type SwarmServiceStatus struct {
+	Name     string    `json:"name"`
+	Version  string    `json:"version"`
+	Image    string    `json:"image"`
+	Replicas int       `json:"replicas"` // -1: global
+	Running  int       `json:"running"`
+	Routed   bool      `json:"routed"` // not taken out of the router by deployctl
+	Up       int       `json:"up"`     // its tasks the router lists UP
+	Created  time.Time `json:"created"`
 }
 
 // RouteStatus is one route container of an app.
@@ -51,6 +67,14 @@ type ContainerStatus struct {
 // when it is not ""), with what Traefik says of each container and what
 // looks wrong.
 func (e *Engine) Status(ctx context.Context, app string) ([]AppStatus, error) {
+	if app != "" {
+		r := &rollout{e: e, o: Options{App: app}}
+		if sw, err := r.swarmServices(ctx); err != nil {
+			return nil, err
+		} else if sw != nil {
+			return []AppStatus{e.swarmStatus(ctx, app, sw)}, nil
+		}
+	}
 	sel := map[string]string{LabelApp: app}
 	cs, err := e.Runtime.List(ctx, sel)
 	if err != nil {
@@ -163,4 +187,58 @@ func (e *Engine) History(ctx context.Context, app string) ([]Record, error) {
 // (Drainer.Drained), so Status tells drained containers apart.
 type FileReader interface {
 	ReadFile(ctx context.Context, id, path string) ([]byte, error)
+}
+
+// swarmStatus is the status of an app that is a Swarm service.
+func (e *Engine) swarmStatus(ctx context.Context, app string, sw *swarmApp) AppStatus {
+	st := AppStatus{App: app}
+	if j := e.Journal; j != nil {
+		st.Lock, _ = j.LockHolder(ctx, app)
+	}
+	rt, _ := e.Router.(ServiceRouter)
+	serving := 0
+	for i := len(sw.svcs) - 1; i >= 0; i-- {
+		svc := sw.svcs[i]
+		ss := SwarmServiceStatus{Name: svc.Name, Version: svc.Version(), Image: svc.Image, Replicas: svc.Replicas, Routed: svc.Routed(), Created: svc.Created}
+		tasks, err := sw.sr.ServiceTasks(ctx, svc.ID)
+		if err != nil {
+			st.Problems = append(st.Problems, fmt.Sprintf("service %s: %v", svc.Name, err))
+		}
+		running := runningTasks(tasks)
+		ss.Running = len(running)
+		st.Running += ss.Running
+		if rt != nil && len(running) > 0 {
+			if ep, err := rt.ServiceEndpoint(ctx, svc.Labels); err == nil {
+				s := &swarmRun{ep: ep}
+				for _, name := range ep.Services {
+					if !slices.Contains(st.Services, name) {
+						st.Services = append(st.Services, name)
+					}
+					rsvc, err := e.Router.Service(ctx, name)
+					if err != nil {
+						continue
+					}
+					for _, t := range running {
+						for _, u := range s.taskURLs(t) {
+							if srv, ok := rsvc.Server(u); ok && srv.Status == "UP" {
+								ss.Up++
+							}
+						}
+					}
+				}
+			}
+		}
+		st.Up += ss.Up
+		if ss.Replicas != 0 && ss.Routed {
+			serving++
+		}
+		if ss.Routed && ss.Replicas > 0 && ss.Running < ss.Replicas {
+			st.Problems = append(st.Problems, fmt.Sprintf("service %s runs %d of its %d tasks", svc.Name, ss.Running, ss.Replicas))
+		}
+		st.Swarm = append(st.Swarm, ss)
+	}
+	if serving > 1 {
+		st.Problems = append(st.Problems, "several services of the app serve: the next rollout refuses until one is scaled to 0")
+	}
+	return st
 }

@@ -143,8 +143,9 @@ type swarmRun struct {
 	ep     Endpoint
 	n      int
 	// revive: the new version is a retained service scaled back up (a
-	// rollback), not a new one.
+	// rollback), not a new one; past are its tasks from before.
 	revive bool
+	past   map[string]bool
 	// out: the old service was taken out of the router.
 	out bool
 	// phase is the phase being run.
@@ -158,10 +159,14 @@ func (s *swarmRun) begin(p Phase, msg string) {
 
 // runSwarm rolls the app's serving Swarm service to the new version.
 func (r *rollout) runSwarm(ctx context.Context) (*Result, error) {
-	o, sr, svcs := r.o, r.swarm.sr, r.swarm.svcs
+	o, sr := r.o, r.swarm.sr
 	rt, ok := r.e.Router.(ServiceRouter)
 	if !ok {
 		return nil, r.fail(ctx, PhasePlan, usageError("%s cannot route to Swarm services", r.e.routerName()))
+	}
+	svcs, err := r.swarmLock(ctx)
+	if err != nil {
+		return nil, r.fail(ctx, PhasePlan, err)
 	}
 	old, err := servingService(o.App, svcs)
 	if err != nil {
@@ -181,9 +186,6 @@ func (r *rollout) runSwarm(ctx context.Context) (*Result, error) {
 	name := o.App + "-" + nameVersion(o.Version)
 	r.info(PhasePlan, Event{Message: fmt.Sprintf("Swarm rollout: service %s (%d replicas, %s) -> service %s (%d replicas, %s), through %s",
 		s.old.Name, s.old.Replicas, s.old.Image, name, s.n, o.ImageRef(), strings.Join(ep.Services, ", "))})
-	if err := r.lock(ctx, o.ImageRef()); err != nil {
-		return nil, r.fail(ctx, PhasePlan, err)
-	}
 	for _, x := range svcs {
 		if x.Name == name && x.ID != s.old.ID {
 			// A version deployed before and retained: made afresh from
@@ -215,6 +217,9 @@ func (r *rollout) rollbackSwarm(ctx context.Context, sw *swarmApp) (_ *RollbackP
 	rt, ok := r.e.Router.(ServiceRouter)
 	if !ok {
 		return nil, nil, r.fail(ctx, PhasePlan, usageError("%s cannot route to Swarm services", r.e.routerName()))
+	}
+	if sw.svcs, err = r.swarmLock(ctx); err != nil {
+		return nil, nil, r.fail(ctx, PhasePlan, err)
 	}
 	old, err := servingService(o.App, sw.svcs)
 	if err != nil {
@@ -255,9 +260,6 @@ func (r *rollout) rollbackSwarm(ctx context.Context, sw *swarmApp) (_ *RollbackP
 	}
 	r.info(PhasePlan, Event{Message: fmt.Sprintf("Swarm rollback of %s from %s to %s (%s): service %s back to %d replicas, then service %s out of %s",
 		o.App, orNone(p.From), p.To, reason, target.Name, s.n, old.Name, r.e.routerName())})
-	if err := r.lock(ctx, target.Image); err != nil {
-		return p, nil, r.fail(ctx, PhasePlan, err)
-	}
 	r.done(PhasePlan, Event{})
 	res, err := s.run(ctx, target.Name)
 	if err != nil {
@@ -274,6 +276,19 @@ func retained(svcs []SwarmService, serving SwarmService) []SwarmService {
 		}
 	}
 	return out
+}
+
+// swarmLock takes the app's deploy lock and lists its services again,
+// under the lock: what another run held the lock for has settled.
+func (r *rollout) swarmLock(ctx context.Context) ([]SwarmService, error) {
+	if err := r.lock(ctx, r.o.ImageRef()); err != nil {
+		return nil, err
+	}
+	svcs, err := r.swarm.sr.AppServices(ctx, r.o.App)
+	if err != nil {
+		return nil, unreachable("Docker", err)
+	}
+	return svcs, nil
 }
 
 // servingService is the one service of app that serves: replicas above 0
@@ -316,6 +331,15 @@ func (s *swarmRun) run(ctx context.Context, name string) (*Result, error) {
 		// A rollback: the retained service back into the router, and
 		// scaled up.
 		s.begin(PhaseCreate, fmt.Sprintf("scaling service %s back to %d", name, s.n))
+		// Its tasks from before it was scaled to 0 are history.
+		s.past = map[string]bool{}
+		if tasks, err := s.sr.ServiceTasks(ctx, s.newSvc.ID); err == nil {
+			for _, t := range tasks {
+				s.past[t.ID] = true
+			}
+		} else {
+			return nil, err
+		}
 		if err := s.sr.SetServiceLabels(ctx, s.newSvc.ID, map[string]string{
 			labelTraefikEnable: s.newSvc.Labels[LabelRoutedWas], LabelRouted: "", LabelRoutedWas: "", LabelReplacedBy: "",
 		}); err != nil {
@@ -427,8 +451,18 @@ func (s *swarmRun) waitTasks(ctx context.Context) ([]Task, error) {
 			return running, nil
 		}
 		for _, t := range tasks {
-			if t.State == "rejected" || t.State == "failed" {
+			if s.past[t.ID] {
+				continue
+			}
+			switch t.State {
+			case "rejected", "failed":
 				return nil, fmt.Errorf("task %s.%d of %s on %s %s: %s", s.newSvc.Name, t.Slot, r.o.ImageRef(), t.Node, t.State, firstNonEmpty(t.Err, t.Message))
+			case "complete", "shutdown", "orphaned", "remove":
+				// Ended before the service had all its tasks: Swarm
+				// shuts down a task whose healthcheck fails (and starts
+				// another, which fails the same way).
+				return nil, fmt.Errorf("task %s.%d of %s on %s ended (%s: %s) before the service ran: a task whose healthcheck fails is shut down by Swarm; the new version did not turn healthy",
+					s.newSvc.Name, t.Slot, r.o.ImageRef(), t.Node, t.State, firstNonEmpty(t.Err, t.Message))
 			}
 		}
 		if !r.e.now().Before(deadline) {

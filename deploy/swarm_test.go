@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ type fakeSwarm struct {
 	seq      int
 	ops      []string
 	missing  map[string]bool // images no node has
+	sick     map[string]bool // images whose tasks never turn healthy
 	// keepListing: the router never drops these services' tasks.
 	keepListing map[string]bool
 	// routed records, for each router observation, how many tasks the
@@ -31,7 +33,7 @@ type fakeSwarm struct {
 }
 
 func newFakeSwarm() *fakeSwarm {
-	return &fakeSwarm{fakeRuntime: newWorld().runtime(), services: map[string]*SwarmService{}, missing: map[string]bool{}, keepListing: map[string]bool{}}
+	return &fakeSwarm{fakeRuntime: newWorld().runtime(), services: map[string]*SwarmService{}, missing: map[string]bool{}, sick: map[string]bool{}, keepListing: map[string]bool{}}
 }
 
 func (f *fakeSwarm) add(name, image string, replicas int, labels map[string]string) *SwarmService {
@@ -118,6 +120,9 @@ func (f *fakeSwarm) tasksOf(s *SwarmService) []Task {
 		if f.missing[s.Image] {
 			t.State, t.DesiredState, t.Err = "rejected", "shutdown", "No such image: "+s.Image
 		}
+		if f.sick[s.Image] {
+			t.State, t.DesiredState, t.Message = "complete", "shutdown", "finished"
+		}
 		out = append(out, t)
 	}
 	return out
@@ -130,7 +135,9 @@ func (f *fakeSwarm) ServiceTasks(ctx context.Context, id string) ([]Task, error)
 	if !ok {
 		return nil, errors.New("no such service")
 	}
-	return f.tasksOf(s), nil
+	// Swarm keeps a service's ended tasks for a while: one from before.
+	past := Task{ID: s.ID + ".past", Slot: 1, Node: "node1", State: "shutdown", DesiredState: "shutdown", Message: "shutdown"}
+	return append(f.tasksOf(s), past), nil
 }
 
 // fakeSwarmRouter is Traefik's swarm provider over a fakeSwarm.
@@ -267,6 +274,26 @@ func TestSwarmRolloutWithTasksRejectedRemovesTheNewService(t *testing.T) {
 	}
 }
 
+func TestSwarmRolloutWhoseTasksNeverTurnHealthyFailsAtOnce(t *testing.T) {
+	e, f, _ := swarmEngine(t)
+	f.add("web", "web:v1", 3, swarmWebLabels)
+	f.sick["web:v2"] = true
+	o := testOptions("v2")
+	o.HealthTimeout = time.Hour
+	start := time.Now()
+	_, err := e.Rollout(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "ended (complete: finished)") || !strings.Contains(err.Error(), "did not turn healthy") {
+		t.Fatalf("error %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v: a task that ended should fail the rollout at once, not at the health timeout", d)
+	}
+	want := []string{"create web-v2 web:v2 x3", "remove web-v2"}
+	if strings.Join(f.ops, "; ") != strings.Join(want, "; ") {
+		t.Errorf("ops: %q\nwant %q", f.ops, want)
+	}
+}
+
 func TestSwarmRolloutFailingAfterTheOldLeftPutsItBackFirst(t *testing.T) {
 	e, f, _ := swarmEngine(t)
 	f.add("web", "web:v1", 3, swarmWebLabels)
@@ -386,5 +413,27 @@ func TestSwarmRollbackFailingPutsTheRetainedServiceBack(t *testing.T) {
 		if s.Name == "web-v2" && (s.Replicas != 3 || s.Labels["traefik.enable"] != "true") {
 			t.Errorf("the serving service was touched: %+v", s)
 		}
+	}
+}
+
+func TestSwarmStatusListsTheServices(t *testing.T) {
+	e, f, _ := swarmEngine(t)
+	f.add("web", "web:v1", 3, swarmWebLabels)
+	if _, err := e.Rollout(context.Background(), testOptions("v2")); err != nil {
+		t.Fatal(err)
+	}
+	sts, err := e.Status(context.Background(), "web")
+	if err != nil || len(sts) != 1 {
+		t.Fatalf("status: %+v, %v", sts, err)
+	}
+	st := sts[0]
+	if st.Running != 3 || st.Up != 3 || len(st.Swarm) != 2 || len(st.Problems) != 0 || !slices.Equal(st.Services, []string{"web@swarm"}) {
+		t.Fatalf("status: %+v", st)
+	}
+	if s := st.Swarm[0]; s.Name != "web-v2" || s.Version != "v2" || s.Replicas != 3 || s.Running != 3 || s.Up != 3 || !s.Routed {
+		t.Errorf("newest: %+v", s)
+	}
+	if s := st.Swarm[1]; s.Name != "web" || s.Version != "v1" || s.Replicas != 0 || s.Running != 0 || s.Routed {
+		t.Errorf("retained: %+v", s)
 	}
 }

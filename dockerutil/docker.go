@@ -38,6 +38,9 @@ type Runtime struct {
 
 	mu     sync.Mutex
 	images map[string]image.InspectResponse // by image ID: image configs never change
+	// role is the engine's Swarm role (SwarmRole), once roleKnown.
+	role      string
+	roleKnown bool
 }
 
 var _ deploy.Runtime = (*Runtime)(nil)

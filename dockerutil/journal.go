@@ -14,6 +14,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
 	"github.com/deployctl/deployctl/deploy"
@@ -23,7 +24,10 @@ import (
 //   - the deploy lock of an app is a container named deployctl-lock-<app>,
 //     created (never started) from any local image: Docker refuses a second
 //     container of the same name, which makes taking the lock atomic; its
-//     labels say who holds it;
+//     labels say who holds it. On a Swarm manager it is a Swarm config of
+//     that name instead: one for the whole cluster (the Swarm's store
+//     refuses a second config of a name), and no image needed (a manager
+//     need not have the app's image);
 //   - each history record is a volume named deployctl-history-<app>-<time>,
 //     whose label holds the record as JSON (a volume with labels is the
 //     cheapest Docker object that carries data and can be listed by label).
@@ -49,6 +53,9 @@ func (r *Runtime) Lock(ctx context.Context, app, image string, h deploy.Holder) 
 	hb, err := json.Marshal(h)
 	if err != nil {
 		return err
+	}
+	if r.swarmManager(ctx) {
+		return r.lockConfig(ctx, app, hb)
 	}
 	// Docker reserves a container's name before the container can be
 	// inspected, and frees it only once it is gone. A conflict with no
@@ -115,6 +122,18 @@ func (r *Runtime) tryLock(ctx context.Context, app, image string, hb []byte) (*d
 // ID, read together with its holder: a lock container of the same name
 // created in between (another run took the lock) is left alone.
 func (r *Runtime) Unlock(ctx context.Context, app string, held *deploy.Holder) error {
+	if r.swarmManager(ctx) {
+		id, h, err := r.configHolder(ctx, app)
+		if err != nil || h != nil {
+			if err != nil || held != nil && !h.Same(*held) {
+				return err
+			}
+			if _, err := r.cli.ConfigRemove(ctx, id, client.ConfigRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+				return wrap(err)
+			}
+			return nil
+		}
+	}
 	id, h, err := r.lockHolder(ctx, app)
 	if err != nil || h == nil || held != nil && !h.Same(*held) {
 		return err
@@ -128,6 +147,11 @@ func (r *Runtime) Unlock(ctx context.Context, app string, held *deploy.Holder) e
 
 // LockHolder implements deploy.Journal.
 func (r *Runtime) LockHolder(ctx context.Context, app string) (*deploy.Holder, error) {
+	if r.swarmManager(ctx) {
+		if _, h, err := r.configHolder(ctx, app); err != nil || h != nil {
+			return h, err
+		}
+	}
 	_, h, err := r.lockHolder(ctx, app)
 	return h, err
 }
@@ -261,4 +285,71 @@ func firstN(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// swarmManager reports whether the engine is a Swarm manager (asked once).
+func (r *Runtime) swarmManager(ctx context.Context) bool {
+	r.mu.Lock()
+	known, role := r.roleKnown, r.role
+	r.mu.Unlock()
+	if known {
+		return role == "manager"
+	}
+	role, err := r.SwarmRole(ctx)
+	if err != nil {
+		return false
+	}
+	r.mu.Lock()
+	r.roleKnown, r.role = true, role
+	r.mu.Unlock()
+	return role == "manager"
+}
+
+// lockConfig takes the app's deploy lock as a Swarm config. A lock
+// container of an earlier deployctl on this manager still counts.
+func (r *Runtime) lockConfig(ctx context.Context, app string, hb []byte) error {
+	ctx, cancel := uncancelled(ctx)
+	defer cancel()
+	res, err := r.cli.ConfigCreate(ctx, client.ConfigCreateOptions{Spec: swarm.ConfigSpec{
+		Annotations: swarm.Annotations{Name: lockPrefix + app, Labels: map[string]string{labelLock: app, labelHolder: string(hb)}},
+		Data:        []byte("deployctl deploy lock of " + app + "\n"),
+	}})
+	if err != nil {
+		if cerrdefs.IsConflict(err) || cerrdefs.IsAlreadyExists(err) || strings.Contains(err.Error(), "already exists") {
+			_, h, herr := r.configHolder(ctx, app)
+			if herr != nil {
+				return herr
+			}
+			if h == nil { // released in between
+				return &deploy.LockedError{App: app, Holder: deploy.Holder{User: "unknown (the lock was being released)"}}
+			}
+			return &deploy.LockedError{App: app, Holder: *h}
+		}
+		return fmt.Errorf("creating the Swarm config %s%s (the deploy lock): %w", lockPrefix, app, wrap(err))
+	}
+	if _, h, err := r.lockHolder(ctx, app); err != nil || h != nil {
+		r.cli.ConfigRemove(ctx, res.ID, client.ConfigRemoveOptions{})
+		if err != nil {
+			return err
+		}
+		return &deploy.LockedError{App: app, Holder: *h}
+	}
+	return nil
+}
+
+// configHolder returns the ID of the app's lock config and its holder; a
+// nil holder when there is none.
+func (r *Runtime) configHolder(ctx context.Context, app string) (string, *deploy.Holder, error) {
+	res, err := r.cli.ConfigInspect(ctx, lockPrefix+app, client.ConfigInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, wrap(err)
+	}
+	var h deploy.Holder
+	if err := json.Unmarshal([]byte(res.Config.Spec.Labels[labelHolder]), &h); err != nil {
+		h = deploy.Holder{User: "unknown (unreadable lock label)"}
+	}
+	return res.Config.ID, &h, nil
 }

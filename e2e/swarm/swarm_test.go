@@ -37,6 +37,14 @@ type cluster struct {
 	overlay string
 }
 
+// swarmHealthcheck is the app images' healthcheck: every second, but with
+// Docker's generous timeout kept at 5 s and 3 retries. Swarm shuts down a
+// task whose healthcheck fails and starts another: with a 1 s timeout, a
+// check run by exec on this 2-core machine while new tasks start under
+// load timed out twice in a row, and Swarm killed two healthy serving
+// tasks (502s that were nobody's rollout's doing).
+var swarmHealthcheck = &harness.Healthcheck{Interval: time.Second, Timeout: 5 * time.Second, Retries: 3}
+
 // startCluster starts a swarm of two nodes with images app:v1 and app:v2 of
 // the test app on both. The app closes its listener at SIGTERM
 // (SHUTDOWN=immediate), as most apps do; its healthcheck runs every second.
@@ -46,7 +54,7 @@ func startCluster(t *testing.T) *cluster {
 	for _, v := range []string{"v1", "v2"} {
 		if err := s.BuildAppImageOnNodes("app:"+v, harness.AppImageOptions{
 			Version:     v,
-			Healthcheck: &harness.Healthcheck{Interval: time.Second, Timeout: time.Second, Retries: 2},
+			Healthcheck: swarmHealthcheck,
 			Env:         map[string]string{"SHUTDOWN": "immediate"},
 		}); err != nil {
 			t.Fatal(err)
@@ -284,6 +292,11 @@ func TestSwarmRollout(t *testing.T) {
 				if status, body, err := testenv.Get(tr.EntryURL+"/", app+".test"); err != nil || status != 200 || !strings.Contains(body, "version=v2") {
 					t.Errorf("after the rollout GET / answered %d %q (%v), want v2", status, body, err)
 				}
+				out, err = c.deployctl(t, tr, "status", "--app", app)
+				t.Logf("deployctl status --app %s:\n%s", app, out)
+				if err != nil || !strings.Contains(out, newSvc) || !strings.Contains(out, "3 UP") || !strings.Contains(out, "out (kept for rollback)") {
+					t.Errorf("deployctl status: %v; want %s with 3 UP and %s out, kept for rollback", err, newSvc, app)
+				}
 			})
 
 			t.Run("deployctl rollback", func(t *testing.T) {
@@ -359,7 +372,7 @@ func TestSwarmRolloutFailures(t *testing.T) {
 	c := startCluster(t)
 	if err := c.BuildAppImageOnNodes("app:sick", harness.AppImageOptions{
 		Version:     "sick",
-		Healthcheck: &harness.Healthcheck{Interval: time.Second, Timeout: time.Second, Retries: 2},
+		Healthcheck: swarmHealthcheck,
 		Env:         map[string]string{"SHUTDOWN": "immediate", "NEVER_HEALTHY": "1"},
 	}); err != nil {
 		t.Fatal(err)
@@ -367,7 +380,7 @@ func TestSwarmRolloutFailures(t *testing.T) {
 	// app:v3 on the manager only.
 	if err := c.BuildAppImageOnNodes("app:v3", harness.AppImageOptions{
 		Version:     "v3",
-		Healthcheck: &harness.Healthcheck{Interval: time.Second, Timeout: time.Second, Retries: 2},
+		Healthcheck: swarmHealthcheck,
 		Env:         map[string]string{"SHUTDOWN": "immediate"},
 	}, c.Manager()); err != nil {
 		t.Fatal(err)
@@ -399,8 +412,8 @@ func TestSwarmRolloutFailures(t *testing.T) {
 	t.Run("never healthy", func(t *testing.T) {
 		out, err := c.deployctl(t, tr, "rollout", "--image", "app", "--version", "sick", "--app", app, "--healthy-timeout", "40s")
 		t.Logf("%s", out)
-		if code := exitCode(err); code != 1 || !strings.Contains(out, "fail-sick") {
-			t.Errorf("exit %d (%v), want 1 naming the tasks of fail-sick", code, err)
+		if code := exitCode(err); code != 1 || !strings.Contains(out, "fail-sick") || !strings.Contains(out, "did not turn healthy") {
+			t.Errorf("exit %d (%v), want 1 naming the tasks of fail-sick and saying they did not turn healthy", code, err)
 		}
 		unchanged(t, app+"-sick")
 	})
