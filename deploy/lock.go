@@ -87,6 +87,9 @@ func (r *rollout) finish(ctx context.Context, err error) {
 	defer cancel()
 	rec := Record{App: r.o.App, Operation: r.operation, From: versionsOf(r.olds), To: r.o.Version,
 		Result: "ok", Started: r.start, Total: Duration(r.e.now().Sub(r.start)), Phases: r.phases, By: CurrentHolder(r.start)}
+	if sw := r.swarm; sw != nil && sw.from != "" {
+		rec.From, rec.Replicas, rec.FromReplicas = sw.from, sw.replicas, sw.fromReplicas
+	}
 	if r.decision != nil {
 		rec.Replicas = max(r.decision.budget.Replicas, 1)
 		for _, old := range r.decision.olds {

@@ -111,6 +111,10 @@ type ServiceRouter interface {
 type swarmApp struct {
 	sr   ServiceRuntime
 	svcs []SwarmService
+	// For the history record: the version that served and its replicas,
+	// and the new version's.
+	from                   string
+	fromReplicas, replicas int
 }
 
 // swarmServices finds whether the rollout is of a Swarm service: the
@@ -176,14 +180,18 @@ func (r *rollout) runSwarm(ctx context.Context) (*Result, error) {
 	if o.Replicas > 0 {
 		s.n = o.Replicas
 	}
-	if !o.Force && s.old.Version() == o.Version {
+	name := o.App + "-" + nameVersion(o.Version)
+	switch {
+	case !o.Force && s.old.Version() == o.Version:
 		return nil, r.fail(ctx, PhasePlan, usageError("version %s is already serving (service %s); use --force to redeploy it", o.Version, s.old.Name))
+	case name == s.old.Name:
+		return nil, r.fail(ctx, PhasePlan, usageError("version %s is already serving as service %s: redeploying it under the same name is not supported yet; roll out another version, or roll back", o.Version, s.old.Name))
 	}
 	if err := s.endpoint(ctx); err != nil {
 		return nil, r.fail(ctx, PhasePlan, err)
 	}
 	ep := s.ep
-	name := o.App + "-" + nameVersion(o.Version)
+	r.swarm.from, r.swarm.fromReplicas, r.swarm.replicas = s.old.Version(), s.old.Replicas, s.n
 	r.info(PhasePlan, Event{Message: fmt.Sprintf("Swarm rollout: service %s (%d replicas, %s) -> service %s (%d replicas, %s), through %s",
 		s.old.Name, s.old.Replicas, s.old.Image, name, s.n, o.ImageRef(), strings.Join(ep.Services, ", "))})
 	for _, x := range svcs {
@@ -258,6 +266,7 @@ func (r *rollout) rollbackSwarm(ctx context.Context, sw *swarmApp) (_ *RollbackP
 	if err := s.endpoint(ctx); err != nil {
 		return p, nil, r.fail(ctx, PhasePlan, err)
 	}
+	sw.from, sw.fromReplicas, sw.replicas = old.Version(), old.Replicas, s.n
 	r.info(PhasePlan, Event{Message: fmt.Sprintf("Swarm rollback of %s from %s to %s (%s): service %s back to %d replicas, then service %s out of %s",
 		o.App, orNone(p.From), p.To, reason, target.Name, s.n, old.Name, r.e.routerName())})
 	r.done(PhasePlan, Event{})

@@ -10,6 +10,7 @@ package swarm
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -326,6 +327,15 @@ func TestSwarmRollout(t *testing.T) {
 				if status, body, err := testenv.Get(tr.EntryURL+"/", app+".test"); err != nil || status != 200 || !strings.Contains(body, "version=v1") {
 					t.Errorf("after the rollback GET / answered %d %q (%v), want v1", status, body, err)
 				}
+				out, err = c.deployctl(t, tr, "history", "--app", app, "--json")
+				var recs []struct{ Operation, From, To, Result string }
+				if err != nil || json.Unmarshal([]byte(out), &recs) != nil || len(recs) != 2 {
+					t.Fatalf("deployctl history: %v\n%s", err, out)
+				}
+				got := fmt.Sprintf("%+v", recs)
+				if !strings.Contains(got, "Operation:rollout From:v1 To:v2 Result:ok") || !strings.Contains(got, "Operation:rollback From:v2 To:v1 Result:ok") {
+					t.Errorf("history %s, want the rollout v1 -> v2 and the rollback v2 -> v1", got)
+				}
 			})
 		})
 	}
@@ -360,6 +370,35 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// TestSwarmRolloutTraefikV2 rolls a service out behind Traefik v2.11.0,
+// whose swarm support is the docker provider in swarmMode (its services are
+// <name>@docker), polling every second: 0 failed requests.
+func TestSwarmRolloutTraefikV2(t *testing.T) {
+	c := startCluster(t)
+	tr := c.StartTraefik(t, "v2.11.0", c.overlay, harness.SwarmTraefikOptions{Refresh: time.Second})
+	const app = "vtwo"
+	c.createService(t, app, "app:v1", 3)
+	_, took := tr.WaitService(t, app+"@docker", 60*time.Second, func(s *testenv.Service) bool { return len(s.ServerURLs()) == 3 })
+	t.Logf("Traefik v2.11.0 listed %s@docker after %v", app, took)
+	keep := startLoad(t, tr.EntryURL, app+".test", 100, true)
+	fresh := startLoad(t, tr.EntryURL, app+".test", 50, false)
+	time.Sleep(time.Second)
+	out, err := c.deployctl(t, tr, "rollout", "--image", "app", "--version", "v2", "--app", app)
+	time.Sleep(time.Second)
+	keep.finish()
+	fresh.finish()
+	t.Logf("deployctl rollout behind Traefik v2.11.0: keep-alive: %v; fresh: %v\n%s", keep, fresh, out)
+	if err != nil || !strings.Contains(out, app+"@docker") {
+		t.Fatalf("deployctl rollout: %v; want it to confirm in %s@docker", err, app)
+	}
+	if n := keep.failed.Load() + fresh.failed.Load(); n > 0 {
+		t.Errorf("%d requests failed", n)
+	}
+	if status, body, err := testenv.Get(tr.EntryURL+"/", app+".test"); err != nil || status != 200 || !strings.Contains(body, "version=v2") {
+		t.Errorf("after the rollout GET / answered %d %q (%v), want v2", status, body, err)
+	}
 }
 
 // TestSwarmRolloutFailures: rollouts that cannot succeed, under load
