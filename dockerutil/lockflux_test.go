@@ -51,6 +51,9 @@ func TestLockWhileTheLockContainerIsBeingCreatedOrRemoved(t *testing.T) {
 				switch {
 				case strings.HasSuffix(r.URL.Path, "/_ping"):
 					_, _ = w.Write([]byte("OK"))
+				case strings.HasSuffix(r.URL.Path, "/info"):
+					// Not a Swarm manager: the lock is a container.
+					_, _ = w.Write([]byte(`{"Swarm":{"LocalNodeState":"inactive"}}`))
 				case strings.HasSuffix(r.URL.Path, "/containers/create"):
 					if settled() && tc.free {
 						w.WriteHeader(http.StatusCreated)
