@@ -222,6 +222,8 @@ const (
 	FindingNoServiceLabel         = "no-service-label"
 	FindingLockHeld               = "lock-held"
 	FindingTraefikTooOldForDocker = "traefik-too-old-for-docker"
+	FindingSwarmNotRouted         = "swarm-not-routed"
+	FindingSwarmSeveralServing    = "swarm-several-serving"
 	// FindingPlanWarning is a plan warning whose code check has no fix for
 	// (none today).
 	FindingPlanWarning = "plan-warning"
@@ -250,6 +252,11 @@ func findingOf(w Warning) Finding {
 // for its current deployment: a dry run of redeploying the serving version,
 // plus checks of the labels and networks.
 func (e *Engine) Check(ctx context.Context, o Options) ([]Finding, error) {
+	if sw, err := (&rollout{e: e, o: o}).swarmServices(ctx); err != nil {
+		return nil, err
+	} else if sw != nil {
+		return e.swarmCheck(ctx, o.App, sw)
+	}
 	cs, err := e.Runtime.List(ctx, map[string]string{LabelApp: o.App})
 	if err != nil {
 		return nil, unreachable("Docker", err)

@@ -717,3 +717,49 @@ func nameVersion(version string) string {
 	}
 	return n
 }
+
+// swarmCheck is check for an app that is a Swarm service: Traefik and
+// Docker's versions, one serving service, a router service in its labels,
+// and its running tasks listed UP by the router, all read, nothing changed.
+// Traefik's poll period cannot be read from its API: a rollout measures it
+// (its register phase says how long Traefik took).
+func (e *Engine) swarmCheck(ctx context.Context, app string, sw *swarmApp) ([]Finding, error) {
+	out := e.versionFindings(ctx)
+	if j := e.Journal; j != nil {
+		if h, err := j.LockHolder(ctx, app); err == nil && h != nil {
+			out = append(out, Finding{FindingLockHeld, fmt.Sprintf("the deploy lock of %s is held by %s", app, h), "wait for that run; if it was killed: deployctl unlock --app " + app})
+		}
+	}
+	old, err := servingService(app, sw.svcs)
+	var de *Error
+	if errors.As(err, &de) && strings.HasPrefix(de.Err.Error(), "several services") {
+		return append(out, Finding{FindingSwarmSeveralServing, de.Err.Error(), "scale all but one to 0 (docker service scale NAME=0), after a docker stack deploy typically the one deployctl made"}), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rt, ok := e.Router.(ServiceRouter)
+	if !ok {
+		return nil, usageError("%s cannot route to Swarm services", e.routerName())
+	}
+	s := &swarmRun{rt: rt, old: old}
+	if err := s.endpoint(ctx); err != nil {
+		return append(out, Finding{FindingNoServiceLabel, err.Error(), "add the service label traefik.http.services.<name>.loadbalancer.server.port=<port>"}), nil
+	}
+	tasks, err := sw.sr.ServiceTasks(ctx, old.ID)
+	if err != nil {
+		return nil, unreachable("Docker", err)
+	}
+	running := runningTasks(tasks)
+	r := &rollout{e: e, o: Options{}}
+	s.r = r
+	ok, missing, err := s.routerHas(ctx, running, true)
+	if err != nil {
+		return nil, unreachable(e.routerName(), err)
+	}
+	if !ok {
+		out = append(out, Finding{FindingSwarmNotRouted, fmt.Sprintf("%s does not list %s of service %s: a rollout would wait for it and fail", e.routerName(), missing, old.Name),
+			"check the service's traefik.enable and port labels, Traefik's --providers.swarm (v2: --providers.docker.swarmMode) and that Traefik is on the service's network (traefik.swarm.network)"})
+	}
+	return out, nil
+}

@@ -437,3 +437,32 @@ func TestSwarmStatusListsTheServices(t *testing.T) {
 		t.Errorf("retained: %+v", s)
 	}
 }
+
+func TestSwarmCheck(t *testing.T) {
+	ctx := context.Background()
+	e, f, _ := swarmEngine(t)
+	f.add("web", "web:v1", 3, swarmWebLabels)
+	if fs, err := e.Check(ctx, Options{App: "web"}); err != nil || len(fs) != 0 {
+		t.Fatalf("a routed service: %+v, %v; want no finding", fs, err)
+	}
+	if len(f.ops) != 0 {
+		t.Errorf("check changed things: %q", f.ops)
+	}
+
+	off := maps.Clone(swarmWebLabels)
+	off["traefik.enable"] = "false" // by the user: Traefik ignores it
+	e, f, _ = swarmEngine(t)
+	f.add("web", "web:v1", 3, off)
+	if fs, err := e.Check(ctx, Options{App: "web"}); err != nil || len(fs) != 1 || fs[0].Code != FindingSwarmNotRouted {
+		t.Fatalf("an unrouted service: %+v, %v; want %s", fs, err, FindingSwarmNotRouted)
+	}
+
+	e, f, _ = swarmEngine(t)
+	f.add("web", "web:v1", 3, swarmWebLabels)
+	l := maps.Clone(swarmWebLabels)
+	l[LabelApp] = "web"
+	f.add("web-v2", "web:v2", 3, l)
+	if fs, err := e.Check(ctx, Options{App: "web"}); err != nil || len(fs) != 1 || fs[0].Code != FindingSwarmSeveralServing {
+		t.Fatalf("two serving services: %+v, %v; want %s", fs, err, FindingSwarmSeveralServing)
+	}
+}

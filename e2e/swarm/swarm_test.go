@@ -293,6 +293,10 @@ func TestSwarmRollout(t *testing.T) {
 				if status, body, err := testenv.Get(tr.EntryURL+"/", app+".test"); err != nil || status != 200 || !strings.Contains(body, "version=v2") {
 					t.Errorf("after the rollout GET / answered %d %q (%v), want v2", status, body, err)
 				}
+				out, err = c.deployctl(t, tr, "check", "--app", app)
+				if err != nil || !strings.Contains(out, "nothing found") {
+					t.Errorf("deployctl check --app %s: %v\n%s", app, err, out)
+				}
 				out, err = c.deployctl(t, tr, "status", "--app", app)
 				t.Logf("deployctl status --app %s:\n%s", app, out)
 				if err != nil || !strings.Contains(out, newSvc) || !strings.Contains(out, "3 UP") || !strings.Contains(out, "out (kept for rollback)") {
