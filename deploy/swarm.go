@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -449,15 +450,14 @@ func (s *swarmRun) waitTasks(ctx context.Context) ([]Task, error) {
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
 	}
-	deadline := r.e.now().Add(timeout)
-	for {
-		tasks, err := s.sr.ServiceTasks(ctx, s.newSvc.ID)
-		if err != nil {
-			return nil, err
+	var tasks, running []Task
+	err := r.poll(ctx, timeout, func() (bool, error) {
+		var err error
+		if tasks, err = s.sr.ServiceTasks(ctx, s.newSvc.ID); err != nil {
+			return false, err
 		}
-		running := runningTasks(tasks)
-		if len(running) >= s.n {
-			return running, nil
+		if running = runningTasks(tasks); len(running) >= s.n {
+			return true, nil
 		}
 		for _, t := range tasks {
 			if s.past[t.ID] {
@@ -465,22 +465,24 @@ func (s *swarmRun) waitTasks(ctx context.Context) ([]Task, error) {
 			}
 			switch t.State {
 			case "rejected", "failed":
-				return nil, fmt.Errorf("task %s.%d of %s on %s %s: %s", s.newSvc.Name, t.Slot, r.o.ImageRef(), t.Node, t.State, firstNonEmpty(t.Err, t.Message))
+				return false, fmt.Errorf("task %s.%d of %s on %s %s: %s", s.newSvc.Name, t.Slot, r.o.ImageRef(), t.Node, t.State, cmp.Or(t.Err, t.Message))
 			case "complete", "shutdown", "orphaned", "remove":
 				// Ended before the service had all its tasks: Swarm
 				// shuts down a task whose healthcheck fails (and starts
 				// another, which fails the same way).
-				return nil, fmt.Errorf("task %s.%d of %s on %s ended (%s: %s) before the service ran: a task whose healthcheck fails is shut down by Swarm; the new version did not turn healthy",
-					s.newSvc.Name, t.Slot, r.o.ImageRef(), t.Node, t.State, firstNonEmpty(t.Err, t.Message))
+				return false, fmt.Errorf("task %s.%d of %s on %s ended (%s: %s) before the service ran: a task whose healthcheck fails is shut down by Swarm; the new version did not turn healthy",
+					s.newSvc.Name, t.Slot, r.o.ImageRef(), t.Node, t.State, cmp.Or(t.Err, t.Message))
 			}
 		}
-		if !r.e.now().Before(deadline) {
-			return nil, fmt.Errorf("%d of %d tasks of %s running after %v: %s", len(running), s.n, s.newSvc.Name, timeout, describeTasks(tasks))
-		}
-		if err := sleepCtx(ctx, r.o.PollInterval); err != nil {
-			return nil, err
-		}
+		return false, nil
+	})
+	if isTimeout(err) {
+		return nil, fmt.Errorf("%d of %d tasks of %s running after %v: %s", len(running), s.n, s.newSvc.Name, timeout, describeTasks(tasks))
 	}
+	if err != nil {
+		return nil, err
+	}
+	return running, nil
 }
 
 // waitRouter waits until the router lists every one of tasks (in) or
@@ -492,25 +494,18 @@ func (s *swarmRun) waitRouter(ctx context.Context, tasks []Task, in bool) error 
 		timeout = r.o.DeregisterTimeout
 	}
 	timeout = max(timeout, minSwarmRouterWait)
-	deadline := r.e.now().Add(timeout)
-	for {
-		ok, missing, err := s.routerHas(ctx, tasks, in)
-		if err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		if !r.e.now().Before(deadline) {
-			if in {
-				return fmt.Errorf("%s did not list %s within %v", r.e.routerName(), missing, timeout)
-			}
-			return fmt.Errorf("%s still lists %s after %v", r.e.routerName(), missing, timeout)
-		}
-		if err := sleepCtx(ctx, r.o.PollInterval); err != nil {
-			return err
-		}
+	var missing string
+	err := r.poll(ctx, timeout, func() (ok bool, err error) {
+		ok, missing, err = s.routerHas(ctx, tasks, in)
+		return ok, err
+	})
+	switch {
+	case isTimeout(err) && in:
+		return fmt.Errorf("%s did not list %s within %v", r.e.routerName(), missing, timeout)
+	case isTimeout(err):
+		return fmt.Errorf("%s still lists %s after %v", r.e.routerName(), missing, timeout)
 	}
+	return err
 }
 
 func (s *swarmRun) routerHas(ctx context.Context, tasks []Task, in bool) (bool, string, error) {
@@ -653,8 +648,8 @@ func taskNodes(tasks []Task) string {
 func describeTasks(tasks []Task) string {
 	var parts []string
 	for _, t := range tasks {
-		d := fmt.Sprintf("task %d on %s %s", t.Slot, firstNonEmpty(t.Node, "no node"), t.State)
-		if m := firstNonEmpty(t.Err, t.Message); m != "" {
+		d := fmt.Sprintf("task %d on %s %s", t.Slot, cmp.Or(t.Node, "no node"), t.State)
+		if m := cmp.Or(t.Err, t.Message); m != "" {
 			d += " (" + m + ")"
 		}
 		parts = append(parts, d)
@@ -671,24 +666,6 @@ func serviceNames(svcs []SwarmService) string {
 		names = append(names, s.Name)
 	}
 	return strings.Join(names, ", ")
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-time.After(d):
-		return nil
-	}
 }
 
 // minSwarmRouterWait bounds the waits for the router from below: Traefik's

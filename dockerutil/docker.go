@@ -41,6 +41,8 @@ type Runtime struct {
 	// role is the engine's Swarm role (SwarmRole), once roleKnown.
 	role      string
 	roleKnown bool
+	// nodes maps Swarm node IDs to their hostnames (nodeName).
+	nodes map[string]string
 }
 
 var _ deploy.Runtime = (*Runtime)(nil)

@@ -1,6 +1,7 @@
 package dockerutil
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -180,19 +181,10 @@ func (r *Runtime) ServiceTasks(ctx context.Context, id string) ([]deploy.Task, e
 	if err != nil {
 		return nil, err
 	}
-	nodes := map[string]string{}
-	if nl, err := r.cli.NodeList(ctx, client.NodeListOptions{}); err == nil {
-		for _, n := range nl.Items {
-			nodes[n.ID] = n.Description.Hostname
-		}
-	}
 	var out []deploy.Task
 	for _, t := range l.Items {
-		dt := deploy.Task{ID: t.ID, Slot: t.Slot, Node: t.NodeID, State: string(t.Status.State), DesiredState: string(t.DesiredState),
+		dt := deploy.Task{ID: t.ID, Slot: t.Slot, Node: r.nodeName(ctx, t.NodeID), State: string(t.Status.State), DesiredState: string(t.DesiredState),
 			Err: t.Status.Err, Message: t.Status.Message, Addrs: map[string]string{}}
-		if h := nodes[t.NodeID]; h != "" {
-			dt.Node = h
-		}
 		for _, na := range t.NetworksAttachments {
 			for _, a := range na.Addresses {
 				dt.Addrs[na.Network.Spec.Name] = a.Addr().String()
@@ -201,4 +193,35 @@ func (r *Runtime) ServiceTasks(ctx context.Context, id string) ([]deploy.Task, e
 		out = append(out, dt)
 	}
 	return out, nil
+}
+
+// nodeName is the hostname of a Swarm node, else its ID. The names are
+// listed once and again only for a node not seen yet: the tasks are polled
+// while a rollout waits, the nodes rarely change.
+func (r *Runtime) nodeName(ctx context.Context, id string) string {
+	if id == "" {
+		return ""
+	}
+	r.mu.Lock()
+	name, ok := r.nodes[id]
+	r.mu.Unlock()
+	if ok {
+		return name
+	}
+	nl, err := r.cli.NodeList(ctx, client.NodeListOptions{})
+	if err != nil {
+		return id
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.nodes == nil {
+		r.nodes = map[string]string{}
+	}
+	for _, n := range nl.Items {
+		r.nodes[n.ID] = cmp.Or(n.Description.Hostname, n.ID)
+	}
+	if name, ok := r.nodes[id]; ok {
+		return name
+	}
+	return id
 }
